@@ -1,0 +1,249 @@
+"""The `funnel` command line. Settings are built here, once, and passed down."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from funnel.errors import FunnelError
+from funnel.settings import Settings, load_settings
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SCRIPT = REPO_ROOT / "deploy" / "local" / "kafka.sh"
+
+app = typer.Typer(
+    help="Real-time e-commerce funnels, KPIs and alerts (Kafka, Faust, ClickHouse, Prometheus).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+report_app = typer.Typer(help="Print reports from ClickHouse.", no_args_is_help=True)
+broker_app = typer.Typer(help="The local Kafka broker (no Docker needed).", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+app.add_typer(broker_app, name="broker")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fail(exc: Exception) -> None:
+    err_console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(2)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except FunnelError as exc:
+        _fail(exc)
+        raise  # unreachable
+
+
+def _mount_optional_commands() -> None:
+    from schemas.cli import app as schemas_app
+    from simulator.cli import simulate
+
+    app.add_typer(schemas_app, name="schemas", help="Check the Avro contract.")
+    app.command("simulate")(simulate)
+
+
+@app.command()
+def worker(
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: run until Ctrl-C).")
+    ] = None,
+    until_idle: Annotated[
+        float | None,
+        typer.Option(help="Stop once every input has been fully consumed for this many seconds."),
+    ] = None,
+    funnels: Annotated[
+        Path | None, typer.Option(help="Funnel definitions YAML (default: streams/funnels.yaml).")
+    ] = None,
+    loglevel: Annotated[
+        str, typer.Option(help="Log level: debug, info, warning, error.")
+    ] = "warning",
+) -> None:
+    """Run a stream worker: consume the inputs, keep state, write ClickHouse, serve /metrics."""
+    from streams.worker import run_worker
+
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = _settings()
+    console.print(
+        f"worker: kafka={settings.bootstrap_servers} "
+        f"clickhouse={settings.effective_clickhouse_dsn} "
+        f"metrics=http://{settings.metrics_host}:{settings.metrics_port}/metrics"
+    )
+    try:
+        run_worker(
+            settings,
+            duration_seconds=duration,
+            stop_when_idle_seconds=until_idle,
+            funnels_file=funnels,
+            loglevel=loglevel,
+        )
+    except FunnelError as exc:
+        _fail(exc)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply pending ClickHouse migrations (the worker also does this at start)."""
+    from sinks.clickhouse import apply_migrations, open_client
+    from streams.worker import clickhouse_target
+
+    settings = _settings()
+    try:
+        applied = apply_migrations(open_client(clickhouse_target(settings)))
+    except FunnelError as exc:
+        _fail(exc)
+    console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")
+
+
+@app.command()
+def topics() -> None:
+    """Create the Kafka topics if missing and show their partition counts."""
+    from streams.topics import ensure_topics
+
+    try:
+        counts = ensure_topics(_settings())
+    except FunnelError as exc:
+        _fail(exc)
+    table = Table("topic", "partitions")
+    for name, count in sorted(counts.items()):
+        table.add_row(name, str(count))
+    console.print(table)
+
+
+def _report_client() -> object:
+    from sinks.clickhouse import open_client
+    from streams.worker import clickhouse_target
+
+    try:
+        return open_client(clickhouse_target(_settings()), create_database=False)
+    except FunnelError as exc:
+        _fail(exc)
+        raise
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+@report_app.command("funnel")
+def report_funnel(
+    funnel: Annotated[str | None, typer.Option(help="Only this funnel (default: all).")] = None,
+    by_channel: Annotated[bool, typer.Option(help="Also break the funnel down by channel.")] = True,
+) -> None:
+    """Sessions entering each funnel step, with step conversion."""
+    from sinks import reports
+
+    client = _report_client()
+    rows = reports.funnel_steps(client, funnel)
+    if not rows:
+        err_console.print("no funnel rows yet: run `funnel worker` and `funnel simulate` first")
+        raise typer.Exit(1)
+    table = Table(
+        "funnel", "step", "event", "entered", "from previous", "from first", title="Funnels"
+    )
+    for row in rows:
+        table.add_row(
+            row.funnel,
+            str(row.step),
+            row.step_name,
+            f"{row.entered:,}",
+            _pct(row.conversion_from_previous),
+            _pct(row.conversion_from_first),
+        )
+    console.print(table)
+    if by_channel:
+        for name in sorted({row.funnel for row in rows}):
+            steps = [r.step_name for r in rows if r.funnel == name]
+            channel_table = Table("channel", *steps, "conversion", title=f"{name} by channel")
+            for channel, counts in reports.funnel_by_channel(client, name):
+                counts = counts + [0] * (len(steps) - len(counts))
+                rate = counts[-1] / counts[0] if counts[0] else None
+                channel_table.add_row(channel, *(f"{c:,}" for c in counts), _pct(rate))
+            console.print(channel_table)
+
+
+@report_app.command("kpi")
+def report_kpi() -> None:
+    """Orders, GMV, AOV, refunds and coupon use per currency, plus pipeline counts."""
+    from sinks import reports
+
+    client = _report_client()
+    table = Table(
+        "currency",
+        "orders",
+        "GMV",
+        "AOV",
+        "refunds",
+        "refunded",
+        "coupon orders",
+        "first / repeat",
+        "payment failures",
+        title="KPIs",
+    )
+    for k in reports.kpis(client):
+        table.add_row(
+            k.currency,
+            f"{k.orders:,}",
+            f"{k.gmv_minor / 100:,.2f}",
+            "-" if k.aov_minor is None else f"{k.aov_minor / 100:,.2f}",
+            f"{k.refunds:,}",
+            f"{k.refunded_minor / 100:,.2f}",
+            f"{k.coupon_orders:,}",
+            f"{k.first_orders:,} / {k.repeat_orders:,}",
+            f"{k.payment_failures:,}",
+        )
+    console.print(table)
+    counts = Table("pipeline", "rows", title="Pipeline")
+    for label, value in reports.pipeline_counts(client).items():
+        counts.add_row(label, f"{value:,}")
+    console.print(counts)
+
+
+def _kafka_script(command: str) -> None:
+    settings = _settings()
+    env = dict(os.environ)
+    env.setdefault("KAFKA_DATA_DIR", str((settings.data_dir / "kafka").resolve()))
+    env.setdefault("PYTHON", sys.executable)
+    result = subprocess.run(["bash", str(KAFKA_SCRIPT), command], env=env, check=False)
+    if result.returncode:
+        raise typer.Exit(result.returncode)
+
+
+@broker_app.command("start")
+def broker_start() -> None:
+    """Fetch the Kafka jars (once), format storage (once) and start the broker on 127.0.0.1."""
+    _kafka_script("start")
+
+
+@broker_app.command("stop")
+def broker_stop() -> None:
+    """Stop the local broker."""
+    _kafka_script("stop")
+
+
+@broker_app.command("status")
+def broker_status() -> None:
+    """Is the local broker running?"""
+    _kafka_script("status")
+
+
+def main() -> None:
+    _mount_optional_commands()
+    app()
+
+
+if __name__ == "__main__":
+    main()

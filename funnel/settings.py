@@ -1,0 +1,142 @@
+"""One frozen settings object, built once at the entry point.
+
+Values come from keyword arguments, then environment variables (prefix ``FUNNEL_``,
+plus the conventional ``KAFKA_BOOTSTRAP_SERVERS``), then defaults. Nothing here runs at
+import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from funnel.errors import ConfigError
+
+DEFAULT_DATA_DIR = Path(".data")
+
+
+class TopicNames(BaseSettings):
+    """Kafka topic names; override with FUNNEL_TOPICS__CLICKSTREAM etc."""
+
+    model_config = SettingsConfigDict(frozen=True)
+
+    clickstream: str = "shop.clickstream"
+    cart: str = "shop.cart"
+    orders: str = "shop.orders"
+    dlq: str = "shop.dlq"
+    triggers: str = "shop.triggers"
+
+    def inputs(self) -> tuple[str, str, str]:
+        return (self.clickstream, self.cart, self.orders)
+
+
+class Settings(BaseSettings):
+    """Everything a worker, the simulator and the reports need to know."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="FUNNEL_",
+        env_nested_delimiter="__",
+        frozen=True,
+        extra="forbid",
+    )
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias=AliasChoices("FUNNEL_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+    )
+    topics: TopicNames = Field(default_factory=TopicNames)
+    partitions: int = Field(default=4, ge=1, le=1024)
+    app_id: str = "shop-funnel"
+
+    # ClickHouse: chdb:///<dir> (embedded, default) or http(s)://host:8123.
+    clickhouse_dsn: str = ""
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    clickhouse_database: str = "shop"
+
+    metrics_port: int = Field(default=9108, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
+    window_seconds: int = Field(default=60, ge=1)
+    allowed_lateness_seconds: int = Field(default=300, ge=0)
+    session_timeout_seconds: int = Field(default=1800, ge=60)
+
+    # Batch processing: events per partition handed to the agent at once, and how
+    # long a partial batch may wait.
+    batch_max_events: int = Field(default=10_000, ge=1)
+    batch_max_seconds: float = Field(default=1.0, gt=0)
+    commit_interval_seconds: float = Field(default=2.0, gt=0)
+
+    sink_batch_rows: int = Field(default=10_000, ge=1)
+    sink_flush_seconds: float = Field(default=1.0, gt=0)
+    sink_queue_rows: int = Field(default=200_000, ge=1)
+
+    # Input validation bounds (schemas/validation.py).
+    max_payload_bytes: int = Field(default=64 * 1024, ge=256)
+    max_future_seconds: int = Field(default=300, ge=0)
+    max_past_seconds: int = Field(default=7 * 86400, ge=0)
+    replay: bool = False
+
+    @field_validator("replay", mode="before")
+    @classmethod
+    def _parse_bool(cls, value: Any) -> Any:
+        # Booleans are parsed explicitly: "0", "false", "no", "off" and "" are false.
+        if isinstance(value, str):
+            lowered = value.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off", ""}:
+                return False
+            raise ValueError(f"expected a boolean (true/false/1/0), got {value!r}")
+        return value
+
+    @field_validator("clickhouse_dsn")
+    @classmethod
+    def _check_dsn(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in {"chdb", "http", "https"}:
+            raise ValueError(
+                f"unsupported ClickHouse DSN {value!r}: use chdb:///<dir> for the embedded "
+                "engine or http(s)://host:8123 for a server"
+            )
+        return value
+
+    @property
+    def effective_clickhouse_dsn(self) -> str:
+        if self.clickhouse_dsn:
+            return self.clickhouse_dsn
+        return f"chdb:///{(self.data_dir / 'clickhouse').resolve()}"
+
+    @property
+    def allowed_lateness_ms(self) -> int:
+        return self.allowed_lateness_seconds * 1000
+
+    @property
+    def window_ms(self) -> int:
+        return self.window_seconds * 1000
+
+    @property
+    def session_timeout_ms(self) -> int:
+        return self.session_timeout_seconds * 1000
+
+    def redacted(self) -> dict[str, Any]:
+        """Settings as a dict that is safe to print or log (secrets masked)."""
+        return self.model_dump(mode="json")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings once; invalid values raise :class:`ConfigError` naming the fix."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(
+            f"invalid settings ({problems}); fix the FUNNEL_* environment variable or "
+            "command-line option named here"
+        ) from exc

@@ -1,0 +1,157 @@
+"""Records the workers must reject, one builder per dead-letter reason.
+
+Each builder starts from a real event of the run and breaks it the way a real producer
+bug would (a release that sends prices as strings, seconds instead of milliseconds, a
+stale schema id, ...). The expected reason is recorded on the SimRecord; a unit test
+decodes every builder's output with :class:`schemas.codec.EventCodec` and checks that
+the codec gives exactly that reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from collections.abc import Callable
+from typing import Any, Final
+
+import orjson
+
+from schemas.codec import EventCodec
+from schemas.model import Event, Item
+from schemas.reasons import Reason
+from simulator.config import SimConfig
+
+_YEAR_MS: Final = 365 * 86_400_000
+# Not registered for any stream (schemas/registry.json uses 1xx-9xx).
+UNKNOWN_SCHEMA_ID: Final = 4242
+
+
+class MalformedFactory:
+    """``build(reason, event, rng) -> bytes`` that the codec rejects with ``reason``."""
+
+    def __init__(self, codec: EventCodec, config: SimConfig) -> None:
+        self.codec = codec
+        self.config = config
+        self._builders: dict[Reason, Callable[[Event, random.Random], bytes]] = {
+            Reason.UNDECODABLE: self._undecodable,
+            Reason.UNKNOWN_SCHEMA_ID: self._unknown_schema_id,
+            Reason.MISSING_FIELD: self._missing_field,
+            Reason.WRONG_TYPE: self._wrong_type,
+            Reason.UNKNOWN_EVENT_TYPE: self._unknown_event_type,
+            Reason.NEGATIVE_PRICE: self._negative_price,
+            Reason.NEGATIVE_QUANTITY: self._negative_quantity,
+            Reason.INVALID_CURRENCY: self._invalid_currency,
+            Reason.INVALID_PLATFORM: self._invalid_platform,
+            Reason.TOO_MANY_ITEMS: self._too_many_items,
+            Reason.PAYLOAD_TOO_LARGE: self._payload_too_large,
+            Reason.EVENT_TIME_IN_FUTURE: self._event_time_in_future,
+            Reason.EVENT_TIME_TOO_OLD: self._event_time_too_old,
+        }
+
+    @property
+    def reasons(self) -> tuple[Reason, ...]:
+        """The reasons this run may produce: all of :class:`Reason`, EVENT_TIME_TOO_OLD only
+        with ``include_too_old`` (whether "too old" applies depends on the worker's clock
+        and replay setting, so it is opt-in even though these records are always too old)."""
+        return tuple(
+            r
+            for r in self._builders
+            if r is not Reason.EVENT_TIME_TOO_OLD or self.config.include_too_old
+        )
+
+    def build(self, reason: Reason, event: Event, rng: random.Random) -> bytes:
+        return self._builders[reason](event, rng)
+
+    # -- helpers ---------------------------------------------------------------------
+
+    def _avro_or_json(self, event: Event, rng: random.Random) -> bytes:
+        """Semantic errors travel in either encoding: the schema allows them."""
+        if rng.random() < 0.5:
+            return self.codec.encode_avro(event)
+        return self.codec.encode_json(event)
+
+    def _json_dict(self, event: Event) -> dict[str, Any]:
+        loaded: dict[str, Any] = orjson.loads(self.codec.encode_json(event))
+        return loaded
+
+    def _with_item(self, event: Event, **changes: Any) -> Event:
+        """``event`` with its first item changed (an item is added if it has none)."""
+        base = event.items[0] if event.items else Item(item_id="SKU-10000", price_minor=9900)
+        item = dataclasses.replace(base, **changes)
+        return dataclasses.replace(
+            event, items=(item, *event.items[1:]), currency=event.currency or "CNY"
+        )
+
+    # -- one builder per reason ------------------------------------------------------------
+
+    def _undecodable(self, event: Event, rng: random.Random) -> bytes:
+        kind = rng.randrange(3)
+        if kind == 0:  # not Avro, not JSON: a protobuf-ish or compressed blob
+            return b"\x1f\x8b" + rng.randbytes(rng.randint(20, 120))
+        if kind == 1:  # an Avro frame cut short in the middle of the body
+            avro = self.codec.encode_avro(event)
+            return avro[: max(6, len(avro) // 2)]
+        json = self.codec.encode_json(event)  # JSON cut off by a buffer limit
+        return json[: max(2, len(json) // 2)]
+
+    def _unknown_schema_id(self, event: Event, rng: random.Random) -> bytes:
+        body = self.codec.encode_avro(event)[5:]
+        return b"\x00" + UNKNOWN_SCHEMA_ID.to_bytes(4, "big") + body
+
+    def _missing_field(self, event: Event, rng: random.Random) -> bytes:
+        if rng.random() < 0.5:
+            return self.codec.encode_avro(dataclasses.replace(event, session_id=""))
+        record = self._json_dict(event)
+        del record[rng.choice(("event_id", "anonymous_id", "event_time", "session_id"))]
+        return orjson.dumps(record)
+
+    def _wrong_type(self, event: Event, rng: random.Random) -> bytes:
+        record = self._json_dict(event)
+        if rng.random() < 0.5:
+            record["event_time"] = event.event_time_ms / 1000  # JavaScript seconds, a float
+        else:
+            record["items"] = [{"item_id": "SKU-10000", "price": 12.99, "quantity": 1}]
+            record["currency"] = event.currency or "CNY"
+        return orjson.dumps(record)
+
+    def _unknown_event_type(self, event: Event, rng: random.Random) -> bytes:
+        renamed = dataclasses.replace(event, event_type=rng.choice(("add_to_basket", "pageview")))
+        return self._avro_or_json(renamed, rng)
+
+    def _negative_price(self, event: Event, rng: random.Random) -> bytes:
+        return self._avro_or_json(
+            self._with_item(event, price_minor=-abs(rng.randint(1, 9999))), rng
+        )
+
+    def _negative_quantity(self, event: Event, rng: random.Random) -> bytes:
+        return self._avro_or_json(self._with_item(event, quantity=-1), rng)
+
+    def _invalid_currency(self, event: Event, rng: random.Random) -> bytes:
+        broken = self._with_item(event)
+        broken = dataclasses.replace(broken, currency=rng.choice(("RMB", "usd", "EURO")))
+        return self._avro_or_json(broken, rng)
+
+    def _invalid_platform(self, event: Event, rng: random.Random) -> bytes:
+        broken = dataclasses.replace(event, platform=rng.choice(("ios", "android", "h5")))
+        return self._avro_or_json(broken, rng)
+
+    def _too_many_items(self, event: Event, rng: random.Random) -> bytes:
+        item = Item(item_id="SKU-10001", price_minor=100)
+        broken = dataclasses.replace(event, items=(item,) * 201, currency=event.currency or "CNY")
+        return self.codec.encode_avro(broken)
+
+    def _payload_too_large(self, event: Event, rng: random.Random) -> bytes:
+        padding = "x" * (self.config.max_payload_bytes + 1024)
+        broken = dataclasses.replace(event, page_url=f"https://shop.example.com/?state={padding}")
+        return self._avro_or_json(broken, rng)
+
+    def _event_time_in_future(self, event: Event, rng: random.Random) -> bytes:
+        # Decades ahead: in the future for any plausible worker clock.
+        future = event.event_time_ms + 30 * _YEAR_MS
+        return self._avro_or_json(dataclasses.replace(event, event_time_ms=future), rng)
+
+    def _event_time_too_old(self, event: Event, rng: random.Random) -> bytes:
+        # Seconds sent where milliseconds belong: before 2000, so rejected on any worker
+        # clock and even in replay mode, which keeps the ground truth exact.
+        old = event.event_time_ms // 1000
+        return self._avro_or_json(dataclasses.replace(event, event_time_ms=old), rng)

@@ -1,0 +1,2 @@
+"""Sinks: the ClickHouse writer and the Prometheus exporter, plus the generators of the
+observability config (Prometheus rules, Grafana dashboards) that must match the exporter."""

@@ -1,0 +1,353 @@
+"""ClickHouse through clickhouse-connect: the embedded chDB engine or a server, same code.
+
+- :func:`open_client` turns the settings' DSN into a client (``chdb:///dir`` or
+  ``http(s)://host:8123``).
+- :func:`apply_migrations` runs ``deploy/clickhouse/migrations/NNNN_*.sql`` in order,
+  once each, recording them in ``schema_migrations``.
+- :class:`ClickHouseWriter` batches rows per table in a background thread, retries with
+  backoff while ClickHouse is unavailable, applies backpressure instead of dropping, and
+  offers :meth:`ClickHouseWriter.flush` as a barrier the Kafka offset commit waits on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import clickhouse_connect
+
+from sinks.errors import ClickHouseUnavailableError, MigrationError
+from sinks.tables import TableSpec
+
+log = logging.getLogger(__name__)
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "clickhouse" / "migrations"
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+class InsertClient(Protocol):
+    """The part of a clickhouse-connect client the writer uses (tests substitute fakes)."""
+
+    def insert(self, table: str, data: Sequence[Sequence[Any]], **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ClickHouseTarget:
+    dsn: str
+    database: str
+    username: str = "default"
+    password: str = ""
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.dsn.startswith("chdb:")
+
+    def describe(self) -> str:
+        parts = urlsplit(self.dsn)
+        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"  # never the password
+
+
+def open_client(target: ClickHouseTarget, *, create_database: bool = True) -> Any:
+    """A clickhouse-connect client on ``target.database`` (created if missing)."""
+    try:
+        if target.is_embedded:
+            path = target.dsn[len("chdb://") :]
+            if path.startswith("/") and path != "/memory":
+                Path(path).mkdir(parents=True, exist_ok=True)
+            admin = clickhouse_connect.get_client(dsn=target.dsn)
+            if create_database:
+                admin.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
+            return clickhouse_connect.get_client(dsn=target.dsn, database=target.database)
+        parts = urlsplit(target.dsn)
+        common: dict[str, Any] = {
+            "host": parts.hostname,
+            "port": parts.port or (8443 if parts.scheme == "https" else 8123),
+            "username": target.username,
+            "password": target.password,
+            "secure": parts.scheme == "https",
+        }
+        if create_database:
+            admin = clickhouse_connect.get_client(**common)
+            admin.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
+        return clickhouse_connect.get_client(database=target.database, **common)
+    except Exception as exc:
+        hint = (
+            "another process (a running worker?) holds this embedded ClickHouse directory: "
+            "stop it, or point FUNNEL_CLICKHOUSE_DSN at a ClickHouse server"
+            if target.is_embedded and "lock" in str(exc).lower()
+            else "check FUNNEL_CLICKHOUSE_DSN, that the server is up, and the credentials"
+        )
+        raise ClickHouseUnavailableError(
+            f"cannot open ClickHouse at {target.describe()}: "
+            f"{str(exc).splitlines()[0][:300]}; {hint}"
+        ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    number: int
+    name: str
+    statements: tuple[str, ...]
+
+
+def split_statements(sql: str) -> list[str]:
+    lines = [line for line in sql.splitlines() if not line.strip().startswith("--")]
+    return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
+
+
+def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
+    """Migrations in order; fails on a bad name, a gap or a repeated number."""
+    files = sorted(p for p in directory.glob("*.sql"))
+    migrations: list[Migration] = []
+    for expected, path in enumerate(files, start=1):
+        match = _MIGRATION_NAME.match(path.name)
+        if not match:
+            raise MigrationError(
+                f"migration file {path.name} must be named NNNN_lower_snake.sql "
+                "(e.g. 0004_retention.sql)"
+            )
+        number = int(match.group(1))
+        if number != expected:
+            raise MigrationError(
+                f"migration {path.name} has number {number}, expected {expected:04d}: "
+                "numbers start at 0001 and have no gaps or repeats"
+            )
+        migrations.append(Migration(number, path.stem, tuple(split_statements(path.read_text()))))
+    return migrations
+
+
+def for_cluster(statement: str, cluster: str) -> str:
+    """The same DDL for a cluster: ON CLUSTER and Replicated* engines."""
+    stmt = re.sub(
+        r"^(CREATE (?:TABLE|VIEW) IF NOT EXISTS \w+)",
+        rf"\1 ON CLUSTER {cluster}",
+        statement,
+        count=1,
+    )
+    table = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)
+    if table:
+        zk_args = f"'/clickhouse/tables/{{shard}}/{{database}}/{table.group(1)}', '{{replica}}'"
+        stmt = re.sub(
+            r"ENGINE = (Replacing|Summing|Aggregating)?MergeTree(\((.*?)\))?",
+            lambda m: (
+                f"ENGINE = Replicated{m.group(1) or ''}MergeTree({zk_args}"
+                + (f", {m.group(3)}" if m.group(3) else "")
+                + ")"
+            ),
+            stmt,
+            count=1,
+        )
+    return stmt
+
+
+def apply_migrations(
+    client: Any, directory: Path = MIGRATIONS_DIR, cluster: str | None = None
+) -> list[str]:
+    """Apply pending migrations; return the names applied now."""
+    client.command(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (number UInt32, name String, "
+        "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY number"
+    )
+    done = {row[0] for row in client.query("SELECT number FROM schema_migrations").result_rows}
+    applied: list[str] = []
+    for migration in load_migrations(directory):
+        if migration.number in done:
+            continue
+        for statement in migration.statements:
+            try:
+                client.command(for_cluster(statement, cluster) if cluster else statement)
+            except Exception as exc:
+                raise MigrationError(
+                    f"migration {migration.name} failed: {str(exc).splitlines()[0][:300]}; "
+                    "fix the SQL file (migrations must be idempotent: IF NOT EXISTS)"
+                ) from exc
+        client.insert(
+            "schema_migrations",
+            [[migration.number, migration.name]],
+            column_names=["number", "name"],
+        )
+        applied.append(migration.name)
+    return applied
+
+
+class WriterMetrics(Protocol):
+    def observe_insert(self, table: str, rows: int, seconds: float) -> None: ...
+    def insert_failed(self, table: str) -> None: ...
+    def queue_rows(self, rows: int) -> None: ...
+
+
+class _NoMetrics:
+    def observe_insert(self, table: str, rows: int, seconds: float) -> None:
+        return None
+
+    def insert_failed(self, table: str) -> None:
+        return None
+
+    def queue_rows(self, rows: int) -> None:
+        return None
+
+
+class ClickHouseWriter:
+    """Batched, retrying, back-pressuring writer running in its own thread."""
+
+    def __init__(
+        self,
+        client_factory: Callable[[], InsertClient],
+        *,
+        batch_rows: int = 10_000,
+        flush_seconds: float = 1.0,
+        max_queue_rows: int = 200_000,
+        retry_max_seconds: float = 30.0,
+        metrics: WriterMetrics | None = None,
+    ) -> None:
+        self._client_factory = client_factory
+        self._client: InsertClient | None = None
+        self._batch_rows = batch_rows
+        self._flush_seconds = flush_seconds
+        self._max_queue_rows = max_queue_rows
+        self._retry_max = retry_max_seconds
+        self._metrics: WriterMetrics = metrics or _NoMetrics()
+        self._lock = threading.Condition()
+        self._pending: dict[str, tuple[TableSpec, list[Sequence[Any]]]] = {}
+        self._pending_rows = 0
+        self._submitted = 0  # submissions accepted
+        self._written = 0  # submissions fully written
+        self._flush_wanted = False
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="clickhouse-writer", daemon=True)
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    @property
+    def pending_rows(self) -> int:
+        return self._pending_rows
+
+    async def submit(self, table: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
+        """Queue rows; waits (backpressure) while the queue is over its limit."""
+        if not rows:
+            return
+        while self._pending_rows >= self._max_queue_rows and self._thread.is_alive():
+            await asyncio.sleep(0.01)
+        self.submit_nowait(table, rows)
+
+    def submit_nowait(self, table: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
+        with self._lock:
+            spec_rows = self._pending.setdefault(table.name, (table, []))[1]
+            spec_rows.extend(rows)
+            self._pending_rows += len(rows)
+            self._submitted += 1
+            self._metrics.queue_rows(self._pending_rows)
+            if self._pending_rows >= self._batch_rows:
+                self._lock.notify_all()
+
+    async def flush(self) -> None:
+        """Return once every row submitted before this call is in ClickHouse."""
+        with self._lock:
+            target = self._submitted
+            if self._written >= target:
+                return
+            self._flush_wanted = True
+            self._lock.notify_all()
+        while True:
+            with self._lock:
+                if self._written >= target:
+                    return
+                if not self._thread.is_alive():
+                    raise ClickHouseUnavailableError("the ClickHouse writer thread has stopped")
+            await asyncio.sleep(0.005)
+
+    def flush_blocking(self, timeout: float = 60.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            target = self._submitted
+            self._flush_wanted = True
+            self._lock.notify_all()
+            while self._written < target:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._thread.is_alive():
+                    return False
+                self._lock.wait(min(remaining, 0.05))
+        return True
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if self._thread.is_alive():
+            self.flush_blocking(timeout)
+        with self._lock:
+            self._stopping = True
+            self._lock.notify_all()
+        self._thread.join(timeout)
+
+    def _take_batch(self) -> tuple[list[tuple[TableSpec, list[Sequence[Any]]]], int] | None:
+        with self._lock:
+            deadline = time.monotonic() + self._flush_seconds
+            while not self._stopping:
+                if self._pending_rows >= self._batch_rows or self._flush_wanted:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._lock.wait(remaining)
+            if self._stopping and not self._pending:
+                return None
+            batch = list(self._pending.values())
+            self._pending = {}
+            target = self._submitted
+            self._flush_wanted = False
+            return batch, target
+
+    def _run(self) -> None:
+        while True:
+            taken = self._take_batch()
+            if taken is None:
+                return
+            batch, target = taken
+            for spec, rows in batch:
+                self._insert_with_retry(spec, rows)
+                with self._lock:
+                    self._pending_rows -= len(rows)
+                    self._metrics.queue_rows(self._pending_rows)
+            with self._lock:
+                self._written = max(self._written, target)
+                self._lock.notify_all()
+
+    def _insert_with_retry(self, spec: TableSpec, rows: list[Sequence[Any]]) -> None:
+        delay = 0.1
+        while True:
+            started = time.perf_counter()
+            try:
+                if self._client is None:
+                    self._client = self._client_factory()
+                columns = [list(col) for col in zip(*rows, strict=True)]
+                self._client.insert(
+                    spec.name, columns, column_names=list(spec.columns), column_oriented=True
+                )
+            except Exception as exc:  # any failure: keep the rows, back off, try again
+                self.last_error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                self._metrics.insert_failed(spec.name)
+                log.warning(
+                    "ClickHouse insert into %s failed (%s); retrying in %.1fs, %d rows kept",
+                    spec.name,
+                    self.last_error,
+                    delay,
+                    len(rows),
+                )
+                with self._lock:
+                    if self._stopping and delay >= self._retry_max:
+                        log.error("giving up on %d rows for %s at shutdown", len(rows), spec.name)
+                        return
+                time.sleep(delay)
+                delay = min(delay * 2, self._retry_max)
+                continue
+            self.last_error = None
+            self._metrics.observe_insert(spec.name, len(rows), time.perf_counter() - started)
+            return

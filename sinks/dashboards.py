@@ -1,0 +1,611 @@
+"""The Grafana dashboards, one list of panels each (rendered by deploy/grafana/build.py).
+
+Prometheus panels may only use metrics that ``PipelineMetrics`` exports and the recording
+rules of ``sinks/alert_rules.py``; ClickHouse panels only tables and views that the
+migrations create. ``tests/unit/test_grafana.py`` checks both (it runs every ClickHouse
+query against the migrated schema), so a panel is added by adding one entry here.
+
+Money is stored in minor units; panels divide by 100 (currencies with two decimals).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from sinks.alert_rules import FUNNEL_DASHBOARD_UID, KPI_DASHBOARD_UID, PIPELINE_DASHBOARD_UID
+from sinks.grafana import Dashboard, Panel, PromQuery, Row, SqlQuery, Variable
+
+RETENTION_DASHBOARD_UID: Final = "shopfunnel-retention"
+
+FUNNEL_VARIABLE: Final = Variable(
+    "funnel", "Funnel", "label_values(shopfunnel:funnel_step_conversion:ratio_rate5m, funnel)"
+)
+CHANNEL_VARIABLE: Final = Variable(
+    "channel", "Channel", "label_values(shopfunnel_funnel_step_entries_total, channel)", multi=True
+)
+RATIO: Final = "percentunit"
+
+# The first and last step of the selected funnel, for whole-funnel conversion.
+_FUNNEL_BOUNDS: Final = (
+    "(SELECT min(step) AS first_step, max(step) AS last_step FROM v_funnel_steps_day "
+    "WHERE funnel = '${funnel}') AS bounds"
+)
+
+FUNNEL_OVERVIEW: Final = Dashboard(
+    uid=FUNNEL_DASHBOARD_UID,
+    title="Shop funnel: overview",
+    description="Live step conversion from Prometheus (summed over workers) and the last hour "
+    "of event time from ClickHouse.",
+    variables=(FUNNEL_VARIABLE, CHANNEL_VARIABLE),
+    items=(
+        Row("Live conversion (Prometheus, all workers)"),
+        Panel(
+            "Step conversion, 5m",
+            "timeseries",
+            (
+                PromQuery(
+                    'shopfunnel:funnel_step_conversion:ratio_rate5m{funnel="$funnel"}',
+                    "{{from_step}} -> {{step}}",
+                ),
+            ),
+            unit=RATIO,
+            max_value=1,
+            description="entries(step) / entries(previous step) over 5 minutes of wall time.",
+        ),
+        Panel(
+            "Step conversion vs baseline, 15m",
+            "timeseries",
+            (
+                PromQuery(
+                    'shopfunnel:funnel_step_conversion:ratio_rate15m{funnel="$funnel"}',
+                    "now {{step}}",
+                ),
+                PromQuery(
+                    'shopfunnel:funnel_step_conversion:baseline_ratio{funnel="$funnel"}',
+                    "baseline {{step}}",
+                ),
+            ),
+            unit=RATIO,
+            max_value=1,
+            description="The baseline is the lower of the trailing hour and the same 15 minutes "
+            "last week; FunnelStepConversionDrop fires below half of it.",
+        ),
+        Panel(
+            "Step entries per second",
+            "timeseries",
+            (PromQuery('shopfunnel:funnel_step_entries:rate5m{funnel="$funnel"}', "{{step}}"),),
+            unit="reqps",
+        ),
+        Panel(
+            "Conversion by channel, 15m",
+            "timeseries",
+            (
+                PromQuery(
+                    "shopfunnel:funnel_step_conversion_by_channel:ratio_rate15m"
+                    '{funnel="$funnel",channel=~"$channel"}',
+                    "{{channel}} {{step}}",
+                ),
+            ),
+            unit=RATIO,
+            max_value=1,
+        ),
+        Panel(
+            "Checkout -> purchase, 5m",
+            "stat",
+            (PromQuery("shopfunnel:checkout_purchase_conversion:ratio_rate5m", instant=True),),
+            unit=RATIO,
+            width=6,
+            base_colour="red",
+            thresholds=((0.1, "orange"), (0.3, "green")),
+            description="CheckoutPurchaseCollapse fires below 10% while checkouts flow.",
+        ),
+        Panel(
+            "Top campaigns entering the funnel, 15m",
+            "bargauge",
+            (
+                PromQuery(
+                    "topk(10, sum by (campaign) (rate(shopfunnel_campaign_step_entries_total"
+                    '{funnel="$funnel"}[15m])))',
+                    "{{campaign}}",
+                    instant=True,
+                ),
+            ),
+            unit="reqps",
+            width=6,
+            description="Campaign labels are bounded per worker: the first 20 seen plus the "
+            "configured ones; the rest is 'other'.",
+        ),
+        Panel(
+            "Event-time conversion per worker, 15m",
+            "timeseries",
+            (
+                PromQuery(
+                    'shopfunnel_funnel_step_conversion_ratio{funnel="$funnel",window="15m"}',
+                    "{{instance}} {{step}}",
+                ),
+            ),
+            unit=RATIO,
+            max_value=1,
+            description="Each worker's own view over the last 15 minutes of event time "
+            "(stays right during replays and backlogs).",
+        ),
+        Row("Last hour of event time (ClickHouse)"),
+        Panel(
+            "Funnel now",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT step, step_name, entered,\n"
+                    "       conversion_from_previous, conversion_from_first\n"
+                    "FROM v_funnel_now\nWHERE funnel = '${funnel}'\nORDER BY step",
+                    table=True,
+                ),
+            ),
+            width=12,
+        ),
+        Panel(
+            "Step entries per hour",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT hour AS time, step_name, sum(entered) AS entered\n"
+                    "FROM v_funnel_steps_hour\n"
+                    "WHERE funnel = '${funnel}' AND $__timeFilter(hour)\n"
+                    "GROUP BY time, step_name\nORDER BY time"
+                ),
+            ),
+        ),
+        Panel(
+            "Whole-funnel conversion by channel",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT channel,\n"
+                    "       sumIf(entered, step = bounds.first_step) AS started,\n"
+                    "       sumIf(entered, step = bounds.last_step) AS completed,\n"
+                    "       completed / nullIf(started, 0) AS conversion\n"
+                    f"FROM v_funnel_steps_day\nCROSS JOIN {_FUNNEL_BOUNDS}\n"
+                    "WHERE funnel = '${funnel}' AND $__dateFilter(day)\n"
+                    "GROUP BY channel\nORDER BY started DESC\nLIMIT 30",
+                    table=True,
+                ),
+            ),
+            width=24,
+        ),
+    ),
+)
+
+KPIS: Final = Dashboard(
+    uid=KPI_DASHBOARD_UID,
+    title="Shop funnel: KPIs",
+    description="GMV, orders, AOV, refunds and coupon use (ClickHouse views v_kpi_*), with live "
+    "rates from Prometheus.",
+    time_from="now-7d",
+    items=(
+        Row("Live (Prometheus)"),
+        Panel(
+            "Orders per minute",
+            "stat",
+            (PromQuery("shopfunnel:orders:rate5m * 60", instant=True),),
+            width=8,
+        ),
+        Panel(
+            "GMV per minute",
+            "stat",
+            (PromQuery("shopfunnel:gmv_minor:rate5m * 60 / 100", "{{currency}}", instant=True),),
+            width=8,
+        ),
+        Panel(
+            "AOV, 15m",
+            "stat",
+            (PromQuery("shopfunnel:aov_minor:ratio_rate15m / 100", "{{currency}}", instant=True),),
+            width=8,
+        ),
+        Row("By event time (ClickHouse)"),
+        Panel(
+            "GMV per hour",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT hour AS time, currency, sum(gmv_minor) / 100 AS gmv\n"
+                    "FROM v_kpi_hour\nWHERE $__timeFilter(hour)\n"
+                    "GROUP BY time, currency\nORDER BY time"
+                ),
+            ),
+        ),
+        Panel(
+            "Orders: first vs repeat",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT $__timeInterval(window_start) AS time,\n"
+                    "       sum(first_orders) AS first_orders,\n"
+                    "       sum(repeat_orders) AS repeat_orders\n"
+                    "FROM v_kpi_minute\nWHERE $__timeFilter(window_start)\n"
+                    "GROUP BY time\nORDER BY time"
+                ),
+            ),
+            stacked=True,
+        ),
+        Panel(
+            "Average order value",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT hour AS time, currency,\n"
+                    "       sum(gmv_minor) / nullIf(sum(orders), 0) / 100 AS aov\n"
+                    "FROM v_kpi_hour\nWHERE $__timeFilter(hour)\n"
+                    "GROUP BY time, currency\nORDER BY time"
+                ),
+            ),
+        ),
+        Panel(
+            "Refund rate (refunded / GMV)",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT hour AS time, currency,\n"
+                    "       sum(refunded_minor) / nullIf(sum(gmv_minor), 0) AS refund_rate\n"
+                    "FROM v_kpi_hour\nWHERE $__timeFilter(hour)\n"
+                    "GROUP BY time, currency\nORDER BY time"
+                ),
+            ),
+            unit=RATIO,
+        ),
+        Panel(
+            "Coupon use",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT hour AS time,\n"
+                    "       sum(coupon_orders) / nullIf(sum(orders), 0) AS orders_with_coupon,\n"
+                    "       sum(discount_minor) / nullIf(sum(gmv_minor) + sum(discount_minor), 0)"
+                    " AS discount_share\n"
+                    "FROM v_kpi_hour\nWHERE $__timeFilter(hour)\nGROUP BY time\nORDER BY time"
+                ),
+            ),
+            unit=RATIO,
+        ),
+        Panel(
+            "Payment failures and cancellations",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT $__timeInterval(window_start) AS time,\n"
+                    "       sum(payment_failures) AS payment_failures,\n"
+                    "       sum(cancellations) AS cancellations\n"
+                    "FROM v_kpi_minute\nWHERE $__timeFilter(window_start)\n"
+                    "GROUP BY time\nORDER BY time"
+                ),
+            ),
+        ),
+        Panel(
+            "Channels",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT channel, currency,\n"
+                    "       sum(orders) AS order_count,\n"
+                    "       sum(gmv_minor) / 100 AS gmv_major,\n"
+                    "       gmv_major / nullIf(order_count, 0) AS aov_major,\n"
+                    "       sum(refunds) AS refund_count,\n"
+                    "       sum(coupon_orders) / nullIf(order_count, 0) AS coupon_share,\n"
+                    "       sum(repeat_orders) / nullIf(order_count, 0) AS repeat_share\n"
+                    "FROM v_kpi_day\nWHERE $__dateFilter(day)\n"
+                    "GROUP BY channel, currency\nORDER BY gmv_major DESC",
+                    table=True,
+                ),
+            ),
+            width=24,
+        ),
+    ),
+)
+
+RETENTION: Final = Dashboard(
+    uid=RETENTION_DASHBOARD_UID,
+    title="Shop funnel: retention and segments",
+    description="New vs returning customers, time to convert and outcomes from ClickHouse. "
+    "Cohort retention (D1/D7/D30) and RFM segment panels go here once their tables exist.",
+    time_from="now-30d",
+    refresh="5m",
+    variables=(FUNNEL_VARIABLE,),
+    items=(
+        Panel(
+            "Orders by new vs returning customers per day",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT toDateTime(day) AS time,\n"
+                    "       sum(first_orders) AS new_customers, sum(repeat_orders) AS returning\n"
+                    "FROM v_kpi_day\nWHERE $__dateFilter(day)\nGROUP BY time\nORDER BY time"
+                ),
+            ),
+            stacked=True,
+        ),
+        Panel(
+            "Repeat purchase share by channel",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT channel,\n"
+                    "       sum(first_orders) AS first_order_count,\n"
+                    "       sum(repeat_orders) AS repeat_order_count,\n"
+                    "       repeat_order_count / nullIf(first_order_count + repeat_order_count, 0)"
+                    " AS repeat_share\n"
+                    "FROM v_kpi_day\nWHERE $__dateFilter(day)\n"
+                    "GROUP BY channel\nORDER BY repeat_share DESC",
+                    table=True,
+                ),
+            ),
+        ),
+        Panel(
+            "Time to convert (heatmap)",
+            "heatmap",
+            (
+                SqlQuery(
+                    "SELECT $__timeInterval(window_start) AS time, toString(le_seconds) AS le,\n"
+                    "       sum(converted) AS converted\n"
+                    "FROM funnel_ttc_minute FINAL\n"
+                    "WHERE funnel = '${funnel}' AND $__timeFilter(window_start)\n"
+                    "GROUP BY time, le\nORDER BY time"
+                ),
+            ),
+            width=24,
+            unit="short",
+            description="Converted entities per time-to-convert bucket (upper bound, seconds).",
+        ),
+        Panel(
+            "Funnel outcomes per hour",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT toStartOfHour(window_start) AS time, outcome,\n"
+                    "       sum(entities) AS entities\n"
+                    "FROM funnel_outcomes_minute FINAL\n"
+                    "WHERE funnel = '${funnel}' AND $__timeFilter(window_start)\n"
+                    "GROUP BY time, outcome\nORDER BY time"
+                ),
+            ),
+            stacked=True,
+        ),
+        Panel(
+            "Segments: conversion by device, platform and country",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT device, platform, country,\n"
+                    "       sumIf(entered, step = bounds.first_step) AS started,\n"
+                    "       sumIf(entered, step = bounds.last_step) AS completed,\n"
+                    "       completed / nullIf(started, 0) AS conversion\n"
+                    f"FROM v_funnel_steps_day\nCROSS JOIN {_FUNNEL_BOUNDS}\n"
+                    "WHERE funnel = '${funnel}' AND $__dateFilter(day)\n"
+                    "GROUP BY device, platform, country\nORDER BY started DESC\nLIMIT 50",
+                    table=True,
+                ),
+            ),
+        ),
+        # Retention cohorts and RFM segments: add one Panel per table here once the
+        # streams write them (e.g. a "heatmap" of D1/D7/D30 retention by cohort week).
+    ),
+)
+
+PIPELINE: Final = Dashboard(
+    uid=PIPELINE_DASHBOARD_UID,
+    title="Shop funnel: pipeline health",
+    description="Ingestion, lag, watermarks, dead letters, late events, sink and state.",
+    time_from="now-3h",
+    items=(
+        Row("Ingestion"),
+        Panel(
+            "Workers up",
+            "stat",
+            (PromQuery('sum(up{job="shopfunnel-worker"})', instant=True),),
+            width=6,
+            base_colour="red",
+            thresholds=((1, "green"),),
+        ),
+        Panel(
+            "Firing alerts",
+            "table",
+            (
+                PromQuery(
+                    'sum by (alertname, category, severity) (ALERTS{alertstate="firing"})',
+                    instant=True,
+                ),
+            ),
+            width=18,
+            height=6,
+        ),
+        Panel(
+            "Events ingested per second by topic",
+            "timeseries",
+            (PromQuery("shopfunnel:events_ingested:rate5m", "{{topic}}"),),
+            unit="reqps",
+        ),
+        Panel(
+            "Consumer lag by topic",
+            "timeseries",
+            (
+                PromQuery(
+                    "sum by (topic) (max by (topic, partition) (shopfunnel_consumer_lag_records))",
+                    "{{topic}}",
+                ),
+            ),
+            unit="short",
+        ),
+        Panel(
+            "Watermark delay by partition",
+            "timeseries",
+            (
+                PromQuery(
+                    "max by (partition) (shopfunnel_watermark_delay_seconds)",
+                    "partition {{partition}}",
+                ),
+            ),
+            unit="s",
+            description="Wall clock minus the event-time watermark; grows when a partition "
+            "stalls or during a replay.",
+        ),
+        Panel(
+            "Batches: events and duration (p99)",
+            "timeseries",
+            (
+                PromQuery(
+                    "histogram_quantile(0.99, sum by (le) "
+                    "(rate(shopfunnel_batch_duration_seconds_bucket[$__rate_interval])))",
+                    "p99 duration",
+                ),
+                PromQuery(
+                    "histogram_quantile(0.5, sum by (le) "
+                    "(rate(shopfunnel_batch_events_bucket[$__rate_interval])))",
+                    "median events per batch",
+                ),
+            ),
+            unit="short",
+        ),
+        Row("Data quality"),
+        Panel(
+            "Dead letters per second by reason",
+            "timeseries",
+            (PromQuery("sum by (reason) (shopfunnel:dead_letters:rate5m)", "{{reason}}"),),
+            unit="reqps",
+            stacked=True,
+        ),
+        Panel(
+            "Dead-letter ratio by topic",
+            "timeseries",
+            (PromQuery("shopfunnel:dead_letters_by_topic:ratio_rate5m", "{{topic}}"),),
+            unit=RATIO,
+            thresholds=((0.05, "red"),),
+        ),
+        Panel(
+            "Late events per second by reason",
+            "timeseries",
+            (
+                PromQuery(
+                    "sum by (topic, reason) (shopfunnel:late_events:rate5m)", "{{topic}} {{reason}}"
+                ),
+            ),
+            unit="reqps",
+        ),
+        Panel(
+            "Duplicates per second by topic",
+            "timeseries",
+            (
+                PromQuery(
+                    "sum by (topic) (rate(shopfunnel_duplicate_events_total[$__rate_interval]))",
+                    "{{topic}}",
+                ),
+            ),
+            unit="reqps",
+        ),
+        Panel(
+            "Dead letters by reason and topic (ClickHouse)",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT source_topic, reason, count() AS records,\n"
+                    "       max(received_at) AS last_seen,\n"
+                    "       any(detail) AS example\n"
+                    "FROM dead_letters\nWHERE $__timeFilter(received_at)\n"
+                    "GROUP BY source_topic, reason\nORDER BY records DESC\nLIMIT 50",
+                    table=True,
+                ),
+            ),
+        ),
+        Panel(
+            "Late events by reason (ClickHouse)",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT $__timeInterval(ingested_at) AS time, reason, count() AS late_events\n"
+                    "FROM late_events\nWHERE $__timeFilter(ingested_at)\n"
+                    "GROUP BY time, reason\nORDER BY time"
+                ),
+            ),
+        ),
+        Row("Sink and state"),
+        Panel(
+            "Sink batch latency p50 / p99",
+            "timeseries",
+            (
+                PromQuery(
+                    "histogram_quantile(0.5, sum by (le, table) "
+                    "(rate(shopfunnel_sink_batch_duration_seconds_bucket[$__rate_interval])))",
+                    "p50 {{table}}",
+                ),
+                PromQuery(
+                    "histogram_quantile(0.99, sum by (le, table) "
+                    "(rate(shopfunnel_sink_batch_duration_seconds_bucket[$__rate_interval])))",
+                    "p99 {{table}}",
+                ),
+            ),
+            unit="s",
+        ),
+        Panel(
+            "Sink rows and failures per second",
+            "timeseries",
+            (
+                PromQuery(
+                    "sum by (table) (rate(shopfunnel_sink_rows_total[$__rate_interval]))",
+                    "rows {{table}}",
+                ),
+                PromQuery(
+                    "sum by (table) (rate(shopfunnel_sink_failures_total[$__rate_interval]))",
+                    "failures {{table}}",
+                ),
+            ),
+            unit="reqps",
+        ),
+        Panel(
+            "Sink queue (rows waiting)",
+            "timeseries",
+            (PromQuery("sum by (instance) (shopfunnel_sink_queue_rows)", "{{instance}}"),),
+        ),
+        Panel(
+            "State size",
+            "timeseries",
+            (
+                PromQuery("sum by (store) (shopfunnel_state_keys)", "keys {{store}}"),
+                PromQuery("sum by (store) (shopfunnel_state_bytes)", "bytes {{store}}"),
+            ),
+            unit="short",
+        ),
+        Panel(
+            "Changelog records per second",
+            "timeseries",
+            (
+                PromQuery(
+                    "sum by (instance) (rate(shopfunnel_changelog_records_total"
+                    "[$__rate_interval]))",
+                    "{{instance}}",
+                ),
+            ),
+            unit="reqps",
+        ),
+        Panel(
+            "Triggers per second and delay (p99)",
+            "timeseries",
+            (
+                PromQuery(
+                    "sum by (type) (rate(shopfunnel_triggers_total[$__rate_interval]))", "{{type}}"
+                ),
+                PromQuery(
+                    "histogram_quantile(0.99, sum by (le, type) "
+                    "(rate(shopfunnel_trigger_delay_seconds_bucket[$__rate_interval])))",
+                    "p99 delay {{type}}",
+                ),
+            ),
+            unit="short",
+        ),
+        Panel(
+            "Workers",
+            "table",
+            (PromQuery("shopfunnel_worker_info", instant=True),),
+            width=24,
+            height=5,
+        ),
+    ),
+)
+
+DASHBOARDS: Final = (FUNNEL_OVERVIEW, KPIS, RETENTION, PIPELINE)

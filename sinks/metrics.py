@@ -1,0 +1,274 @@
+"""The worker's Prometheus metrics, created together against an injected registry.
+
+Every label value comes from a bounded set, because Prometheus keeps one time series per
+distinct label combination and input events are untrusted: a tracker that puts a session id
+or garbage into ``utm_campaign`` must not be able to create millions of series.
+
+- ``channel``: one of the channel names of ``schemas.channels`` (else ``other``);
+- ``campaign``: the configured known campaigns plus the first ``campaign_limit`` distinct
+  campaigns this worker sees, sanitised; everything after that is ``other``, an absent
+  campaign is ``none``. ClickHouse keeps the full value for analysis;
+- ``topic``, ``table``, ``store``, ``type``: names from the configuration;
+- ``reason``: ``schemas.reasons.Reason`` values; ``partition``: Kafka partition numbers.
+
+The campaign set is per worker (first come, first kept), so two workers may keep different
+campaigns; pass the campaigns that matter as ``known_campaigns`` to make every worker agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from sinks.errors import SinkError
+
+PREFIX: Final = "shopfunnel"
+OTHER: Final = "other"
+NO_CAMPAIGN: Final = "none"
+CAMPAIGN_LABEL_MAX_CHARS: Final = 64
+CONVERSION_WINDOWS: Final = ("5m", "15m")
+
+# Unicode letters and digits stay (Chinese campaign names are common and must stay
+# readable); quotes, backslashes, whitespace, control and format characters and lone
+# surrogates become "_" so a label is printable, one line, and valid UTF-8.
+_UNSAFE_LABEL_CHARS: Final = re.compile(r"[^\w.:/+@-]+")
+# Sanitising looks at a bounded prefix, so a megabyte-long campaign costs no more than a
+# short one.
+_SANITISE_INPUT_CHARS: Final = CAMPAIGN_LABEL_MAX_CHARS * 4
+
+BATCH_EVENTS_BUCKETS: Final = (
+    1,
+    10,
+    50,
+    100,
+    500,
+    1_000,
+    2_500,
+    5_000,
+    10_000,
+    25_000,
+    50_000,
+    100_000,
+)
+BATCH_SECONDS_BUCKETS: Final = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+SINK_SECONDS_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+TRIGGER_DELAY_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300)
+
+
+def sanitise_label(value: str, max_chars: int = CAMPAIGN_LABEL_MAX_CHARS) -> str:
+    """A printable one-line label of at most ``max_chars`` characters ("" if nothing is left)."""
+    cleaned = _UNSAFE_LABEL_CHARS.sub("_", value[:_SANITISE_INPUT_CHARS])
+    return cleaned.strip("_")[:max_chars]
+
+
+def _default_channels() -> frozenset[str]:
+    # Imported when needed, not at module import: the channel rules live with the schemas.
+    from schemas.channels import CHANNELS
+
+    return frozenset(CHANNELS)
+
+
+class PipelineMetrics:
+    """All metrics of one worker. Attributes are prometheus_client metric objects."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        campaign_limit: int = 20,
+        known_campaigns: Iterable[str] = (),
+        channels: Iterable[str] | None = None,
+    ) -> None:
+        if campaign_limit < 0:
+            raise SinkError(
+                f"campaign_limit must be >= 0, got {campaign_limit}; use 0 to keep none"
+            )
+        self.registry = registry
+        self.campaign_limit = campaign_limit
+        self._channels = frozenset(channels) if channels is not None else _default_channels()
+        self._known_campaigns = frozenset(
+            label for label in (sanitise_label(c) for c in known_campaigns) if label
+        )
+        self._seen_campaigns: set[str] = set()
+        self._create_funnel_metrics(registry)
+        self._create_ingest_metrics(registry)
+        self._create_sink_and_state_metrics(registry)
+
+    # -- label bounding -------------------------------------------------------------------
+
+    def channel_label(self, channel: str) -> str:
+        """``channel`` if it is a known channel name, else ``other``."""
+        return channel if channel in self._channels else OTHER
+
+    def campaign_label(self, campaign: str) -> str:
+        """A bounded label for ``utm_campaign``: its sanitised name, ``none`` or ``other``."""
+        if not campaign:
+            return NO_CAMPAIGN
+        label = sanitise_label(campaign)
+        if not label:
+            return OTHER
+        if label in self._known_campaigns or label in self._seen_campaigns:
+            return label
+        if len(self._seen_campaigns) < self.campaign_limit:
+            self._seen_campaigns.add(label)
+            return label
+        return OTHER
+
+    def set_worker_info(self, worker: str, version: str) -> None:
+        """Publish ``shopfunnel_worker_info{worker,version} 1``."""
+        self.worker_info.info({"worker": worker, "version": version})
+
+    # -- metric families ------------------------------------------------------------------
+
+    def _create_funnel_metrics(self, registry: CollectorRegistry) -> None:
+        self.step_entries = Counter(
+            f"{PREFIX}_funnel_step_entries",
+            "Funnel entities (sessions or users) entering a funnel step, by first-touch channel.",
+            ["funnel", "step", "channel"],
+            registry=registry,
+        )
+        self.campaign_step_entries = Counter(
+            f"{PREFIX}_campaign_step_entries",
+            "Funnel entities entering a step, by bounded campaign label (top campaigns, else "
+            "other).",
+            ["funnel", "step", "campaign"],
+            registry=registry,
+        )
+        self.orders = Counter(
+            f"{PREFIX}_orders",
+            "Counted purchases (valid, on time, deduplicated by transaction).",
+            ["channel", "currency"],
+            registry=registry,
+        )
+        self.gmv_minor = Counter(
+            f"{PREFIX}_gmv_minor",
+            "Gross merchandise value of counted purchases in minor units of the currency.",
+            ["channel", "currency"],
+            registry=registry,
+        )
+        self.step_conversion = Gauge(
+            f"{PREFIX}_funnel_step_conversion_ratio",
+            "This worker's event-time step conversion entered(step)/entered(previous step).",
+            ["funnel", "step", "window"],
+            registry=registry,
+        )
+
+    def _create_ingest_metrics(self, registry: CollectorRegistry) -> None:
+        self.events_ingested = Counter(
+            f"{PREFIX}_events_ingested",
+            "Records read from an input topic, valid or not (dead letters included).",
+            ["topic"],
+            registry=registry,
+        )
+        self.dead_letters = Counter(
+            f"{PREFIX}_dead_letters",
+            "Records that failed decoding or validation and went to the dead-letter topic.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.late_events = Counter(
+            f"{PREFIX}_late_events",
+            "Valid records behind the watermark (or in a finalised window), kept but not counted.",
+            ["topic", "reason"],
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            f"{PREFIX}_duplicate_events",
+            "Valid records ignored as duplicates of an event or transaction already counted.",
+            ["topic"],
+            registry=registry,
+        )
+        self.consumer_lag = Gauge(
+            f"{PREFIX}_consumer_lag_records",
+            "Records between this worker's position and the end of an assigned partition.",
+            ["topic", "partition"],
+            registry=registry,
+        )
+        self.watermark_delay = Gauge(
+            f"{PREFIX}_watermark_delay_seconds",
+            "Wall-clock now minus the partition's event-time watermark.",
+            ["partition"],
+            registry=registry,
+        )
+        self.watermark = Gauge(
+            f"{PREFIX}_watermark_timestamp_seconds",
+            "The partition's event-time watermark as unix seconds.",
+            ["partition"],
+            registry=registry,
+        )
+        self.batch_events = Histogram(
+            f"{PREFIX}_batch_events",
+            "Events per processed batch.",
+            buckets=BATCH_EVENTS_BUCKETS,
+            registry=registry,
+        )
+        self.batch_duration = Histogram(
+            f"{PREFIX}_batch_duration_seconds",
+            "Time to process one batch of events.",
+            buckets=BATCH_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.triggers = Counter(
+            f"{PREFIX}_triggers",
+            "Marketing triggers emitted (cart abandoned, became dormant, segment changed...).",
+            ["type"],
+            registry=registry,
+        )
+        self.trigger_delay = Histogram(
+            f"{PREFIX}_trigger_delay_seconds",
+            "Wall-clock delay between the moment a trigger became due and its emission.",
+            ["type"],
+            buckets=TRIGGER_DELAY_BUCKETS,
+            registry=registry,
+        )
+
+    def _create_sink_and_state_metrics(self, registry: CollectorRegistry) -> None:
+        self.sink_batch = Histogram(
+            f"{PREFIX}_sink_batch_duration_seconds",
+            "Time to write one batch to a ClickHouse table (including retries).",
+            ["table"],
+            buckets=SINK_SECONDS_BUCKETS,
+            registry=registry,
+        )
+        self.sink_rows = Counter(
+            f"{PREFIX}_sink_rows",
+            "Rows written to a ClickHouse table.",
+            ["table"],
+            registry=registry,
+        )
+        self.sink_failures = Counter(
+            f"{PREFIX}_sink_failures",
+            "Failed attempts to write a batch to a ClickHouse table (each retry counts).",
+            ["table"],
+            registry=registry,
+        )
+        self.sink_queue_rows = Gauge(
+            f"{PREFIX}_sink_queue_rows",
+            "Rows waiting in the sink queue (backpressure starts at the configured maximum).",
+            registry=registry,
+        )
+        self.state_keys = Gauge(
+            f"{PREFIX}_state_keys",
+            "Keys held in a state store.",
+            ["store"],
+            registry=registry,
+        )
+        self.state_bytes = Gauge(
+            f"{PREFIX}_state_bytes",
+            "Approximate size of a state store in bytes.",
+            ["store"],
+            registry=registry,
+        )
+        self.changelog_records = Counter(
+            f"{PREFIX}_changelog_records",
+            "State changelog records produced.",
+            registry=registry,
+        )
+        self.worker_info = Info(
+            f"{PREFIX}_worker",
+            "Worker identity; the value is always 1.",
+            registry=registry,
+        )

@@ -1,0 +1,163 @@
+"""ClickHouse tables the pipeline writes, with their insert column order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DIMENSIONS = ("channel", "campaign", "device", "platform", "country")
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    name: str
+    columns: tuple[str, ...]
+
+
+EVENTS_RAW = TableSpec(
+    "events_raw",
+    (
+        "event_id",
+        "event_type",
+        "stream",
+        "event_time",
+        "sent_time",
+        "anonymous_id",
+        "user_id",
+        "session_id",
+        "platform",
+        "device",
+        "country",
+        "channel",
+        "utm_source",
+        "utm_medium",
+        "utm_campaign",
+        "utm_content",
+        "utm_term",
+        "referrer",
+        "page_url",
+        "referral_code",
+        "experiments",
+        "item_ids",
+        "item_prices_minor",
+        "item_quantities",
+        "cart_id",
+        "transaction_id",
+        "currency",
+        "value_minor",
+        "tax_minor",
+        "shipping_minor",
+        "discount_minor",
+        "coupon",
+        "payment_type",
+        "refund_reason",
+        "payment_error_code",
+        "is_late",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "ingested_at",
+        "version",
+    ),
+)
+LATE_EVENTS = TableSpec(
+    "late_events",
+    (
+        "event_id",
+        "event_type",
+        "event_time",
+        "watermark",
+        "reason",
+        "anonymous_id",
+        "session_id",
+        "channel",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "ingested_at",
+    ),
+)
+DEAD_LETTERS = TableSpec(
+    "dead_letters",
+    (
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "record_key",
+        "raw",
+        "reason",
+        "detail",
+        "received_at",
+    ),
+)
+FUNNEL_STEPS = TableSpec(
+    "funnel_steps_minute",
+    (
+        "funnel",
+        "window_start",
+        *DIMENSIONS,
+        "step",
+        "step_name",
+        "partition",
+        "entered",
+        "is_final",
+        "version",
+    ),
+)
+FUNNEL_OUTCOMES = TableSpec(
+    "funnel_outcomes_minute",
+    (
+        "funnel",
+        "window_start",
+        *DIMENSIONS,
+        "outcome",
+        "partition",
+        "entities",
+        "is_final",
+        "version",
+    ),
+)
+FUNNEL_TTC = TableSpec(
+    "funnel_ttc_minute",
+    (
+        "funnel",
+        "window_start",
+        *DIMENSIONS,
+        "le_seconds",
+        "partition",
+        "converted",
+        "is_final",
+        "version",
+    ),
+)
+KPI_MINUTE = TableSpec(
+    "kpi_minute",
+    (
+        "window_start",
+        *DIMENSIONS,
+        "currency",
+        "partition",
+        "orders",
+        "gmv_minor",
+        "items",
+        "coupon_orders",
+        "discount_minor",
+        "first_orders",
+        "repeat_orders",
+        "refunds",
+        "refunded_minor",
+        "payment_failures",
+        "cancellations",
+        "is_final",
+        "version",
+    ),
+)
+
+ALL_TABLES = (
+    EVENTS_RAW,
+    LATE_EVENTS,
+    DEAD_LETTERS,
+    FUNNEL_STEPS,
+    FUNNEL_OUTCOMES,
+    FUNNEL_TTC,
+    KPI_MINUTE,
+)

@@ -1,0 +1,177 @@
+"""The Faust application: one agent over the three input topics, one state table.
+
+Where things happen, in one look:
+- an event is decoded and validated in ``schemas/codec.py`` (called by the processor);
+- a funnel step is counted in ``streams/funnel_eval.py`` via ``streams/visitor.py``;
+- a row is written to ClickHouse by ``sinks/clickhouse.py`` (rows built in
+  ``streams/rows.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from faust.types import TP
+from prometheus_client import CollectorRegistry
+
+from funnel.settings import Settings
+from schemas.channels import ChannelRules
+from schemas.codec import EventCodec
+from schemas.deadletter import DeadLetter
+from schemas.validation import ValidationBounds
+from sinks.clickhouse import ClickHouseWriter
+from sinks.conversion import ConversionTracker
+from sinks.metrics import PipelineMetrics
+from streams import transport
+from streams.changelog import ChangelogWriter
+from streams.funnels import FunnelDef
+from streams.runtime import FaustTableStore, Runtime
+from streams.transport import RecordBatch
+from streams.visitor import Rules
+
+log = logging.getLogger(__name__)
+
+STATE_TABLE = "visitors"
+
+
+class PassThroughSchema(faust.Schema):  # type: ignore[type-arg]
+    """The batch consumer already built the value (a RecordBatch): pass it through."""
+
+    def loads_key(self, app: Any, message: Any, **_: Any) -> Any:
+        return message.key
+
+    def loads_value(self, app: Any, message: Any, **_: Any) -> Any:
+        return message.value
+
+
+class FaustDeadLetters:
+    def __init__(self, topic: Any, codec: EventCodec) -> None:
+        self._topic = topic
+        self._codec = codec
+
+    async def send(self, letter: DeadLetter) -> None:
+        await self._topic.send(key=letter.key, value=self._codec.encode_dead_letter(letter))
+
+
+@dataclass
+class Worker:
+    app: faust.App
+    runtime: Runtime
+    registry: CollectorRegistry
+
+
+def broker_urls(bootstrap_servers: str) -> list[str]:
+    return [
+        f"{transport.SCHEME}://{server.strip()}"
+        for server in bootstrap_servers.split(",")
+        if server.strip()
+    ]
+
+
+def build_app(settings: Settings) -> faust.App:
+    transport.register()
+    return faust.App(
+        settings.app_id,
+        broker=broker_urls(settings.bootstrap_servers),
+        store="memory://",
+        autodiscover=False,
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=0,
+        web_enabled=False,
+        processing_guarantee="at_least_once",
+        broker_commit_interval=settings.commit_interval_seconds,
+        broker_max_poll_records=settings.batch_max_events,
+        consumer_max_fetch_size=8 * 1024 * 1024,
+        consumer_auto_offset_reset="earliest",
+        stream_buffer_maxsize=8,
+        stream_wait_empty=True,
+        producer_linger_ms=20,
+        producer_max_request_size=4 * 1024 * 1024,
+    )
+
+
+def build_worker(
+    settings: Settings,
+    funnels: tuple[FunnelDef, ...],
+    writer: ClickHouseWriter,
+    registry: CollectorRegistry,
+    metrics: PipelineMetrics,
+) -> Worker:
+    """The Faust app with its agent, table, timer and rebalance hook, wired to the sinks."""
+    app = build_app(settings)
+    topics = settings.topics
+    streams_to_topics = {
+        "clickstream": topics.clickstream,
+        "cart": topics.cart,
+        "orders": topics.orders,
+    }
+    inputs = app.topic(*topics.inputs(), schema=PassThroughSchema(), acks=True)
+    dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
+    table = app.Table(
+        STATE_TABLE,
+        partitions=settings.partitions,
+        key_type=bytes,  # raw bytes both ways: the value is streams.state's own encoding
+        value_type=bytes,
+        help="per-visitor state (sessions, orders, funnel credits); see streams/state.py",
+    )
+    codec = EventCodec(bounds=ValidationBounds.from_settings(settings))
+    rules = Rules(
+        funnels=funnels,
+        window_ms=settings.window_ms,
+        session_timeout_ms=settings.session_timeout_ms,
+        lateness_ms=settings.allowed_lateness_ms,
+    )
+    runtime = Runtime(
+        rules=rules,
+        decoder=codec,
+        channels=ChannelRules.load(),
+        topics_by_stream=streams_to_topics,
+        store=FaustTableStore(table, ChangelogWriter(app, table), metrics.changelog_records.inc),
+        writer=writer,
+        metrics=metrics,
+        conversion=ConversionTracker({f.name: f.steps for f in funnels}),
+        dead_letters=FaustDeadLetters(dlq, codec),
+    )
+
+    async def flush_before_commit(offsets: Any) -> None:
+        await writer.flush()
+        await runtime.store.wait_delivered()  # type: ignore[attr-defined]
+
+    transport.attach_commit_barrier(app, flush_before_commit)
+    transport.batch_topics(app, frozenset(topics.inputs()))
+
+    def committed_offset(topic: str, partition: int) -> int | None:
+        committed = getattr(app.consumer, "_committed_offset", {})
+        value = committed.get(TP(topic, partition))
+        return int(value) if value is not None else None
+
+    @app.agent(inputs, name="funnel-processor", concurrency=1)
+    async def process(stream: Any) -> None:
+        async for event in stream.events():
+            batch: RecordBatch = event.value
+            await runtime.handle_batch(batch, committed_offset(batch.topic, batch.partition))
+
+    @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
+    async def advance_watermarks() -> None:
+        offsets: dict[tuple[str, int], tuple[int | None, int | None]] = {}
+        for tp in app.consumer.assignment():
+            stream = runtime.stream_by_topic.get(tp.topic)
+            if stream is None:
+                continue
+            position = runtime.known_position(stream, tp.partition)
+            if position is None:
+                position = await app.consumer.position(tp)
+            offsets[(stream, tp.partition)] = (position, app.consumer.highwater(tp))
+        await runtime.tick(offsets)
+
+    async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
+        revoked: set[TP] = set(args[0] if args else kwargs.get("revoked", ()))
+        runtime.forget_partitions({tp.partition for tp in revoked if tp.topic in topics.inputs()})
+
+    app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode types the kwarg strictly
+
+    return Worker(app=app, runtime=runtime, registry=registry)

@@ -1,0 +1,15 @@
+"""Errors raised by the stream processing layer."""
+
+from funnel.errors import ConfigError, FunnelError
+
+
+class StreamError(FunnelError):
+    """A processing problem that is not the input's fault."""
+
+
+class FunnelConfigError(ConfigError):
+    """A funnel definition file is invalid; the message names the file, funnel and fix."""
+
+
+class StateCorruptError(StreamError):
+    """A stored state record cannot be read back (wrong format version or truncated)."""

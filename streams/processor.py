@@ -1,0 +1,403 @@
+"""One partition group's processing: decode, classify, update visitors, derive rows.
+
+No Faust and no I/O here: the caller hands in raw records and a read-only view of the
+state store, and gets back the state writes, the rows for ClickHouse, the dead letters
+and the counts for metrics. ``streams/app.py`` wires it to Faust and the sinks.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, cast
+
+import orjson
+
+from schemas.deadletter import DeadLetter
+from schemas.model import Event
+from schemas.reasons import Rejection
+from sinks.tables import DEAD_LETTERS, EVENTS_RAW, LATE_EVENTS, TableSpec
+from streams.aggregates import PartitionAggregates
+from streams.rows import (
+    Row,
+    VersionClock,
+    aggregate_rows,
+    dead_letter_row,
+    late_event_row,
+    merge_rows,
+    raw_event_row,
+)
+from streams.state import Dims, VisitorState, decode_state, encode_state
+from streams.timers import TimerWheel
+from streams.visitor import (
+    Applied,
+    Contributions,
+    Key,
+    Rules,
+    Thresholds,
+    apply_event,
+    close_expired,
+    contributions,
+    diff,
+    next_due,
+    prune_final,
+)
+from streams.watermarks import PartitionClock
+
+LATE_BEYOND_LATENESS = "beyond_lateness"
+LATE_WINDOW_CLOSED = "window_closed"
+META_PREFIX = b"__meta__/"
+
+
+def meta_key(partition: int) -> bytes:
+    return META_PREFIX + str(partition).encode()
+
+
+class Decoder(Protocol):
+    def decode(self, raw: bytes, stream: str, now_ms: int) -> Event | Rejection: ...
+
+
+class Classifier(Protocol):
+    def classify(
+        self, utm_source: str | None, utm_medium: str | None, referrer: str | None
+    ) -> str: ...
+
+
+class StateView(Protocol):
+    """Read access to the table store (writes come back in :class:`BatchResult`)."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def keys_in_partition(self, partition: int) -> Iterable[bytes]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class InputRecord:
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+@dataclass
+class BatchStats:
+    ingested: Counter[str] = field(default_factory=Counter)  # stream -> records
+    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stream, reason)
+    late: Counter[tuple[str, str]] = field(default_factory=Counter)  # (stream, reason)
+    duplicates: Counter[str] = field(default_factory=Counter)
+    replayed: int = 0
+    # (funnel, step index, window, channel, campaign) -> net change of entities
+    step_entries: Counter[tuple[str, int, int, str, str]] = field(default_factory=Counter)
+    # (channel, currency) -> (orders, gmv_minor) net change
+    orders: Counter[tuple[str, str]] = field(default_factory=Counter)
+    gmv_minor: Counter[tuple[str, str]] = field(default_factory=Counter)
+    visitors_touched: int = 0
+
+
+@dataclass
+class BatchResult:
+    rows: dict[TableSpec, list[Row]] = field(default_factory=dict)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    state_writes: dict[bytes, bytes | None] = field(default_factory=dict)
+    meta: bytes | None = None
+    finalized: bool = False
+    stats: BatchStats = field(default_factory=BatchStats)
+    watermark: int | None = None
+
+
+@dataclass
+class _Pending:
+    event: Event
+    dims: Dims
+    stream: str
+    offset: int
+
+
+class PartitionProcessor:
+    """State machine of one partition number across the three input topics."""
+
+    def __init__(
+        self,
+        partition: int,
+        rules: Rules,
+        decoder: Decoder,
+        channels: Classifier,
+        topics: Mapping[str, str],
+        store: StateView,
+        versions: VersionClock | None = None,
+        wall_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.partition = partition
+        self.rules = rules
+        self._decoder = decoder
+        self._channels = channels
+        self._topics = dict(topics)
+        self._store = store
+        self._versions = versions or VersionClock()
+        self._wall_ms = wall_ms or (lambda: 0)
+        self.clock = PartitionClock(rules.lateness_ms, tuple(self._topics))
+        self._resumed: set[str] = set()
+        self.aggregates = PartitionAggregates(rules)
+        self._durable_thresholds: Thresholds = {}
+        self._timers = TimerWheel()
+        self.state_keys = 0
+        self.state_bytes = 0
+
+    # -- recovery ---------------------------------------------------------------------
+
+    def recover(self, written_keys: Iterable[Key] = ()) -> BatchResult:
+        """Rebuild totals and timers from the stored state; re-emit every live row.
+
+        ``written_keys`` are the row keys whose newest row in ClickHouse is non-final and
+        non-zero for this partition. A worker that died may have written rows from state
+        that did not survive; a key the rebuilt state does not have is re-written as
+        zero, otherwise its stale value would stay.
+        """
+        raw_meta = self._store.get(meta_key(self.partition))
+        if raw_meta is not None:
+            meta = orjson.loads(raw_meta)
+            thresholds = {str(k): int(v) for k, v in meta["thresholds"].items()}
+            self.aggregates.thresholds = dict(thresholds)
+            self._durable_thresholds = dict(thresholds)
+            for stream, history in meta["history"].items():
+                clock = self.clock.clocks.get(stream)
+                if clock is not None:
+                    clock.history = [(int(o), m) for o, m in history]
+        for key in self._store.keys_in_partition(self.partition):
+            if key.startswith(META_PREFIX):
+                continue
+            raw = self._store.get(key)
+            if raw is None:
+                continue
+            state = decode_state(raw)
+            self.state_keys += 1
+            self.state_bytes += len(raw)
+            self.aggregates.apply(contributions(state, self.rules, self.aggregates.thresholds))
+            self._schedule(key, state, None)
+        self.aggregates.dirty.clear()
+        live = self.aggregates.live_rows()
+        stale = set(written_keys).difference(live)
+        result = BatchResult()
+        merge_rows(
+            result.rows,
+            aggregate_rows(
+                self.aggregates,
+                [*live, *stale],
+                self.partition,
+                self.rules,
+                False,
+                self._versions.next(),
+            ),
+        )
+        return result
+
+    # -- batches ------------------------------------------------------------------------
+
+    def process(
+        self, stream: str, records: list[InputRecord], keep_history_from: int | None = None
+    ) -> BatchResult:
+        """Process one fetched batch of one input topic-partition, in offset order."""
+        result = BatchResult()
+        if not records:
+            return result
+        self._durable_thresholds = dict(self.aggregates.thresholds)
+        tp_clock = self.clock.clocks[stream]
+        self._resume(stream, records[0].offset)
+        topic = self._topics[stream]
+        pending = self._classify(stream, topic, records, result)
+        tp_clock.checkpoint(records[-1].offset, keep_history_from)
+        self._finish(pending, result)
+        return result
+
+    def _resume(self, stream: str, next_offset: int) -> None:
+        """First contact with an input since (re)start: its clock as of ``next_offset``."""
+        if stream in self._resumed:
+            return
+        tp_clock = self.clock.clocks[stream]
+        tp_clock.resume_at(next_offset)
+        tp_clock.has_data = tp_clock.max_t is not None
+        self._resumed.add(stream)
+
+    def tick(self, idle_streams: Mapping[str, int]) -> BatchResult:
+        """Re-evaluate the watermark and fire due timers.
+
+        ``idle_streams`` maps each input that is fully consumed to its next offset.
+        """
+        for stream, next_offset in idle_streams.items():
+            self._resume(stream, next_offset)
+        self.clock.idle = set(idle_streams)
+        result = BatchResult()
+        self._durable_thresholds = dict(self.aggregates.thresholds)
+        self._finish([], result)
+        return result
+
+    def watermark(self) -> int | None:
+        if any(s not in self._resumed and s not in self.clock.idle for s in self._topics):
+            return None  # an input we have not read yet may still hold older events
+        return self.clock.watermark()
+
+    def _classify(
+        self, stream: str, topic: str, records: list[InputRecord], result: BatchResult
+    ) -> list[_Pending]:
+        tp_clock = self.clock.clocks[stream]
+        stats = result.stats
+        raw_rows = result.rows.setdefault(EVENTS_RAW, [])
+        pending: list[_Pending] = []
+        partition_watermark = self.watermark()
+        for record in records:
+            stats.ingested[stream] += 1
+            decoded = self._decoder.decode(record.value, stream, record.timestamp_ms)
+            if isinstance(decoded, Rejection):
+                letter = DeadLetter.from_rejection(
+                    decoded,
+                    raw=record.value,
+                    source_topic=topic,
+                    source_partition=self.partition,
+                    source_offset=record.offset,
+                    key=record.key,
+                    received_at_ms=record.timestamp_ms,
+                )
+                result.dead_letters.append(letter)
+                result.rows.setdefault(DEAD_LETTERS, []).append(dead_letter_row(letter))
+                stats.dead_letters[(stream, letter.reason)] += 1
+                continue
+            event = decoded
+            channel = self._channels.classify(event.utm_source, event.utm_medium, event.referrer)
+            late_reason: str | None = None
+            watermark = tp_clock.watermark
+            if tp_clock.is_late(event.event_time_ms):
+                late_reason = LATE_BEYOND_LATENESS
+            elif partition_watermark is not None and event.event_time_ms < partition_watermark:
+                late_reason, watermark = LATE_WINDOW_CLOSED, partition_watermark
+            raw_rows.append(
+                raw_event_row(
+                    event,
+                    channel,
+                    late_reason is not None,
+                    topic,
+                    self.partition,
+                    record.offset,
+                    record.timestamp_ms,
+                )
+            )
+            if late_reason is not None:
+                result.rows.setdefault(LATE_EVENTS, []).append(
+                    late_event_row(
+                        event,
+                        channel,
+                        watermark or 0,
+                        late_reason,
+                        topic,
+                        self.partition,
+                        record.offset,
+                        record.timestamp_ms,
+                    )
+                )
+                stats.late[(stream, late_reason)] += 1
+                continue
+            tp_clock.observe(event.event_time_ms)
+            dims: Dims = (
+                channel,
+                event.utm_campaign or "",
+                event.device,
+                event.platform,
+                event.country,
+            )
+            pending.append(_Pending(event, dims, stream, record.offset))
+        return pending
+
+    def _finish(self, pending: list[_Pending], result: BatchResult) -> None:
+        watermark = self.watermark()
+        result.watermark = watermark
+        by_visitor: dict[bytes, list[_Pending]] = {}
+        for item in pending:
+            by_visitor.setdefault(item.event.anonymous_id.encode(), []).append(item)
+        for key, items in by_visitor.items():
+            self._update_visitor(key, items, watermark, result)
+        if watermark is not None:
+            for key in self._due_visitors(watermark, exclude=by_visitor):
+                self._update_visitor(key, [], watermark, result)
+        final_rows = self.aggregates.finalize(watermark)
+        final_set = set(final_rows)
+        dirty = [row for row in self.aggregates.take_dirty() if row not in final_set]
+        version = self._versions.next()
+        merge_rows(
+            result.rows,
+            aggregate_rows(self.aggregates, dirty, self.partition, self.rules, False, version),
+        )
+        if final_rows:
+            merge_rows(
+                result.rows,
+                aggregate_rows(
+                    self.aggregates, final_rows, self.partition, self.rules, True, version
+                ),
+            )
+            self.aggregates.forget(final_rows)
+            result.finalized = True
+        result.meta = self._encode_meta()
+
+    def _encode_meta(self) -> bytes:
+        return orjson.dumps(
+            {
+                "thresholds": self.aggregates.thresholds,
+                "history": {s: c.history for s, c in self.clock.clocks.items()},
+            }
+        )
+
+    def _load(self, key: bytes, result: BatchResult) -> tuple[VisitorState, int]:
+        raw = result.state_writes[key] if key in result.state_writes else self._store.get(key)
+        if raw is None:
+            self.state_keys += 1
+            return VisitorState(self.partition), 0
+        return decode_state(raw), len(raw)
+
+    def _update_visitor(
+        self, key: bytes, items: list[_Pending], watermark: int | None, result: BatchResult
+    ) -> None:
+        state, old_size = self._load(key, result)
+        thresholds = self.aggregates.thresholds
+        before = contributions(state, self.rules, thresholds)
+        stats = result.stats
+        for item in items:
+            applied = apply_event(
+                state, item.event, item.dims, item.stream, item.offset, self.rules
+            )
+            if applied is Applied.DUPLICATE:
+                stats.duplicates[item.stream] += 1
+            elif applied is Applied.REPLAYED:
+                stats.replayed += 1
+        if watermark is not None:
+            close_expired(state, watermark, self.rules)
+        prune_final(state, self._durable_thresholds)
+        after = contributions(state, self.rules, thresholds)
+        delta = diff(before, after)
+        if delta:
+            self.aggregates.apply(delta)
+            self._count_transitions(delta, stats)
+        encoded = encode_state(state)
+        result.state_writes[key] = encoded
+        self.state_bytes += len(encoded) - old_size
+        stats.visitors_touched += 1
+        self._schedule(key, state, watermark)
+
+    def _count_transitions(self, delta: Contributions, stats: BatchStats) -> None:
+        for key, change in delta.items():
+            kind = key[0]
+            if kind == "fs":
+                _, funnel, window, dims, step = key
+                channel, campaign = cast(Dims, dims)[:2]
+                entry = (str(funnel), cast(int, step), cast(int, window), channel, campaign)
+                stats.step_entries[entry] += change
+            elif kind == "kpi" and key[-1] in (0, 1):
+                _, _window, dims, currency, metric = key
+                target = stats.orders if metric == 0 else stats.gmv_minor
+                target[(dims[0], str(currency))] += change  # type: ignore[index]
+
+    def _schedule(self, key: bytes, state: VisitorState, watermark: int | None) -> None:
+        self._timers.set(
+            key, next_due(state, self.rules, watermark if watermark is not None else 0)
+        )
+
+    def _due_visitors(self, watermark: int, exclude: Mapping[bytes, object]) -> list[bytes]:
+        return [key for key in self._timers.pop_due(watermark) if key not in exclude]

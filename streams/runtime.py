@@ -1,0 +1,299 @@
+"""Glue between Faust and the pure processing core: state store, sinks, metrics, DLQ.
+
+The agent in ``streams/app.py`` is a thin loop that hands each record batch to
+:meth:`Runtime.handle_batch`; a timer calls :meth:`Runtime.tick`. One asyncio lock per
+partition keeps the two from interleaving on the same partition's state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from faust.types import TP
+
+from schemas.deadletter import DeadLetter
+from sinks.clickhouse import ClickHouseWriter
+from sinks.conversion import ConversionTracker
+from sinks.metrics import PipelineMetrics
+from streams.changelog import ChangelogWriter
+from streams.processor import BatchResult, InputRecord, PartitionProcessor, meta_key
+from streams.rows import VersionClock
+from streams.transport import RecordBatch
+from streams.visitor import Rules
+
+log = logging.getLogger(__name__)
+
+
+class TableStore(Protocol):
+    """What the runtime needs of a Faust table: its store and its changelog."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+
+    def keys_in_partition(self, partition: int) -> Iterable[bytes]: ...
+
+    async def write_many(
+        self, partition: int, writes: list[tuple[bytes, bytes | None]]
+    ) -> None: ...
+
+
+class DeadLetterSender(Protocol):
+    async def send(self, letter: DeadLetter) -> None: ...
+
+
+class FaustTableStore:
+    """A Faust ``Table`` used as a raw key/value store with an explicit changelog partition.
+
+    Values are written once per visitor per batch, into the table's store and its
+    changelog topic (see ``streams/changelog.py``), so recovery is Faust's own.
+    """
+
+    def __init__(self, table: Any, changelog: ChangelogWriter, on_records: Any = None) -> None:
+        self._table = table
+        self._changelog = changelog
+        self._on_records = on_records
+
+    @property
+    def _store(self) -> Any:
+        return self._table.data
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._store.data.get(key)
+        return value if value is None else bytes(value)
+
+    def keys_in_partition(self, partition: int) -> Iterable[bytes]:
+        key_partition: Mapping[bytes, int] = getattr(self._store, "_key_partition", {})
+        return [k for k, p in list(key_partition.items()) if p == partition]
+
+    async def write_many(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None:
+        store = self._store
+        data = store.data
+        key_partition = getattr(store, "_key_partition", None)
+        for key, value in writes:
+            if value is None:
+                data.pop(key, None)
+                if key_partition is not None:
+                    key_partition.pop(key, None)
+            else:
+                data[key] = value
+                if key_partition is not None:
+                    key_partition[key] = partition
+        sent = await self._changelog.write(partition, writes)
+        if self._on_records is not None:
+            self._on_records(sent)
+
+    async def wait_delivered(self) -> None:
+        await self._changelog.wait_delivered()
+
+
+@dataclass
+class TopicPosition:
+    next_offset: int = 0
+    caught_up_since: float | None = None
+
+
+@dataclass
+class Runtime:
+    rules: Rules
+    decoder: Any
+    channels: Any
+    topics_by_stream: Mapping[str, str]
+    store: TableStore
+    writer: ClickHouseWriter
+    metrics: PipelineMetrics
+    conversion: ConversionTracker
+    dead_letters: DeadLetterSender
+    idle_after_seconds: float = 5.0
+    stop_when_idle_seconds: float | None = None
+    on_idle_stop: Any = None
+    processors: dict[int, PartitionProcessor] = field(default_factory=dict)
+    positions: dict[tuple[str, int], TopicPosition] = field(default_factory=dict)
+    _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    _versions: VersionClock = field(default_factory=VersionClock)
+    _all_idle_since: float | None = None
+
+    def __post_init__(self) -> None:
+        self.stream_by_topic = {topic: stream for stream, topic in self.topics_by_stream.items()}
+
+    def _lock(self, partition: int) -> asyncio.Lock:
+        lock = self._locks.get(partition)
+        if lock is None:
+            lock = self._locks[partition] = asyncio.Lock()
+        return lock
+
+    async def _processor(self, partition: int) -> PartitionProcessor:
+        processor = self.processors.get(partition)
+        if processor is None:
+            started = time.perf_counter()
+            processor = PartitionProcessor(
+                partition,
+                self.rules,
+                self.decoder,
+                self.channels,
+                self.topics_by_stream,
+                self.store,
+                self._versions,
+            )
+            recovered = processor.recover()
+            await self._emit_rows(recovered)
+            self.processors[partition] = processor
+            log.info(
+                "partition %d: rebuilt %d visitors (%d bytes) and %d live rows in %.2fs",
+                partition,
+                processor.state_keys,
+                processor.state_bytes,
+                sum(len(r) for r in recovered.rows.values()),
+                time.perf_counter() - started,
+            )
+        return processor
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Partitions revoked: their state may change elsewhere; rebuild if they return."""
+        for partition in partitions:
+            self.processors.pop(partition, None)
+            for key in [k for k in self.positions if k[1] == partition]:
+                del self.positions[key]
+
+    async def handle_batch(self, batch: RecordBatch, committed: int | None = None) -> None:
+        stream = self.stream_by_topic[batch.topic]
+        records = [InputRecord(r.offset, r.key, r.value, r.timestamp_ms) for r in batch.records]
+        started = time.perf_counter()
+        async with self._lock(batch.partition):
+            processor = await self._processor(batch.partition)
+            result = processor.process(stream, records, committed)
+            await self._apply(processor, result)
+        position = self.positions.setdefault((stream, batch.partition), TopicPosition())
+        position.next_offset = batch.last_offset + 1
+        self.metrics.batch_events.observe(len(records))
+        self.metrics.batch_duration.observe(time.perf_counter() - started)
+
+    def known_position(self, stream: str, partition: int) -> int | None:
+        position = self.positions.get((stream, partition))
+        return None if position is None else position.next_offset
+
+    async def tick(self, offsets: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
+        """Advance idle inputs and timers; export gauges. Called about once a second.
+
+        ``offsets`` maps each assigned input (stream, partition) to (next offset to
+        process, high watermark).
+        """
+        now = time.monotonic()
+        idle_by_partition: dict[int, dict[str, int]] = {}
+        all_idle = bool(offsets)
+        for (stream, partition), (next_offset, highwater) in offsets.items():
+            position = self.positions.setdefault((stream, partition), TopicPosition())
+            if next_offset is not None:
+                position.next_offset = max(position.next_offset, next_offset)
+            caught_up = highwater is not None and position.next_offset >= highwater
+            if caught_up:
+                position.caught_up_since = position.caught_up_since or now
+                if now - position.caught_up_since >= self.idle_after_seconds:
+                    idle_by_partition.setdefault(partition, {})[stream] = position.next_offset
+                else:
+                    all_idle = False
+            else:
+                position.caught_up_since = None
+                all_idle = False
+            if highwater is not None:
+                self.metrics.consumer_lag.labels(self.topics_by_stream[stream], str(partition)).set(
+                    max(0, highwater - position.next_offset)
+                )
+        for partition in list(self.processors):
+            idle = idle_by_partition.get(partition, {})
+            async with self._lock(partition):
+                processor = self.processors.get(partition)
+                if processor is None:
+                    continue
+                result = processor.tick(idle)
+                await self._apply(processor, result)
+        self._export_gauges()
+        self._maybe_stop_when_idle(all_idle, now)
+
+    def _maybe_stop_when_idle(self, all_idle: bool, now: float) -> None:
+        if self.stop_when_idle_seconds is None or self.on_idle_stop is None:
+            return
+        if not all_idle:
+            self._all_idle_since = None
+            return
+        self._all_idle_since = self._all_idle_since or now
+        if now - self._all_idle_since >= self.stop_when_idle_seconds:
+            log.warning("all inputs idle for %.0fs: stopping", now - self._all_idle_since)
+            self.on_idle_stop()
+            self.on_idle_stop = None
+
+    async def _apply(self, processor: PartitionProcessor, result: BatchResult) -> None:
+        partition = processor.partition
+        await self.store.write_many(partition, list(result.state_writes.items()))
+        for letter in result.dead_letters:
+            await self.dead_letters.send(letter)
+        await self._emit_rows(result)
+        if result.meta is not None:
+            if result.finalized:
+                # Final rows must be in ClickHouse before the thresholds that exclude
+                # them from future rebuilds are persisted.
+                await self.writer.flush()
+            await self.store.write_many(partition, [(meta_key(partition), result.meta)])
+        self._count(result)
+        if result.watermark is not None:
+            self.metrics.watermark.labels(str(partition)).set(result.watermark / 1000)
+
+    async def _emit_rows(self, result: BatchResult) -> None:
+        for spec, rows in result.rows.items():
+            await self.writer.submit(spec, rows)
+
+    def _count(self, result: BatchResult) -> None:
+        stats = result.stats
+        metrics = self.metrics
+        for stream, count in stats.ingested.items():
+            metrics.events_ingested.labels(self.topics_by_stream[stream]).inc(count)
+        for (stream, reason), count in stats.dead_letters.items():
+            metrics.dead_letters.labels(self.topics_by_stream[stream], reason).inc(count)
+        for (stream, reason), count in stats.late.items():
+            metrics.late_events.labels(self.topics_by_stream[stream], reason).inc(count)
+        for stream, count in stats.duplicates.items():
+            metrics.duplicates.labels(self.topics_by_stream[stream]).inc(count)
+        step_names = self.rules.steps_by_funnel
+        for (funnel, step, window, channel, campaign), change in stats.step_entries.items():
+            self.conversion.record(funnel, step - 1, window, change)
+            if change > 0:
+                name = step_names[funnel][step - 1]
+                metrics.step_entries.labels(funnel, name, metrics.channel_label(channel)).inc(
+                    change
+                )
+                metrics.campaign_step_entries.labels(
+                    funnel, name, metrics.campaign_label(campaign)
+                ).inc(change)
+        for (channel, currency), change in stats.orders.items():
+            if change > 0:
+                metrics.orders.labels(metrics.channel_label(channel), currency or "none").inc(
+                    change
+                )
+        for (channel, currency), change in stats.gmv_minor.items():
+            if change > 0:
+                metrics.gmv_minor.labels(metrics.channel_label(channel), currency or "none").inc(
+                    change
+                )
+
+    def _export_gauges(self) -> None:
+        now_s = time.time()
+        for partition, processor in self.processors.items():
+            watermark = processor.watermark()
+            if watermark is not None:
+                self.metrics.watermark_delay.labels(str(partition)).set(
+                    max(0.0, now_s - watermark / 1000)
+                )
+        self.metrics.state_keys.labels("visitors").set(
+            sum(p.state_keys for p in self.processors.values())
+        )
+        self.metrics.state_bytes.labels("visitors").set(
+            sum(p.state_bytes for p in self.processors.values())
+        )
+        self.conversion.export(self.metrics)
+
+
+def tp_key(tp: TP) -> tuple[str, int]:
+    return (tp.topic, tp.partition)

@@ -1,0 +1,195 @@
+"""Per-visitor state: the one record per ``anonymous_id`` that every aggregate derives from.
+
+A visitor's record is written to the Faust table's changelog once per batch in which
+the visitor appears. It is self-contained, so a record is applied atomically; it
+remembers the highest source offset applied per input topic, so replaying a record
+after a crash is recognised and skipped (no double counting without ``exactly_once``).
+
+Wire format: orjson of nested lists (compact, fast); ``FORMAT_VERSION`` first.
+Bytes per visitor are reported by ``streams.processor`` (``state_bytes`` metric) and
+documented in docs/state.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import orjson
+
+from streams.errors import StateCorruptError
+from streams.funnel_eval import FunnelEvent
+
+FORMAT_VERSION = 1
+
+Dims = tuple[str, str, str, str, str]  # channel, campaign, device, platform, country
+
+
+class ClosedCredit(NamedTuple):
+    """A closed entity's frozen funnel credit, kept until its window is final."""
+
+    funnel: str
+    window: int
+    dims: int
+    level: int
+    ttc_ms: int | None
+
+
+class OrderLine(NamedTuple):
+    """A counted orders-topic event kept until its KPI window is final."""
+
+    t: int
+    event_id: str
+    kind: str  # purchase | refund | payment_failed | order_cancelled
+    transaction_id: str
+    value_minor: int
+    items: int
+    has_coupon: bool
+    discount_minor: int
+    dims: int
+    currency: str
+
+
+@dataclass(slots=True)
+class OpenSession:
+    """Counted events of a session id whose last segment is still open, sorted."""
+
+    session_id: str
+    closed_segments: int = 0
+    events: list[FunnelEvent] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class VisitorState:
+    partition: int
+    dims: list[Dims] = field(default_factory=list)
+    sessions: dict[str, OpenSession] = field(default_factory=dict)
+    closed: list[ClosedCredit] = field(default_factory=list)
+    orders: list[OrderLine] = field(default_factory=list)
+    transactions: list[str] = field(default_factory=list)
+    # Earliest counted purchase ever, as (event_time, transaction_id): first vs repeat.
+    first_purchase: tuple[int, str] | None = None
+    first_seen_t: int | None = None
+    last_seen_t: int | None = None
+    user_id: str | None = None
+    # Highest source offset applied, per input stream name ("clickstream", ...).
+    applied: dict[str, int] = field(default_factory=dict)
+    # User-scope funnels only: the visitor's funnel-relevant events inside the horizon.
+    user_events: list[FunnelEvent] = field(default_factory=list)
+    user_closed_groups: int = 0
+
+    def intern_dims(self, dims: Dims) -> int:
+        try:
+            return self.dims.index(dims)
+        except ValueError:
+            self.dims.append(dims)
+            return len(self.dims) - 1
+
+
+def _compact_dims(state: VisitorState) -> tuple[list[Dims], dict[int, int]]:
+    """Dimension tuples still referenced, and the old->new index map."""
+    used: set[int] = set()
+    for session in state.sessions.values():
+        used.update(event.dims for event in session.events)
+    used.update(credit.dims for credit in state.closed)
+    used.update(order.dims for order in state.orders)
+    used.update(event.dims for event in state.user_events)
+    order = sorted(used)
+    return [state.dims[i] for i in order], {old: new for new, old in enumerate(order)}
+
+
+def encode_state(state: VisitorState) -> bytes:
+    dims, remap = _compact_dims(state)
+    sessions = [
+        [
+            s.session_id,
+            s.closed_segments,
+            [[e.t, e.event_id, e.event_type, remap[e.dims]] for e in s.events],
+        ]
+        for s in state.sessions.values()
+    ]
+    closed = [[c.funnel, c.window, remap[c.dims], c.level, c.ttc_ms] for c in state.closed]
+    orders = [
+        [
+            o.t,
+            o.event_id,
+            o.kind,
+            o.transaction_id,
+            o.value_minor,
+            o.items,
+            o.has_coupon,
+            o.discount_minor,
+            remap[o.dims],
+            o.currency,
+        ]
+        for o in state.orders
+    ]
+    user_events = [[e.t, e.event_id, e.event_type, remap[e.dims]] for e in state.user_events]
+    payload: list[Any] = [
+        FORMAT_VERSION,
+        state.partition,
+        [list(d) for d in dims],
+        sessions,
+        closed,
+        orders,
+        state.transactions,
+        list(state.first_purchase) if state.first_purchase else None,
+        state.first_seen_t,
+        state.last_seen_t,
+        state.user_id,
+        state.applied,
+        user_events,
+        state.user_closed_groups,
+    ]
+    return orjson.dumps(payload)
+
+
+def decode_state(raw: bytes) -> VisitorState:
+    try:
+        payload = orjson.loads(raw)
+        if payload[0] != FORMAT_VERSION:
+            raise StateCorruptError(
+                f"visitor state format {payload[0]} is not {FORMAT_VERSION}; this worker is "
+                "older or newer than the one that wrote it: run matching versions"
+            )
+        (
+            _,
+            partition,
+            dims,
+            sessions,
+            closed,
+            orders,
+            transactions,
+            first_purchase,
+            first_seen_t,
+            last_seen_t,
+            user_id,
+            applied,
+            user_events,
+            user_closed_groups,
+        ) = payload
+        return VisitorState(
+            partition=partition,
+            dims=[tuple(d) for d in dims],
+            sessions={
+                sid: OpenSession(sid, closed_segments, [FunnelEvent(*e) for e in events])
+                for sid, closed_segments, events in sessions
+            },
+            closed=[ClosedCredit(*c) for c in closed],
+            orders=[OrderLine(*o) for o in orders],
+            transactions=list(transactions),
+            first_purchase=(first_purchase[0], first_purchase[1]) if first_purchase else None,
+            first_seen_t=first_seen_t,
+            last_seen_t=last_seen_t,
+            user_id=user_id,
+            applied=dict(applied),
+            user_events=[FunnelEvent(*e) for e in user_events],
+            user_closed_groups=user_closed_groups,
+        )
+    except StateCorruptError:
+        raise
+    except (orjson.JSONDecodeError, ValueError, TypeError, IndexError) as exc:
+        raise StateCorruptError(
+            f"visitor state record is unreadable ({exc}); the changelog topic holds data "
+            "from another application: use a fresh app id (FUNNEL_APP_ID)"
+        ) from exc

@@ -1,0 +1,146 @@
+"""A Faust transport whose consumer hands the agent one message per fetched partition batch.
+
+Faust's stock consumer turns every Kafka record into a ``Message`` and an ``Event`` and
+passes each through the stream machinery: about 40-100 µs per record on this machine
+type, the main limit of a Faust worker. This consumer subclass (installed through
+Faust's own transport registry, the ``batchkafka://`` broker scheme) yields one message
+per partition per fetch whose value is a :class:`RecordBatch`; the agent processes the
+batch as a unit.
+
+Offsets stay exact: the message carries the batch's last offset, and the offsets before
+it are registered as a gap that counts as acknowledged only once the batch message is
+acknowledged (Faust's own gap mechanism for compacted topics). Before committing, the
+consumer awaits the app's commit barrier (the ClickHouse flush, see
+:func:`attach_commit_barrier`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, NamedTuple, cast
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, AppT, Message
+from faust.types.transports import ConsumerT
+from faust.types.tuples import ConsumerMessage
+
+SCHEME = "batchkafka"
+
+
+class Record(NamedTuple):
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecordBatch:
+    """Consecutive records of one topic-partition, in offset order."""
+
+    topic: str
+    partition: int
+    records: tuple[Record, ...]
+
+    @property
+    def first_offset(self) -> int:
+        return self.records[0].offset
+
+    @property
+    def last_offset(self) -> int:
+        return self.records[-1].offset
+
+
+CommitBarrier = Callable[[Mapping[TP, int]], Awaitable[None]]
+
+
+def _record(raw: Any) -> Record:
+    return Record(
+        raw.offset, raw.key, raw.value if raw.value is not None else b"", raw.timestamp or 0
+    )
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """Yields ``(tp, message)`` once per partition per fetch; ``message.value`` is a batch."""
+
+    def _batch_message(self, tp: TP, records: list[Any]) -> Message:
+        batch = RecordBatch(tp.topic, tp.partition, tuple(_record(r) for r in records))
+        last = records[-1]
+        return ConsumerMessage(
+            tp.topic,
+            tp.partition,
+            last.offset,
+            (last.timestamp or 0) / 1000.0,
+            last.timestamp_type,
+            [],
+            None,
+            cast(Any, batch),  # the agent's schema passes it through (streams/app.py)
+            None,
+            0,
+            sum(r.serialized_value_size for r in records),
+            tp,
+            generation_id=self.app.consumer_generation_id,
+        )
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        records, active_partitions = await self._wait_next_records(timeout)
+        batch_topics: frozenset[str] = getattr(self.app, "funnel_batch_topics", frozenset())
+        generation_id = self.app.consumer_generation_id
+        if records is None or self.should_stop:
+            return
+        if not self.flow_active:
+            await self.perform_seek()
+            return
+        for tp, tp_records in records.items():
+            if not tp_records:
+                continue
+            if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                break
+            if not (
+                active_partitions is None
+                or tp in active_partitions
+                or tp in self._buffered_partitions
+            ):
+                continue
+            self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
+            if tp.topic not in batch_topics:
+                # Changelogs and any other topic keep Faust's per-record messages:
+                # table recovery and standbys read them record by record.
+                for record in tp_records:
+                    yield tp, self._to_message(tp, record)
+                continue
+            first, last = tp_records[0].offset, tp_records[-1].offset
+            if last > first:
+                # Offsets first..last-1 are acknowledged together with the batch
+                # message (offset ``last``), never before it.
+                await self._add_gap(tp, first, last - 1)
+            yield tp, self._batch_message(tp, tp_records)
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        barrier: CommitBarrier | None = getattr(self.app, "funnel_before_commit", None)
+        if barrier is not None:
+            await barrier(offsets)
+        return bool(await super()._commit_offsets(offsets, start_new_transaction))
+
+
+class Transport(faust_aiokafka.Transport):
+    Consumer: ClassVar[type[ConsumerT]] = BatchConsumer
+
+
+def register() -> None:
+    """Make ``batchkafka://`` resolve to this transport (also done by the entry point)."""
+    from faust.transport.drivers import TRANSPORTS
+
+    TRANSPORTS.aliases[SCHEME] = "streams.transport:Transport"
+
+
+def attach_commit_barrier(app: AppT, barrier: CommitBarrier) -> None:
+    app.funnel_before_commit = barrier  # type: ignore[attr-defined]
+
+
+def batch_topics(app: AppT, topics: frozenset[str]) -> None:
+    """Deliver these topics as record batches; all others record by record."""
+    app.funnel_batch_topics = topics  # type: ignore[attr-defined]

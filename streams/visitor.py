@@ -1,0 +1,434 @@
+"""Pure transitions of one visitor's state, and the aggregate contributions it implies.
+
+Every aggregate row is a sum of :func:`contributions` over visitors. The processor
+applies ``contributions(after) - contributions(before)`` to the partition's totals, and
+after a crash rebuilds the totals by summing :func:`contributions` over the recovered
+states: the numbers never depend on which writes survived, only on the state.
+"""
+
+from __future__ import annotations
+
+import itertools
+from bisect import insort
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cached_property
+
+from schemas.model import Event
+from streams.funnel_eval import Credit, FunnelEvent, evaluate, user_group_ranges
+from streams.funnels import FunnelDef
+from streams.state import ClosedCredit, Dims, OpenSession, OrderLine, VisitorState
+
+# Time-to-convert histogram upper bounds, seconds (docs/semantics.md section 3).
+TTC_BUCKETS_S: tuple[float, ...] = (
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+    1800,
+    3600,
+    7200,
+    86400,
+    float("inf"),
+)
+
+KPI_METRICS: tuple[str, ...] = (
+    "orders",
+    "gmv_minor",
+    "items",
+    "coupon_orders",
+    "discount_minor",
+    "first_orders",
+    "repeat_orders",
+    "refunds",
+    "refunded_minor",
+    "payment_failures",
+    "cancellations",
+)
+(
+    _ORDERS,
+    _GMV,
+    _ITEMS,
+    _COUPON,
+    _DISCOUNT,
+    _FIRST,
+    _REPEAT,
+    _REFUNDS,
+    _REFUNDED,
+    _FAILURES,
+    _CANCELS,
+) = range(11)
+
+ORDER_KINDS = frozenset({"purchase", "refund", "payment_failed", "order_cancelled"})
+KPI_FAMILY = "kpi"
+
+Key = tuple[object, ...]
+Contributions = dict[Key, int]
+Thresholds = dict[str, int]  # family -> first window that is not final yet
+
+
+def funnel_family(funnel: str) -> str:
+    return f"funnel:{funnel}"
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What processing needs to know besides the events."""
+
+    funnels: tuple[FunnelDef, ...]
+    window_ms: int = 60_000
+    session_timeout_ms: int = 1_800_000
+    lateness_ms: int = 300_000
+    max_transactions: int = 100
+    families: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        if self.session_timeout_ms <= self.lateness_ms:
+            # A session could then close while on-time events for it may still arrive.
+            raise ValueError("session timeout must be longer than the allowed lateness")
+        object.__setattr__(
+            self, "families", (KPI_FAMILY, *(funnel_family(f.name) for f in self.funnels))
+        )
+
+    @cached_property
+    def session_funnels(self) -> tuple[FunnelDef, ...]:
+        return tuple(f for f in self.funnels if f.scope == "session")
+
+    @cached_property
+    def user_funnels(self) -> tuple[FunnelDef, ...]:
+        return tuple(f for f in self.funnels if f.scope == "user")
+
+    @cached_property
+    def user_funnel_types(self) -> frozenset[str]:
+        return frozenset(t for f in self.user_funnels for t in f.steps)
+
+    @cached_property
+    def steps_by_funnel(self) -> dict[str, tuple[str, ...]]:
+        return {f.name: f.steps for f in self.funnels}
+
+    @cached_property
+    def funnel_by_name(self) -> dict[str, FunnelDef]:
+        return {f.name: f for f in self.funnels}
+
+    def window_of(self, t: int) -> int:
+        return t - t % self.window_ms
+
+
+class Applied(Enum):
+    COUNTED = "counted"
+    DUPLICATE = "duplicate"
+    REPLAYED = "replayed"
+
+
+def split_segments(events: list[FunnelEvent], timeout_ms: int) -> list[list[FunnelEvent]]:
+    """Session segments: split where consecutive events are more than the timeout apart."""
+    if not events:
+        return []
+    segments: list[list[FunnelEvent]] = [[events[0]]]
+    for previous, event in itertools.pairwise(events):
+        if event.t - previous.t > timeout_ms:
+            segments.append([event])
+        else:
+            segments[-1].append(event)
+    return segments
+
+
+def _order_line(event: Event, dims: int) -> OrderLine:
+    quantity = sum(item.quantity for item in event.items)
+    item_discount = sum(item.discount_minor * item.quantity for item in event.items)
+    has_coupon = bool(event.coupon) or any(item.coupon for item in event.items)
+    return OrderLine(
+        t=event.event_time_ms,
+        event_id=event.event_id,
+        kind=event.event_type,
+        transaction_id=event.transaction_id or "",
+        value_minor=event.value_minor or 0,
+        items=quantity,
+        has_coupon=has_coupon,
+        discount_minor=(event.discount_minor or 0) + item_discount,
+        dims=dims,
+        currency=event.currency or "",
+    )
+
+
+def _remove_event(state: VisitorState, event_id: str) -> None:
+    for session in state.sessions.values():
+        session.events = [e for e in session.events if e.event_id != event_id]
+    state.user_events = [e for e in state.user_events if e.event_id != event_id]
+    state.orders = [o for o in state.orders if o.event_id != event_id]
+
+
+def _purchase_is_duplicate(state: VisitorState, event: Event) -> bool:
+    """Purchases count once per transaction id: the earliest (event_time, event_id) wins."""
+    txn = event.transaction_id or ""
+    if txn not in state.transactions:
+        return False
+    for order in state.orders:
+        if order.kind == "purchase" and order.transaction_id == txn:
+            if (event.event_time_ms, event.event_id) < (order.t, order.event_id):
+                _remove_event(state, order.event_id)
+                return False
+            return True
+    return True  # the counted copy's window is already final; this one cannot be earlier
+
+
+def _seen_event_ids(state: VisitorState, session_id: str) -> set[str]:
+    session = state.sessions.get(session_id)
+    return {e.event_id for e in session.events} if session else set()
+
+
+def apply_event(
+    state: VisitorState, event: Event, dims: Dims, stream: str, offset: int, rules: Rules
+) -> Applied:
+    """Add one on-time event to the visitor; idempotent for replays and duplicates."""
+    if offset <= state.applied.get(stream, -1):
+        return Applied.REPLAYED
+    state.applied[stream] = offset
+    if event.event_id in _seen_event_ids(state, event.session_id):
+        return Applied.DUPLICATE
+    if event.event_type == "purchase" and _purchase_is_duplicate(state, event):
+        return Applied.DUPLICATE
+    dims_index = state.intern_dims(dims)
+    funnel_event = FunnelEvent(event.event_time_ms, event.event_id, event.event_type, dims_index)
+    session = state.sessions.get(event.session_id)
+    if session is None:
+        session = state.sessions[event.session_id] = OpenSession(event.session_id)
+    insort(session.events, funnel_event)
+    if event.event_type in rules.user_funnel_types:
+        insort(state.user_events, funnel_event)
+    if event.event_type in ORDER_KINDS:
+        state.orders.append(_order_line(event, dims_index))
+    if event.event_type == "purchase":
+        txn = event.transaction_id or ""
+        state.transactions.append(txn)
+        del state.transactions[: -rules.max_transactions]
+        candidate = (event.event_time_ms, txn)
+        if state.first_purchase is None or candidate < state.first_purchase:
+            state.first_purchase = candidate
+    t = event.event_time_ms
+    state.first_seen_t = t if state.first_seen_t is None else min(state.first_seen_t, t)
+    state.last_seen_t = t if state.last_seen_t is None else max(state.last_seen_t, t)
+    if event.user_id:
+        state.user_id = event.user_id
+    return Applied.COUNTED
+
+
+def _freeze(funnel: FunnelDef, credit: Credit | None, rules: Rules) -> ClosedCredit | None:
+    if credit is None:
+        return None
+    return ClosedCredit(
+        funnel.name,
+        rules.window_of(credit.start_t),
+        credit.dims,
+        credit.level,
+        credit.time_to_convert_ms,
+    )
+
+
+def _close_sessions(state: VisitorState, watermark: int, rules: Rules) -> None:
+    timeout = rules.session_timeout_ms
+    for session_id in list(state.sessions):
+        session = state.sessions[session_id]
+        segments = split_segments(session.events, timeout)
+        open_from = 0
+        for segment in segments:
+            if segment[-1].t + timeout >= watermark:
+                break
+            for funnel in rules.session_funnels:
+                frozen = _freeze(funnel, evaluate(funnel, segment), rules)
+                if frozen is not None:
+                    state.closed.append(frozen)
+            open_from += 1
+            session.closed_segments += 1
+        if open_from == len(segments):
+            del state.sessions[session_id]
+        elif open_from:
+            session.events = [e for segment in segments[open_from:] for e in segment]
+
+
+def _close_user_groups(state: VisitorState, watermark: int, rules: Rules) -> None:
+    for funnel in rules.user_funnels:
+        events = [e for e in state.user_events if e.event_type in funnel.event_types]
+        for low, high in user_group_ranges(funnel, events):
+            if low + 2 * funnel.window_ms >= watermark:
+                break
+            frozen = _freeze(funnel, evaluate(funnel, events, (low, high)), rules)
+            if frozen is not None:
+                state.closed.append(frozen)
+            state.user_closed_groups += 1
+            horizon = low + 2 * funnel.window_ms
+            state.user_events = [
+                e
+                for e in state.user_events
+                if e.t > horizon or e.event_type not in funnel.event_types
+            ]
+
+
+def close_expired(state: VisitorState, watermark: int, rules: Rules) -> None:
+    """Freeze entities no on-time event can change any more (watermark-driven)."""
+    _close_sessions(state, watermark, rules)
+    if rules.user_funnels:
+        _close_user_groups(state, watermark, rules)
+
+
+def prune_final(state: VisitorState, thresholds: Thresholds) -> None:
+    """Drop what only final (already written, excluded) windows needed."""
+    state.closed = [
+        c for c in state.closed if c.window >= thresholds.get(funnel_family(c.funnel), 0)
+    ]
+    kpi_threshold = thresholds.get(KPI_FAMILY, 0)
+    state.orders = [o for o in state.orders if o.t >= kpi_threshold]
+
+
+def next_due(state: VisitorState, rules: Rules, watermark: int) -> int | None:
+    """Watermark at which this visitor next needs attention without new events."""
+    candidates: list[int] = []
+    timeout = rules.session_timeout_ms
+    for session in state.sessions.values():
+        for segment in split_segments(session.events, timeout):
+            candidates.append(segment[-1].t + timeout + 1)
+            break  # the earliest segment closes first
+    for funnel in rules.user_funnels:
+        events = [e for e in state.user_events if e.event_type in funnel.event_types]
+        ranges = user_group_ranges(funnel, events)
+        if ranges:
+            candidates.append(ranges[0][0] + 2 * funnel.window_ms + 1)
+    if state.closed or state.orders:
+        # Pruning waits for windows to become final; look again a window later.
+        candidates.append(watermark + rules.window_ms)
+    return min(candidates) if candidates else None
+
+
+def _add(out: Contributions, key: Key, value: int) -> None:
+    if value:
+        out[key] = out.get(key, 0) + value
+
+
+def _bucket(ttc_ms: int) -> float:
+    seconds = ttc_ms / 1000
+    for upper in TTC_BUCKETS_S:
+        if seconds <= upper:
+            return upper
+    return TTC_BUCKETS_S[-1]
+
+
+def _add_credit(
+    out: Contributions,
+    funnel: FunnelDef,
+    window: int,
+    dims: Dims,
+    level: int,
+    ttc_ms: int | None,
+    is_open: bool,
+) -> None:
+    name = funnel.name
+    for step in range(1, level + 1):
+        _add(out, ("fs", name, window, dims, step), 1)
+    converted = level == len(funnel.steps)
+    outcome = "converted" if converted else ("in_progress" if is_open else "dropped")
+    _add(out, ("fo", name, window, dims, outcome), 1)
+    if converted and ttc_ms is not None:
+        _add(out, ("ft", name, window, dims, _bucket(ttc_ms)), 1)
+    if is_open:
+        _add(out, ("open", name, window), 1)
+
+
+def _funnel_contributions(
+    state: VisitorState, rules: Rules, thresholds: Thresholds, out: Contributions
+) -> None:
+    for session in state.sessions.values():
+        for segment in split_segments(session.events, rules.session_timeout_ms):
+            for funnel in rules.session_funnels:
+                credit = evaluate(funnel, segment)
+                if credit is None:
+                    continue
+                window = rules.window_of(credit.start_t)
+                if window >= thresholds.get(funnel_family(funnel.name), 0):
+                    _add_credit(
+                        out,
+                        funnel,
+                        window,
+                        state.dims[credit.dims],
+                        credit.level,
+                        credit.time_to_convert_ms,
+                        True,
+                    )
+    for funnel in rules.user_funnels:
+        events = [e for e in state.user_events if e.event_type in funnel.event_types]
+        for low, high in user_group_ranges(funnel, events):
+            credit = evaluate(funnel, events, (low, high))
+            if credit is None:
+                continue
+            window = rules.window_of(credit.start_t)
+            if window >= thresholds.get(funnel_family(funnel.name), 0):
+                _add_credit(
+                    out,
+                    funnel,
+                    window,
+                    state.dims[credit.dims],
+                    credit.level,
+                    credit.time_to_convert_ms,
+                    True,
+                )
+    for closed in state.closed:
+        if closed.window < thresholds.get(funnel_family(closed.funnel), 0):
+            continue
+        closed_funnel = rules.funnel_by_name.get(closed.funnel)
+        if closed_funnel is not None:
+            _add_credit(
+                out,
+                closed_funnel,
+                closed.window,
+                state.dims[closed.dims],
+                closed.level,
+                closed.ttc_ms,
+                False,
+            )
+
+
+def _kpi_contributions(
+    state: VisitorState, rules: Rules, thresholds: Thresholds, out: Contributions
+) -> None:
+    threshold = thresholds.get(KPI_FAMILY, 0)
+    for order in state.orders:
+        window = rules.window_of(order.t)
+        if window < threshold:
+            continue
+        base = ("kpi", window, state.dims[order.dims], order.currency)
+        if order.kind == "purchase":
+            _add(out, (*base, _ORDERS), 1)
+            _add(out, (*base, _GMV), order.value_minor)
+            _add(out, (*base, _ITEMS), order.items)
+            _add(out, (*base, _COUPON), 1 if order.has_coupon else 0)
+            _add(out, (*base, _DISCOUNT), order.discount_minor)
+            is_first = state.first_purchase == (order.t, order.transaction_id)
+            _add(out, (*base, _FIRST if is_first else _REPEAT), 1)
+        elif order.kind == "refund":
+            _add(out, (*base, _REFUNDS), 1)
+            _add(out, (*base, _REFUNDED), order.value_minor)
+        elif order.kind == "payment_failed":
+            _add(out, (*base, _FAILURES), 1)
+        elif order.kind == "order_cancelled":
+            _add(out, (*base, _CANCELS), 1)
+
+
+def contributions(state: VisitorState, rules: Rules, thresholds: Thresholds) -> Contributions:
+    """Everything this visitor adds to the partition's non-final aggregates."""
+    out: Contributions = {}
+    _funnel_contributions(state, rules, thresholds, out)
+    _kpi_contributions(state, rules, thresholds, out)
+    return out
+
+
+def diff(before: Contributions, after: Contributions) -> Contributions:
+    delta: Contributions = {}
+    for key, value in after.items():
+        change = value - before.get(key, 0)
+        if change:
+            delta[key] = change
+    for key, value in before.items():
+        if key not in after:
+            delta[key] = -value
+    return delta

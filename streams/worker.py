@@ -1,0 +1,97 @@
+"""Running a worker process: topics, ClickHouse, metrics endpoint, then the Faust worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from pathlib import Path
+
+import faust
+from prometheus_client import CollectorRegistry, start_http_server
+
+from funnel.settings import Settings
+from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter, apply_migrations, open_client
+from sinks.metrics import PipelineMetrics
+from streams.app import build_worker
+from streams.funnels import load_funnels
+from streams.topics import ensure_topics
+
+log = logging.getLogger(__name__)
+
+
+class WriterMetrics:
+    """Adapts the writer's callbacks to the Prometheus metrics."""
+
+    def __init__(self, metrics: PipelineMetrics) -> None:
+        self._metrics = metrics
+
+    def observe_insert(self, table: str, rows: int, seconds: float) -> None:
+        self._metrics.sink_batch.labels(table).observe(seconds)
+        self._metrics.sink_rows.labels(table).inc(rows)
+
+    def insert_failed(self, table: str) -> None:
+        self._metrics.sink_failures.labels(table).inc()
+
+    def queue_rows(self, rows: int) -> None:
+        self._metrics.sink_queue_rows.set(rows)
+
+
+def clickhouse_target(settings: Settings) -> ClickHouseTarget:
+    return ClickHouseTarget(
+        dsn=settings.effective_clickhouse_dsn,
+        database=settings.clickhouse_database,
+        username=settings.clickhouse_user,
+        password=settings.clickhouse_password.get_secret_value(),
+    )
+
+
+def _stop_after(seconds: float) -> None:
+    timer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
+    timer.daemon = True
+    timer.start()
+
+
+def run_worker(
+    settings: Settings,
+    *,
+    duration_seconds: float | None = None,
+    stop_when_idle_seconds: float | None = None,
+    funnels_file: Path | None = None,
+    loglevel: str = "warning",
+) -> None:
+    """Blocks until the worker stops (SIGTERM/SIGINT, or after ``duration_seconds``)."""
+    funnels = load_funnels(funnels_file)
+    ensure_topics(settings)
+    target = clickhouse_target(settings)
+    client = open_client(target)
+    applied = apply_migrations(client)
+    if applied:
+        log.info("applied ClickHouse migrations: %s", ", ".join(applied))
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    metrics.set_worker_info(f"{settings.app_id}@{os.getpid()}", "0.1.0")
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, addr=settings.metrics_host, registry=registry)
+    writer = ClickHouseWriter(
+        lambda: client,
+        batch_rows=settings.sink_batch_rows,
+        flush_seconds=settings.sink_flush_seconds,
+        max_queue_rows=settings.sink_queue_rows,
+        metrics=WriterMetrics(metrics),
+    )
+    writer.start()
+    worker = build_worker(settings, funnels, writer, registry, metrics)
+    faust_worker = faust.Worker(
+        worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
+    )
+    if duration_seconds:
+        _stop_after(duration_seconds)
+    if stop_when_idle_seconds is not None:
+        worker.runtime.stop_when_idle_seconds = stop_when_idle_seconds
+        worker.runtime.on_idle_stop = lambda: os.kill(os.getpid(), signal.SIGTERM)
+    try:
+        faust_worker.execute_from_commandline()
+    finally:
+        writer.stop()

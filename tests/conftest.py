@@ -1,0 +1,3 @@
+"""Shared pytest fixtures."""
+
+from tests.kafka_fixture import kafka_bootstrap  # noqa: F401
