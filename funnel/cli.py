@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -109,12 +110,21 @@ def migrate() -> None:
 
 
 @app.command()
-def topics() -> None:
+def topics(
+    recreate: Annotated[
+        bool,
+        typer.Option(help="Delete the topics and this app's state topics first (loses data)."),
+    ] = False,
+) -> None:
     """Create the Kafka topics if missing and show their partition counts."""
-    from streams.topics import ensure_topics
+    from streams.topics import delete_pipeline_topics, ensure_topics
 
+    settings = _settings()
     try:
-        counts = ensure_topics(_settings())
+        if recreate:
+            deleted = delete_pipeline_topics(settings)
+            console.print(f"deleted: {', '.join(deleted) if deleted else 'nothing'}")
+        counts = ensure_topics(settings)
     except FunnelError as exc:
         _fail(exc)
     table = Table("topic", "partitions")
@@ -210,6 +220,117 @@ def report_kpi() -> None:
     for label, value in reports.pipeline_counts(client).items():
         counts.add_row(label, f"{value:,}")
     console.print(counts)
+
+
+class CohortKind(StrEnum):
+    first_visit = "first_visit"
+    first_purchase = "first_purchase"
+
+
+class Granularity(StrEnum):
+    day = "day"
+    week = "week"
+    month = "month"
+
+
+class Activity(StrEnum):
+    visit = "visit"
+    purchase = "purchase"
+    repeat_purchase = "repeat_purchase"
+
+
+@report_app.command("retention")
+def report_retention(
+    cohort: Annotated[
+        CohortKind, typer.Option(help="Cohorts by first visit or by first purchase.")
+    ] = CohortKind.first_visit,
+    granularity: Annotated[
+        Granularity, typer.Option(help="Cohort and period length (UTC; weeks start Monday).")
+    ] = Granularity.week,
+    activity: Annotated[
+        Activity | None,
+        typer.Option(
+            help="What counts as active (default: visit for first_visit cohorts, "
+            "purchase for first_purchase cohorts)."
+        ),
+    ] = None,
+    cohorts: Annotated[int, typer.Option(min=1, help="Show the latest this many cohorts.")] = 12,
+    periods: Annotated[int, typer.Option(min=1, help="Show periods 0 .. this many - 1.")] = 13,
+) -> None:
+    """The retention triangle: share of each cohort active N periods later."""
+    from sinks import reports
+
+    chosen = activity or (Activity.visit if cohort == CohortKind.first_visit else Activity.purchase)
+    client = _report_client()
+    rows = reports.retention_triangle(client, cohort.value, granularity.value, chosen.value)
+    if not rows:
+        err_console.print(
+            "no retention rows yet: run `funnel worker` and `funnel simulate --days 30` first"
+        )
+        raise typer.Exit(1)
+    rows = rows[-cohorts:]
+    width = min(periods, max(len(r.users) for r in rows))
+    unit = granularity.value[0].upper()
+    table = Table(
+        "cohort",
+        "size",
+        *(f"{unit}{n}" for n in range(width)),
+        title=f"Retention: {cohort.value} cohorts by {granularity.value}, "
+        f"share with a {chosen.value} in period N",
+        caption="blank: the period has not started yet for that cohort",
+    )
+    for row in rows:
+        cells = [_pct(row.rate(n)) if n < len(row.users) else "" for n in range(width)]
+        table.add_row(str(row.cohort_start), f"{row.cohort_size:,}", *cells)
+    console.print(table)
+
+
+@report_app.command("segments")
+def report_segments(
+    days: Annotated[int, typer.Option(min=1, help="Daily sizes for this many days.")] = 7,
+) -> None:
+    """Lifecycle stages (new/active/dormant/churned), RFM scores and triggers."""
+    from sinks import reports
+
+    client = _report_client()
+    summary = reports.rfm_summary(client)
+    if not summary.buyers:
+        err_console.print("no buyers yet: run `funnel worker` and `funnel simulate` first")
+        raise typer.Exit(1)
+    stages = Table(
+        "stage",
+        "buyers",
+        "share",
+        "avg orders",
+        "avg days since last order",
+        title=f"Lifecycle stages ({summary.buyers:,} buyers, as of {summary.as_of:%Y-%m-%d %H:%M})",
+    )
+    for stage in summary.stages:
+        stages.add_row(
+            stage.stage,
+            f"{stage.buyers:,}",
+            _pct(stage.share),
+            f"{stage.avg_frequency:.2f}",
+            f"{stage.avg_recency_days:.1f}",
+        )
+    console.print(stages)
+    scores = Table(
+        "score", "recency", "frequency", "monetary", title="RFM quintile scores (5 = best)"
+    )
+    for score in summary.scores:
+        scores.add_row(
+            str(score.score), f"{score.recency:,}", f"{score.frequency:,}", f"{score.monetary:,}"
+        )
+    console.print(scores)
+    daily = reports.segment_sizes(client, days)
+    sizes = Table("day", *reports.STAGE_ORDER, title="Buyers per stage at the end of the day")
+    for day in daily:
+        sizes.add_row(str(day.day), *(f"{day.sizes[s]:,}" for s in reports.STAGE_ORDER))
+    console.print(sizes)
+    triggers = Table("trigger", "count", title="Marketing triggers sent")
+    for kind, count in reports.trigger_counts(client).items():
+        triggers.add_row(kind, f"{count:,}")
+    console.print(triggers)
 
 
 def _kafka_script(command: str) -> None:

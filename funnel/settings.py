@@ -42,6 +42,7 @@ class Settings(BaseSettings):
         env_nested_delimiter="__",
         frozen=True,
         extra="forbid",
+        populate_by_name=True,
     )
 
     data_dir: Path = DEFAULT_DATA_DIR
@@ -58,6 +59,8 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
     clickhouse_database: str = "shop"
+    # How long a starting worker waits for ClickHouse before giving up.
+    clickhouse_wait_seconds: float = Field(default=60.0, ge=0)
 
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
@@ -71,10 +74,23 @@ class Settings(BaseSettings):
     batch_max_events: int = Field(default=10_000, ge=1)
     batch_max_seconds: float = Field(default=1.0, gt=0)
     commit_interval_seconds: float = Field(default=2.0, gt=0)
+    # A worker that dies holds its partitions this long before the group moves them.
+    # An input partition with nothing to read for this long stops holding back the
+    # watermark of the others (its later records for closed windows count as late).
+    idle_input_seconds: float = Field(default=60.0, gt=0)
+    consumer_session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
 
     sink_batch_rows: int = Field(default=10_000, ge=1)
     sink_flush_seconds: float = Field(default=1.0, gt=0)
     sink_queue_rows: int = Field(default=200_000, ge=1)
+
+    # Lifecycle (docs/semantics.md 6-8). Days may be fractional (tests use minutes).
+    anonymous_ttl_days: float = Field(default=35.0, gt=0)
+    buyer_ttl_days: float = Field(default=400.0, gt=0)
+    rfm_new_days: float = Field(default=30.0, gt=0)
+    rfm_dormant_days: float = Field(default=60.0, gt=0)
+    rfm_churn_days: float = Field(default=180.0, gt=0)
+    cart_abandon_minutes: float = Field(default=30.0, gt=0)
 
     # Input validation bounds (schemas/validation.py).
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
@@ -122,6 +138,17 @@ class Settings(BaseSettings):
     @property
     def session_timeout_ms(self) -> int:
         return self.session_timeout_seconds * 1000
+
+    def lifecycle_ms(self) -> dict[str, int]:
+        day = 86_400_000
+        return {
+            "new_ms": int(self.rfm_new_days * day),
+            "dormant_ms": int(self.rfm_dormant_days * day),
+            "churn_ms": int(self.rfm_churn_days * day),
+            "cart_abandon_ms": int(self.cart_abandon_minutes * 60_000),
+            "anonymous_ttl_ms": int(self.anonymous_ttl_days * day),
+            "buyer_ttl_ms": int(self.buyer_ttl_days * day),
+        }
 
     def redacted(self) -> dict[str, Any]:
         """Settings as a dict that is safe to print or log (secrets masked)."""

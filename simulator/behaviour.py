@@ -32,6 +32,7 @@ from simulator.scenarios import ScenarioEffects
 # Base step probabilities (before the source's multipliers).
 P_VIEW: Final = 0.62
 P_CART: Final = 0.28
+P_CUSTOMER_CART: Final = 1.6  # customers come back to buy again: more of them add to cart
 P_CHECKOUT: Final = 0.55
 P_COMPLETE: Final = 0.55
 P_PAYMENT_RETRY: Final = 0.6
@@ -288,7 +289,7 @@ class SessionSimulator:
         for _ in range(rng.randint(0, 2)):
             self._browse(1)
             self._view(rng.choice(PRODUCTS))
-        p_cart = min(0.95, P_CART * funnel.cart * (1.2 if visitor.orders else 1.0))
+        p_cart = min(0.95, P_CART * funnel.cart * (P_CUSTOMER_CART if visitor.orders else 1.0))
         if not self._chance(p_cart):
             self._browse(rng.randint(0, 2))
             return self._finish()

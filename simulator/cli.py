@@ -32,6 +32,7 @@ from simulator.produce import ProduceReport, ensure_topics, produce
 from simulator.records import SimRecord
 from simulator.summary import RunFacts, summary_table
 from simulator.truth import compute_truth, write_truth
+from simulator.truth_model import LifecycleParams
 
 app = typer.Typer(
     add_completion=False,
@@ -279,6 +280,7 @@ def _run(
             session_timeout_ms=config.session_timeout_ms,
             window_ms=config.window_ms,
             true_effects={"checkout_button": config.checkout_button_lift},
+            lifecycle=lifecycle_params(settings),
         )
         write_truth(truth, truth_path)
         costs_path = truth_path.with_name("costs.csv")
@@ -299,6 +301,20 @@ def _run(
         costs_path=costs_path,
     )
     console.print(summary_table(config, truth, facts, report))
+
+
+def lifecycle_params(settings: Settings) -> LifecycleParams:
+    """The §6-§8 thresholds the workers use (FUNNEL_RFM_*, FUNNEL_*_TTL_DAYS,
+    FUNNEL_CART_ABANDON_MINUTES), converted to ms exactly as the workers convert them."""
+    ms = settings.lifecycle_ms()
+    return LifecycleParams(
+        anonymous_ttl_ms=ms["anonymous_ttl_ms"],
+        buyer_ttl_ms=ms["buyer_ttl_ms"],
+        rfm_new_ms=ms["new_ms"],
+        rfm_dormant_ms=ms["dormant_ms"],
+        rfm_churn_ms=ms["churn_ms"],
+        cart_abandon_ms=ms["cart_abandon_ms"],
+    )
 
 
 @contextmanager

@@ -8,6 +8,7 @@ PYTHONHASHSEED), so the same config gives the same visitors on any machine.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 from typing import Final
 
@@ -26,6 +27,10 @@ from simulator.daily import diurnal_weight
 _HOUR_MS: Final = 3_600_000
 _DAY_MS: Final = 86_400_000
 MAX_SESSIONS_PER_VISITOR: Final = 200
+# Customers come back more often, and some of their returns follow a repurchase cycle.
+P_CUSTOMER_RETURN_BONUS: Final = 0.15
+P_REPURCHASE_CYCLE: Final = 0.35
+REPURCHASE_MEDIAN_DAYS: Final = 10.0
 _DEVICES: Final = {
     "web": (("desktop", 0.55), ("mobile", 0.38), ("tablet", 0.07)),
     "app": (("mobile", 0.85), ("tablet", 0.15)),
@@ -98,17 +103,24 @@ def source_for_visit(rng: random.Random, visitor: Visitor, abandoned_cart: bool)
 
 def next_visit_time(rng: random.Random, visitor: Visitor, outcome: SessionOutcome) -> int | None:
     """When the visitor comes back, or None. Buyers and cart abandoners return more often,
-    and most returns are days later, which gives D1/D7/D30 retention its shape."""
+    and most returns are days later, which gives D1/D7/D30 retention its shape. Customers
+    (at least one order) also come back on a repurchase cycle of one to a few weeks, which
+    gives weekly cohorts, repeat purchases and RFM lifecycle stages their signal."""
     if visitor.sessions >= MAX_SESSIONS_PER_VISITOR:
         return None
     p_return = 0.28 + (0.22 if outcome.purchased else 0.0)
+    if visitor.orders:
+        p_return += P_CUSTOMER_RETURN_BONUS
     if outcome.carted and not outcome.purchased:
         p_return += 0.12
     p_return *= 0.97 ** max(0, visitor.sessions - 5)
     if rng.random() >= p_return:
         return None
-    if rng.random() < 0.3:
+    roll = rng.random()
+    if roll < 0.3:
         delay = int(rng.expovariate(1.0 / (3 * _HOUR_MS))) + 35 * 60_000
+    elif visitor.orders and roll < 0.3 + P_REPURCHASE_CYCLE:
+        delay = int(rng.lognormvariate(math.log(REPURCHASE_MEDIAN_DAYS * _DAY_MS), 0.6))
     else:
         delay = _DAY_MS + int(rng.expovariate(1.0 / (3 * _DAY_MS)))
     return outcome.end_ms + delay

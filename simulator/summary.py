@@ -76,6 +76,13 @@ def summary_table(
     for currency, minor in truth.gmv_by_currency.items():
         if minor:
             row(f"  GMV {currency}", format_money(minor, currency))
+    row("buyers", f"{stats.get('buyers', 0):,}",
+        f"{stats.get('transitions', 0):,} lifecycle transitions up to the watermark")  # fmt: skip
+    triggers = {
+        k.removeprefix("triggers_"): v for k, v in stats.items() if k.startswith("triggers_")
+    }
+    row("triggers", f"{sum(triggers.values()):,}",
+        ", ".join(f"{kind} {count:,}" for kind, count in sorted(triggers.items())))  # fmt: skip
     row("duplicates sent", f"{stats.get('flagged_duplicates', 0):,}",
         f"dropped: {stats.get('duplicates_dropped', 0):,} by event_id, "
         f"{stats.get('purchase_duplicates_dropped', 0):,} by transaction_id")  # fmt: skip

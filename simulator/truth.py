@@ -6,7 +6,12 @@ partition, decoded event (or the reason it is malformed) and position. From that
 1. §1 which events count: dead letters; late records by each topic-partition's
    watermark; duplicates by event_id per visitor; purchases once per transaction.
 2. §2 session segments, §3 both default funnels (attempts, credit, window, outcomes,
-   time-to-convert), §4 KPIs, plus retention by cohort day and first-touch channel.
+   time-to-convert), §4 KPIs.
+3. §6 visitor lives (forgetting), retention cohorts and time between orders
+   (:mod:`simulator.truth_retention`); §7 lifecycle stages, transitions and RFM
+   (:mod:`simulator.truth_lifecycle`); §8 marketing triggers (stage triggers there,
+   ``cart_abandoned`` in :mod:`simulator.truth_carts`). Transitions, RFM and triggers are
+   as of each partition's final watermark (:meth:`_Intake.final_watermarks`).
 
 This module must not import ``streams/`` or ``sinks/``: it is the independent
 implementation the pipeline is checked against.
@@ -16,7 +21,6 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
@@ -24,8 +28,10 @@ import orjson
 
 from schemas.channels import ChannelRules
 from schemas.model import Event
-from simulator.errors import TruthFileError
+from schemas.triggers import TriggerItem
+from simulator.errors import SimConfigError, TruthFileError
 from simulator.records import SimRecord
+from simulator.truth_carts import cart_triggers
 from simulator.truth_funnel import (
     StepIndex,
     credited_attempt,
@@ -33,6 +39,7 @@ from simulator.truth_funnel import (
     split_segments,
     user_attempt_groups,
 )
+from simulator.truth_lifecycle import life_horizon, lifecycle_of
 from simulator.truth_model import (
     DEFAULT_FUNNELS,
     TTC_BUCKETS_S,
@@ -44,15 +51,20 @@ from simulator.truth_model import (
     FunnelStepRow,
     FunnelTtcRow,
     KpiRow,
+    LifecycleParams,
+    OrderGapRow,
     RetentionRow,
+    RfmRow,
+    TransitionRow,
+    TriggerRow,
     Truth,
 )
+from simulator.truth_retention import VisitorLife, order_gap_rows, retention_rows, split_lives
 
 __all__ = ["Truth", "compute_truth", "read_truth", "write_truth"]
 
-TRUTH_FORMAT: Final = "shop-funnel-truth/1"
-RETENTION_DAYS: Final = 30
-_DAY_MS: Final = 86_400_000
+# /2: retention became the §6 cohort rows; order gaps, RFM, transitions, triggers added.
+TRUTH_FORMAT: Final = "shop-funnel-truth/2"
 
 
 class _Counted(NamedTuple):
@@ -94,8 +106,14 @@ def compute_truth(
     funnels: Sequence[FunnelSpec] = DEFAULT_FUNNELS,
     channel_rules: ChannelRules | None = None,
     true_effects: Mapping[str, float] | None = None,
+    lifecycle: LifecycleParams | None = None,
 ) -> Truth:
-    """The truth of ``records`` (in send order) under the given settings."""
+    """The truth of ``records`` (in send order) under the given settings.
+
+    ``lifecycle`` holds the §6-§8 thresholds (TTLs, RFM stage thresholds, cart abandon
+    wait) in milliseconds; None means the documented defaults.
+    """
+    params = lifecycle or LifecycleParams()
     channels = _Channels(channel_rules or ChannelRules.load())
     intake = _Intake(lateness_ms)
     for record in records:
@@ -109,11 +127,13 @@ def compute_truth(
         by_visitor[item.event.anonymous_id].append(item)
     segments = 0
     sessions: set[tuple[str, str]] = set()
-    for visitor_events in by_visitor.values():
+    lives: list[VisitorLife] = []
+    for anonymous_id, visitor_events in by_visitor.items():
         visitor_events.sort(key=lambda c: event_order(c.event))
         partition = visitor_events[0].partition
         watermark = watermarks.get(partition)
         events = [c.event for c in visitor_events]
+        lives.extend(split_lives(anonymous_id, partition, events, params))
         by_session: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             by_session[event.session_id].append(event)
@@ -129,13 +149,20 @@ def compute_truth(
                 funnel_acc.add_user(funnel, events, watermark)
 
     kpi = _kpi_rows(counted, channels, window_ms)
+    lifecycle_rows = _lifecycle(lives, watermarks, params, channels)
     stats = dict(intake.stats)
     stats.update(
         counted_events=len(counted),
         visitors=len(by_visitor),
+        visitor_lives=len(lives),
         sessions=len(sessions),
         session_segments=segments,
+        buyers=len(lifecycle_rows.rfm),
+        transitions=len(lifecycle_rows.transitions),
     )
+    for trigger in lifecycle_rows.triggers:
+        name = f"triggers_{trigger.trigger_type}"
+        stats[name] = stats.get(name, 0) + 1
     gmv: Counter[str] = Counter()
     for row in kpi:
         gmv[row.currency] += row.gmv_minor
@@ -149,7 +176,7 @@ def compute_truth(
         funnel_outcomes=funnel_acc.outcome_rows(),
         funnel_ttc=funnel_acc.ttc_rows(),
         kpi=kpi,
-        retention=_retention_rows(by_visitor, channels),
+        retention=retention_rows(lives, channels.of),
         dead_letters=tuple(
             sorted(DeadLetterRow(s, r, n) for (s, r), n in intake.dead_letters.items())
         ),
@@ -159,6 +186,43 @@ def compute_truth(
         stats=dict(sorted(stats.items())),
         gmv_by_currency=dict(sorted(gmv.items())),
         true_effects=dict(true_effects or {}),
+        lifecycle=params,
+        order_gaps=order_gap_rows(lives, channels.of),
+        rfm=lifecycle_rows.rfm,
+        transitions=lifecycle_rows.transitions,
+        triggers=lifecycle_rows.triggers,
+    )
+
+
+class _LifecycleRows(NamedTuple):
+    rfm: tuple[RfmRow, ...]
+    transitions: tuple[TransitionRow, ...]
+    triggers: tuple[TriggerRow, ...]
+
+
+def _lifecycle(
+    lives: Sequence[VisitorLife],
+    watermarks: Mapping[int, int],
+    params: LifecycleParams,
+    channels: _Channels,
+) -> _LifecycleRows:
+    """§7-§8 per life; ``lives`` of one visitor come in time order, so the last buyer
+    life of an anonymous_id is the one its RFM row shows."""
+    rfm: dict[str, RfmRow] = {}
+    transitions: list[TransitionRow] = []
+    triggers: list[TriggerRow] = []
+    for life in lives:
+        watermark = watermarks.get(life.partition)
+        result = lifecycle_of(life, watermark, params, channels.of)
+        if result.rfm is not None:
+            rfm[life.anonymous_id] = result.rfm
+        transitions.extend(result.transitions)
+        triggers.extend(result.triggers)
+        triggers.extend(cart_triggers(life, life_horizon(life, watermark), params))
+    return _LifecycleRows(
+        tuple(sorted(rfm.values())),
+        tuple(sorted(transitions)),
+        tuple(sorted(triggers, key=lambda t: (t.occurred_at_ms, t.trigger_type, t.trigger_id))),
     )
 
 
@@ -385,36 +449,6 @@ def _kpi_rows(
     )
 
 
-def _utc_day(time_ms: int) -> int:
-    return time_ms // _DAY_MS
-
-
-def _day_text(day: int) -> str:
-    return datetime.fromtimestamp(day * 86_400, tz=UTC).date().isoformat()
-
-
-def _retention_rows(
-    by_visitor: Mapping[str, Sequence[_Counted]], channels: _Channels
-) -> tuple[RetentionRow, ...]:
-    """Cohort = UTC day of the visitor's first counted event; channel = first touch."""
-    counts: Counter[tuple[int, str, int]] = Counter()
-    for visitor_events in by_visitor.values():
-        first = visitor_events[0].event  # sorted by event_order in compute_truth
-        cohort = _utc_day(first.event_time_ms)
-        channel = channels.of(first)
-        active_days = {_utc_day(c.event.event_time_ms) for c in visitor_events}
-        for day in active_days:
-            offset = day - cohort
-            if 0 <= offset <= RETENTION_DAYS:
-                counts[(cohort, channel, offset)] += 1
-    return tuple(
-        sorted(
-            RetentionRow(_day_text(cohort), channel, offset, n)
-            for (cohort, channel, offset), n in counts.items()
-        )
-    )
-
-
 # -- files ----------------------------------------------------------------------------------
 
 
@@ -427,10 +461,29 @@ def _decode_float(value: float | str) -> float:
     return float("inf") if value == "+Inf" else float(value)
 
 
+_INFINITE_COLUMNS: Final = frozenset({"le_seconds", "le_days"})
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, float):
+        return _encode_float(value)
+    if isinstance(value, tuple):  # a trigger's items
+        return [[item.item_id, item.quantity, item.price_minor] for item in value]
+    return value
+
+
+def _decode_value(row_type: Any, name: str, value: Any) -> Any:
+    if name in _INFINITE_COLUMNS:
+        return _decode_float(value)
+    if row_type is TriggerRow and name == "items":
+        return tuple(TriggerItem(str(i), int(q), int(p)) for i, q, p in value)
+    return value
+
+
 def _table(rows: Sequence[tuple[Any, ...]], columns: Sequence[str]) -> dict[str, Any]:
     return {
         "columns": list(columns),
-        "rows": [[_encode_float(v) if isinstance(v, float) else v for v in row] for row in rows],
+        "rows": [[_encode_value(v) for v in row] for row in rows],
     }
 
 
@@ -442,6 +495,7 @@ def write_truth(truth: Truth, path: Path) -> None:
             "lateness_ms": truth.lateness_ms,
             "session_timeout_ms": truth.session_timeout_ms,
             "window_ms": truth.window_ms,
+            "lifecycle_ms": vars(truth.lifecycle),
         },
         "funnels": [
             {"name": f.name, "steps": list(f.steps), "window_ms": f.window_ms, "scope": f.scope}
@@ -458,6 +512,10 @@ def write_truth(truth: Truth, path: Path) -> None:
         "retention": _table(truth.retention, RetentionRow._fields),
         "dead_letters": _table(truth.dead_letters, DeadLetterRow._fields),
         "experiments": _table(truth.experiments, ExperimentRow._fields),
+        "order_gaps": _table(truth.order_gaps, OrderGapRow._fields),
+        "rfm": _table(truth.rfm, RfmRow._fields),
+        "transitions": _table(truth.transitions, TransitionRow._fields),
+        "triggers": _table(truth.triggers, TriggerRow._fields),
         "late_event_ids": sorted(truth.late_event_ids),
     }
     try:
@@ -483,7 +541,7 @@ def read_truth(path: Path) -> Truth:
         )
     try:
         return _truth_from_document(document)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, SimConfigError) as exc:
         raise TruthFileError(f"{path} is damaged ({exc}); regenerate it") from exc
 
 
@@ -493,8 +551,7 @@ def _rows(table: Mapping[str, Any], row_type: Any) -> tuple[Any, ...]:
     rows = []
     for raw in table["rows"]:
         values = [
-            _decode_float(v) if name == "le_seconds" else v
-            for name, v in zip(row_type._fields, raw, strict=True)
+            _decode_value(row_type, name, v) for name, v in zip(row_type._fields, raw, strict=True)
         ]
         rows.append(row_type(*values))
     return tuple(rows)
@@ -522,4 +579,9 @@ def _truth_from_document(document: Mapping[str, Any]) -> Truth:
         stats={str(k): int(v) for k, v in document["stats"].items()},
         gmv_by_currency={str(k): int(v) for k, v in document["gmv_by_currency"].items()},
         true_effects={str(k): float(v) for k, v in document["true_effects"].items()},
+        lifecycle=LifecycleParams(**{k: int(v) for k, v in params["lifecycle_ms"].items()}),
+        order_gaps=_rows(document["order_gaps"], OrderGapRow),
+        rfm=_rows(document["rfm"], RfmRow),
+        transitions=_rows(document["transitions"], TransitionRow),
+        triggers=_rows(document["triggers"], TriggerRow),
     )

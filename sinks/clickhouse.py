@@ -169,11 +169,17 @@ def apply_migrations(
                     f"migration {migration.name} failed: {str(exc).splitlines()[0][:300]}; "
                     "fix the SQL file (migrations must be idempotent: IF NOT EXISTS)"
                 ) from exc
-        client.insert(
-            "schema_migrations",
-            [[migration.number, migration.name]],
-            column_names=["number", "name"],
-        )
+        try:
+            client.insert(
+                "schema_migrations",
+                [[migration.number, migration.name]],
+                column_names=["number", "name"],
+            )
+        except Exception as exc:
+            raise MigrationError(
+                f"migration {migration.name} applied but not recorded: "
+                f"{str(exc).splitlines()[0][:300]}; re-run `funnel migrate` (it is idempotent)"
+            ) from exc
         applied.append(migration.name)
     return applied
 
@@ -351,3 +357,21 @@ class ClickHouseWriter:
             self.last_error = None
             self._metrics.observe_insert(spec.name, len(rows), time.perf_counter() - started)
             return
+
+
+def open_rows(
+    client: Any,
+    table: TableSpec,
+    key_columns: Sequence[str],
+    value_columns: Sequence[str],
+    partition: int,
+) -> list[tuple[Any, ...]]:
+    """Key columns of the rows whose newest version is non-final and non-zero."""
+    nonzero = " OR ".join(f"{column} != 0" for column in value_columns)
+    sql = (
+        f"SELECT {', '.join(key_columns)} FROM {table.name} FINAL "
+        f"WHERE partition = {{partition:UInt16}} AND is_final = 0 AND ({nonzero})"
+    )
+    return [
+        tuple(row) for row in client.query(sql, parameters={"partition": partition}).result_rows
+    ]

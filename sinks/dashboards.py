@@ -304,9 +304,10 @@ KPIS: Final = Dashboard(
 RETENTION: Final = Dashboard(
     uid=RETENTION_DASHBOARD_UID,
     title="Shop funnel: retention and segments",
-    description="New vs returning customers, time to convert and outcomes from ClickHouse. "
-    "Cohort retention (D1/D7/D30) and RFM segment panels go here once their tables exist.",
-    time_from="now-30d",
+    description="New vs returning customers, time to convert and outcomes; cohort retention "
+    "(v_retention_triangle), time between orders, RFM lifecycle segments and marketing "
+    "triggers from ClickHouse.",
+    time_from="now-90d",
     refresh="5m",
     variables=(FUNNEL_VARIABLE,),
     items=(
@@ -384,8 +385,140 @@ RETENTION: Final = Dashboard(
                 ),
             ),
         ),
-        # Retention cohorts and RFM segments: add one Panel per table here once the
-        # streams write them (e.g. a "heatmap" of D1/D7/D30 retention by cohort week).
+        Row("Retention cohorts (semantics.md section 6)"),
+        Panel(
+            "Weekly retention of first-visit cohorts (heatmap)",
+            "heatmap",
+            (
+                SqlQuery(
+                    "SELECT toDateTime(cohort_start) AS time,\n"
+                    "       concat('W', leftPad(toString(period), 2, '0')) AS week, rate\n"
+                    "FROM v_retention_triangle\n"
+                    "WHERE cohort_kind = 'first_visit' AND granularity = 'week'\n"
+                    "  AND activity = 'visit' AND $__dateFilter(cohort_start)\n"
+                    "ORDER BY time, week"
+                ),
+            ),
+            width=24,
+            height=9,
+            unit=RATIO,
+            description="Share of each ISO-week cohort (by first visit) that visits again in "
+            "week N after it (W00 = the cohort week, 100%).",
+        ),
+        Panel(
+            "Buying again: first-purchase cohorts by month",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT cohort_start, any(cohort_size) AS buyers,\n"
+                    + ",\n".join(f"       maxIf(rate, period = {n}) AS m{n}" for n in range(7))
+                    + "\nFROM v_retention_triangle\n"
+                    "WHERE cohort_kind = 'first_purchase' AND granularity = 'month'\n"
+                    "  AND activity = 'purchase'\n"
+                    "GROUP BY cohort_start\nORDER BY cohort_start DESC\nLIMIT 13",
+                    table=True,
+                ),
+            ),
+            unit=RATIO,
+            description="Share of each month's new buyers that buy again in month N "
+            "(m0 = the month of the first purchase).",
+        ),
+        Panel(
+            "Time between orders",
+            "barchart",
+            (
+                SqlQuery(
+                    "SELECT if(isInfinite(le_days), '> 180 d', concat('<= ', toString(le_days),"
+                    " ' d')) AS gap,\n"
+                    "       sum(orders) AS repeat_orders\n"
+                    "FROM order_gaps_daily FINAL\nWHERE $__dateFilter(day)\n"
+                    "GROUP BY le_days, gap\nORDER BY le_days",
+                    table=True,
+                ),
+            ),
+            description="Repeat orders by the time since the buyer's previous order.",
+        ),
+        Row("Lifecycle segments and triggers (semantics.md sections 7-8)"),
+        Panel(
+            "Buyers per lifecycle stage",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT toDateTime(days.d) AS time, stage, argMax(users, day) AS buyers\n"
+                    "FROM v_segment_sizes_daily\n"
+                    "CROSS JOIN (SELECT arrayJoin(arrayMap(i -> toDate($__fromTime) + i,\n"
+                    "    range(toUInt32(greatest(0, dateDiff('day', toDate($__fromTime),\n"
+                    "    toDate($__toTime)) + 1))))) AS d) AS days\n"
+                    "WHERE day <= days.d\n"
+                    "GROUP BY time, stage\nORDER BY time"
+                ),
+            ),
+            stacked=True,
+            description="Buyers in each stage at the end of each day (a stage keeps its size "
+            "on days without a transition).",
+        ),
+        Panel(
+            "Buyers per stage now",
+            "barchart",
+            (
+                SqlQuery(
+                    "SELECT stage, count() AS buyers\nFROM user_rfm FINAL\n"
+                    "GROUP BY stage\n"
+                    "ORDER BY indexOf(['new', 'active', 'dormant', 'churned'], stage)",
+                    table=True,
+                ),
+            ),
+            width=6,
+        ),
+        Panel(
+            "RFM segments",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT multiIf(r_score >= 4 AND f_score >= 4, 'champions',\n"
+                    "               r_score >= 3 AND f_score >= 3, 'loyal',\n"
+                    "               r_score >= 4, 'promising',\n"
+                    "               r_score <= 2 AND f_score >= 3, 'at risk',\n"
+                    "               r_score <= 2, 'hibernating', 'needs attention') AS segment,\n"
+                    "       count() AS buyers, avg(frequency) AS avg_orders,\n"
+                    "       avg(recency_days) AS avg_days_since_order,\n"
+                    "       avg(m_score) AS avg_monetary_score\n"
+                    "FROM v_rfm_scores\nGROUP BY segment\nORDER BY buyers DESC",
+                    table=True,
+                ),
+            ),
+            width=6,
+            description="Named from the quintile scores of v_rfm_scores (5 = most recent, most "
+            "frequent, highest spend in its currency).",
+        ),
+        Panel(
+            "Recency x frequency scores",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT r_score AS recency_score,\n"
+                    + ",\n".join(f"       countIf(f_score = {n}) AS f{n}" for n in range(5, 0, -1))
+                    + ",\n       count() AS buyers\n"
+                    "FROM v_rfm_scores\nGROUP BY r_score\nORDER BY r_score DESC",
+                    table=True,
+                ),
+            ),
+            description="Buyers per recency score (rows) and frequency score (columns).",
+        ),
+        Panel(
+            "Marketing triggers per type",
+            "timeseries",
+            (
+                SqlQuery(
+                    "SELECT $__timeInterval(occurred_at) AS time, trigger_type,\n"
+                    "       count() AS triggers\n"
+                    "FROM triggers FINAL\nWHERE $__timeFilter(occurred_at)\n"
+                    "GROUP BY time, trigger_type\nORDER BY time"
+                ),
+            ),
+            stacked=True,
+            description="Triggers sent to shop.triggers, by the event time they are about.",
+        ),
     ),
 )
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Final
+
+from sinks.errors import SinkError
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,3 +124,173 @@ def pipeline_counts(client: Any) -> dict[str, int]:
         "dead letters": "SELECT count() FROM dead_letters FINAL",
     }
     return {label: int(client.query(sql).result_rows[0][0]) for label, sql in queries.items()}
+
+
+# -- retention, lifecycle segments and triggers (docs/semantics.md §6-§8) ------------------
+
+RETENTION_MAX_PERIOD: Final = {"day": 30, "week": 12, "month": 12}
+STAGE_ORDER: Final = ("new", "active", "dormant", "churned")
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionCohort:
+    """One row of a retention triangle: ``users[n]`` active in period n (0 = the cohort's
+    own period). Only periods that have started by the latest cohort are listed, so a
+    young cohort has a short row instead of misleading zeros."""
+
+    cohort_start: date
+    cohort_size: int
+    users: tuple[int, ...]
+
+    def rate(self, period: int) -> float | None:
+        if period >= len(self.users) or not self.cohort_size:
+            return None
+        return self.users[period] / self.cohort_size
+
+
+def _periods_between(start: date, end: date, granularity: str) -> int:
+    if granularity == "day":
+        return (end - start).days
+    if granularity == "week":
+        return (end - start).days // 7
+    return (end.year * 12 + end.month) - (start.year * 12 + start.month)
+
+
+def retention_triangle(
+    client: Any, cohort_kind: str, granularity: str, activity: str
+) -> list[RetentionCohort]:
+    """Cohorts (oldest first) of ``v_retention_triangle`` for one kind, granularity and
+    activity, summed over channels and platforms. Every cohort is listed, also one with
+    no row of ``activity`` (all zeros)."""
+    if granularity not in RETENTION_MAX_PERIOD:
+        raise SinkError(
+            f"unknown retention granularity {granularity!r}: use one of "
+            f"{', '.join(RETENTION_MAX_PERIOD)}"
+        )
+    params = {"kind": cohort_kind, "granularity": granularity, "activity": activity}
+    latest_row = client.query(
+        "SELECT max(cohort_start), count() FROM retention_cohorts "
+        "WHERE granularity = {granularity:String}",
+        parameters=params,
+    ).result_rows[0]
+    if not latest_row[1]:
+        return []
+    latest: date = latest_row[0]
+    rows = client.query(
+        """
+        SELECT cohort_start, any(cohort_size),
+               groupArrayIf((period, users), activity = {activity:String})
+        FROM v_retention_triangle
+        WHERE cohort_kind = {kind:String} AND granularity = {granularity:String}
+        GROUP BY cohort_start ORDER BY cohort_start
+        """,
+        parameters=params,
+    ).result_rows
+    out: list[RetentionCohort] = []
+    for cohort_start, size, cells in rows:
+        started = _periods_between(cohort_start, latest, granularity)
+        length = max(0, min(started, RETENTION_MAX_PERIOD[granularity])) + 1
+        users = [0] * length
+        for period, count in cells:
+            if period < length:
+                users[period] = int(count)
+        out.append(RetentionCohort(cohort_start, int(size or 0), tuple(users)))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class DailySegments:
+    """Buyers per lifecycle stage at the end of ``day`` (every stage present, 0 if none)."""
+
+    day: date
+    sizes: dict[str, int]
+
+
+def segment_sizes(client: Any, days: int = 7) -> list[DailySegments]:
+    """The latest ``days`` days with a stage transition, from ``v_segment_sizes_daily``.
+
+    The view has a row only for the days a stage changed; the size of a stage on any
+    other day is its latest earlier size, so each listed day shows every stage."""
+    rows = client.query(
+        "SELECT day, stage, users FROM v_segment_sizes_daily ORDER BY day, stage"
+    ).result_rows
+    current = dict.fromkeys(STAGE_ORDER, 0)
+    by_day: list[DailySegments] = []
+    for day, stage, users in rows:
+        current[stage] = int(users)
+        if by_day and by_day[-1].day == day:
+            by_day[-1] = DailySegments(day, dict(current))
+        else:
+            by_day.append(DailySegments(day, dict(current)))
+    return by_day[-days:] if days > 0 else []
+
+
+@dataclass(frozen=True, slots=True)
+class StageSummary:
+    stage: str
+    buyers: int
+    share: float
+    avg_frequency: float
+    avg_recency_days: float
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreCounts:
+    """Buyers with this quintile score (5 = best) on each RFM axis."""
+
+    score: int
+    recency: int
+    frequency: int
+    monetary: int
+
+
+@dataclass(frozen=True, slots=True)
+class RfmSummary:
+    buyers: int
+    as_of: datetime | None
+    stages: list[StageSummary]
+    scores: list[ScoreCounts]
+
+
+def rfm_summary(client: Any) -> RfmSummary:
+    """Current buyers per lifecycle stage and the RFM quintile distribution
+    (``user_rfm`` through ``v_rfm_scores``)."""
+    total, as_of = client.query("SELECT count(), max(as_of) FROM user_rfm FINAL").result_rows[0]
+    if not total:
+        return RfmSummary(0, None, [], [])
+    stage_rows = client.query(
+        """
+        SELECT stage, count(), avg(frequency), avg(recency_days)
+        FROM v_rfm_scores GROUP BY stage
+        """
+    ).result_rows
+    known = {row[0]: row for row in stage_rows}
+    ordered = [s for s in STAGE_ORDER if s in known] + sorted(set(known) - set(STAGE_ORDER))
+    stages = [
+        StageSummary(
+            stage,
+            int(known[stage][1]),
+            int(known[stage][1]) / int(total),
+            float(known[stage][2]),
+            float(known[stage][3]),
+        )
+        for stage in ordered
+    ]
+    score_rows = client.query(
+        """
+        SELECT s.score, countIf(r_score = s.score), countIf(f_score = s.score),
+               countIf(m_score = s.score)
+        FROM v_rfm_scores CROSS JOIN (SELECT arrayJoin([1, 2, 3, 4, 5]) AS score) AS s
+        GROUP BY s.score ORDER BY s.score DESC
+        """
+    ).result_rows
+    scores = [ScoreCounts(int(s), int(r), int(f), int(m)) for s, r, f, m in score_rows]
+    return RfmSummary(int(total), as_of, stages, scores)
+
+
+def trigger_counts(client: Any) -> dict[str, int]:
+    """Marketing triggers written so far, per type."""
+    rows = client.query(
+        "SELECT trigger_type, count() FROM triggers FINAL GROUP BY trigger_type ORDER BY 1"
+    ).result_rows
+    return {str(kind): int(n) for kind, n in rows}

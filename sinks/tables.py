@@ -152,7 +152,7 @@ KPI_MINUTE = TableSpec(
     ),
 )
 
-ALL_TABLES = (
+FIRST_TABLES: tuple[TableSpec, ...] = (
     EVENTS_RAW,
     LATE_EVENTS,
     DEAD_LETTERS,
@@ -160,4 +160,70 @@ ALL_TABLES = (
     FUNNEL_OUTCOMES,
     FUNNEL_TTC,
     KPI_MINUTE,
+)
+
+RETENTION_COHORTS = TableSpec(
+    "retention_cohorts",
+    (
+        "cohort_kind",
+        "granularity",
+        "cohort_start",
+        "activity",
+        "period",
+        "channel",
+        "platform",
+        "partition",
+        "users",
+        "is_final",
+        "version",
+    ),
+)
+ORDER_GAPS = TableSpec(
+    "order_gaps_daily", ("day", "channel", "le_days", "partition", "orders", "is_final", "version")
+)
+USER_RFM = TableSpec(
+    "user_rfm",
+    (
+        "anonymous_id",
+        "user_id",
+        "stage",
+        "first_purchase_at",
+        "last_purchase_at",
+        "frequency",
+        "monetary_minor",
+        "currency",
+        "channel",
+        "as_of",
+        "partition",
+        "version",
+    ),
+)
+SEGMENT_TRANSITIONS = TableSpec(
+    "segment_transitions", ("anonymous_id", "at", "from_stage", "to_stage", "partition", "version")
+)
+TRIGGERS = TableSpec(
+    "triggers",
+    (
+        "trigger_id",
+        "trigger_type",
+        "anonymous_id",
+        "user_id",
+        "occurred_at",
+        "emitted_at",
+        "cart_value_minor",
+        "currency",
+        "channel",
+        "segment",
+        "previous_segment",
+        "partition",
+    ),
+)
+
+ALL_TABLES: tuple[TableSpec, ...] = (
+    *FIRST_TABLES,
+    RETENTION_COHORTS,
+    ORDER_GAPS,
+    USER_RFM,
+    SEGMENT_TRANSITIONS,
+    TRIGGERS,
 )

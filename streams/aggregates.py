@@ -6,6 +6,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import cast
 
+from streams.lifecycle import DAY_MS
+from streams.retention import GAPS_FAMILY, RETENTION_FAMILY, current_period_ms
 from streams.visitor import KPI_FAMILY, Contributions, Key, Rules, Thresholds, funnel_family
 
 
@@ -15,6 +17,10 @@ def family_of(key: Key) -> str | None:
         return KPI_FAMILY
     if kind in ("fs", "fo", "ft"):
         return funnel_family(str(key[1]))
+    if kind == "ret":
+        return RETENTION_FAMILY[str(key[2])]
+    if kind == "gap":
+        return GAPS_FAMILY
     return None  # "open" refcounts are bookkeeping, not rows
 
 
@@ -24,7 +30,13 @@ def row_key(key: Key) -> Key:
 
 
 def window_of_key(key: Key) -> int:
-    return cast(int, key[1] if key[0] == "kpi" else key[2])
+    """The time that decides when the row is final (its window or activity period)."""
+    kind = key[0]
+    if kind in ("kpi", "gap"):
+        return cast(int, key[1])
+    if kind == "ret":
+        return cast(int, key[6])
+    return cast(int, key[2])
 
 
 @dataclass
@@ -62,6 +74,9 @@ class PartitionAggregates:
 
     def _candidate_thresholds(self, watermark: int) -> Thresholds:
         candidates: Thresholds = {KPI_FAMILY: self.rules.window_of(watermark)}
+        for granularity, family in RETENTION_FAMILY.items():
+            candidates[family] = current_period_ms(watermark, granularity)
+        candidates[GAPS_FAMILY] = watermark - watermark % DAY_MS
         for funnel in self.rules.funnels:
             family = funnel_family(funnel.name)
             limit = self.rules.window_of(watermark - funnel.window_ms)

@@ -10,6 +10,7 @@ Where things happen, in one look:
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,9 +29,11 @@ from sinks.metrics import PipelineMetrics
 from streams import transport
 from streams.changelog import ChangelogWriter
 from streams.funnels import FunnelDef
+from streams.lifecycle import LifecycleRules
 from streams.runtime import FaustTableStore, Runtime
 from streams.transport import RecordBatch
-from streams.visitor import Rules
+from streams.triggers_out import TriggerPublisher
+from streams.visitor import Key, Rules
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,8 @@ def build_app(settings: Settings) -> faust.App:
         web_enabled=False,
         processing_guarantee="at_least_once",
         broker_commit_interval=settings.commit_interval_seconds,
+        broker_session_timeout=settings.consumer_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_seconds / 3),
         broker_max_poll_records=settings.batch_max_events,
         consumer_max_fetch_size=8 * 1024 * 1024,
         consumer_auto_offset_reset="earliest",
@@ -100,6 +105,7 @@ def build_worker(
     writer: ClickHouseWriter,
     registry: CollectorRegistry,
     metrics: PipelineMetrics,
+    written_keys: Callable[[int], list[Key]] | None = None,
 ) -> Worker:
     """The Faust app with its agent, table, timer and rebalance hook, wired to the sinks."""
     app = build_app(settings)
@@ -124,6 +130,7 @@ def build_worker(
         window_ms=settings.window_ms,
         session_timeout_ms=settings.session_timeout_ms,
         lateness_ms=settings.allowed_lateness_ms,
+        lifecycle=LifecycleRules(**settings.lifecycle_ms()),
     )
     runtime = Runtime(
         rules=rules,
@@ -135,6 +142,9 @@ def build_worker(
         metrics=metrics,
         conversion=ConversionTracker({f.name: f.steps for f in funnels}),
         dead_letters=FaustDeadLetters(dlq, codec),
+        idle_input_seconds=settings.idle_input_seconds,
+        written_keys=written_keys,
+        triggers=TriggerPublisher(app, topics.triggers, codec, settings.bootstrap_servers),
     )
 
     async def flush_before_commit(offsets: Any) -> None:
@@ -162,10 +172,8 @@ def build_worker(
             stream = runtime.stream_by_topic.get(tp.topic)
             if stream is None:
                 continue
-            position = runtime.known_position(stream, tp.partition)
-            if position is None:
-                position = await app.consumer.position(tp)
-            offsets[(stream, tp.partition)] = (position, app.consumer.highwater(tp))
+            committed = getattr(app.consumer, "_committed_offset", {}).get(tp)
+            offsets[(stream, tp.partition)] = (committed, app.consumer.highwater(tp))
         await runtime.tick(offsets)
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ and the counts for metrics. ``streams/app.py`` wires it to Faust and the sinks.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,8 +18,26 @@ import orjson
 from schemas.deadletter import DeadLetter
 from schemas.model import Event
 from schemas.reasons import Rejection
-from sinks.tables import DEAD_LETTERS, EVENTS_RAW, LATE_EVENTS, TableSpec
+from schemas.triggers import Trigger
+from sinks.tables import (
+    DEAD_LETTERS,
+    EVENTS_RAW,
+    LATE_EVENTS,
+    SEGMENT_TRANSITIONS,
+    TRIGGERS,
+    USER_RFM,
+    TableSpec,
+)
 from streams.aggregates import PartitionAggregates
+from streams.lifecycle import (
+    PROSPECT,
+    abandoned_carts,
+    lifecycle_triggers,
+    prune_cart,
+    stage_at,
+    transitions_between,
+)
+from streams.lives import Life, split_lives
 from streams.rows import (
     Row,
     VersionClock,
@@ -27,6 +46,9 @@ from streams.rows import (
     late_event_row,
     merge_rows,
     raw_event_row,
+    to_trigger,
+    trigger_row,
+    user_rfm_row,
 )
 from streams.state import Dims, VisitorState, decode_state, encode_state
 from streams.timers import TimerWheel
@@ -34,16 +56,22 @@ from streams.visitor import (
     Applied,
     Contributions,
     Key,
+    RetentionInputs,
     Rules,
     Thresholds,
     apply_event,
     close_expired,
     contributions,
     diff,
+    drop_forgotten_lives,
+    expired,
     next_due,
     prune_final,
+    retention_contributions,
 )
 from streams.watermarks import PartitionClock
+
+log = logging.getLogger(__name__)
 
 LATE_BEYOND_LATENESS = "beyond_lateness"
 LATE_WINDOW_CLOSED = "window_closed"
@@ -93,14 +121,18 @@ class BatchStats:
     orders: Counter[tuple[str, str]] = field(default_factory=Counter)
     gmv_minor: Counter[tuple[str, str]] = field(default_factory=Counter)
     visitors_touched: int = 0
+    transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    expired: int = 0
 
 
 @dataclass
 class BatchResult:
     rows: dict[TableSpec, list[Row]] = field(default_factory=dict)
+    # Marketing triggers to publish before the state writes (streams/runtime.py).
+    triggers: list[Trigger] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     state_writes: dict[bytes, bytes | None] = field(default_factory=dict)
-    meta: bytes | None = None
+    meta: bool = False  # write processor.meta_record() after the state
     finalized: bool = False
     stats: BatchStats = field(default_factory=BatchStats)
     watermark: int | None = None
@@ -137,10 +169,13 @@ class PartitionProcessor:
         self._versions = versions or VersionClock()
         self._wall_ms = wall_ms or (lambda: 0)
         self.clock = PartitionClock(rules.lateness_ms, tuple(self._topics))
-        self._resumed: set[str] = set()
+        self._resumed_at: dict[str, int] = {}
+        self._next_offset: dict[str, int] = {}  # after the last batch processed
         self.aggregates = PartitionAggregates(rules)
         self._durable_thresholds: Thresholds = {}
         self._timers = TimerWheel()
+        # Offset in the triggers partition after the last trigger published (runtime sets it).
+        self.triggers_next_offset: int | None = None
         self.state_keys = 0
         self.state_bytes = 0
 
@@ -164,6 +199,7 @@ class PartitionProcessor:
                 clock = self.clock.clocks.get(stream)
                 if clock is not None:
                     clock.history = [(int(o), m) for o, m in history]
+            self.triggers_next_offset = meta.get("triggers_next_offset")
         for key in self._store.keys_in_partition(self.partition):
             if key.startswith(META_PREFIX):
                 continue
@@ -174,6 +210,11 @@ class PartitionProcessor:
             self.state_keys += 1
             self.state_bytes += len(raw)
             self.aggregates.apply(contributions(state, self.rules, self.aggregates.thresholds))
+            self.aggregates.apply(
+                retention_contributions(
+                    RetentionInputs.of(state), self.aggregates.thresholds, self.rules.lifecycle
+                )
+            )
             self._schedule(key, state, None)
         self.aggregates.dirty.clear()
         live = self.aggregates.live_rows()
@@ -207,33 +248,59 @@ class PartitionProcessor:
         topic = self._topics[stream]
         pending = self._classify(stream, topic, records, result)
         tp_clock.checkpoint(records[-1].offset, keep_history_from)
+        self._next_offset[stream] = records[-1].offset + 1
         self._finish(pending, result)
         return result
 
     def _resume(self, stream: str, next_offset: int) -> None:
-        """First contact with an input since (re)start: its clock as of ``next_offset``."""
-        if stream in self._resumed:
+        """Set an input's clock as of ``next_offset``: at first contact since (re)start,
+        and whenever records before the next expected offset are delivered again (Faust
+        seeks back to the committed offset during a rebalance)."""
+        resumed_at = self._resumed_at.get(stream)
+        expected = self._next_offset.get(stream, resumed_at)
+        if expected is not None and next_offset >= expected:
             return
         tp_clock = self.clock.clocks[stream]
         tp_clock.resume_at(next_offset)
         tp_clock.has_data = tp_clock.max_t is not None
-        self._resumed.add(stream)
+        self._resumed_at[stream] = next_offset
+        self._next_offset[stream] = next_offset
+        log.info(
+            "partition %d %s: resuming at offset %d with max event time %s (expected %s)",
+            self.partition,
+            stream,
+            next_offset,
+            tp_clock.max_t,
+            expected,
+        )
 
-    def tick(self, idle_streams: Mapping[str, int]) -> BatchResult:
+    def _resume_caught_up(self, stream: str, end_offset: int) -> None:
+        """An input with nothing to read: resume it at its end if our own history reaches
+        there (every record was processed before); otherwise wait for its records."""
+        if stream in self._resumed_at:
+            return
+        history = self.clock.clocks[stream].history
+        if end_offset == 0 or (history and history[-1][0] + 1 >= end_offset):
+            self._resume(stream, end_offset)
+
+    def tick(self, caught_up: Mapping[str, int], idle: Iterable[str] = ()) -> BatchResult:
         """Re-evaluate the watermark and fire due timers.
 
-        ``idle_streams`` maps each input that is fully consumed to its next offset.
+        ``caught_up`` maps each input with nothing left to read to its end offset;
+        ``idle`` are those that have had nothing to read for long enough to stop holding
+        the watermark back.
         """
-        for stream, next_offset in idle_streams.items():
-            self._resume(stream, next_offset)
-        self.clock.idle = set(idle_streams)
+        for stream, end_offset in caught_up.items():
+            self._resume_caught_up(stream, end_offset)
+        self.clock.caught_up = set(caught_up)
+        self.clock.idle = set(idle)
         result = BatchResult()
         self._durable_thresholds = dict(self.aggregates.thresholds)
         self._finish([], result)
         return result
 
     def watermark(self) -> int | None:
-        if any(s not in self._resumed and s not in self.clock.idle for s in self._topics):
+        if any(s not in self._resumed_at for s in self._topics):
             return None  # an input we have not read yet may still hold older events
         return self.clock.watermark()
 
@@ -335,13 +402,15 @@ class PartitionProcessor:
             )
             self.aggregates.forget(final_rows)
             result.finalized = True
-        result.meta = self._encode_meta()
+        result.meta = True
 
-    def _encode_meta(self) -> bytes:
+    def meta_record(self) -> bytes:
+        """The partition's checkpoint; written after the batch's visitor records."""
         return orjson.dumps(
             {
                 "thresholds": self.aggregates.thresholds,
                 "history": {s: c.history for s, c in self.clock.clocks.items()},
+                "triggers_next_offset": self.triggers_next_offset,
             }
         )
 
@@ -357,7 +426,9 @@ class PartitionProcessor:
     ) -> None:
         state, old_size = self._load(key, result)
         thresholds = self.aggregates.thresholds
+        lifecycle = self.rules.lifecycle
         before = contributions(state, self.rules, thresholds)
+        retention_before = RetentionInputs.of(state)
         stats = result.stats
         for item in items:
             applied = apply_event(
@@ -369,17 +440,99 @@ class PartitionProcessor:
                 stats.replayed += 1
         if watermark is not None:
             close_expired(state, watermark, self.rules)
+            self._advance_lifecycle(key, state, watermark, result)
         prune_final(state, self._durable_thresholds)
+        if watermark is not None:
+            drop_forgotten_lives(state, watermark, self._durable_thresholds, self.rules)
         after = contributions(state, self.rules, thresholds)
         delta = diff(before, after)
+        retention_after = RetentionInputs.of(state)
+        if retention_after != retention_before:
+            delta.update(
+                diff(
+                    retention_contributions(retention_before, thresholds, lifecycle),
+                    retention_contributions(retention_after, thresholds, lifecycle),
+                )
+            )
         if delta:
             self.aggregates.apply(delta)
             self._count_transitions(delta, stats)
+        stats.visitors_touched += 1
+        if (
+            watermark is not None
+            and not after
+            and expired(state, watermark, self.rules)
+            and not retention_contributions(retention_after, thresholds, lifecycle)
+        ):
+            # Every life forgotten and nothing left to count: drop the visitor.
+            result.state_writes[key] = None
+            self.state_bytes -= old_size
+            self.state_keys -= 1
+            stats.expired += 1
+            self._timers.set(key, None)
+            return
+        self._keep(key, state, old_size, watermark, result)
+
+    def _keep(
+        self,
+        key: bytes,
+        state: VisitorState,
+        old_size: int,
+        watermark: int | None,
+        result: BatchResult,
+    ) -> None:
         encoded = encode_state(state)
         result.state_writes[key] = encoded
         self.state_bytes += len(encoded) - old_size
-        stats.visitors_touched += 1
         self._schedule(key, state, watermark)
+
+    def _advance_lifecycle(
+        self, key: bytes, state: VisitorState, watermark: int, result: BatchResult
+    ) -> None:
+        """Transitions and triggers of every life for event times in [as of, watermark)."""
+        rules = self.rules.lifecycle
+        after = state.lifecycle_as_of
+        if after is not None and watermark <= after:
+            return
+        anonymous_id = key.decode()
+        now = self._wall_ms()
+        low = after if after is not None else -1
+        latest_buyer: tuple[Life, str] | None = None
+        for life in split_lives(state.days, state.purchases, rules):
+            until = min(watermark, life.forgotten_at + 1)
+            purchases = list(life.purchases)
+            transitions = transitions_between(purchases, after, until, rules)
+            specs = lifecycle_triggers(transitions, purchases)
+            specs += abandoned_carts(life.cart(state.cart), after, until, rules)
+            for tr in transitions:
+                result.rows.setdefault(SEGMENT_TRANSITIONS, []).append(
+                    (anonymous_id, tr.at, tr.from_stage, tr.to_stage, self.partition, 1)
+                )
+                result.stats.transitions[(tr.from_stage, tr.to_stage)] += 1
+            for spec in sorted(specs, key=lambda s: (s.at, s.trigger_type)):
+                trigger = to_trigger(spec, anonymous_id, state.user_id, now)
+                result.triggers.append(trigger)
+                result.rows.setdefault(TRIGGERS, []).append(trigger_row(trigger, self.partition))
+            stage = stage_at(purchases, watermark - 1, rules)
+            if stage != PROSPECT:
+                changed = transitions or any(low <= p.t < watermark for p in purchases)
+                latest_buyer = (life, stage) if changed else None
+            state.stage = stage
+        if latest_buyer is not None:
+            life, stage = latest_buyer
+            result.rows.setdefault(USER_RFM, []).append(
+                user_rfm_row(
+                    anonymous_id,
+                    state.user_id,
+                    life,
+                    stage,
+                    watermark,
+                    self.partition,
+                    self._versions.next(),
+                )
+            )
+        state.lifecycle_as_of = watermark
+        state.cart = prune_cart(state.cart, watermark, rules)
 
     def _count_transitions(self, delta: Contributions, stats: BatchStats) -> None:
         for key, change in delta.items():

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from datetime import UTC
+from datetime import UTC, date, timedelta
 from typing import Any
 
 from schemas.deadletter import DeadLetter
 from schemas.model import Event
+from schemas.triggers import Trigger, TriggerItem, trigger_id
 from sinks.tables import (
     DIMENSIONS,
     FUNNEL_OUTCOMES,
     FUNNEL_STEPS,
     FUNNEL_TTC,
     KPI_MINUTE,
+    ORDER_GAPS,
+    RETENTION_COHORTS,
     TableSpec,
 )
 from streams.aggregates import PartitionAggregates
+from streams.lifecycle import TriggerSpec
+from streams.lives import Life
+from streams.retention import add_periods
 from streams.visitor import KPI_METRICS, Key, Rules
 
 Row = tuple[Any, ...]
@@ -148,6 +154,30 @@ def aggregate_rows(
             row: Row = (window // 1000, *dims, currency, partition, *values, final, version)  # type: ignore[operator, misc]
             out.setdefault(KPI_MINUTE, []).append(row)
             continue
+        if kind == "ret":
+            _, cohort_kind, granularity, cohort_ms, activity, n, _start, channel, platform = key
+            out.setdefault(RETENTION_COHORTS, []).append(
+                (
+                    cohort_kind,
+                    granularity,
+                    _day(cohort_ms),
+                    activity,
+                    n,
+                    channel,
+                    platform,
+                    partition,
+                    aggregates.value(key),
+                    final,
+                    version,
+                )
+            )
+            continue
+        if kind == "gap":
+            _, day_ms, channel, bucket = key
+            out.setdefault(ORDER_GAPS, []).append(
+                (_day(day_ms), channel, bucket, partition, aggregates.value(key), final, version)
+            )
+            continue
         _, funnel, window, dims, detail = key
         value = aggregates.value(key)
         head = (funnel, window // 1000, *dims)  # type: ignore[operator, misc]
@@ -170,8 +200,33 @@ def merge_rows(target: dict[TableSpec, list[Row]], more: dict[TableSpec, list[Ro
         target.setdefault(spec, []).extend(rows)
 
 
+def _day(t_ms: Any) -> date:
+    return date(1970, 1, 1) + timedelta(days=int(t_ms) // 86_400_000)
+
+
+def _date_to_ms(value: date) -> int:
+    return (value - date(1970, 1, 1)).days * 86_400_000
+
+
 def row_key_from_clickhouse(spec: TableSpec, row: tuple[Any, ...]) -> Key:
     """The aggregate row key of a ClickHouse row read with :data:`KEY_COLUMNS` columns."""
+    if spec is RETENTION_COHORTS:
+        cohort_kind, granularity, cohort_start, activity, n, channel, platform = row
+        start = add_periods(cohort_start, int(n), granularity)
+        return (
+            "ret",
+            cohort_kind,
+            granularity,
+            _date_to_ms(cohort_start),
+            activity,
+            int(n),
+            _date_to_ms(start),
+            channel,
+            platform,
+        )
+    if spec is ORDER_GAPS:
+        day, channel, bucket = row
+        return ("gap", _date_to_ms(day), channel, float(bucket))
     if spec is KPI_MINUTE:
         window, *dims, currency = row
         return ("kpi", _epoch_ms(window), tuple(dims), currency)
@@ -197,10 +252,85 @@ KEY_COLUMNS: dict[TableSpec, tuple[str, ...]] = {
     FUNNEL_OUTCOMES: ("funnel", "window_start", *DIMENSIONS, "outcome"),
     FUNNEL_TTC: ("funnel", "window_start", *DIMENSIONS, "le_seconds"),
     KPI_MINUTE: ("window_start", *DIMENSIONS, "currency"),
+    RETENTION_COHORTS: (
+        "cohort_kind",
+        "granularity",
+        "cohort_start",
+        "activity",
+        "period",
+        "channel",
+        "platform",
+    ),
+    ORDER_GAPS: ("day", "channel", "le_days"),
 }
 VALUE_COLUMNS: dict[TableSpec, tuple[str, ...]] = {
     FUNNEL_STEPS: ("entered",),
     FUNNEL_OUTCOMES: ("entities",),
     FUNNEL_TTC: ("converted",),
     KPI_MINUTE: tuple(KPI_METRICS),
+    RETENTION_COHORTS: ("users",),
+    ORDER_GAPS: ("orders",),
 }
+
+
+def to_trigger(spec: TriggerSpec, anonymous_id: str, user_id: str | None, now_ms: int) -> Trigger:
+    value = sum(quantity * price for _, quantity, price in spec.cart) if spec.cart else None
+    return Trigger(
+        trigger_id=trigger_id(spec.trigger_type, anonymous_id, *spec.id_parts),
+        trigger_type=spec.trigger_type,
+        anonymous_id=anonymous_id,
+        occurred_at_ms=spec.at,
+        emitted_at_ms=now_ms,
+        user_id=user_id,
+        cart_value_minor=value,
+        currency=spec.currency or None,
+        items=tuple(TriggerItem(item, quantity, price) for item, quantity, price in spec.cart),
+        channel=spec.channel or None,
+        segment=spec.segment or None,
+        previous_segment=spec.previous_segment or None,
+    )
+
+
+def trigger_row(trigger: Trigger, partition: int) -> Row:
+    return (
+        trigger.trigger_id,
+        trigger.trigger_type,
+        trigger.anonymous_id,
+        trigger.user_id,
+        trigger.occurred_at_ms,
+        trigger.emitted_at_ms,
+        trigger.cart_value_minor,
+        trigger.currency or "",
+        trigger.channel or "",
+        trigger.segment or "",
+        trigger.previous_segment or "",
+        partition,
+    )
+
+
+def user_rfm_row(
+    anonymous_id: str,
+    user_id: str | None,
+    life: Life,
+    stage: str,
+    as_of: int,
+    partition: int,
+    version: int,
+) -> Row:
+    purchases = [p for p in life.purchases if p.t < as_of]  # as of the watermark
+    currency = purchases[0].currency
+    monetary = sum(p.value_minor for p in purchases if p.currency == currency)
+    return (
+        anonymous_id,
+        user_id,
+        stage,
+        purchases[0].t,
+        purchases[-1].t,
+        len(purchases),
+        monetary,
+        currency,
+        life.first.channel,
+        as_of,
+        partition,
+        version,
+    )

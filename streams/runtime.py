@@ -24,6 +24,7 @@ from streams.changelog import ChangelogWriter
 from streams.processor import BatchResult, InputRecord, PartitionProcessor, meta_key
 from streams.rows import VersionClock
 from streams.transport import RecordBatch
+from streams.triggers_out import TriggerPublisher
 from streams.visitor import Rules
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class FaustTableStore:
 @dataclass
 class TopicPosition:
     next_offset: int = 0
+    seen_batch: bool = False
     caught_up_since: float | None = None
 
 
@@ -107,14 +109,16 @@ class Runtime:
     metrics: PipelineMetrics
     conversion: ConversionTracker
     dead_letters: DeadLetterSender
-    idle_after_seconds: float = 5.0
+    idle_input_seconds: float = 60.0
+    # Row keys this partition has in ClickHouse (non-final, non-zero); see recover().
+    written_keys: Any = None
+    triggers: TriggerPublisher | None = None
     stop_when_idle_seconds: float | None = None
     on_idle_stop: Any = None
     processors: dict[int, PartitionProcessor] = field(default_factory=dict)
     positions: dict[tuple[str, int], TopicPosition] = field(default_factory=dict)
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     _versions: VersionClock = field(default_factory=VersionClock)
-    _all_idle_since: float | None = None
 
     def __post_init__(self) -> None:
         self.stream_by_topic = {topic: stream for stream, topic in self.topics_by_stream.items()}
@@ -138,7 +142,11 @@ class Runtime:
                 self.store,
                 self._versions,
             )
-            recovered = processor.recover()
+            await self.writer.flush()
+            written = self.written_keys(partition) if self.written_keys is not None else []
+            recovered = processor.recover(written)
+            if self.triggers is not None:
+                await self.triggers.recover(partition, processor.triggers_next_offset)
             await self._emit_rows(recovered)
             self.processors[partition] = processor
             log.info(
@@ -155,6 +163,8 @@ class Runtime:
         """Partitions revoked: their state may change elsewhere; rebuild if they return."""
         for partition in partitions:
             self.processors.pop(partition, None)
+            if self.triggers is not None:
+                self.triggers.forget([partition])
             for key in [k for k in self.positions if k[1] == partition]:
                 del self.positions[key]
 
@@ -165,78 +175,95 @@ class Runtime:
         async with self._lock(batch.partition):
             processor = await self._processor(batch.partition)
             result = processor.process(stream, records, committed)
-            await self._apply(processor, result)
+            arrived = max(r.timestamp_ms for r in records) if records else None
+            await self._apply(processor, result, arrived)
+        log.info(
+            "DEBUGBATCH %s p%d %d-%d writes=%d",
+            stream,
+            batch.partition,
+            batch.first_offset,
+            batch.last_offset,
+            len(result.state_writes),
+        )
         position = self.positions.setdefault((stream, batch.partition), TopicPosition())
         position.next_offset = batch.last_offset + 1
+        position.seen_batch = True
         self.metrics.batch_events.observe(len(records))
         self.metrics.batch_duration.observe(time.perf_counter() - started)
 
-    def known_position(self, stream: str, partition: int) -> int | None:
-        position = self.positions.get((stream, partition))
-        return None if position is None else position.next_offset
-
     async def tick(self, offsets: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
-        """Advance idle inputs and timers; export gauges. Called about once a second.
+        """Advance the watermark over caught-up inputs, fire timers, export gauges.
 
-        ``offsets`` maps each assigned input (stream, partition) to (next offset to
-        process, high watermark).
+        Called about once a second. ``offsets`` maps each assigned input (stream,
+        partition) to (its committed offset, the partition's end offset).
         """
         now = time.monotonic()
-        idle_by_partition: dict[int, dict[str, int]] = {}
-        all_idle = bool(offsets)
-        for (stream, partition), (next_offset, highwater) in offsets.items():
+        caught_up: dict[int, dict[str, int]] = {}
+        idle: dict[int, set[str]] = {}
+        all_caught_up_since: float | None = now if offsets else None
+        for (stream, partition), (committed, end) in offsets.items():
             position = self.positions.setdefault((stream, partition), TopicPosition())
-            if next_offset is not None:
-                position.next_offset = max(position.next_offset, next_offset)
-            caught_up = highwater is not None and position.next_offset >= highwater
-            if caught_up:
-                position.caught_up_since = position.caught_up_since or now
-                if now - position.caught_up_since >= self.idle_after_seconds:
-                    idle_by_partition.setdefault(partition, {})[stream] = position.next_offset
-                else:
-                    all_idle = False
-            else:
-                position.caught_up_since = None
-                all_idle = False
-            if highwater is not None:
+            # Before our first batch, only what an earlier worker committed is known to
+            # be processed (fetched records may still wait in the stream buffer).
+            next_offset = position.next_offset if position.seen_batch else (committed or 0)
+            if end is not None:
                 self.metrics.consumer_lag.labels(self.topics_by_stream[stream], str(partition)).set(
-                    max(0, highwater - position.next_offset)
+                    max(0, end - next_offset)
                 )
+            if end is None or next_offset < end:
+                position.caught_up_since = None
+                all_caught_up_since = None
+                continue
+            position.caught_up_since = position.caught_up_since or now
+            caught_up.setdefault(partition, {})[stream] = end
+            if now - position.caught_up_since >= self.idle_input_seconds:
+                idle.setdefault(partition, set()).add(stream)
+            if all_caught_up_since is not None:
+                all_caught_up_since = min(all_caught_up_since, position.caught_up_since)
         for partition in list(self.processors):
-            idle = idle_by_partition.get(partition, {})
             async with self._lock(partition):
                 processor = self.processors.get(partition)
                 if processor is None:
                     continue
-                result = processor.tick(idle)
+                result = processor.tick(caught_up.get(partition, {}), idle.get(partition, set()))
                 await self._apply(processor, result)
         self._export_gauges()
-        self._maybe_stop_when_idle(all_idle, now)
+        self._maybe_stop_when_idle(all_caught_up_since, now)
 
-    def _maybe_stop_when_idle(self, all_idle: bool, now: float) -> None:
+    def _maybe_stop_when_idle(self, caught_up_since: float | None, now: float) -> None:
         if self.stop_when_idle_seconds is None or self.on_idle_stop is None:
             return
-        if not all_idle:
-            self._all_idle_since = None
-            return
-        self._all_idle_since = self._all_idle_since or now
-        if now - self._all_idle_since >= self.stop_when_idle_seconds:
-            log.warning("all inputs idle for %.0fs: stopping", now - self._all_idle_since)
+        if caught_up_since is not None and now - caught_up_since >= self.stop_when_idle_seconds:
+            log.warning("all inputs idle for %.0fs: stopping", now - caught_up_since)
             self.on_idle_stop()
             self.on_idle_stop = None
 
-    async def _apply(self, processor: PartitionProcessor, result: BatchResult) -> None:
+    async def _apply(
+        self, processor: PartitionProcessor, result: BatchResult, arrived_ms: int | None = None
+    ) -> None:
         partition = processor.partition
+        if result.triggers and self.triggers is not None:
+            # Published and acknowledged before the state that records them (exactly once).
+            next_offset = await self.triggers.publish(partition, result.triggers)
+            if next_offset is not None:
+                processor.triggers_next_offset = next_offset
+            now = time.time()
+            for trigger in result.triggers:
+                self.metrics.triggers.labels(trigger.trigger_type).inc()
+                if arrived_ms is not None:
+                    self.metrics.trigger_delay.labels(trigger.trigger_type).observe(
+                        max(0.0, now - arrived_ms / 1000)
+                    )
         await self.store.write_many(partition, list(result.state_writes.items()))
         for letter in result.dead_letters:
             await self.dead_letters.send(letter)
         await self._emit_rows(result)
-        if result.meta is not None:
+        if result.meta:
             if result.finalized:
                 # Final rows must be in ClickHouse before the thresholds that exclude
                 # them from future rebuilds are persisted.
                 await self.writer.flush()
-            await self.store.write_many(partition, [(meta_key(partition), result.meta)])
+            await self.store.write_many(partition, [(meta_key(partition), processor.meta_record())])
         self._count(result)
         if result.watermark is not None:
             self.metrics.watermark.labels(str(partition)).set(result.watermark / 1000)

@@ -19,8 +19,10 @@ import orjson
 
 from streams.errors import StateCorruptError
 from streams.funnel_eval import FunnelEvent
+from streams.lifecycle import PROSPECT, CartEvent, Purchase
+from streams.lives import DayActivity
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 Dims = tuple[str, str, str, str, str]  # channel, campaign, device, platform, country
 
@@ -77,6 +79,12 @@ class VisitorState:
     # User-scope funnels only: the visitor's funnel-relevant events inside the horizon.
     user_events: list[FunnelEvent] = field(default_factory=list)
     user_closed_groups: int = 0
+    # Retention and lifecycle (docs/semantics.md 6-8).
+    days: list[DayActivity] = field(default_factory=list)  # per-day activity summary
+    purchases: list[Purchase] = field(default_factory=list)
+    cart: list[CartEvent] = field(default_factory=list)
+    stage: str = PROSPECT
+    lifecycle_as_of: int | None = None  # transitions/triggers emitted for times before this
 
     def intern_dims(self, dims: Dims) -> int:
         try:
@@ -140,6 +148,14 @@ def encode_state(state: VisitorState) -> bytes:
         state.applied,
         user_events,
         state.user_closed_groups,
+        [list(d) for d in state.days],
+        [list(p) for p in state.purchases],
+        [
+            [c.t, c.event_id, c.kind, [list(line) for line in c.lines], c.currency, c.channel]
+            for c in state.cart
+        ],
+        state.stage,
+        state.lifecycle_as_of,
     ]
     return orjson.dumps(payload)
 
@@ -167,6 +183,11 @@ def decode_state(raw: bytes) -> VisitorState:
             applied,
             user_events,
             user_closed_groups,
+            days,
+            purchases,
+            cart,
+            stage,
+            lifecycle_as_of,
         ) = payload
         return VisitorState(
             partition=partition,
@@ -185,6 +206,14 @@ def decode_state(raw: bytes) -> VisitorState:
             applied=dict(applied),
             user_events=[FunnelEvent(*e) for e in user_events],
             user_closed_groups=user_closed_groups,
+            days=[DayActivity(*d) for d in days],
+            purchases=[Purchase(*p) for p in purchases],
+            cart=[
+                CartEvent(t, eid, kind, tuple((i, q, pr) for i, q, pr in lines), cur, ch)
+                for t, eid, kind, lines, cur, ch in cart
+            ],
+            stage=stage,
+            lifecycle_as_of=lifecycle_as_of,
         )
     except StateCorruptError:
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
@@ -67,3 +68,26 @@ def ensure_topics(settings: Settings, replication_factor: int = 1) -> dict[str, 
             f"id), found {inputs}; recreate them with {settings.partitions} partitions"
         )
     return counts
+
+
+def delete_pipeline_topics(settings: Settings, timeout_seconds: float = 30.0) -> list[str]:
+    """Delete the configured topics and this app's internal topics (a clean restart)."""
+    topics = settings.topics
+    admin = _admin(settings.bootstrap_servers)
+    try:
+        existing = set(admin.list_topics())
+        internal = {t for t in existing if t.startswith(f"{settings.app_id}-")}
+        doomed = sorted(({*topics.inputs(), topics.dlq, topics.triggers} & existing) | internal)
+        if doomed:
+            admin.delete_topics(doomed)
+        deadline = time.monotonic() + timeout_seconds
+        while doomed and set(admin.list_topics()) & set(doomed):
+            if time.monotonic() > deadline:
+                raise TopicSetupError(
+                    f"topics {doomed} were not deleted within {timeout_seconds:.0f}s; "
+                    "check that the broker allows topic deletion (delete.topic.enable)"
+                )
+            time.sleep(0.2)
+        return doomed
+    finally:
+        admin.close()

@@ -62,7 +62,54 @@ def _record(raw: Any) -> Record:
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
-    """Yields ``(tp, message)`` once per partition per fetch; ``message.value`` is a batch."""
+    """Yields ``(tp, message)`` once per partition per fetch; ``message.value`` is a batch.
+
+    Batches of a partition are delivered contiguously from the committed offset: the
+    state's replay protection relies on in-order delivery. Records fetched before a seek
+    (Faust fetches while it recovers tables, then seeks to the committed offsets) are
+    dropped and fetched again from the right place.
+    """
+
+    def _next_expected(self) -> dict[TP, int]:
+        expected: dict[TP, int] | None = self.__dict__.get("_funnel_next_expected")
+        if expected is None:
+            expected = self.__dict__["_funnel_next_expected"] = {}
+        return expected
+
+    def _confirmed_gaps(self) -> dict[TP, int]:
+        gaps: dict[TP, int] | None = self.__dict__.get("_funnel_confirmed_gaps")
+        if gaps is None:
+            gaps = self.__dict__["_funnel_confirmed_gaps"] = {}
+        return gaps
+
+    async def perform_seek(self) -> None:
+        await super().perform_seek()
+        expected = self._next_expected()
+        for tp, offset in self._read_offset.items():
+            if offset is not None:
+                expected[tp] = offset
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        await super().seek(partition, offset)
+        self._next_expected()[partition] = offset
+
+    async def _in_order(self, tp: TP, records: list[Any]) -> list[Any]:
+        """The records to deliver now: from the next expected offset, without a gap."""
+        expected = self._next_expected().get(tp)
+        if expected is None:
+            return records
+        records = [r for r in records if r.offset >= expected]
+        if not records:
+            return records
+        first = records[0].offset
+        if first > expected and self._confirmed_gaps().get(tp) != first:
+            # Fetched from a stale position: read again from where we are. A real gap
+            # (transaction markers) comes back at the same offset and is accepted.
+            self._confirmed_gaps()[tp] = first
+            self.log.info("%s: batch starts at %d, expected %d: seeking back", tp, first, expected)
+            await self.seek(tp, expected)
+            return []
+        return records
 
     def _batch_message(self, tp: TP, records: list[Any]) -> Message:
         batch = RecordBatch(tp.topic, tp.partition, tuple(_record(r) for r in records))
@@ -110,6 +157,10 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 for record in tp_records:
                     yield tp, self._to_message(tp, record)
                 continue
+            tp_records = await self._in_order(tp, tp_records)
+            if not tp_records:
+                continue
+            self._next_expected()[tp] = tp_records[-1].offset + 1
             first, last = tp_records[0].offset, tp_records[-1].offset
             if last > first:
                 # Offsets first..last-1 are acknowledged together with the batch
@@ -123,6 +174,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
         barrier: CommitBarrier | None = getattr(self.app, "funnel_before_commit", None)
         if barrier is not None:
             await barrier(offsets)
+        self.log.info(
+            "DEBUGCOMMIT %s", sorted((tp.topic, tp.partition, o) for tp, o in offsets.items())
+        )
         return bool(await super()._commit_offsets(offsets, start_new_transaction))
 
 

@@ -13,10 +13,27 @@ from bisect import insort
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
+from typing import NamedTuple
 
 from schemas.model import Event
 from streams.funnel_eval import Credit, FunnelEvent, evaluate, user_group_ranges
 from streams.funnels import FunnelDef
+from streams.lifecycle import (
+    DAY_MS,
+    CartEvent,
+    LifecycleRules,
+    Purchase,
+    cart_order,
+    next_breakpoint,
+    next_cart_deadline,
+)
+from streams.lives import DayActivity, add_activity, split_lives
+from streams.retention import (
+    GAPS_FAMILY,
+    RETENTION_FAMILY,
+    order_gaps,
+    retention_cells,
+)
 from streams.state import ClosedCredit, Dims, OpenSession, OrderLine, VisitorState
 
 # Time-to-convert histogram upper bounds, seconds (docs/semantics.md section 3).
@@ -82,6 +99,7 @@ class Rules:
     session_timeout_ms: int = 1_800_000
     lateness_ms: int = 300_000
     max_transactions: int = 100
+    lifecycle: LifecycleRules = field(default_factory=LifecycleRules)
     families: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -89,7 +107,14 @@ class Rules:
             # A session could then close while on-time events for it may still arrive.
             raise ValueError("session timeout must be longer than the allowed lateness")
         object.__setattr__(
-            self, "families", (KPI_FAMILY, *(funnel_family(f.name) for f in self.funnels))
+            self,
+            "families",
+            (
+                KPI_FAMILY,
+                *(funnel_family(f.name) for f in self.funnels),
+                *RETENTION_FAMILY.values(),
+                GAPS_FAMILY,
+            ),
         )
 
     @cached_property
@@ -157,7 +182,10 @@ def _remove_event(state: VisitorState, event_id: str) -> None:
     for session in state.sessions.values():
         session.events = [e for e in session.events if e.event_id != event_id]
     state.user_events = [e for e in state.user_events if e.event_id != event_id]
+    removed = {o.transaction_id for o in state.orders if o.event_id == event_id}
     state.orders = [o for o in state.orders if o.event_id != event_id]
+    state.cart = [c for c in state.cart if c.event_id != event_id]
+    state.purchases = [p for p in state.purchases if p.transaction_id not in removed]
 
 
 def _purchase_is_duplicate(state: VisitorState, event: Event) -> bool:
@@ -212,7 +240,31 @@ def apply_event(
     state.last_seen_t = t if state.last_seen_t is None else max(state.last_seen_t, t)
     if event.user_id:
         state.user_id = event.user_id
+    _track_lifecycle(state, event, dims)
     return Applied.COUNTED
+
+
+CART_KINDS = frozenset(
+    {"add_to_cart", "remove_from_cart", "view_cart", "begin_checkout", "purchase"}
+)
+
+
+def _track_lifecycle(state: VisitorState, event: Event, dims: Dims) -> None:
+    """Retention activity, purchases and cart events of a counted event."""
+    t, channel = event.event_time_ms, dims[0]
+    add_activity(state.days, t, event.event_id, channel, event.platform)
+    if event.event_type == "purchase":
+        purchase = Purchase(
+            t, event.transaction_id or "", event.value_minor or 0, event.currency or "", channel
+        )
+        insort(state.purchases, purchase)
+    if event.event_type in CART_KINDS:
+        lines = tuple((i.item_id, i.quantity, i.price_minor) for i in event.items)
+        insort(
+            state.cart,
+            CartEvent(t, event.event_id, event.event_type, lines, event.currency or "", channel),
+            key=cart_order,
+        )
 
 
 def _freeze(funnel: FunnelDef, credit: Credit | None, rules: Rules) -> ClosedCredit | None:
@@ -282,6 +334,30 @@ def prune_final(state: VisitorState, thresholds: Thresholds) -> None:
     state.orders = [o for o in state.orders if o.t >= kpi_threshold]
 
 
+def expired(state: VisitorState, watermark: int, rules: Rules) -> bool:
+    """Every life forgotten (docs/semantics.md 6) and no session or funnel group open."""
+    if state.sessions or state.user_events:
+        return False
+    lives = split_lives(state.days, state.purchases, rules.lifecycle)
+    return not lives or watermark > lives[-1].forgotten_at
+
+
+def drop_forgotten_lives(
+    state: VisitorState, watermark: int, thresholds: Thresholds, rules: Rules
+) -> None:
+    """Forget the data of earlier lives once forgotten and all their cells are final."""
+    lives = split_lives(state.days, state.purchases, rules.lifecycle)
+    for life in lives[:-1]:
+        if watermark <= life.forgotten_at:
+            break
+        inputs = RetentionInputs(life.days, life.purchases)
+        if retention_contributions(inputs, thresholds, rules.lifecycle):
+            break
+        state.days = [d for d in state.days if not life.holds(d.first_t)]
+        state.purchases = [p for p in state.purchases if not life.holds(p.t)]
+        state.cart = [c for c in state.cart if not life.holds(c.t)]
+
+
 def next_due(state: VisitorState, rules: Rules, watermark: int) -> int | None:
     """Watermark at which this visitor next needs attention without new events."""
     candidates: list[int] = []
@@ -298,6 +374,18 @@ def next_due(state: VisitorState, rules: Rules, watermark: int) -> int | None:
     if state.closed or state.orders:
         # Pruning waits for windows to become final; look again a window later.
         candidates.append(watermark + rules.window_ms)
+    as_of = state.lifecycle_as_of if state.lifecycle_as_of is not None else 0
+    for due in (
+        next_breakpoint(state.purchases, as_of, rules.lifecycle),
+        next_cart_deadline(state.cart, as_of, rules.lifecycle),
+    ):
+        if due is not None:
+            candidates.append(due + 1)
+    lives = split_lives(state.days, state.purchases, rules.lifecycle)
+    if lives:
+        candidates.append(lives[-1].forgotten_at + 1)
+        if len(lives) > 1:
+            candidates.append(watermark + DAY_MS)  # drop earlier lives once final
     return min(candidates) if candidates else None
 
 
@@ -414,8 +502,46 @@ def _kpi_contributions(
             _add(out, (*base, _CANCELS), 1)
 
 
+class RetentionInputs(NamedTuple):
+    """The part of a visitor's state that retention depends on (a cheap snapshot)."""
+
+    days: tuple[DayActivity, ...]
+    purchases: tuple[Purchase, ...]
+
+    @classmethod
+    def of(cls, state: VisitorState) -> RetentionInputs:
+        return cls(tuple(state.days), tuple(state.purchases))
+
+
+def retention_contributions(
+    inputs: RetentionInputs, thresholds: Thresholds, lifecycle: LifecycleRules
+) -> Contributions:
+    """Retention cells and order gaps (docs/semantics.md 6) of every life; non-final only."""
+    out: Contributions = {}
+    gaps_threshold = thresholds.get(GAPS_FAMILY, 0)
+    for life in split_lives(inputs.days, inputs.purchases, lifecycle):
+        channel, platform = life.first.channel, life.first.platform
+        purchases = list(life.purchases)
+        cells = retention_cells(
+            life.first_t, [d.day for d in life.days], purchases, channel, platform
+        )
+        for kind, granularity, cohort_ms, activity, n, start_ms in cells:
+            if start_ms >= thresholds.get(RETENTION_FAMILY[granularity], 0):
+                cell = (kind, granularity, cohort_ms, activity, n, start_ms, channel, platform)
+                _add(out, ("ret", *cell), 1)
+        for day_ms, gap_channel, bucket in order_gaps(purchases):
+            if day_ms >= gaps_threshold:
+                _add(out, ("gap", day_ms, gap_channel, bucket), 1)
+    return out
+
+
 def contributions(state: VisitorState, rules: Rules, thresholds: Thresholds) -> Contributions:
-    """Everything this visitor adds to the partition's non-final aggregates."""
+    """Funnel and KPI contributions of this visitor to non-final aggregates.
+
+    Retention is separate (:func:`retention_contributions`): it changes rarely and is
+    comparatively costly, so the processor recomputes it only when its
+    :class:`RetentionInputs` changed.
+    """
     out: Contributions = {}
     _funnel_contributions(state, rules, thresholds, out)
     _kpi_contributions(state, rules, thresholds, out)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+HISTORY_MARGIN = 8  # batch checkpoints kept before the committed offset
+
 
 @dataclass(slots=True)
 class TopicPartitionClock:
@@ -35,9 +37,10 @@ class TopicPartitionClock:
     def checkpoint(self, last_offset: int, keep_from_offset: int | None) -> None:
         self.history.append((last_offset, self.max_t))
         if keep_from_offset is not None:
-            # Keep the entry the committed offset resumes from and everything after it.
-            while len(self.history) > 1 and self.history[1][0] < keep_from_offset:
-                self.history.pop(0)
+            # Keep the entry the committed offset resumes from, a few before it (a commit
+            # can fail and be retried at an earlier offset) and everything after it.
+            before = sum(1 for offset, _ in self.history if offset < keep_from_offset)
+            del self.history[: max(0, before - HISTORY_MARGIN)]
         del self.history[:-512]
 
     def resume_at(self, next_offset: int) -> None:
@@ -55,18 +58,30 @@ class PartitionClock:
     lateness_ms: int
     streams: tuple[str, ...]
     clocks: dict[str, TopicPartitionClock] = field(init=False)
-    idle: set[str] = field(default_factory=set)
+    caught_up: set[str] = field(default_factory=set)  # nothing left to read right now
+    idle: set[str] = field(default_factory=set)  # caught up for a long time
 
     def __post_init__(self) -> None:
         self.clocks = {s: TopicPartitionClock(self.lateness_ms) for s in self.streams}
 
     def watermark(self) -> int | None:
-        """Min over non-idle inputs; when all are idle, min over those with data."""
-        active = [c for s, c in self.clocks.items() if s not in self.idle]
-        if not active:
+        """Min over the inputs' watermarks.
+
+        An input that never had records, or that has been idle for long, does not hold
+        the others back while they still have records to read. Once every input is
+        caught up, all that ever had records count: the final state equals a
+        recomputation from the records.
+        """
+        if self.caught_up.issuperset(self.clocks):
             active = [c for c in self.clocks.values() if c.has_data]
-            if not active:
-                return None
+        else:
+            active = [
+                c
+                for s, c in self.clocks.items()
+                if s not in self.idle and (c.has_data or s not in self.caught_up)
+            ]
+        if not active:
+            return None
         marks = [c.watermark for c in active]
         if any(m is None for m in marks):
             return None

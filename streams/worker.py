@@ -6,17 +6,28 @@ import logging
 import os
 import signal
 import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
 from funnel.settings import Settings
-from sinks.clickhouse import ClickHouseTarget, ClickHouseWriter, apply_migrations, open_client
+from sinks.clickhouse import (
+    ClickHouseTarget,
+    ClickHouseWriter,
+    apply_migrations,
+    open_client,
+    open_rows,
+)
+from sinks.errors import ClickHouseUnavailableError
 from sinks.metrics import PipelineMetrics
 from streams.app import build_worker
 from streams.funnels import load_funnels
+from streams.rows import KEY_COLUMNS, VALUE_COLUMNS, row_key_from_clickhouse
 from streams.topics import ensure_topics
+from streams.visitor import Key
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +58,21 @@ def clickhouse_target(settings: Settings) -> ClickHouseTarget:
     )
 
 
+def connect_clickhouse(target: ClickHouseTarget, wait_seconds: float) -> Any:
+    """Open ClickHouse, waiting up to ``wait_seconds`` for it to come up."""
+    deadline = time.monotonic() + wait_seconds
+    delay = 0.5
+    while True:
+        try:
+            return open_client(target)
+        except ClickHouseUnavailableError as exc:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("%s; retrying in %.1fs", exc, delay)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+
 def _stop_after(seconds: float) -> None:
     timer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
     timer.daemon = True
@@ -64,8 +90,7 @@ def run_worker(
     """Blocks until the worker stops (SIGTERM/SIGINT, or after ``duration_seconds``)."""
     funnels = load_funnels(funnels_file)
     ensure_topics(settings)
-    target = clickhouse_target(settings)
-    client = open_client(target)
+    client = connect_clickhouse(clickhouse_target(settings), settings.clickhouse_wait_seconds)
     applied = apply_migrations(client)
     if applied:
         log.info("applied ClickHouse migrations: %s", ", ".join(applied))
@@ -82,7 +107,16 @@ def run_worker(
         metrics=WriterMetrics(metrics),
     )
     writer.start()
-    worker = build_worker(settings, funnels, writer, registry, metrics)
+    reader = open_client(clickhouse_target(settings))
+
+    def written_keys(partition: int) -> list[Key]:
+        keys: list[Key] = []
+        for spec, columns in KEY_COLUMNS.items():
+            rows = open_rows(reader, spec, columns, VALUE_COLUMNS[spec], partition)
+            keys.extend(row_key_from_clickhouse(spec, row) for row in rows)
+        return keys
+
+    worker = build_worker(settings, funnels, writer, registry, metrics, written_keys)
     faust_worker = faust.Worker(
         worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
     )

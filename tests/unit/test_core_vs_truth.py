@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from datetime import UTC, datetime
 
 import pytest
 
@@ -19,7 +20,9 @@ from schemas.validation import ValidationBounds
 from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.records import SimRecord
+from schemas.triggers import Trigger
 from simulator.truth import compute_truth
+from simulator.truth_model import LifecycleParams, Truth
 from sinks.tables import (
     DEAD_LETTERS,
     FUNNEL_OUTCOMES,
@@ -27,15 +30,27 @@ from sinks.tables import (
     FUNNEL_TTC,
     KPI_MINUTE,
     LATE_EVENTS,
+    ORDER_GAPS,
+    RETENTION_COHORTS,
+    SEGMENT_TRANSITIONS,
+    USER_RFM,
 )
 from streams.funnels import load_funnels
+from streams.lifecycle import DAY_MS, LifecycleRules
 from streams.processor import BatchResult, InputRecord, PartitionProcessor, meta_key
 from streams.rows import row_key_from_clickhouse
 from streams.visitor import Rules
 from tests.unit.fakes import DictStore
 
 TOPICS = {"clickstream": "c", "cart": "k", "orders": "o"}
-KEY_WIDTH = {FUNNEL_STEPS: 10, FUNNEL_OUTCOMES: 9, FUNNEL_TTC: 9, KPI_MINUTE: 8}
+KEY_WIDTH = {
+    FUNNEL_STEPS: 10,
+    FUNNEL_OUTCOMES: 9,
+    FUNNEL_TTC: 9,
+    KPI_MINUTE: 8,
+    RETENTION_COHORTS: 8,
+    ORDER_GAPS: 4,
+}
 
 
 class Sink:
@@ -45,6 +60,9 @@ class Sink:
         self.rows: dict[tuple[str, tuple[object, ...]], tuple[int, tuple[object, ...], int]] = {}
         self.late_ids: set[str] = set()
         self.dead: Counter[tuple[str, str]] = Counter()
+        self.rfm: dict[str, tuple[int, tuple[object, ...]]] = {}
+        self.transitions: set[tuple[object, ...]] = set()
+        self.triggers: dict[str, Trigger] = {}
 
     def write(self, result: BatchResult) -> None:
         for spec, rows in result.rows.items():
@@ -59,6 +77,14 @@ class Sink:
             elif spec is DEAD_LETTERS:
                 for r in rows:
                     self.dead[(str(r[0]), str(r[5]))] += 1
+            elif spec is USER_RFM:
+                for r in rows:
+                    if r[0] not in self.rfm or self.rfm[str(r[0])][0] <= r[-1]:  # type: ignore[operator]
+                        self.rfm[str(r[0])] = (r[-1], r[2:9])  # type: ignore[assignment]
+            elif spec is SEGMENT_TRANSITIONS:
+                self.transitions.update(r[:4] for r in rows)
+        for trigger in result.triggers:
+            self.triggers[trigger.trigger_id] = trigger
 
     def open_keys(self, partition: int) -> list[tuple[object, ...]]:
         """What the worker reads back at recovery: non-final, non-zero rows' keys."""
@@ -81,6 +107,98 @@ class Sink:
             for i, v in enumerate(values):
                 acc[i] += int(v)  # type: ignore[call-overload]
         return {k: tuple(v) for k, v in out.items() if any(v)}
+
+
+def day_s(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp())
+
+
+def lifecycle_truth(truth: Truth) -> dict[str, object]:
+    return {
+        "retention": {
+            (
+                r.cohort_kind,
+                r.granularity,
+                day_s(r.cohort_start),
+                r.activity,
+                r.period,
+                r.channel,
+                r.platform,
+            ): (r.users,)
+            for r in truth.retention
+        },
+        "gaps": {(day_s(r.day), r.channel, r.le_days): (r.orders,) for r in truth.order_gaps},
+        "rfm": {
+            r.anonymous_id: (
+                r.stage,
+                r.first_purchase_ms,
+                r.last_purchase_ms,
+                r.frequency,
+                r.monetary_minor,
+                r.currency,
+                r.channel,
+            )
+            for r in truth.rfm
+        },
+        "transitions": {
+            (r.anonymous_id, r.at_ms, r.from_stage, r.to_stage) for r in truth.transitions
+        },
+        "triggers": {
+            r.trigger_id: (
+                r.trigger_type,
+                r.anonymous_id,
+                r.occurred_at_ms,
+                r.cart_value_minor,
+                r.currency,
+                tuple((i.item_id, i.quantity, i.price_minor) for i in r.items),
+                r.segment,
+                r.previous_segment,
+            )
+            for r in truth.triggers
+        },
+    }
+
+
+def lifecycle_pipeline(sink: Sink) -> dict[str, object]:
+    def retention_key(k: tuple[object, ...]) -> tuple[object, ...]:
+        kind, gran, cohort, activity, n, channel, platform = k
+        return (
+            kind,
+            gran,
+            int(datetime(cohort.year, cohort.month, cohort.day, tzinfo=UTC).timestamp()),  # type: ignore[attr-defined]
+            activity,
+            n,
+            channel,
+            platform,
+        )
+
+    def gap_key(k: tuple[object, ...]) -> tuple[object, ...]:
+        day, channel, bucket = k
+        return (
+            int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()),
+            channel,
+            bucket,
+        )  # type: ignore[attr-defined]
+
+    return {
+        "retention": {retention_key(k): v for k, v in sink.summed("retention_cohorts").items()},
+        "gaps": {gap_key(k): v for k, v in sink.summed("order_gaps_daily").items()},
+        "rfm": {a: row[:4] + row[4:7] for a, (_, row) in sink.rfm.items()},
+        "transitions": set(sink.transitions),
+        "triggers": {
+            t.trigger_id: (
+                t.trigger_type,
+                t.anonymous_id,
+                t.occurred_at_ms,
+                t.cart_value_minor,
+                t.currency,
+                tuple((i.item_id, i.quantity, i.price_minor) for i in t.items),
+                t.segment,
+                t.previous_segment,
+            )
+            for t in sink.triggers.values()
+        },
+    }
 
 
 def truth_tables(truth: object) -> dict[str, dict[tuple[object, ...], tuple[int, ...]]]:
@@ -176,8 +294,8 @@ class PartitionRun:
 
     def keep(self, result: BatchResult) -> None:
         writes = list(result.state_writes.items())
-        if result.meta is not None:
-            writes.append((meta_key(self.partition), result.meta))
+        if result.meta:
+            writes.append((meta_key(self.partition), self.proc.meta_record()))
         for key, value in writes:
             assert value is not None
             self.store.put(key, value, self.partition)
@@ -194,13 +312,20 @@ class PartitionRun:
         self.keep(self.proc.recover(self.sink.open_keys(self.partition)))
 
 
-def run_core(records: list[SimRecord], config: SimConfig, seed: int, crashes: int = 0) -> Sink:
+def run_core(
+    records: list[SimRecord],
+    config: SimConfig,
+    seed: int,
+    crashes: int = 0,
+    lifecycle: LifecycleRules | None = None,
+) -> Sink:
     rnd = random.Random(seed)
     rules = Rules(
         load_funnels(),
         window_ms=config.window_ms,
         session_timeout_ms=config.session_timeout_ms,
         lateness_ms=config.lateness_ms,
+        lifecycle=lifecycle or LifecycleRules(),
     )
     per_tp: dict[tuple[str, int], list[InputRecord]] = defaultdict(list)
     for rec in records:
@@ -289,3 +414,77 @@ def test_random_crashes_leave_every_row_equal_to_the_truth(
     records, truth = simulated
     sink = run_core(records, CONFIG, seed=seed, crashes=3)
     assert_tables_equal(pipeline_tables(sink), truth_tables(truth))
+
+
+# A month of traffic with short lifecycle thresholds, so every transition kind happens.
+LIFECYCLE = SimConfig(
+    seed=21,
+    users=500,
+    days=20,
+    duplicate_pct=2,
+    out_of_order_pct=5,
+    late_pct=1,
+    malformed_pct=0.5,
+    json_pct=5,
+)
+LIFECYCLE_MS = {
+    "new_ms": DAY_MS,
+    "dormant_ms": 3 * DAY_MS,
+    "churn_ms": 7 * DAY_MS,
+    "cart_abandon_ms": 30 * 60_000,
+    "anonymous_ttl_ms": 5 * DAY_MS,
+    "buyer_ttl_ms": 12 * DAY_MS,
+}
+
+
+@pytest.fixture(scope="module")
+def month_of_traffic() -> tuple[list[SimRecord], Truth]:
+    records = list(generate(LIFECYCLE))
+    params = LifecycleParams(
+        anonymous_ttl_ms=LIFECYCLE_MS["anonymous_ttl_ms"],
+        buyer_ttl_ms=LIFECYCLE_MS["buyer_ttl_ms"],
+        rfm_new_ms=LIFECYCLE_MS["new_ms"],
+        rfm_dormant_ms=LIFECYCLE_MS["dormant_ms"],
+        rfm_churn_ms=LIFECYCLE_MS["churn_ms"],
+        cart_abandon_ms=LIFECYCLE_MS["cart_abandon_ms"],
+    )
+    truth = compute_truth(
+        records,
+        lateness_ms=LIFECYCLE.lateness_ms,
+        session_timeout_ms=LIFECYCLE.session_timeout_ms,
+        window_ms=LIFECYCLE.window_ms,
+        lifecycle=params,
+    )
+    return records, truth
+
+
+@pytest.mark.parametrize("crashes", [0, 3])
+def test_retention_rfm_transitions_and_triggers_equal_the_truth(
+    month_of_traffic: tuple[list[SimRecord], Truth], crashes: int
+) -> None:
+    records, truth = month_of_traffic
+    sink = run_core(
+        records,
+        LIFECYCLE,
+        seed=5 + crashes,
+        crashes=crashes,
+        lifecycle=LifecycleRules(**LIFECYCLE_MS),
+    )
+    got, want = lifecycle_pipeline(sink), lifecycle_truth(truth)
+    for part in ("retention", "gaps", "rfm", "transitions", "triggers"):
+        g, w = got[part], want[part]
+        assert w, f"the truth has no {part}; the scenario is too small"
+        if isinstance(w, dict):
+            bad = {k: (w.get(k), g.get(k)) for k in set(w) | set(g) if w.get(k) != g.get(k)}  # type: ignore[union-attr]
+        else:
+            bad = {k: (k in w, k in g) for k in set(w) ^ set(g)}  # type: ignore[operator, arg-type]
+        assert not bad, f"{part}: {len(bad)} differ, e.g. {sorted(bad.items(), key=repr)[:3]}"
+    kinds = Counter(t[0] for t in want["triggers"].values())  # type: ignore[union-attr]
+    assert {
+        "cart_abandoned",
+        "first_purchase",
+        "user_became_dormant",
+        "user_churned",
+        "user_reactivated",
+        "segment_changed",
+    } <= set(kinds), kinds

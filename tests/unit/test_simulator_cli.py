@@ -32,6 +32,17 @@ def test_dry_run_writes_truth_and_costs_and_prints_a_summary(tmp_path: Path) -> 
     assert any(",kol," in line for line in costs[1:])
 
 
+def test_the_truth_uses_the_workers_lifecycle_settings(tmp_path: Path) -> None:
+    path = tmp_path / "truth.json"
+    env = {"FUNNEL_RFM_NEW_DAYS": "0.5", "FUNNEL_CART_ABANDON_MINUTES": "10"}
+    args = ["--users", "40", "--days", "0.02", "--dry-run", "--truth-out", str(path)]
+    result = runner.invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    lifecycle = read_truth(path).lifecycle
+    assert (lifecycle.rfm_new_ms, lifecycle.cart_abandon_ms) == (43_200_000, 600_000)
+    assert lifecycle.rfm_churn_ms == 180 * 86_400_000
+
+
 def test_same_options_same_truth_file(tmp_path: Path) -> None:
     outputs = []
     for name in ("a", "b"):

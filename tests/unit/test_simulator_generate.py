@@ -22,6 +22,7 @@ from simulator.errors import SimConfigError
 from simulator.generate import SimRecord, generate, make_codec
 from simulator.partitioner import partition_for
 from simulator.truth import compute_truth, write_truth
+from simulator.truth_model import LifecycleParams
 
 KNOBS = SimConfig(
     users=400,
@@ -261,11 +262,43 @@ def test_countries_use_their_currency_and_all_devices_platforms_appear() -> None
 def test_multi_day_runs_have_returning_visitors_repeat_orders_and_refunds() -> None:
     config = SimConfig(users=1500, days=12)
     truth = compute_truth(run(config), lateness_ms=300_000, session_timeout_ms=1_800_000)
-    returning = sum(r.users for r in truth.retention if r.day_offset >= 1)
+    returning = sum(
+        r.users
+        for r in truth.retention
+        if (r.cohort_kind, r.granularity, r.activity) == ("first_visit", "day", "visit")
+        and r.period >= 1
+    )
     assert returning > 20
     assert sum(r.repeat_orders for r in truth.kpi) > 0
     assert sum(r.refunds for r in truth.kpi) > 0
     assert sum(r.coupon_orders for r in truth.kpi) > 0
+
+
+def test_month_long_runs_give_weekly_cohorts_repeat_buyers_lifecycle_and_carts() -> None:
+    records = run(SimConfig(users=1000, days=28))
+    fast = LifecycleParams.from_days(rfm_new_days=1, rfm_dormant_days=3, rfm_churn_days=7)
+    truth = compute_truth(records, lateness_ms=300_000, session_timeout_ms=1_800_000)
+    small = compute_truth(
+        records, lateness_ms=300_000, session_timeout_ms=1_800_000, lifecycle=fast
+    )
+    later: Counter[tuple[str, str, str]] = Counter()
+    for r in truth.retention:
+        if r.period >= 1:
+            later[(r.cohort_kind, r.granularity, r.activity)] += r.users
+    assert later[("first_visit", "week", "visit")] > 50
+    assert later[("first_purchase", "week", "repeat_purchase")] >= 3
+    assert sum(g.orders for g in truth.order_gaps) >= 8
+    assert truth.stats["triggers_cart_abandoned"] > 50
+    kinds = {(t.from_stage, t.to_stage) for t in small.transitions}
+    assert kinds >= {
+        ("prospect", "new"),
+        ("new", "active"),
+        ("active", "dormant"),
+        ("dormant", "churned"),
+        ("dormant", "active"),
+        ("churned", "active"),
+    }
+    assert small.stats["triggers_user_reactivated"] >= 3
 
 
 def test_checkout_button_b_lifts_completion_by_exactly_the_configured_amount() -> None:

@@ -1,0 +1,146 @@
+"""Retention, RFM lifecycle and triggers end to end, on months-old data replayed.
+
+Twenty simulated days that ended five months ago are produced to fresh topics and
+replayed by a real worker (FUNNEL_REPLAY=true) with short lifecycle thresholds, so every
+kind of transition happens. Retention cells, order gaps, each buyer's RFM row, every
+stage transition and every trigger must equal the simulator's independent ground truth
+(docs/semantics.md 6-8): replaying last year's data produces last year's transitions.
+Every trigger must be on the triggers topic exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from funnel.settings import load_settings
+from schemas.codec import EventCodec
+from simulator.config import SimConfig
+from simulator.generate import generate
+from simulator.produce import produce
+from simulator.truth import compute_truth
+from simulator.truth_model import LifecycleParams, Truth
+from streams.topics import ensure_topics
+from tests.pipeline_harness import PipelineEnv, clickhouse, run_until_idle
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+DAY_MS = 86_400_000
+START = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp() * 1000)
+CONFIG = SimConfig(seed=31, users=350, days=20, start_ms=START, duplicate_pct=2,
+                   out_of_order_pct=5, late_pct=1, malformed_pct=0.5, json_pct=5)
+THRESHOLDS = {  # settings (days) and the same in the truth's milliseconds
+    "FUNNEL_RFM_NEW_DAYS": 1, "FUNNEL_RFM_DORMANT_DAYS": 3, "FUNNEL_RFM_CHURN_DAYS": 7,
+    "FUNNEL_ANONYMOUS_TTL_DAYS": 5, "FUNNEL_BUYER_TTL_DAYS": 12, "FUNNEL_CART_ABANDON_MINUTES": 30,
+}
+PARAMS = LifecycleParams(rfm_new_ms=DAY_MS, rfm_dormant_ms=3 * DAY_MS, rfm_churn_ms=7 * DAY_MS,
+                         anonymous_ttl_ms=5 * DAY_MS, buyer_ttl_ms=12 * DAY_MS,
+                         cart_abandon_ms=30 * 60_000)
+
+
+def _day(value: Any) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+async def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                enable_auto_commit=False, isolation_level="read_committed")
+    await consumer.start()
+    values: list[bytes] = []
+    try:
+        while batch := await consumer.getmany(timeout_ms=3000):
+            values.extend(r.value for records in batch.values() for r in records)
+    finally:
+        await consumer.stop()
+    return values
+
+
+@pytest.fixture(scope="module")
+def replayed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineEnv, Truth]:
+    records = list(generate(CONFIG))
+    truth = compute_truth(records, lateness_ms=CONFIG.lateness_ms,
+                          session_timeout_ms=CONFIG.session_timeout_ms,
+                          window_ms=CONFIG.window_ms, lifecycle=PARAMS)
+    env = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path_factory.mktemp("lifecycle"),
+                                        extra={k: str(v) for k, v in THRESHOLDS.items()})
+    ensure_topics(load_settings(bootstrap_servers=env.bootstrap, topics=env.topics, partitions=4))
+    asyncio.run(produce(records, env.bootstrap, env.topics, speedup=None, rate=None))
+    run_until_idle(env, timeout=420)
+    return env, truth
+
+
+def test_retention_cells_and_order_gaps_equal_the_truth(replayed: tuple[PipelineEnv, Truth]) -> None:
+    env, truth = replayed
+    client = clickhouse(env)
+    got = {
+        (kind, gran, _day(start), activity, int(n), channel, platform): int(users)
+        for kind, gran, start, activity, n, channel, platform, users in client.query(
+            "SELECT cohort_kind, granularity, cohort_start, activity, period, channel, platform, "
+            "sum(users) AS u FROM retention_cohorts FINAL GROUP BY ALL HAVING u != 0"
+        ).result_rows
+    }
+    want = {(r.cohort_kind, r.granularity, r.cohort_start, r.activity, r.period, r.channel,
+             r.platform): r.users for r in truth.retention}
+    assert want and got == want
+    gaps = {
+        (_day(day), channel, float(le)): int(n)
+        for day, channel, le, n in client.query(
+            "SELECT day, channel, le_days, sum(orders) AS n FROM order_gaps_daily FINAL "
+            "GROUP BY ALL HAVING n != 0").result_rows
+    }
+    assert gaps == {(r.day, r.channel, r.le_days): r.orders for r in truth.order_gaps}
+
+
+def test_rfm_rows_and_every_transition_equal_the_truth(replayed: tuple[PipelineEnv, Truth]) -> None:
+    env, truth = replayed
+    client = clickhouse(env)
+    rfm = {
+        a: (stage, int(first.timestamp() * 1000), int(last.timestamp() * 1000), int(f), int(m), cur, ch)
+        for a, stage, first, last, f, m, cur, ch in client.query(
+            "SELECT anonymous_id, stage, first_purchase_at, last_purchase_at, frequency, "
+            "monetary_minor, currency, channel FROM user_rfm FINAL").result_rows
+    }
+    want_rfm = {r.anonymous_id: (r.stage, r.first_purchase_ms, r.last_purchase_ms, r.frequency,
+                                 r.monetary_minor, r.currency, r.channel) for r in truth.rfm}
+    assert rfm == want_rfm
+    transitions = {
+        (a, int(at.timestamp() * 1000), f, t)
+        for a, at, f, t in client.query(
+            "SELECT anonymous_id, at, from_stage, to_stage FROM segment_transitions FINAL").result_rows
+    }
+    want = {(r.anonymous_id, r.at_ms, r.from_stage, r.to_stage) for r in truth.transitions}
+    assert transitions == want
+    kinds = Counter(to for _, _, _, to in want)
+    assert {"new", "active", "dormant", "churned"} <= set(kinds), kinds
+
+
+def test_every_trigger_is_published_exactly_once(replayed: tuple[PipelineEnv, Truth]) -> None:
+    env, truth = replayed
+    codec = EventCodec()
+    published = [codec.decode_trigger(v) for v in asyncio.run(_read_topic(env.bootstrap, env.topics.triggers))]
+    counts = Counter(t.trigger_id for t in published)
+    assert counts and max(counts.values()) == 1, counts.most_common(3)
+    assert set(counts) == {t.trigger_id for t in truth.triggers}
+    by_id = {t.trigger_id: t for t in published}
+    for expected in truth.triggers:
+        got = by_id[expected.trigger_id]
+        assert (got.trigger_type, got.anonymous_id, got.occurred_at_ms, got.cart_value_minor) == (
+            expected.trigger_type, expected.anonymous_id, expected.occurred_at_ms,
+            expected.cart_value_minor)
+    types = Counter(t.trigger_type for t in published)
+    assert set(types) == {"cart_abandoned", "first_purchase", "segment_changed",
+                          "user_became_dormant", "user_churned", "user_reactivated"}, types
+    stored = clickhouse(env).query("SELECT count() FROM triggers FINAL").result_rows[0][0]
+    assert stored == len(published)
+
+
+def test_nothing_is_left_of_forgotten_visitors(replayed: tuple[PipelineEnv, Truth], tmp_path: Path) -> None:
+    env, truth = replayed
+    lives = truth.stats["visitor_lives"]
+    assert lives > truth.stats["visitors"], "the run must contain forgotten and returning visitors"

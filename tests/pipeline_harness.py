@@ -1,0 +1,267 @@
+"""Running real `funnel worker` processes against the test broker, and reading their output.
+
+The worker is a subprocess (``python -m funnel.cli worker``) configured only through
+``FUNNEL_*`` environment variables, exactly as an operator would run it. ClickHouse is
+the embedded engine in the worker's data directory; it is read after the worker exits
+(chDB locks its directory per process).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
+
+import clickhouse_connect
+from prometheus_client.parser import text_string_to_metric_families
+
+from funnel.settings import TopicNames
+from simulator.truth_model import Truth
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+Table = dict[tuple[Any, ...], tuple[int, ...]]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class PipelineEnv:
+    """One isolated pipeline: its own topics, consumer group, state and ClickHouse."""
+
+    bootstrap: str
+    topics: TopicNames
+    data_dir: Path
+    app_id: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:10]}")
+    partitions: int = 4
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def with_fresh_topics(cls, bootstrap: str, data_dir: Path, **kw: Any) -> PipelineEnv:
+        prefix = f"t{uuid.uuid4().hex[:8]}"
+        topics = TopicNames(
+            clickstream=f"{prefix}.clickstream",
+            cart=f"{prefix}.cart",
+            orders=f"{prefix}.orders",
+            dlq=f"{prefix}.dlq",
+            triggers=f"{prefix}.triggers",
+        )
+        return cls(bootstrap=bootstrap, topics=topics, data_dir=data_dir, **kw)
+
+    def fork(self, data_dir: Path) -> PipelineEnv:
+        """Same topics, fresh consumer group and state."""
+        return PipelineEnv(
+            self.bootstrap,
+            self.topics,
+            data_dir,
+            partitions=self.partitions,
+            extra=dict(self.extra),
+        )
+
+    def env(self, metrics_port: int) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FUNNEL_", "KAFKA_"))}
+        env.update(
+            FUNNEL_BOOTSTRAP_SERVERS=self.bootstrap,
+            FUNNEL_TOPICS__CLICKSTREAM=self.topics.clickstream,
+            FUNNEL_TOPICS__CART=self.topics.cart,
+            FUNNEL_TOPICS__ORDERS=self.topics.orders,
+            FUNNEL_TOPICS__DLQ=self.topics.dlq,
+            FUNNEL_TOPICS__TRIGGERS=self.topics.triggers,
+            FUNNEL_APP_ID=self.app_id,
+            FUNNEL_DATA_DIR=str(self.data_dir),
+            FUNNEL_PARTITIONS=str(self.partitions),
+            FUNNEL_METRICS_PORT=str(metrics_port),
+            FUNNEL_REPLAY="true",  # simulated data lies in the past
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(self.extra)
+        return env
+
+
+class WorkerProcess:
+    """A `funnel worker` subprocess with its log and /metrics endpoint."""
+
+    def __init__(
+        self,
+        env: PipelineEnv,
+        *,
+        until_idle: float | None = 3.0,
+        module: str = "funnel.cli",
+        name: str = "worker",
+    ) -> None:
+        self.metrics_port = free_port()
+        self.log_path = env.data_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
+        env.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", module, "worker", "--loglevel", "info"]
+        if until_idle is not None:
+            args += ["--until-idle", str(until_idle)]
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            args,
+            env=env.env(self.metrics_port),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+        )
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise AssertionError(
+                f"worker did not stop within {timeout}s; log:\n{self.log_tail()}"
+            ) from None
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final commit, no flush."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+        self._log.close()
+
+    def log_tail(self, lines: int = 60) -> str:
+        text = self.log_path.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+    def metric(self, name: str) -> float | None:
+        """Sum of all samples of ``name`` on /metrics, or None if not reachable."""
+        try:
+            with urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return None
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name:
+                    total += sample.value
+        return total
+
+    def wait_for_metric(self, name: str, at_least: float, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited early; log:\n{self.log_tail()}")
+            value = self.metric(name)
+            if value is not None and value >= at_least:
+                return value
+            time.sleep(0.2)
+        raise AssertionError(
+            f"{name} did not reach {at_least} in {timeout}s; log:\n{self.log_tail()}"
+        )
+
+
+def run_until_idle(env: PipelineEnv, timeout: float = 240.0, **kw: Any) -> WorkerProcess:
+    worker = WorkerProcess(env, **kw)
+    code = worker.wait(timeout)
+    assert code == 0, f"worker exited with {code}; log:\n{worker.log_tail()}"
+    return worker
+
+
+def clickhouse(env: PipelineEnv) -> Any:
+    return clickhouse_connect.get_client(
+        dsn=f"chdb://{env.data_dir.resolve() / 'clickhouse'}", database="shop"
+    )
+
+
+DIMS = "channel, campaign, device, platform, country"
+AGG_QUERIES = {
+    "funnel_steps_minute": f"""
+        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, step, step_name, sum(entered) AS v
+        FROM funnel_steps_minute FINAL GROUP BY ALL HAVING v != 0""",
+    "funnel_outcomes_minute": f"""
+        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, outcome, sum(entities) AS v
+        FROM funnel_outcomes_minute FINAL GROUP BY ALL HAVING v != 0""",
+    "funnel_ttc_minute": f"""
+        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, le_seconds, sum(converted) AS v
+        FROM funnel_ttc_minute FINAL GROUP BY ALL HAVING v != 0""",
+    "kpi_minute": f"""
+        SELECT toUnixTimestamp(window_start), {DIMS}, currency,
+               sum(orders), sum(gmv_minor), sum(items), sum(coupon_orders), sum(discount_minor),
+               sum(first_orders), sum(repeat_orders), sum(refunds), sum(refunded_minor),
+               sum(payment_failures), sum(cancellations)
+        FROM kpi_minute FINAL GROUP BY ALL""",
+}
+
+
+def pipeline_tables(client: Any) -> dict[str, Table]:
+    out: dict[str, Table] = {}
+    for table, sql in AGG_QUERIES.items():
+        rows = client.query(sql).result_rows
+        width = 7 if table == "kpi_minute" else None
+        parsed: Table = {}
+        for row in rows:
+            if width is None:
+                parsed[tuple(row[:-1])] = (int(row[-1]),)
+            else:
+                values = tuple(int(v) for v in row[width:])
+                if any(values):
+                    parsed[tuple(row[:width])] = values
+        out[table] = parsed
+    return out
+
+
+def truth_tables(truth: Truth) -> dict[str, Table]:
+    def dims(r: Any) -> tuple[Any, ...]:
+        return (r.channel, r.campaign, r.device, r.platform, r.country)
+
+    return {
+        "funnel_steps_minute": {
+            (r.funnel, r.window_start_ms // 1000, *dims(r), r.step, r.step_name): (r.entered,)
+            for r in truth.funnel_steps
+        },
+        "funnel_outcomes_minute": {
+            (r.funnel, r.window_start_ms // 1000, *dims(r), r.outcome): (r.entities,)
+            for r in truth.funnel_outcomes
+        },
+        "funnel_ttc_minute": {
+            (r.funnel, r.window_start_ms // 1000, *dims(r), r.le_seconds): (r.converted,)
+            for r in truth.funnel_ttc
+        },
+        "kpi_minute": {
+            (r.window_start_ms // 1000, *dims(r), r.currency): tuple(int(v) for v in r[7:])
+            for r in truth.kpi
+        },
+    }
+
+
+def differences(got: Mapping[str, Table], want: Mapping[str, Table]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for table, rows in want.items():
+        keys = set(rows) | set(got.get(table, {}))
+        bad = [
+            (k, rows.get(k), got.get(table, {}).get(k))
+            for k in keys
+            if rows.get(k) != got.get(table, {}).get(k)
+        ]
+        if bad:
+            out[table] = [*sorted(bad, key=repr)[:5], f"... {len(bad)} rows differ"]
+    return out
+
+
+def row_counts(tables: Mapping[str, Table]) -> dict[str, int]:
+    return {name: len(rows) for name, rows in tables.items()}
+
+
+def ids(client: Any, sql: str) -> set[str]:
+    return {str(row[0]) for row in client.query(sql).result_rows}
+
+
+def non_empty(values: Iterable[object]) -> bool:
+    return any(True for _ in values)

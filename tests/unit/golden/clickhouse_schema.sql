@@ -1,0 +1,667 @@
+CREATE TABLE dead_letters
+(
+    `source_topic` LowCardinality(String),
+    `source_partition` UInt16,
+    `source_offset` UInt64,
+    `record_key` String,
+    `raw` String,
+    `reason` LowCardinality(String),
+    `detail` String,
+    `received_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+ORDER BY (source_topic, source_partition, source_offset)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE events_raw
+(
+    `event_id` String,
+    `event_type` LowCardinality(String),
+    `stream` LowCardinality(String),
+    `event_time` DateTime64(3, 'UTC'),
+    `sent_time` DateTime64(3, 'UTC'),
+    `anonymous_id` String,
+    `user_id` Nullable(String),
+    `session_id` String,
+    `platform` LowCardinality(String),
+    `device` LowCardinality(String),
+    `country` LowCardinality(String),
+    `channel` LowCardinality(String),
+    `utm_source` String,
+    `utm_medium` String,
+    `utm_campaign` String,
+    `utm_content` String,
+    `utm_term` String,
+    `referrer` String,
+    `page_url` String,
+    `referral_code` String,
+    `experiments` Map(String, String),
+    `item_ids` Array(String),
+    `item_prices_minor` Array(Int64),
+    `item_quantities` Array(UInt32),
+    `cart_id` String,
+    `transaction_id` String,
+    `currency` LowCardinality(String),
+    `value_minor` Nullable(Int64),
+    `tax_minor` Nullable(Int64),
+    `shipping_minor` Nullable(Int64),
+    `discount_minor` Nullable(Int64),
+    `coupon` String,
+    `payment_type` LowCardinality(String),
+    `refund_reason` String,
+    `payment_error_code` LowCardinality(String),
+    `is_late` UInt8,
+    `source_topic` LowCardinality(String),
+    `source_partition` UInt16,
+    `source_offset` UInt64,
+    `ingested_at` DateTime64(3, 'UTC'),
+    `version` UInt8
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (anonymous_id, event_id)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE funnel_outcomes_minute
+(
+    `funnel` LowCardinality(String),
+    `window_start` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `outcome` LowCardinality(String),
+    `partition` UInt16,
+    `entities` UInt64,
+    `is_final` UInt8,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (funnel, window_start, channel, campaign, device, platform, country, outcome, partition)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE funnel_steps_minute
+(
+    `funnel` LowCardinality(String),
+    `window_start` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `step` UInt8,
+    `step_name` LowCardinality(String),
+    `partition` UInt16,
+    `entered` UInt64,
+    `is_final` UInt8,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (funnel, window_start, channel, campaign, device, platform, country, step, partition)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE funnel_ttc_minute
+(
+    `funnel` LowCardinality(String),
+    `window_start` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `le_seconds` Float64,
+    `partition` UInt16,
+    `converted` UInt64,
+    `is_final` UInt8,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (funnel, window_start, channel, campaign, device, platform, country, le_seconds, partition)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE kpi_minute
+(
+    `window_start` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `currency` LowCardinality(String),
+    `partition` UInt16,
+    `orders` UInt64,
+    `gmv_minor` Int64,
+    `items` UInt64,
+    `coupon_orders` UInt64,
+    `discount_minor` Int64,
+    `first_orders` UInt64,
+    `repeat_orders` UInt64,
+    `refunds` UInt64,
+    `refunded_minor` Int64,
+    `payment_failures` UInt64,
+    `cancellations` UInt64,
+    `is_final` UInt8,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (window_start, channel, campaign, device, platform, country, currency, partition)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE late_events
+(
+    `event_id` String,
+    `event_type` LowCardinality(String),
+    `event_time` DateTime64(3, 'UTC'),
+    `watermark` DateTime64(3, 'UTC'),
+    `reason` LowCardinality(String),
+    `anonymous_id` String,
+    `session_id` String,
+    `channel` LowCardinality(String),
+    `source_topic` LowCardinality(String),
+    `source_partition` UInt16,
+    `source_offset` UInt64,
+    `ingested_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(event_time)
+ORDER BY (source_topic, event_id, source_partition, source_offset)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE order_gaps_daily
+(
+    `day` Date,
+    `channel` LowCardinality(String),
+    `le_days` Float64,
+    `partition` UInt16,
+    `orders` UInt64,
+    `is_final` UInt8,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, channel, le_days, partition)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE retention_cohorts
+(
+    `cohort_kind` LowCardinality(String),
+    `granularity` LowCardinality(String),
+    `cohort_start` Date,
+    `activity` LowCardinality(String),
+    `period` UInt16,
+    `channel` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `partition` UInt16,
+    `users` UInt64,
+    `is_final` UInt8,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(cohort_start)
+ORDER BY (cohort_kind, granularity, cohort_start, activity, period, channel, platform, partition)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE segment_transitions
+(
+    `anonymous_id` String,
+    `at` DateTime64(3, 'UTC'),
+    `from_stage` LowCardinality(String),
+    `to_stage` LowCardinality(String),
+    `partition` UInt16,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(at)
+ORDER BY (anonymous_id, at, to_stage)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE triggers
+(
+    `trigger_id` String,
+    `trigger_type` LowCardinality(String),
+    `anonymous_id` String,
+    `user_id` Nullable(String),
+    `occurred_at` DateTime64(3, 'UTC'),
+    `emitted_at` DateTime64(3, 'UTC'),
+    `cart_value_minor` Nullable(Int64),
+    `currency` LowCardinality(String),
+    `channel` LowCardinality(String),
+    `segment` LowCardinality(String),
+    `previous_segment` LowCardinality(String),
+    `partition` UInt16
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(occurred_at)
+ORDER BY trigger_id
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE user_rfm
+(
+    `anonymous_id` String,
+    `user_id` Nullable(String),
+    `stage` LowCardinality(String),
+    `first_purchase_at` DateTime64(3, 'UTC'),
+    `last_purchase_at` DateTime64(3, 'UTC'),
+    `frequency` UInt32,
+    `monetary_minor` Int64,
+    `currency` LowCardinality(String),
+    `channel` LowCardinality(String),
+    `as_of` DateTime64(3, 'UTC'),
+    `partition` UInt16,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY anonymous_id
+SETTINGS index_granularity = 8192;
+
+CREATE VIEW v_funnel_now
+(
+    `funnel` LowCardinality(String),
+    `step` UInt8,
+    `step_name` String,
+    `entered` UInt64,
+    `conversion_from_previous` Nullable(Float64),
+    `conversion_from_first` Nullable(Float64)
+)
+AS WITH
+    per_step AS
+    (
+        SELECT
+            funnel,
+            step,
+            any(step_name) AS step_name,
+            sum(entered) AS entered
+        FROM funnel_steps_minute
+        FINAL
+        WHERE window_start >= ((
+            SELECT max(window_start)
+            FROM funnel_steps_minute
+        ) - toIntervalHour(1))
+        GROUP BY
+            funnel,
+            step
+    )
+SELECT
+    funnel,
+    step,
+    step_name,
+    entered,
+    entered / nullIf(any(entered) OVER w_prev, 0) AS conversion_from_previous,
+    entered / nullIf(any(entered) OVER w_all, 0) AS conversion_from_first
+FROM per_step
+WINDOW
+    w_prev AS (PARTITION BY funnel ORDER BY step ASC ROWS BETWEEN 1 PRECEDING AND CURRENT ROW),
+    w_all AS (PARTITION BY funnel ORDER BY step ASC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+ORDER BY
+    funnel ASC,
+    step ASC;
+
+CREATE VIEW v_funnel_steps_day
+(
+    `funnel` LowCardinality(String),
+    `day` Date,
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `step` UInt8,
+    `step_name` String,
+    `entered` UInt64
+)
+AS SELECT
+    funnel,
+    toDate(window_start) AS day,
+    channel,
+    campaign,
+    device,
+    platform,
+    country,
+    step,
+    any(step_name) AS step_name,
+    sum(entered) AS entered
+FROM funnel_steps_minute
+FINAL
+GROUP BY
+    funnel,
+    day,
+    channel,
+    campaign,
+    device,
+    platform,
+    country,
+    step;
+
+CREATE VIEW v_funnel_steps_hour
+(
+    `funnel` LowCardinality(String),
+    `hour` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `step` UInt8,
+    `step_name` String,
+    `entered` UInt64
+)
+AS SELECT
+    funnel,
+    toStartOfHour(window_start) AS hour,
+    channel,
+    campaign,
+    device,
+    platform,
+    country,
+    step,
+    any(step_name) AS step_name,
+    sum(entered) AS entered
+FROM funnel_steps_minute
+FINAL
+GROUP BY
+    funnel,
+    hour,
+    channel,
+    campaign,
+    device,
+    platform,
+    country,
+    step;
+
+CREATE VIEW v_funnel_steps_minute
+(
+    `funnel` LowCardinality(String),
+    `window_start` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `step` UInt8,
+    `step_name` String,
+    `entered` UInt64
+)
+AS SELECT
+    funnel,
+    window_start,
+    channel,
+    campaign,
+    device,
+    platform,
+    country,
+    step,
+    any(step_name) AS step_name,
+    sum(entered) AS entered
+FROM funnel_steps_minute
+FINAL
+GROUP BY
+    funnel,
+    window_start,
+    channel,
+    campaign,
+    device,
+    platform,
+    country,
+    step;
+
+CREATE VIEW v_kpi_day
+(
+    `day` Date,
+    `channel` LowCardinality(String),
+    `currency` LowCardinality(String),
+    `orders` UInt64,
+    `gmv_minor` Int64,
+    `refunds` UInt64,
+    `refunded_minor` Int64,
+    `coupon_orders` UInt64,
+    `discount_minor` Int64,
+    `first_orders` UInt64,
+    `repeat_orders` UInt64,
+    `payment_failures` UInt64,
+    `aov_minor` Nullable(Float64)
+)
+AS SELECT
+    toDate(window_start) AS day,
+    channel,
+    currency,
+    sum(orders) AS orders,
+    sum(gmv_minor) AS gmv_minor,
+    sum(refunds) AS refunds,
+    sum(refunded_minor) AS refunded_minor,
+    sum(coupon_orders) AS coupon_orders,
+    sum(discount_minor) AS discount_minor,
+    sum(first_orders) AS first_orders,
+    sum(repeat_orders) AS repeat_orders,
+    sum(payment_failures) AS payment_failures,
+    gmv_minor / nullIf(orders, 0) AS aov_minor
+FROM kpi_minute
+FINAL
+GROUP BY
+    day,
+    channel,
+    currency;
+
+CREATE VIEW v_kpi_hour
+(
+    `hour` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `currency` LowCardinality(String),
+    `orders` UInt64,
+    `gmv_minor` Int64,
+    `refunds` UInt64,
+    `refunded_minor` Int64,
+    `coupon_orders` UInt64,
+    `discount_minor` Int64,
+    `first_orders` UInt64,
+    `repeat_orders` UInt64,
+    `payment_failures` UInt64,
+    `aov_minor` Nullable(Float64)
+)
+AS SELECT
+    toStartOfHour(window_start) AS hour,
+    channel,
+    currency,
+    sum(orders) AS orders,
+    sum(gmv_minor) AS gmv_minor,
+    sum(refunds) AS refunds,
+    sum(refunded_minor) AS refunded_minor,
+    sum(coupon_orders) AS coupon_orders,
+    sum(discount_minor) AS discount_minor,
+    sum(first_orders) AS first_orders,
+    sum(repeat_orders) AS repeat_orders,
+    sum(payment_failures) AS payment_failures,
+    gmv_minor / nullIf(orders, 0) AS aov_minor
+FROM kpi_minute
+FINAL
+GROUP BY
+    hour,
+    channel,
+    currency;
+
+CREATE VIEW v_kpi_minute
+(
+    `window_start` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `currency` LowCardinality(String),
+    `orders` UInt64,
+    `gmv_minor` Int64,
+    `items` UInt64,
+    `coupon_orders` UInt64,
+    `discount_minor` Int64,
+    `first_orders` UInt64,
+    `repeat_orders` UInt64,
+    `refunds` UInt64,
+    `refunded_minor` Int64,
+    `payment_failures` UInt64,
+    `cancellations` UInt64,
+    `aov_minor` Nullable(Float64)
+)
+AS SELECT
+    window_start,
+    channel,
+    campaign,
+    device,
+    platform,
+    country,
+    currency,
+    sum(orders) AS orders,
+    sum(gmv_minor) AS gmv_minor,
+    sum(items) AS items,
+    sum(coupon_orders) AS coupon_orders,
+    sum(discount_minor) AS discount_minor,
+    sum(first_orders) AS first_orders,
+    sum(repeat_orders) AS repeat_orders,
+    sum(refunds) AS refunds,
+    sum(refunded_minor) AS refunded_minor,
+    sum(payment_failures) AS payment_failures,
+    sum(cancellations) AS cancellations,
+    gmv_minor / nullIf(orders, 0) AS aov_minor
+FROM kpi_minute
+FINAL
+GROUP BY
+    window_start,
+    channel,
+    campaign,
+    device,
+    platform,
+    country,
+    currency;
+
+CREATE VIEW v_retention_triangle
+(
+    `cohort_kind` LowCardinality(String),
+    `granularity` LowCardinality(String),
+    `cohort_start` Date,
+    `activity` LowCardinality(String),
+    `period` UInt16,
+    `users` UInt64,
+    `cohort_size` UInt64,
+    `rate` Nullable(Float64)
+)
+AS SELECT
+    r.cohort_kind AS cohort_kind,
+    r.granularity AS granularity,
+    r.cohort_start AS cohort_start,
+    r.activity AS activity,
+    r.period AS period,
+    r.users AS users,
+    s.cohort_size AS cohort_size,
+    r.users / nullIf(s.cohort_size, 0) AS rate
+FROM
+(
+    SELECT
+        cohort_kind,
+        granularity,
+        cohort_start,
+        activity,
+        period,
+        sum(users) AS users
+    FROM retention_cohorts
+    FINAL
+    GROUP BY
+        cohort_kind,
+        granularity,
+        cohort_start,
+        activity,
+        period
+) AS r
+INNER JOIN
+(
+    SELECT
+        cohort_kind,
+        granularity,
+        cohort_start,
+        sum(users) AS cohort_size
+    FROM retention_cohorts
+    FINAL
+    WHERE (period = 0) AND (activity = if(cohort_kind = 'first_visit', 'visit', 'purchase'))
+    GROUP BY
+        cohort_kind,
+        granularity,
+        cohort_start
+) AS s ON (r.cohort_kind = s.cohort_kind) AND (r.granularity = s.granularity) AND (r.cohort_start = s.cohort_start);
+
+CREATE VIEW v_rfm_scores
+(
+    `anonymous_id` String,
+    `stage` LowCardinality(String),
+    `recency_days` Nullable(Int64),
+    `frequency` UInt32,
+    `monetary_minor` Int64,
+    `currency` LowCardinality(String),
+    `r_score` UInt64,
+    `f_score` UInt64,
+    `m_score` UInt64
+)
+AS SELECT
+    anonymous_id,
+    stage,
+    recency_days,
+    frequency,
+    monetary_minor,
+    currency,
+    ntile(5) OVER (ORDER BY recency_days DESC) AS r_score,
+    ntile(5) OVER (ORDER BY frequency ASC) AS f_score,
+    ntile(5) OVER (PARTITION BY currency ORDER BY monetary_minor ASC) AS m_score
+FROM
+(
+    SELECT
+        anonymous_id,
+        stage,
+        frequency,
+        monetary_minor,
+        currency,
+        dateDiff('day', last_purchase_at, (
+            SELECT max(as_of)
+            FROM user_rfm
+        )) AS recency_days
+    FROM user_rfm
+    FINAL
+);
+
+CREATE VIEW v_segment_sizes_daily
+(
+    `day` Date,
+    `stage` LowCardinality(String),
+    `users` Int64
+)
+AS SELECT
+    day,
+    stage,
+    sum(delta) OVER (PARTITION BY stage ORDER BY day ASC ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS users
+FROM
+(
+    SELECT
+        day,
+        stage,
+        sum(delta) AS delta
+    FROM
+    (
+        SELECT
+            toDate(at) AS day,
+            to_stage AS stage,
+            toInt64(1) AS delta
+        FROM segment_transitions
+        FINAL
+        UNION ALL
+        SELECT
+            toDate(at) AS day,
+            from_stage AS stage,
+            toInt64(-1) AS delta
+        FROM segment_transitions
+        FINAL
+        WHERE from_stage != 'prospect'
+    )
+    GROUP BY
+        day,
+        stage
+);
