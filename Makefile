@@ -7,7 +7,7 @@ setup:
 setup-test:
 	bash scripts/bootstrap.sh --test-tools
 
-demo: setup
+demo:
 	bash scripts/demo.sh
 
 test: setup-test

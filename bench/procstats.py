@@ -2,30 +2,53 @@
 
 Peak RSS is the kernel's own high-water mark (``VmHWM`` in /proc/<pid>/status), so a
 spike between two samples is not missed; only the time between the last sample and the
-exit is, and a benchmark process does nothing memory-hungry then.
+exit is, and a benchmark process does nothing memory-hungry then. Read straight from
+/proc (Linux), so the harness needs no extra package.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 
-import psutil
-
 SAMPLE_SECONDS = 0.5
+_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def vm_hwm_bytes(pid: int) -> int | None:
+def _status_kb(pid: int, field_name: str) -> int | None:
     try:
         with open(f"/proc/{pid}/status", encoding="ascii") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) * 1024
+                if line.startswith(field_name):
+                    return int(line.split()[1])
     except OSError:  # the process has gone
         return None
     return None
+
+
+def vm_hwm_bytes(pid: int) -> int | None:
+    kb = _status_kb(pid, "VmHWM:")
+    return None if kb is None else kb * 1024
+
+
+def vm_rss_bytes(pid: int) -> int | None:
+    kb = _status_kb(pid, "VmRSS:")
+    return None if kb is None else kb * 1024
+
+
+def cpu_seconds(stat_path: str) -> float | None:
+    """utime + stime of a process or thread from its ``stat`` file."""
+    try:
+        with open(stat_path, encoding="ascii", errors="replace") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may contain spaces.
+    fields = text[text.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 @dataclass
@@ -57,27 +80,19 @@ class ProcessSampler:
             self._thread.join()
 
     def _loop(self) -> None:
-        try:
-            process = psutil.Process(self.pid)
-        except psutil.Error:
-            return
         while not self._stop.is_set():
-            if not self.sample_once(process):
+            if not self.sample_once():
                 return
             self._stop.wait(self.interval)
 
-    def sample_once(self, process: psutil.Process) -> bool:
-        try:
-            hwm = vm_hwm_bytes(self.pid)
-            with process.oneshot():
-                cpu = process.cpu_times()
-                rss = process.memory_info().rss
-        except psutil.Error:
+    def sample_once(self) -> bool:
+        hwm = vm_hwm_bytes(self.pid)
+        rss = vm_rss_bytes(self.pid)
+        cpu = cpu_seconds(f"/proc/{self.pid}/stat")
+        if hwm is None or rss is None or cpu is None:
             return False
-        if hwm is not None:
-            self.peak_rss_bytes = max(self.peak_rss_bytes, hwm)
-        self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
-        self.samples.append(Sample(time.time(), rss, cpu.user + cpu.system))
+        self.peak_rss_bytes = max(self.peak_rss_bytes, hwm, rss)
+        self.samples.append(Sample(time.time(), rss, cpu))
         return True
 
     def cpu_between(self, start: float, end: float) -> float | None:

@@ -185,8 +185,22 @@ def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 _place_full(results, full)
     results["load_average_after"] = report.load_average()
     results["wall_seconds"] = round(time.monotonic() - started, 1)
+    failures = _failed_passes(results)
+    if failures:
+        results["failed"] = True
+        results["failed_passes"] = failures
     results["goals"] = report.goals(results)
     return results
+
+
+def _failed_passes(node: Any, path: str = "") -> list[str]:
+    """Where a pass recorded an error instead of numbers (the run exits non-zero)."""
+    if not isinstance(node, dict):
+        return []
+    found = [path or "/"] if "error" in node else []
+    for key, value in node.items():
+        found += _failed_passes(value, f"{path}/{key}")
+    return found
 
 
 def _worker_env(pairs: list[str]) -> tuple[tuple[str, str], ...]:
@@ -261,7 +275,7 @@ def run_soak_only(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             clock.log,
         )
         clock.log(f"soak: {args.soak_minutes} min at {args.soak_rate:,.0f} events/s")
-        soak = run_soak(setup, args.users or 20_000, args.soak_rate, args.soak_minutes)
+        soak = run_soak(setup, args.users, args.soak_rate, args.soak_minutes)
     soak["run_at"] = report.now_iso()
     soak["load_average_after"] = report.load_average()
     results["soak"] = soak

@@ -10,6 +10,7 @@ ClickHouse counts with the recount made from the produced records.
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -36,6 +37,7 @@ CH_MODULE = "bench.peers.chdb_kafka"
 CH_DEFAULT = "ch_kafka_engine_default"
 CH_TUNED = "ch_kafka_engine_tuned"
 CH_TUNED_2C = "ch_kafka_engine_tuned_2_consumers"
+QUIX_MODULE = "bench.peers.quix_peer"
 QUIX_SHORT = "quix_streams_grace_60s"
 QUIX_LONG = "quix_streams_grace_1d"
 
@@ -70,14 +72,19 @@ def default_peers(smoke: bool, chdb_python: str | None) -> tuple[list[Peer], dic
             CH_TUNED, CH_MODULE, {"consumers": 1, "settings": CH_TUNED_SETTINGS}, python=chdb_python
         ),
         Peer(CH_TUNED_2C, CH_MODULE, {"consumers": 2, "settings": ch_tuned_2c}, python=chdb_python),
-        Peer(QUIX_SHORT, "bench.peers.quix_peer", {"grace_ms": 60_000}),
-        Peer(QUIX_LONG, "bench.peers.quix_peer", {"grace_ms": 86_400_000}),
+        Peer(QUIX_SHORT, QUIX_MODULE, {"grace_ms": 60_000}),
+        Peer(QUIX_LONG, QUIX_MODULE, {"grace_ms": 86_400_000}),
     ]
     skipped: dict[str, str] = {}
     if smoke:  # one of each kind keeps the harness from rotting
         keep = {BASELINE, OURS, CH_TUNED, QUIX_SHORT}
         skipped.update({p.name: "not in --smoke" for p in peers if p.name not in keep})
         peers = [p for p in peers if p.name in keep]
+    if importlib.util.find_spec("quixstreams") is None:
+        for peer in peers:
+            if peer.module == QUIX_MODULE:
+                skipped[peer.name] = "quixstreams is not installed: pip install -e '.[bench]'"
+        peers = [p for p in peers if p.module != QUIX_MODULE]
     if chdb_python is None:
         for peer in peers:
             if peer.module == CH_MODULE:

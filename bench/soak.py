@@ -28,6 +28,8 @@ from simulator.generate import generate
 from simulator.produce import produce
 
 WARMUP_FRACTION = 0.2
+RECORDS_PER_USER = 10.0  # measured: 20,000 users give ~211k records whatever the span
+SOAK_DAYS = 30.0
 FLAT_GROWTH_PCT = 5.0
 
 
@@ -35,6 +37,11 @@ def _rss_mb_at(worker: WorkerProcess, at: float) -> float | None:
     samples = worker.sampler.samples if worker.sampler else []
     before = [s for s in samples if s.at <= at]
     return before[-1].rss_bytes / 1024 / 1024 if before else None
+
+
+def _state_mb_at(worker: WorkerProcess, at: float) -> float | None:
+    before = [s for s in worker.snapshots if s.at <= at]
+    return round(before[-1].get(STATE_BYTES) / 1024 / 1024, 2) if before else None
 
 
 def _slope_mb_per_hour(points: list[tuple[float, float]]) -> float | None:
@@ -50,16 +57,17 @@ def _slope_mb_per_hour(points: list[tuple[float, float]]) -> float | None:
     return cov / var * 3600
 
 
-def run_soak(setup: FullSetup, users: int, rate: float, minutes: float) -> dict[str, Any]:
+def run_soak(setup: FullSetup, users: int | None, rate: float, minutes: float) -> dict[str, Any]:
+    """``users`` None: enough simulated visitors for the run (each makes ~10 records over
+    its lifetime, so a fixed population runs dry); new visitors keep arriving, as live."""
     topics = new_topics("soak")
     create_input_topics(setup, topics)
     app_id = f"bench-soak-{uuid.uuid4().hex[:8]}"
     [config] = _worker_configs(setup, topics, app_id, "soak", 1)
     worker = WorkerProcess(config).start()
     count = int(rate * minutes * 60)
-    # Enough simulated days that the simulator never runs dry before ``count`` records.
-    days = max(1.0, count / (users * 8.0))
-    sim = SimConfig(users=users, days=days, partitions=setup.partitions)
+    users = users or max(1000, int(count / RECORDS_PER_USER * 1.2))
+    sim = SimConfig(users=users, days=SOAK_DAYS, partitions=setup.partitions)
     try:
         wait_for(
             lambda: worker.last is not None and worker.last.lag_series >= 3 * setup.partitions,
@@ -104,6 +112,8 @@ def run_soak(setup: FullSetup, users: int, rate: float, minutes: float) -> dict[
         "rss_mb_after_warmup": round(rss_warm, 1) if rss_warm else None,
         "rss_mb_end": round(rss_end, 1) if rss_end else None,
         "rss_growth_after_warmup_pct": round(growth, 2) if growth is not None else None,
+        "state_mb_after_warmup": _state_mb_at(worker, warm),
+        "state_mb_end": _state_mb_at(worker, ended),
         "rss_slope_mb_per_hour_after_warmup": _round(_slope_mb_per_hour(after_warmup)),
         "peak_rss_mb": round(worker.sampler.peak_rss_mb, 1) if worker.sampler else None,
         "max_consumer_lag": max((s.get(LAG) for s in snaps), default=None),

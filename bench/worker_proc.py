@@ -17,10 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import psutil
-
 from bench.errors import PeerFailedError
-from bench.procstats import ProcessSampler
+from bench.procstats import ProcessSampler, cpu_seconds
 from bench.promscrape import Snapshot, scrape
 from funnel.settings import TopicNames
 
@@ -135,11 +133,14 @@ class WorkerProcess:
         """CPU seconds per thread name so far (main loop, chDB pools, writer, ...)."""
         cpu: dict[str, float] = {}
         try:
-            for thread in psutil.Process(self.pid).threads():
-                name = _thread_name(self.pid, thread.id)
-                cpu[name] = cpu.get(name, 0.0) + thread.user_time + thread.system_time
-        except psutil.Error:
+            tids = [int(t) for t in os.listdir(f"/proc/{self.pid}/task")]
+        except OSError:  # the process has gone
             return
+        for tid in tids:
+            seconds = cpu_seconds(f"/proc/{self.pid}/task/{tid}/stat")
+            if seconds is not None:
+                name = _thread_name(self.pid, tid)
+                cpu[name] = cpu.get(name, 0.0) + seconds
         self.thread_cpu = dict(sorted(cpu.items(), key=lambda kv: -kv[1]))
 
     def stop(self) -> None:

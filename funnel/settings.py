@@ -142,12 +142,12 @@ class Settings(BaseSettings):
     def lifecycle_ms(self) -> dict[str, int]:
         day = 86_400_000
         return {
-            "new_ms": int(self.rfm_new_days * day),
-            "dormant_ms": int(self.rfm_dormant_days * day),
-            "churn_ms": int(self.rfm_churn_days * day),
-            "cart_abandon_ms": int(self.cart_abandon_minutes * 60_000),
-            "anonymous_ttl_ms": int(self.anonymous_ttl_days * day),
-            "buyer_ttl_ms": int(self.buyer_ttl_days * day),
+            "new_ms": round(self.rfm_new_days * day),
+            "dormant_ms": round(self.rfm_dormant_days * day),
+            "churn_ms": round(self.rfm_churn_days * day),
+            "cart_abandon_ms": round(self.cart_abandon_minutes * 60_000),
+            "anonymous_ttl_ms": round(self.anonymous_ttl_days * day),
+            "buyer_ttl_ms": round(self.buyer_ttl_days * day),
         }
 
     def redacted(self) -> dict[str, Any]:

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import orjson
+import pytest
 
 from bench.changelog_stats import summarise as summarise_changelog
 from bench.dataset import recount, window_start
 from bench.profiling import render, summarise
 from bench.promscrape import INGESTED, LAG, parse
 from bench.report import goals, simple_ratios
-from bench.simple import compare
+from bench.simple import compare, default_peers
 from bench.simple_spec import delta_columns
 from streams.funnel_eval import FunnelEvent
 from streams.processor import meta_key
@@ -144,3 +146,30 @@ def test_ratios_pick_the_best_external_peer_and_goals_say_what_was_met() -> None
     assert met["simple_ours_at_least_75k"]["met"] is False
     assert met["two_workers_at_least_1_8x"]["met"] is False
     assert met["p99_latency_at_half_saturation_at_most_2s"]["met"] is None
+
+
+def test_peer_selection_says_why_a_system_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    peers, skipped = default_peers(smoke=False, chdb_python=None)
+    names = {p.name for p in peers}
+    assert {"aiokafka_loop", "shopfunnel_worker", "quix_streams_grace_60s"} <= names
+    assert not any(n.startswith("ch_kafka_engine") for n in names)
+    assert "bench/chdb_env.py" in skipped["ch_kafka_engine_tuned"]
+
+    smoke_peers, smoke_skipped = default_peers(smoke=True, chdb_python="/usr/bin/python3")
+    assert {p.name for p in smoke_peers} == {
+        "aiokafka_loop",
+        "shopfunnel_worker",
+        "ch_kafka_engine_tuned",
+        "quix_streams_grace_60s",
+    }
+    assert smoke_skipped["quix_streams_grace_1d"] == "not in --smoke"
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "quixstreams" else real_find_spec(name, *a),
+    )
+    no_quix, why = default_peers(smoke=True, chdb_python=None)
+    assert {p.name for p in no_quix} == {"aiokafka_loop", "shopfunnel_worker"}
+    assert "pip install" in why["quix_streams_grace_60s"]

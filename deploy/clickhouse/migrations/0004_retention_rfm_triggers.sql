@@ -120,11 +120,13 @@ FROM
 );
 
 -- RFM quintile scores over all buyers (5 = most recent / most frequent / highest spend).
+-- Rank-based, so buyers with equal values always get the same score.
 CREATE VIEW IF NOT EXISTS v_rfm_scores AS
 SELECT anonymous_id, stage, recency_days, frequency, monetary_minor, currency,
-       ntile(5) OVER (ORDER BY recency_days DESC) AS r_score,
-       ntile(5) OVER (ORDER BY frequency ASC) AS f_score,
-       ntile(5) OVER (PARTITION BY currency ORDER BY monetary_minor ASC) AS m_score
+       toUInt8(1 + least(4, floor(percent_rank() OVER (ORDER BY recency_days DESC) * 5))) AS r_score,
+       toUInt8(1 + least(4, floor(percent_rank() OVER (ORDER BY frequency ASC) * 5))) AS f_score,
+       toUInt8(1 + least(4, floor(
+           percent_rank() OVER (PARTITION BY currency ORDER BY monetary_minor ASC) * 5))) AS m_score
 FROM
 (
     SELECT anonymous_id, stage, frequency, monetary_minor, currency,

@@ -598,9 +598,9 @@ CREATE VIEW v_rfm_scores
     `frequency` UInt32,
     `monetary_minor` Int64,
     `currency` LowCardinality(String),
-    `r_score` UInt64,
-    `f_score` UInt64,
-    `m_score` UInt64
+    `r_score` UInt8,
+    `f_score` UInt8,
+    `m_score` UInt8
 )
 AS SELECT
     anonymous_id,
@@ -609,9 +609,9 @@ AS SELECT
     frequency,
     monetary_minor,
     currency,
-    ntile(5) OVER (ORDER BY recency_days DESC) AS r_score,
-    ntile(5) OVER (ORDER BY frequency ASC) AS f_score,
-    ntile(5) OVER (PARTITION BY currency ORDER BY monetary_minor ASC) AS m_score
+    toUInt8(1 + least(4, floor(percentRank() OVER (ORDER BY recency_days DESC) * 5))) AS r_score,
+    toUInt8(1 + least(4, floor(percentRank() OVER (ORDER BY frequency ASC) * 5))) AS f_score,
+    toUInt8(1 + least(4, floor(percentRank() OVER (PARTITION BY currency ORDER BY monetary_minor ASC) * 5))) AS m_score
 FROM
 (
     SELECT
