@@ -2,15 +2,15 @@
 
 1. (Re)create the demo topics on the local broker and clear the demo's ClickHouse.
 2. Start `funnel worker` in the background (embedded ClickHouse, /metrics on :9108).
-3. Run `funnel simulate`: one simulated hour of shop traffic (ending now) in about 60 s,
-   with duplicates, disorder, late and malformed events.
+3. Run `funnel simulate`: an hour of new visitors (2.6 simulated hours of traffic with
+   their later sessions, ending before now) in about a minute, with duplicates, disorder,
+   late and malformed events.
 4. Wait until the worker has consumed everything, stop it, print the funnel and KPI
    reports from ClickHouse and compare them with the simulator's ground truth.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -90,13 +90,13 @@ def main() -> None:
             [
                 "simulate",
                 "--start",
-                "now-1h",
+                "now-3h",
                 "--days",
                 "0.0417",
                 "--users",
                 "3000",
                 "--speedup",
-                "60",
+                "160",
                 "--duplicate-pct",
                 "1",
                 "--out-of-order-pct",
@@ -120,11 +120,61 @@ def main() -> None:
     print("==> reports from ClickHouse")
     run(["report", "funnel"], env)
     run(["report", "kpi"], env)
-    truth = json.loads(truth_path.read_text())
-    print(
-        f"==> ground truth written by the simulator: {truth_path} "
-        f"({len(truth.get('funnel_steps', []))} funnel rows, {len(truth.get('kpi', []))} KPI rows)"
+    compare_with_truth(env, truth_path)
+
+
+def compare_with_truth(env: dict[str, str], truth_path: Path) -> None:
+    """The funnel and KPI totals from ClickHouse next to the simulator's ground truth."""
+    import clickhouse_connect
+    from rich.console import Console
+    from rich.table import Table
+
+    from simulator.truth import read_truth
+
+    truth = read_truth(truth_path)
+    dsn = f"chdb://{Path(env['FUNNEL_DATA_DIR']).resolve() / 'clickhouse'}"
+    client = clickhouse_connect.get_client(dsn=dsn, database="shop")
+    table = Table(
+        "number",
+        "pipeline (ClickHouse)",
+        "ground truth",
+        "equal",
+        title="Pipeline vs the simulator's ground truth",
     )
+    steps = {
+        (f, s): int(n)
+        for f, s, n in client.query(
+            "SELECT funnel, step, sum(entered) FROM funnel_steps_minute FINAL GROUP BY ALL"
+        ).result_rows
+    }
+    want_steps: dict[tuple[str, int], int] = {}
+    for row in truth.funnel_steps:
+        key = (row.funnel, row.step)
+        want_steps[key] = want_steps.get(key, 0) + row.entered
+    for key in sorted(want_steps):
+        got, want = steps.get(key, 0), want_steps[key]
+        table.add_row(
+            f"{key[0]} step {key[1]} entered",
+            f"{got:,}",
+            f"{want:,}",
+            "yes" if got == want else "NO",
+        )
+    orders, gmv = client.query(
+        "SELECT sum(orders), sum(gmv_minor) FROM kpi_minute FINAL"
+    ).result_rows[0]
+    checks = [
+        ("orders", int(orders), sum(r.orders for r in truth.kpi)),
+        ("GMV (minor units, all currencies)", int(gmv), sum(r.gmv_minor for r in truth.kpi)),
+        (
+            "late events",
+            int(client.query("SELECT count() FROM late_events FINAL").result_rows[0][0]),
+            len(truth.late_event_ids),
+        ),
+    ]
+    for label, got, want in checks:
+        table.add_row(label, f"{got:,}", f"{want:,}", "yes" if got == want else "NO")
+    Console().print(table)
+    print(f"==> ground truth file: {truth_path}")
 
 
 if __name__ == "__main__":
