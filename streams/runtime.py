@@ -177,8 +177,8 @@ class Runtime:
             result = processor.process(stream, records, committed)
             arrived = max(r.timestamp_ms for r in records) if records else None
             await self._apply(processor, result, arrived)
-        log.info(
-            "DEBUGBATCH %s p%d %d-%d writes=%d",
+        log.debug(
+            "%s p%d %d-%d: %d visitors written",
             stream,
             batch.partition,
             batch.first_offset,

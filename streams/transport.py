@@ -174,8 +174,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         barrier: CommitBarrier | None = getattr(self.app, "funnel_before_commit", None)
         if barrier is not None:
             await barrier(offsets)
-        self.log.info(
-            "DEBUGCOMMIT %s", sorted((tp.topic, tp.partition, o) for tp, o in offsets.items())
+        self.log.debug(
+            "committing %s", sorted((tp.topic, tp.partition, o) for tp, o in offsets.items())
         )
         return bool(await super()._commit_offsets(offsets, start_new_transaction))
 
