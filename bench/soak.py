@@ -35,7 +35,8 @@ FLAT_GROWTH_PCT = 5.0
 
 def _rss_mb_at(worker: WorkerProcess, at: float) -> float | None:
     samples = worker.sampler.samples if worker.sampler else []
-    before = [s for s in samples if s.at <= at]
+    # A sample of 0 bytes is a process being torn down, not a measurement.
+    before = [s for s in samples if s.at <= at and s.rss_bytes > 0]
     return before[-1].rss_bytes / 1024 / 1024 if before else None
 
 

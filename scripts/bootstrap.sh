@@ -46,7 +46,7 @@ if [[ ! -f "$STAMP" ]]; then
   say "creating the Python environment in .venv"
   [[ -x "$VENV/bin/python" ]] || "$PYTHON_BIN" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -e '.[dev]' || die "pip install failed: check that PyPI is reachable"
+  "$VENV/bin/pip" install -q -e '.[dev,bench]' || die "pip install failed: check that PyPI is reachable"
   rm -f "$VENV"/.installed-*
   touch "$STAMP"
 fi

@@ -8,6 +8,7 @@ partition keeps the two from interleaving on the same partition's state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
@@ -163,10 +164,21 @@ class Runtime:
         """Partitions revoked: their state may change elsewhere; rebuild if they return."""
         for partition in partitions:
             self.processors.pop(partition, None)
+            self._drop_partition_gauges(partition)
             if self.triggers is not None:
                 self.triggers.forget([partition])
             for key in [k for k in self.positions if k[1] == partition]:
                 del self.positions[key]
+
+    def _drop_partition_gauges(self, partition: int) -> None:
+        """A revoked partition's gauges would freeze at their last value (and page)."""
+        label = str(partition)
+        for gauge in (self.metrics.watermark, self.metrics.watermark_delay):
+            with contextlib.suppress(KeyError):
+                gauge.remove(label)
+        for topic in self.topics_by_stream.values():
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(topic, label)
 
     async def handle_batch(self, batch: RecordBatch, committed: int | None = None) -> None:
         stream = self.stream_by_topic[batch.topic]

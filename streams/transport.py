@@ -85,9 +85,19 @@ class BatchConsumer(faust_aiokafka.Consumer):
     async def perform_seek(self) -> None:
         await super().perform_seek()
         expected = self._next_expected()
-        for tp, offset in self._read_offset.items():
-            if offset is not None:
+        for tp in self.assignment():
+            offset = self._read_offset.get(tp)
+            if offset is None:
+                expected.pop(tp, None)  # nothing committed: the first batch decides
+            else:
                 expected[tp] = offset
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        # A partition that comes back may have been processed further elsewhere.
+        for tp in revoked:
+            self._next_expected().pop(tp, None)
+            self._confirmed_gaps().pop(tp, None)
+        await super().on_partitions_revoked(revoked)
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)

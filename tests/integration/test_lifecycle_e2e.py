@@ -33,15 +33,33 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
 DAY_MS = 86_400_000
 START = int(datetime(2026, 6, 1, tzinfo=UTC).timestamp() * 1000)
-CONFIG = SimConfig(seed=31, users=350, days=20, start_ms=START, duplicate_pct=2,
-                   out_of_order_pct=5, late_pct=1, malformed_pct=0.5, json_pct=5)
+CONFIG = SimConfig(
+    seed=31,
+    users=350,
+    days=20,
+    start_ms=START,
+    duplicate_pct=2,
+    out_of_order_pct=5,
+    late_pct=1,
+    malformed_pct=0.5,
+    json_pct=5,
+)
 THRESHOLDS = {  # settings (days) and the same in the truth's milliseconds
-    "FUNNEL_RFM_NEW_DAYS": 1, "FUNNEL_RFM_DORMANT_DAYS": 3, "FUNNEL_RFM_CHURN_DAYS": 7,
-    "FUNNEL_ANONYMOUS_TTL_DAYS": 5, "FUNNEL_BUYER_TTL_DAYS": 12, "FUNNEL_CART_ABANDON_MINUTES": 30,
+    "FUNNEL_RFM_NEW_DAYS": 1,
+    "FUNNEL_RFM_DORMANT_DAYS": 3,
+    "FUNNEL_RFM_CHURN_DAYS": 7,
+    "FUNNEL_ANONYMOUS_TTL_DAYS": 5,
+    "FUNNEL_BUYER_TTL_DAYS": 12,
+    "FUNNEL_CART_ABANDON_MINUTES": 30,
 }
-PARAMS = LifecycleParams(rfm_new_ms=DAY_MS, rfm_dormant_ms=3 * DAY_MS, rfm_churn_ms=7 * DAY_MS,
-                         anonymous_ttl_ms=5 * DAY_MS, buyer_ttl_ms=12 * DAY_MS,
-                         cart_abandon_ms=30 * 60_000)
+PARAMS = LifecycleParams(
+    rfm_new_ms=DAY_MS,
+    rfm_dormant_ms=3 * DAY_MS,
+    rfm_churn_ms=7 * DAY_MS,
+    anonymous_ttl_ms=5 * DAY_MS,
+    buyer_ttl_ms=12 * DAY_MS,
+    cart_abandon_ms=30 * 60_000,
+)
 
 
 def _day(value: Any) -> str:
@@ -49,8 +67,13 @@ def _day(value: Any) -> str:
 
 
 async def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, isolation_level="read_committed")
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+    )
     await consumer.start()
     values: list[bytes] = []
     try:
@@ -62,20 +85,31 @@ async def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def replayed(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[PipelineEnv, Truth]:
+def replayed(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[PipelineEnv, Truth]:
     records = list(generate(CONFIG))
-    truth = compute_truth(records, lateness_ms=CONFIG.lateness_ms,
-                          session_timeout_ms=CONFIG.session_timeout_ms,
-                          window_ms=CONFIG.window_ms, lifecycle=PARAMS)
-    env = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path_factory.mktemp("lifecycle"),
-                                        extra={k: str(v) for k, v in THRESHOLDS.items()})
+    truth = compute_truth(
+        records,
+        lateness_ms=CONFIG.lateness_ms,
+        session_timeout_ms=CONFIG.session_timeout_ms,
+        window_ms=CONFIG.window_ms,
+        lifecycle=PARAMS,
+    )
+    env = PipelineEnv.with_fresh_topics(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("lifecycle"),
+        extra={k: str(v) for k, v in THRESHOLDS.items()},
+    )
     ensure_topics(load_settings(bootstrap_servers=env.bootstrap, topics=env.topics, partitions=4))
     asyncio.run(produce(records, env.bootstrap, env.topics, speedup=None, rate=None))
     run_until_idle(env, timeout=420)
     return env, truth
 
 
-def test_retention_cells_and_order_gaps_equal_the_truth(replayed: tuple[PipelineEnv, Truth]) -> None:
+def test_retention_cells_and_order_gaps_equal_the_truth(
+    replayed: tuple[PipelineEnv, Truth],
+) -> None:
     env, truth = replayed
     client = clickhouse(env)
     got = {
@@ -85,14 +119,25 @@ def test_retention_cells_and_order_gaps_equal_the_truth(replayed: tuple[Pipeline
             "sum(users) AS u FROM retention_cohorts FINAL GROUP BY ALL HAVING u != 0"
         ).result_rows
     }
-    want = {(r.cohort_kind, r.granularity, r.cohort_start, r.activity, r.period, r.channel,
-             r.platform): r.users for r in truth.retention}
+    want = {
+        (
+            r.cohort_kind,
+            r.granularity,
+            r.cohort_start,
+            r.activity,
+            r.period,
+            r.channel,
+            r.platform,
+        ): r.users
+        for r in truth.retention
+    }
     assert want and got == want
     gaps = {
         (_day(day), channel, float(le)): int(n)
         for day, channel, le, n in client.query(
             "SELECT day, channel, le_days, sum(orders) AS n FROM order_gaps_daily FINAL "
-            "GROUP BY ALL HAVING n != 0").result_rows
+            "GROUP BY ALL HAVING n != 0"
+        ).result_rows
     }
     assert gaps == {(r.day, r.channel, r.le_days): r.orders for r in truth.order_gaps}
 
@@ -101,18 +146,38 @@ def test_rfm_rows_and_every_transition_equal_the_truth(replayed: tuple[PipelineE
     env, truth = replayed
     client = clickhouse(env)
     rfm = {
-        a: (stage, int(first.timestamp() * 1000), int(last.timestamp() * 1000), int(f), int(m), cur, ch)
+        a: (
+            stage,
+            int(first.timestamp() * 1000),
+            int(last.timestamp() * 1000),
+            int(f),
+            int(m),
+            cur,
+            ch,
+        )
         for a, stage, first, last, f, m, cur, ch in client.query(
             "SELECT anonymous_id, stage, first_purchase_at, last_purchase_at, frequency, "
-            "monetary_minor, currency, channel FROM user_rfm FINAL").result_rows
+            "monetary_minor, currency, channel FROM user_rfm FINAL"
+        ).result_rows
     }
-    want_rfm = {r.anonymous_id: (r.stage, r.first_purchase_ms, r.last_purchase_ms, r.frequency,
-                                 r.monetary_minor, r.currency, r.channel) for r in truth.rfm}
+    want_rfm = {
+        r.anonymous_id: (
+            r.stage,
+            r.first_purchase_ms,
+            r.last_purchase_ms,
+            r.frequency,
+            r.monetary_minor,
+            r.currency,
+            r.channel,
+        )
+        for r in truth.rfm
+    }
     assert rfm == want_rfm
     transitions = {
         (a, int(at.timestamp() * 1000), f, t)
         for a, at, f, t in client.query(
-            "SELECT anonymous_id, at, from_stage, to_stage FROM segment_transitions FINAL").result_rows
+            "SELECT anonymous_id, at, from_stage, to_stage FROM segment_transitions FINAL"
+        ).result_rows
     }
     want = {(r.anonymous_id, r.at_ms, r.from_stage, r.to_stage) for r in truth.transitions}
     assert transitions == want
@@ -123,7 +188,10 @@ def test_rfm_rows_and_every_transition_equal_the_truth(replayed: tuple[PipelineE
 def test_every_trigger_is_published_exactly_once(replayed: tuple[PipelineEnv, Truth]) -> None:
     env, truth = replayed
     codec = EventCodec()
-    published = [codec.decode_trigger(v) for v in asyncio.run(_read_topic(env.bootstrap, env.topics.triggers))]
+    published = [
+        codec.decode_trigger(v)
+        for v in asyncio.run(_read_topic(env.bootstrap, env.topics.triggers))
+    ]
     counts = Counter(t.trigger_id for t in published)
     assert counts and max(counts.values()) == 1, counts.most_common(3)
     assert set(counts) == {t.trigger_id for t in truth.triggers}
@@ -131,16 +199,27 @@ def test_every_trigger_is_published_exactly_once(replayed: tuple[PipelineEnv, Tr
     for expected in truth.triggers:
         got = by_id[expected.trigger_id]
         assert (got.trigger_type, got.anonymous_id, got.occurred_at_ms, got.cart_value_minor) == (
-            expected.trigger_type, expected.anonymous_id, expected.occurred_at_ms,
-            expected.cart_value_minor)
+            expected.trigger_type,
+            expected.anonymous_id,
+            expected.occurred_at_ms,
+            expected.cart_value_minor,
+        )
     types = Counter(t.trigger_type for t in published)
-    assert set(types) == {"cart_abandoned", "first_purchase", "segment_changed",
-                          "user_became_dormant", "user_churned", "user_reactivated"}, types
+    assert set(types) == {
+        "cart_abandoned",
+        "first_purchase",
+        "segment_changed",
+        "user_became_dormant",
+        "user_churned",
+        "user_reactivated",
+    }, types
     stored = clickhouse(env).query("SELECT count() FROM triggers FINAL").result_rows[0][0]
     assert stored == len(published)
 
 
-def test_nothing_is_left_of_forgotten_visitors(replayed: tuple[PipelineEnv, Truth], tmp_path: Path) -> None:
+def test_nothing_is_left_of_forgotten_visitors(
+    replayed: tuple[PipelineEnv, Truth], tmp_path: Path
+) -> None:
     env, truth = replayed
     lives = truth.stats["visitor_lives"]
     assert lives > truth.stats["visitors"], "the run must contain forgotten and returning visitors"
