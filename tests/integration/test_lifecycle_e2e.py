@@ -220,6 +220,6 @@ def test_every_trigger_is_published_exactly_once(replayed: tuple[PipelineEnv, Tr
 def test_nothing_is_left_of_forgotten_visitors(
     replayed: tuple[PipelineEnv, Truth], tmp_path: Path
 ) -> None:
-    env, truth = replayed
+    _env, truth = replayed
     lives = truth.stats["visitor_lives"]
     assert lives > truth.stats["visitors"], "the run must contain forgotten and returning visitors"

@@ -16,11 +16,11 @@ import pytest
 
 from schemas.channels import ChannelRules
 from schemas.codec import EventCodec
+from schemas.triggers import Trigger
 from schemas.validation import ValidationBounds
 from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.records import SimRecord
-from schemas.triggers import Trigger
 from simulator.truth import compute_truth
 from simulator.truth_model import LifecycleParams, Truth
 from sinks.tables import (
