@@ -1,4 +1,4 @@
-"""The decoded, validated form of an input event: plain frozen dataclasses.
+"""The decoded, validated form of an input event: plain dataclasses.
 
 This is the contract between ``schemas/`` (decode + validate) and ``streams/``
 (processing). Money is integer minor units of ``currency`` (cents, fen): exact, cheap
@@ -67,7 +67,9 @@ class Item:
     discount_minor: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass pays an object.__setattr__ per field in __init__ (7 µs for
+# these 37 fields against 0.6 µs), on the hot path of every record. Treat it as immutable.
+@dataclass(slots=True)
 class Event:
     """One input event after decoding and validation (any of the three topics)."""
 

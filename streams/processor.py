@@ -38,6 +38,7 @@ from streams.lifecycle import (
     transitions_between,
 )
 from streams.lives import Life, split_lives
+from streams.records import Record
 from streams.rows import (
     Row,
     VersionClock,
@@ -100,12 +101,7 @@ class StateView(Protocol):
     def keys_in_partition(self, partition: int) -> Iterable[bytes]: ...
 
 
-@dataclass(frozen=True, slots=True)
-class InputRecord:
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp_ms: int
+InputRecord = Record  # kept as the processor-facing name
 
 
 @dataclass

@@ -39,7 +39,7 @@ class TableStore(Protocol):
     def keys_in_partition(self, partition: int) -> Iterable[bytes]: ...
 
     async def write_many(
-        self, partition: int, writes: list[tuple[bytes, bytes | None]]
+        self, partition: int, writes: list[tuple[bytes, bytes | None]], barrier: Any = None
     ) -> None: ...
 
 
@@ -71,7 +71,12 @@ class FaustTableStore:
         key_partition: Mapping[bytes, int] = getattr(self._store, "_key_partition", {})
         return [k for k, p in list(key_partition.items()) if p == partition]
 
-    async def write_many(self, partition: int, writes: list[tuple[bytes, bytes | None]]) -> None:
+    async def write_many(
+        self,
+        partition: int,
+        writes: list[tuple[bytes, bytes | None]],
+        barrier: Any = None,
+    ) -> None:
         store = self._store
         data = store.data
         key_partition = getattr(store, "_key_partition", None)
@@ -84,7 +89,7 @@ class FaustTableStore:
                 data[key] = value
                 if key_partition is not None:
                     key_partition[key] = partition
-        sent = await self._changelog.write(partition, writes)
+        sent = await self._changelog.write(partition, writes, barrier)
         if self._on_records is not None:
             self._on_records(sent)
 
@@ -182,7 +187,7 @@ class Runtime:
 
     async def handle_batch(self, batch: RecordBatch, committed: int | None = None) -> None:
         stream = self.stream_by_topic[batch.topic]
-        records = [InputRecord(r.offset, r.key, r.value, r.timestamp_ms) for r in batch.records]
+        records: list[InputRecord] = list(batch.records)  # same shape: (offset, key, value, ts)
         started = time.perf_counter()
         async with self._lock(batch.partition):
             processor = await self._processor(batch.partition)
@@ -271,11 +276,14 @@ class Runtime:
             await self.dead_letters.send(letter)
         await self._emit_rows(result)
         if result.meta:
-            if result.finalized:
-                # Final rows must be in ClickHouse before the thresholds that exclude
-                # them from future rebuilds are persisted.
-                await self.writer.flush()
-            await self.store.write_many(partition, [(meta_key(partition), processor.meta_record())])
+            # Final rows must be in ClickHouse before the thresholds that exclude them from
+            # future rebuilds are persisted: the checkpoint waits for the ClickHouse flush in
+            # the changelog queue (processing goes on; later records queue behind it).
+            barrier = self.writer.flush if result.finalized else None
+            meta: list[tuple[bytes, bytes | None]] = [
+                (meta_key(partition), processor.meta_record())
+            ]
+            await self.store.write_many(partition, meta, barrier)
         self._count(result)
         if result.watermark is not None:
             self.metrics.watermark.labels(str(partition)).set(result.watermark / 1000)

@@ -18,21 +18,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple, cast
+from typing import Any, ClassVar, cast
 
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, Message
 from faust.types.transports import ConsumerT
 from faust.types.tuples import ConsumerMessage
 
+from streams.records import Record
+
 SCHEME = "batchkafka"
-
-
-class Record(NamedTuple):
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp_ms: int
 
 
 @dataclass(frozen=True, slots=True)

