@@ -8,7 +8,7 @@ and the counts for metrics. ``streams/app.py`` wires it to Faust and the sinks.
 from __future__ import annotations
 
 import logging
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, cast
@@ -66,9 +66,11 @@ from streams.visitor import (
     diff,
     drop_forgotten_lives,
     expired,
+    live_only,
     next_due,
     prune_final,
     retention_contributions,
+    retention_signature,
 )
 from streams.watermarks import PartitionClock
 
@@ -134,6 +136,15 @@ class BatchResult:
     watermark: int | None = None
 
 
+@dataclass(slots=True)
+class _Cached:
+    state: VisitorState
+    size: int
+    contributions: Contributions
+    retention: Contributions
+    retention_signature: tuple[object, ...]
+
+
 @dataclass
 class _Pending:
     event: Event
@@ -155,6 +166,7 @@ class PartitionProcessor:
         store: StateView,
         versions: VersionClock | None = None,
         wall_ms: Callable[[], int] | None = None,
+        cache_visitors: int = 200_000,
     ) -> None:
         self.partition = partition
         self.rules = rules
@@ -170,6 +182,10 @@ class PartitionProcessor:
         self.aggregates = PartitionAggregates(rules)
         self._durable_thresholds: Thresholds = {}
         self._timers = TimerWheel()
+        # Decoded states of recently touched visitors and what they contribute now (the
+        # table store holds the bytes; this saves decoding and recomputing per batch).
+        self._cache: OrderedDict[bytes, _Cached] = OrderedDict()
+        self.cache_visitors = cache_visitors
         # Offset in the triggers partition after the last trigger published (runtime sets it).
         self.triggers_next_offset: int | None = None
         self.state_keys = 0
@@ -202,15 +218,13 @@ class PartitionProcessor:
             raw = self._store.get(key)
             if raw is None:
                 continue
-            state = decode_state(raw)
+            cached = self._cached(decode_state(raw), len(raw))
+            state = cached.state
             self.state_keys += 1
             self.state_bytes += len(raw)
-            self.aggregates.apply(contributions(state, self.rules, self.aggregates.thresholds))
-            self.aggregates.apply(
-                retention_contributions(
-                    RetentionInputs.of(state), self.aggregates.thresholds, self.rules.lifecycle
-                )
-            )
+            self.aggregates.apply(cached.contributions)
+            self.aggregates.apply(cached.retention)
+            self._remember(key, cached)
             self._schedule(key, state, None)
         self.aggregates.dirty.clear()
         live = self.aggregates.live_rows()
@@ -410,21 +424,44 @@ class PartitionProcessor:
             }
         )
 
-    def _load(self, key: bytes, result: BatchResult) -> tuple[VisitorState, int]:
-        raw = result.state_writes[key] if key in result.state_writes else self._store.get(key)
+    def _load(self, key: bytes) -> _Cached:
+        """The visitor's state and current contributions: from the cache, else decoded."""
+        cached = self._cache.pop(key, None)
+        if cached is not None:
+            self._cache[key] = cached  # most recently used
+            return cached
+        raw = self._store.get(key)
         if raw is None:
             self.state_keys += 1
-            return VisitorState(self.partition), 0
-        return decode_state(raw), len(raw)
+            state, size = VisitorState(self.partition), 0
+        else:
+            state, size = decode_state(raw), len(raw)
+        return self._cached(state, size)
+
+    def _cached(self, state: VisitorState, size: int) -> _Cached:
+        thresholds = self.aggregates.thresholds
+        return _Cached(
+            state,
+            size,
+            contributions(state, self.rules, thresholds),
+            retention_contributions(RetentionInputs.of(state), thresholds, self.rules.lifecycle),
+            retention_signature(state),
+        )
+
+    def _remember(self, key: bytes, cached: _Cached) -> None:
+        self._cache[key] = cached
+        while len(self._cache) > self.cache_visitors:
+            self._cache.popitem(last=False)
 
     def _update_visitor(
         self, key: bytes, items: list[_Pending], watermark: int | None, result: BatchResult
     ) -> None:
-        state, old_size = self._load(key, result)
+        cached = self._load(key)
+        state, old_size = cached.state, cached.size
         thresholds = self.aggregates.thresholds
         lifecycle = self.rules.lifecycle
-        before = contributions(state, self.rules, thresholds)
-        retention_before = RetentionInputs.of(state)
+        before = live_only(cached.contributions, thresholds)
+        retention_before = live_only(cached.retention, thresholds)
         stats = result.stats
         for item in items:
             applied = apply_event(
@@ -442,14 +479,14 @@ class PartitionProcessor:
             drop_forgotten_lives(state, watermark, self._durable_thresholds, self.rules)
         after = contributions(state, self.rules, thresholds)
         delta = diff(before, after)
-        retention_after = RetentionInputs.of(state)
-        if retention_after != retention_before:
-            delta.update(
-                diff(
-                    retention_contributions(retention_before, thresholds, lifecycle),
-                    retention_contributions(retention_after, thresholds, lifecycle),
-                )
+        signature = retention_signature(state)
+        if signature != cached.retention_signature:
+            retention_after = retention_contributions(
+                RetentionInputs.of(state), thresholds, lifecycle
             )
+            delta.update(diff(retention_before, retention_after))
+        else:
+            retention_after = retention_before
         if delta:
             self.aggregates.apply(delta)
             self._count_transitions(delta, stats)
@@ -457,8 +494,8 @@ class PartitionProcessor:
         if (
             watermark is not None
             and not after
+            and not retention_after
             and expired(state, watermark, self.rules)
-            and not retention_contributions(retention_after, thresholds, lifecycle)
         ):
             # Every life forgotten and nothing left to count: drop the visitor.
             result.state_writes[key] = None
@@ -466,8 +503,10 @@ class PartitionProcessor:
             self.state_keys -= 1
             stats.expired += 1
             self._timers.set(key, None)
+            self._cache.pop(key, None)
             return
-        self._keep(key, state, old_size, watermark, result)
+        size = self._keep(key, state, old_size, watermark, result)
+        self._remember(key, _Cached(state, size, after, retention_after, signature))
 
     def _keep(
         self,
@@ -476,11 +515,12 @@ class PartitionProcessor:
         old_size: int,
         watermark: int | None,
         result: BatchResult,
-    ) -> None:
+    ) -> int:
         encoded = encode_state(state)
         result.state_writes[key] = encoded
         self.state_bytes += len(encoded) - old_size
         self._schedule(key, state, watermark)
+        return len(encoded)
 
     def _advance_lifecycle(
         self, key: bytes, state: VisitorState, watermark: int, result: BatchResult

@@ -13,7 +13,7 @@ from bisect import insort
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 from schemas.model import Event
 from streams.funnel_eval import Credit, FunnelEvent, evaluate, user_group_ranges
@@ -511,6 +511,31 @@ class RetentionInputs(NamedTuple):
     @classmethod
     def of(cls, state: VisitorState) -> RetentionInputs:
         return cls(tuple(state.days), tuple(state.purchases))
+
+
+def retention_signature(state: VisitorState) -> tuple[object, ...]:
+    """Equal signatures, equal retention contributions: what they depend on, except the
+    latest event time of the last active day (it affects no gap between days)."""
+    days = state.days
+    return (tuple(days[:-1]), days[-1][:5] if days else None, tuple(state.purchases))
+
+
+def live_only(contrib: Contributions, thresholds: Thresholds) -> Contributions:
+    """Contributions to windows that are not final yet (cached ones age)."""
+    out: Contributions = {}
+    for key, value in contrib.items():
+        kind = key[0]
+        if kind == "kpi":
+            family, window = KPI_FAMILY, key[1]
+        elif kind in ("fs", "fo", "ft", "open"):
+            family, window = funnel_family(str(key[1])), key[2]
+        elif kind == "ret":
+            family, window = RETENTION_FAMILY[str(key[2])], key[6]
+        else:  # "gap"
+            family, window = GAPS_FAMILY, key[1]
+        if cast(int, window) >= thresholds.get(family, 0):
+            out[key] = value
+    return out
 
 
 def retention_contributions(
