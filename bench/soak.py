@@ -27,9 +27,11 @@ from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.produce import produce
 
-WARMUP_FRACTION = 0.2
+# Steady state needs event time past the anonymous TTL (35 days): before that every
+# new visitor adds state that nothing expires yet. 30% of 150 days = 45 days.
+WARMUP_FRACTION = 0.3
 RECORDS_PER_USER = 10.0  # measured: 20,000 users give ~211k records whatever the span
-SOAK_DAYS = 30.0
+SOAK_DAYS = 150.0
 FLAT_GROWTH_PCT = 5.0
 
 

@@ -143,6 +143,7 @@ def build_worker(
         conversion=ConversionTracker({f.name: f.steps for f in funnels}),
         dead_letters=FaustDeadLetters(dlq, codec),
         idle_input_seconds=settings.idle_input_seconds,
+        cache_visitors=settings.state_cache_visitors,
         written_keys=written_keys,
         triggers=TriggerPublisher(app, topics.triggers, codec, settings.bootstrap_servers),
     )

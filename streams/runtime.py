@@ -116,6 +116,7 @@ class Runtime:
     conversion: ConversionTracker
     dead_letters: DeadLetterSender
     idle_input_seconds: float = 60.0
+    cache_visitors: int = 10_000  # decoded visitor states per partition
     # Row keys this partition has in ClickHouse (non-final, non-zero); see recover().
     written_keys: Any = None
     triggers: TriggerPublisher | None = None
@@ -147,6 +148,7 @@ class Runtime:
                 self.topics_by_stream,
                 self.store,
                 self._versions,
+                cache_visitors=self.cache_visitors,
             )
             await self.writer.flush()
             written = self.written_keys(partition) if self.written_keys is not None else []

@@ -157,7 +157,10 @@ def encode_state(state: VisitorState) -> bytes:
         state.stage,
         state.lifecycle_as_of,
     ]
-    return orjson.dumps(payload)
+    # orjson hands back a bytes object on a buffer of at least 4 KiB whatever its length
+    # (measured, orjson 3.13); the table keeps this value for as long as the visitor
+    # lives, so keep an exact-size copy: ~600 B instead of 4 KiB per visitor.
+    return memoryview(orjson.dumps(payload)).tobytes()
 
 
 def decode_state(raw: bytes) -> VisitorState:

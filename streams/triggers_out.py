@@ -83,5 +83,7 @@ class TriggerPublisher:
             for t in fresh
         ]
         metadata = await asyncio.gather(*futures)
-        sent_before.update(t.trigger_id for t in fresh)
+        # Not added to ``sent_before``: the state written right after this records them,
+        # so this process never derives them again; only triggers found at recovery need
+        # remembering, and those are few (one checkpoint interval), so memory stays flat.
         return int(max(m.offset for m in metadata)) + 1
