@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
+from aiokafka.errors import IllegalStateError
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, AppT, Message
 from faust.types.transports import ConsumerT
@@ -135,6 +136,23 @@ class BatchConsumer(faust_aiokafka.Consumer):
             generation_id=self.app.consumer_generation_id,
         )
 
+    async def _put_back(self, tp: TP, records: list[Any]) -> None:
+        """Fetched records that are not delivered now are fetched again later.
+
+        The fetcher's position is already past them. Faust re-seeks after a pause or a
+        rebalance, but only to committed offsets, and aiokafka skips partitions whose
+        committed offset is none or 0: without this, such a partition would never see
+        these records again (the worker waited on it forever, with lag).
+        """
+        expected = self._next_expected().get(tp)
+        pending = [r for r in records if expected is None or r.offset >= expected]
+        if not pending or tp not in self.assignment():
+            return
+        try:
+            await self.seek(tp, pending[0].offset)
+        except IllegalStateError:  # revoked meanwhile: its next owner starts from commits
+            self._next_expected().pop(tp, None)
+
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         records, active_partitions = await self._wait_next_records(timeout)
         batch_topics: frozenset[str] = getattr(self.app, "funnel_batch_topics", frozenset())
@@ -142,21 +160,32 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if records is None or self.should_stop:
             return
         if not self.flow_active:
+            for tp, tp_records in records.items():
+                if tp.topic in batch_topics:
+                    await self._put_back(tp, tp_records)
             await self.perform_seek()
             return
-        for tp, tp_records in records.items():
+        undelivered = list(records.items())
+        while undelivered:
+            tp, tp_records = undelivered.pop(0)
             if not tp_records:
                 continue
+            batched = tp.topic in batch_topics
             if not self.flow_active or self.app.consumer_generation_id != generation_id:
+                for later_tp, later_records in [(tp, tp_records), *undelivered]:
+                    if later_tp.topic in batch_topics:
+                        await self._put_back(later_tp, later_records)
                 break
             if not (
                 active_partitions is None
                 or tp in active_partitions
                 or tp in self._buffered_partitions
             ):
+                if batched:
+                    await self._put_back(tp, tp_records)  # paused meanwhile
                 continue
             self.app.monitor.track_tp_end_offset(tp, self.highwater(tp))
-            if tp.topic not in batch_topics:
+            if not batched:
                 # Changelogs and any other topic keep Faust's per-record messages:
                 # table recovery and standbys read them record by record.
                 for record in tp_records:

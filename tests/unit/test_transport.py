@@ -1,0 +1,145 @@
+"""The batch consumer's delivery rules, without a broker: what is fetched is delivered
+once, in order, or fetched again; never dropped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from faust.types import TP
+from mode.utils.logging import CompositeLogger
+
+from streams.transport import BatchConsumer, RecordBatch
+
+CLICKS = TP("shop.clickstream", 1)
+CART = TP("shop.cart", 1)
+CHANGELOG = TP("app-visitors-changelog", 1)
+
+
+@dataclass
+class FetchedRecord:
+    offset: int
+    key: bytes = b"k"
+    value: bytes = b"v"
+    timestamp: int = 1_000
+    timestamp_type: int = 1
+    serialized_value_size: int = 1
+
+
+def fetched(first: int, last: int) -> list[FetchedRecord]:
+    return [FetchedRecord(o) for o in range(first, last + 1)]
+
+
+class ProbeConsumer(BatchConsumer):
+    """The real getmany/seek logic over a scripted fetch; records seeks, gaps."""
+
+    should_stop = False  # type: ignore[assignment]
+
+    def __init__(self, fetch: dict[TP, list[FetchedRecord]], active: set[TP] | None) -> None:
+        self.log = CompositeLogger(logging.getLogger(__name__), formatter=None)
+        self.app = SimpleNamespace(
+            consumer_generation_id=1,
+            funnel_batch_topics=frozenset({CLICKS.topic, CART.topic}),
+            monitor=SimpleNamespace(track_tp_end_offset=lambda tp, offset: None),
+        )
+        self._fetch = fetch
+        self._active = active
+        self._buffered_partitions: set[TP] = set()
+        self._read_offset: dict[TP, int | None] = {}
+        self.assigned = {CLICKS, CART, CHANGELOG}
+        self.seeks: list[tuple[TP, int]] = []
+        self.gaps: list[tuple[TP, int, int]] = []
+        self.performed_seek = 0
+
+    async def _wait_next_records(self, timeout: float) -> Any:
+        return self._fetch, self._active
+
+    def assignment(self) -> set[TP]:
+        return self.assigned
+
+    def highwater(self, tp: TP) -> int:
+        return 0
+
+    async def _seek(self, partition: TP, offset: int) -> None:
+        self.seeks.append((partition, offset))
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        self.gaps.append((tp, offset_from, offset_to))
+
+    async def perform_seek(self) -> None:
+        self.performed_seek += 1
+
+    def _to_message(self, tp: TP, record: Any) -> Any:
+        return ("per-record", record.offset)
+
+    def delivered(self, flip_generation_after: int | None = None) -> list[tuple[TP, Any]]:
+        async def collect() -> list[tuple[TP, Any]]:
+            out = []
+            async for tp, message in self.getmany(1.0):
+                out.append((tp, message))
+                if flip_generation_after is not None and len(out) == flip_generation_after:
+                    self.app.consumer_generation_id += 1  # a rebalance while we yield
+            return out
+
+        return asyncio.run(collect())
+
+
+def batch_offsets(message: Any) -> list[int]:
+    assert isinstance(message.value, RecordBatch)
+    return [r.offset for r in message.value.records]
+
+
+def test_a_fetch_becomes_one_batch_message_per_partition_with_its_gap() -> None:
+    consumer = ProbeConsumer({CLICKS: fetched(5, 9), CHANGELOG: fetched(0, 1)}, None)
+    out = consumer.delivered()
+    assert [(tp, batch_offsets(m)) for tp, m in out if tp == CLICKS] == [(CLICKS, [5, 6, 7, 8, 9])]
+    assert out[0][1].offset == 9  # acked as a whole: offsets 5..8 are a gap until then
+    assert consumer.gaps == [(CLICKS, 5, 8)]
+    assert [m for tp, m in out if tp == CHANGELOG] == [("per-record", 0), ("per-record", 1)]
+    assert consumer.seeks == []
+
+
+def test_records_of_a_partition_paused_meanwhile_are_fetched_again() -> None:
+    # Faust pauses partitions while it recovers tables; the fetch may already hold
+    # their records. With no committed offset, nothing else would ever re-read them.
+    consumer = ProbeConsumer({CLICKS: fetched(0, 3), CART: fetched(7, 8)}, {CART})
+    out = consumer.delivered()
+    assert [(tp, batch_offsets(m)) for tp, m in out] == [(CART, [7, 8])]
+    assert consumer.seeks == [(CLICKS, 0)]
+    assert consumer._next_expected()[CLICKS] == 0
+
+
+def test_records_after_a_rebalance_mid_fetch_are_fetched_again() -> None:
+    consumer = ProbeConsumer({CLICKS: fetched(0, 3), CART: fetched(7, 8)}, None)
+    out = consumer.delivered(flip_generation_after=1)
+    assert [tp for tp, _ in out] == [CLICKS]
+    assert consumer.seeks == [(CART, 7)]
+
+
+def test_a_fetch_while_flow_is_stopped_is_put_back_before_seeking_to_commits() -> None:
+    consumer = ProbeConsumer({CLICKS: fetched(4, 6), CHANGELOG: fetched(0, 0)}, None)
+    consumer.flow_active = False
+    assert consumer.delivered() == []
+    assert consumer.seeks == [(CLICKS, 4)]  # changelogs: Faust's recovery re-reads them
+    assert consumer.performed_seek == 1
+
+
+def test_put_back_skips_what_was_delivered_and_partitions_no_longer_assigned() -> None:
+    consumer = ProbeConsumer({CLICKS: fetched(0, 5), CART: fetched(0, 2)}, set())
+    consumer._next_expected()[CLICKS] = 4  # 0..3 already delivered before a seek
+    consumer.assigned = {CLICKS}  # cart revoked meanwhile
+    assert consumer.delivered() == []
+    assert consumer.seeks == [(CLICKS, 4)]
+
+
+def test_a_batch_from_a_stale_position_is_refetched_from_the_expected_offset() -> None:
+    consumer = ProbeConsumer({CLICKS: fetched(10, 12)}, None)
+    consumer._next_expected()[CLICKS] = 8
+    assert consumer.delivered() == []
+    assert consumer.seeks == [(CLICKS, 8)]
+    # Fetched again at the same place: a real gap (transaction markers), accepted.
+    out = consumer.delivered()
+    assert [batch_offsets(m) for _, m in out] == [[10, 11, 12]]
