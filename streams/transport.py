@@ -148,6 +148,12 @@ class BatchConsumer(faust_aiokafka.Consumer):
         pending = [r for r in records if expected is None or r.offset >= expected]
         if not pending or tp not in self.assignment():
             return
+        self.log.info(
+            "%s: %d fetched records not delivered now: fetching them again from %d",
+            tp,
+            len(pending),
+            pending[0].offset,
+        )
         try:
             await self.seek(tp, pending[0].offset)
         except IllegalStateError:  # revoked meanwhile: its next owner starts from commits
