@@ -9,12 +9,14 @@ Where things happen, in one look:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import faust
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 from prometheus_client import CollectorRegistry
 
@@ -164,7 +166,24 @@ def build_worker(
     async def process(stream: Any) -> None:
         async for event in stream.events():
             batch: RecordBatch = event.value
+            read_again_from = runtime.gap_before(batch)
+            if read_again_from is not None:
+                await reread(batch, read_again_from)
+                continue  # its ack commits nothing: the consumer commits only without holes
             await runtime.handle_batch(batch, committed_offset(batch.topic, batch.partition))
+
+    async def reread(batch: RecordBatch, offset: int) -> None:
+        log.warning(
+            "%s[%d]: batch %d-%d arrived but records from %d never did: reading again from %d",
+            batch.topic,
+            batch.partition,
+            batch.covers_from,
+            batch.last_offset,
+            offset,
+            offset,
+        )
+        with contextlib.suppress(IllegalStateError):  # revoked meanwhile
+            await app.consumer.seek(TP(batch.topic, batch.partition), offset)
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def advance_watermarks() -> None:

@@ -262,6 +262,10 @@ class PartitionProcessor:
         self._finish(pending, result)
         return result
 
+    def next_offset(self, stream: str) -> int | None:
+        """The offset after the last record of ``stream`` processed here, if any."""
+        return self._next_offset.get(stream)
+
     def _resume(self, stream: str, next_offset: int) -> None:
         """Set an input's clock as of ``next_offset``: at first contact since (re)start,
         and whenever records before the next expected offset are delivered again (Faust

@@ -187,6 +187,20 @@ class Runtime:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(topic, label)
 
+    def gap_before(self, batch: RecordBatch) -> int | None:
+        """Where to read again if a batch before this one never reached us, else None.
+
+        Faust's stream drops messages of an earlier generation or while flow is stopped;
+        applying a later batch over such a hole would mark the hole's records as already
+        applied in the visitors' state (replay protection), so they would be lost.
+        """
+        stream = self.stream_by_topic[batch.topic]
+        processor = self.processors.get(batch.partition)
+        expected = processor.next_offset(stream) if processor is not None else None
+        if expected is None:
+            expected = batch.run_start  # first batch of this partition here
+        return expected if batch.covers_from > expected else None
+
     async def handle_batch(self, batch: RecordBatch, committed: int | None = None) -> None:
         stream = self.stream_by_topic[batch.topic]
         records: list[InputRecord] = list(batch.records)  # same shape: (offset, key, value, ts)

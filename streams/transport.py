@@ -7,17 +7,22 @@ Faust's own transport registry, the ``batchkafka://`` broker scheme) yields one 
 per partition per fetch whose value is a :class:`RecordBatch`; the agent processes the
 batch as a unit.
 
-Offsets stay exact: the message carries the batch's last offset, and the offsets before
-it are registered as a gap that counts as acknowledged only once the batch message is
-acknowledged (Faust's own gap mechanism for compacted topics). Before committing, the
-consumer awaits the app's commit barrier (the ClickHouse flush, see
+Offsets stay exact. The message carries the batch's last offset; this consumer keeps
+its own account of the batches it delivered (which offsets each covers, whether it was
+acknowledged) and commits only up to the end of the acknowledged batches that follow
+the committed offset without a hole. Faust's own account (acked offsets plus "gaps")
+would commit past a batch that was delivered but never processed: its stream drops
+messages of an earlier generation or while flow is stopped. Each batch also says where
+its contiguous run began, so the agent can tell when one before it went missing and
+read again from there (:meth:`streams.runtime.Runtime.gap_before`). Before committing,
+the consumer awaits the app's commit barrier (the ClickHouse flush, see
 :func:`attach_commit_barrier`).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
 from aiokafka.errors import IllegalStateError
@@ -38,6 +43,11 @@ class RecordBatch:
     topic: str
     partition: int
     records: tuple[Record, ...]
+    # Offsets covers_from..last_offset are accounted for by this batch (more than its
+    # records only across a real gap, e.g. transaction markers); run_start is where the
+    # consumer's current contiguous delivery of this partition began (a seek starts one).
+    covers_from: int = -1
+    run_start: int = -1
 
     @property
     def first_offset(self) -> int:
@@ -57,6 +67,58 @@ def _record(raw: Any) -> Record:
     )
 
 
+@dataclass(slots=True)
+class _Delivered:
+    """One batch message handed to the agent: the offsets it covers, and whether acked."""
+
+    covers_from: int
+    message: Message  # acks are matched by identity: a stale copy may share its offset
+    acked: bool = False
+
+
+@dataclass(slots=True)
+class _Account:
+    """What this consumer delivered of one partition since its run began."""
+
+    run_start: int | None = None  # None: the next fetched batch starts the run
+    next_expected: int | None = None
+    batches: dict[int, _Delivered] = field(default_factory=dict)  # by last offset
+    confirmed_gap: int | None = None
+
+    def restart(self, offset: int | None) -> None:
+        """Delivery goes on from ``offset``: batches at or after it will come again."""
+        self.next_expected = offset
+        self.confirmed_gap = None
+        if offset is None:
+            self.batches.clear()
+        else:
+            for last in [k for k in self.batches if k >= offset]:
+                del self.batches[last]
+        if not self.batches:
+            self.run_start = offset  # else the run still begins at the first kept batch
+
+    def committable(self, committed: int | None) -> int | None:
+        """End of the acknowledged batches that follow ``committed`` without a hole."""
+        position = committed if committed is not None else self.run_start
+        new: int | None = None
+        for last in sorted(self.batches):
+            delivered = self.batches[last]
+            if last < (position or 0):
+                continue  # committed before
+            if not delivered.acked or (position is not None and delivered.covers_from > position):
+                break
+            new = position = last + 1
+        return new
+
+    def committed(self, offset: int) -> None:
+        for last in [k for k in self.batches if k < offset]:
+            del self.batches[last]
+
+    def first_unacked(self) -> int | None:
+        unacked = [d.covers_from for d in self.batches.values() if not d.acked]
+        return min(unacked) if unacked else None
+
+
 class BatchConsumer(faust_aiokafka.Consumer):
     """Yields ``(tp, message)`` once per partition per fetch; ``message.value`` is a batch.
 
@@ -66,66 +128,111 @@ class BatchConsumer(faust_aiokafka.Consumer):
     dropped and fetched again from the right place.
     """
 
-    def _next_expected(self) -> dict[TP, int]:
-        expected: dict[TP, int] | None = self.__dict__.get("_funnel_next_expected")
-        if expected is None:
-            expected = self.__dict__["_funnel_next_expected"] = {}
-        return expected
+    def _accounts(self) -> dict[TP, _Account]:
+        accounts: dict[TP, _Account] | None = self.__dict__.get("_funnel_accounts")
+        if accounts is None:
+            accounts = self.__dict__["_funnel_accounts"] = {}
+        return accounts
 
-    def _confirmed_gaps(self) -> dict[TP, int]:
-        gaps: dict[TP, int] | None = self.__dict__.get("_funnel_confirmed_gaps")
-        if gaps is None:
-            gaps = self.__dict__["_funnel_confirmed_gaps"] = {}
-        return gaps
+    def _account(self, tp: TP) -> _Account:
+        account = self._accounts().get(tp)
+        if account is None:
+            account = self._accounts()[tp] = _Account()
+        return account
+
+    def _batch_topics(self) -> frozenset[str]:
+        return cast(frozenset[str], getattr(self.app, "funnel_batch_topics", frozenset()))
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
-        expected = self._next_expected()
+        batch_topics = self._batch_topics()
         for tp in self.assignment():
-            offset = self._read_offset.get(tp)
-            if offset is None:
-                expected.pop(tp, None)  # nothing committed: the first batch decides
-            else:
-                expected[tp] = offset
+            if tp.topic not in batch_topics:
+                continue
+            account = self._account(tp)
+            committed = self._read_offset.get(tp)
+            if committed is not None:
+                account.restart(committed)
+                continue
+            # Nothing committed, and aiokafka's seek to committed offsets left the
+            # position where it was: resume at the first batch not acknowledged.
+            first_unacked = account.first_unacked()
+            if first_unacked is not None:
+                await self.seek(tp, first_unacked)
+            elif not account.batches:
+                account.restart(None)  # nothing delivered yet: the first batch decides
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         # A partition that comes back may have been processed further elsewhere.
         for tp in revoked:
-            self._next_expected().pop(tp, None)
-            self._confirmed_gaps().pop(tp, None)
+            self._accounts().pop(tp, None)
         await super().on_partitions_revoked(revoked)
 
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
-        self._next_expected()[partition] = offset
+        if partition.topic in self._batch_topics():
+            self._account(partition).restart(offset)
+
+    def ack(self, message: Message) -> bool:
+        account = self._accounts().get(message.tp)
+        if account is not None:
+            delivered = account.batches.get(message.offset)
+            if delivered is not None and delivered.message is message:
+                delivered.acked = True
+        return bool(super().ack(message))
+
+    def _new_offset(self, tp: TP) -> int | None:
+        if tp.topic not in self._batch_topics():
+            offset: int | None = super()._new_offset(tp)
+            return offset
+        # Faust's own account of this partition is not used: keep it from growing.
+        self._acked[tp].clear()
+        self._acked_index[tp].clear()
+        account = self._accounts().get(tp)
+        if account is None:
+            return None
+        return account.committable(self._committed_offset.get(tp))
 
     async def _in_order(self, tp: TP, records: list[Any]) -> list[Any]:
         """The records to deliver now: from the next expected offset, without a gap."""
-        expected = self._next_expected().get(tp)
+        account = self._account(tp)
+        expected = account.next_expected
         if expected is None:
             return records
         records = [r for r in records if r.offset >= expected]
         if not records:
             return records
         first = records[0].offset
-        if first > expected and self._confirmed_gaps().get(tp) != first:
+        if first > expected and account.confirmed_gap != first:
             # Fetched from a stale position: read again from where we are. A real gap
             # (transaction markers) comes back at the same offset and is accepted.
-            self._confirmed_gaps()[tp] = first
             self.log.info("%s: batch starts at %d, expected %d: seeking back", tp, first, expected)
             await self.seek(tp, expected)
+            account.confirmed_gap = first
             return []
         return records
 
     def _batch_message(self, tp: TP, records: list[Any]) -> Message:
-        batch = RecordBatch(tp.topic, tp.partition, tuple(_record(r) for r in records))
-        last = records[-1]
-        return ConsumerMessage(
+        account = self._account(tp)
+        first, last = records[0].offset, records[-1].offset
+        covers_from = account.next_expected if account.next_expected is not None else first
+        if account.run_start is None:
+            account.run_start = covers_from
+        account.next_expected = last + 1
+        batch = RecordBatch(
             tp.topic,
             tp.partition,
-            last.offset,
-            (last.timestamp or 0) / 1000.0,
-            last.timestamp_type,
+            tuple(_record(r) for r in records),
+            covers_from,
+            account.run_start,
+        )
+        final = records[-1]
+        message = ConsumerMessage(
+            tp.topic,
+            tp.partition,
+            last,
+            (final.timestamp or 0) / 1000.0,
+            final.timestamp_type,
             [],
             None,
             cast(Any, batch),  # the agent's schema passes it through (streams/app.py)
@@ -135,6 +242,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
             tp,
             generation_id=self.app.consumer_generation_id,
         )
+        account.batches[last] = _Delivered(covers_from, message)
+        return message
 
     async def _put_back(self, tp: TP, records: list[Any]) -> None:
         """Fetched records that are not delivered now are fetched again later.
@@ -144,7 +253,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         committed offset is none or 0: without this, such a partition would never see
         these records again (the worker waited on it forever, with lag).
         """
-        expected = self._next_expected().get(tp)
+        expected = self._account(tp).next_expected
         pending = [r for r in records if expected is None or r.offset >= expected]
         if not pending or tp not in self.assignment():
             return
@@ -157,11 +266,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
         try:
             await self.seek(tp, pending[0].offset)
         except IllegalStateError:  # revoked meanwhile: its next owner starts from commits
-            self._next_expected().pop(tp, None)
+            self._accounts().pop(tp, None)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
         records, active_partitions = await self._wait_next_records(timeout)
-        batch_topics: frozenset[str] = getattr(self.app, "funnel_batch_topics", frozenset())
+        batch_topics = self._batch_topics()
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
             return
@@ -198,15 +307,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     yield tp, self._to_message(tp, record)
                 continue
             tp_records = await self._in_order(tp, tp_records)
-            if not tp_records:
-                continue
-            self._next_expected()[tp] = tp_records[-1].offset + 1
-            first, last = tp_records[0].offset, tp_records[-1].offset
-            if last > first:
-                # Offsets first..last-1 are acknowledged together with the batch
-                # message (offset ``last``), never before it.
-                await self._add_gap(tp, first, last - 1)
-            yield tp, self._batch_message(tp, tp_records)
+            if tp_records:
+                yield tp, self._batch_message(tp, tp_records)
 
     async def _commit_offsets(
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
@@ -217,7 +319,13 @@ class BatchConsumer(faust_aiokafka.Consumer):
         self.log.debug(
             "committing %s", sorted((tp.topic, tp.partition, o) for tp, o in offsets.items())
         )
-        return bool(await super()._commit_offsets(offsets, start_new_transaction))
+        committed = bool(await super()._commit_offsets(offsets, start_new_transaction))
+        if committed:
+            for tp, offset in offsets.items():
+                account = self._accounts().get(tp)
+                if account is not None:
+                    account.committed(offset)
+        return committed
 
 
 class Transport(faust_aiokafka.Transport):
