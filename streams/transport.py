@@ -114,9 +114,15 @@ class _Account:
         for last in [k for k in self.batches if k < offset]:
             del self.batches[last]
 
-    def first_unacked(self) -> int | None:
-        unacked = [d.covers_from for d in self.batches.values() if not d.acked]
-        return min(unacked) if unacked else None
+    def first_dropped(self, generation_id: int) -> int | None:
+        """Start of the first unacked batch of an earlier generation: Faust's stream
+        drops those, so they will never be acked."""
+        dropped = [
+            d.covers_from
+            for d in self.batches.values()
+            if not d.acked and d.message.generation_id != generation_id
+        ]
+        return min(dropped) if dropped else None
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -155,10 +161,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 account.restart(committed)
                 continue
             # Nothing committed, and aiokafka's seek to committed offsets left the
-            # position where it was: resume at the first batch not acknowledged.
-            first_unacked = account.first_unacked()
-            if first_unacked is not None:
-                await self.seek(tp, first_unacked)
+            # position where it was: read again what the stream will drop.
+            first_dropped = account.first_dropped(self.app.consumer_generation_id)
+            if first_dropped is not None:
+                self.log.info("%s: batches from %d were dropped: reading again", tp, first_dropped)
+                await self.seek(tp, first_dropped)
             elif not account.batches:
                 account.restart(None)  # nothing delivered yet: the first batch decides
 
@@ -291,6 +298,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                     if later_tp.topic in batch_topics:
                         await self._put_back(later_tp, later_records)
                 break
+            if batched and not self.app.flow_control.is_active():
+                # Faust's stream would drop it (recovery resumes the partitions before
+                # it resumes flow control): not delivered now, read again later.
+                await self._put_back(tp, tp_records)
+                continue
             if not (
                 active_partitions is None
                 or tp in active_partitions

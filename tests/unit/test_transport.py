@@ -46,7 +46,9 @@ class ProbeConsumer(BatchConsumer):
             funnel_batch_topics=frozenset({CLICKS.topic, CART.topic}),
             monitor=SimpleNamespace(track_tp_end_offset=lambda tp, offset: None),
             topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
+            flow_control=SimpleNamespace(is_active=lambda: self.flow_control_active),
         )
+        self.flow_control_active = True
         # Faust's own bookkeeping, as its constructor sets it up.
         self._committed_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)
         self._acked: defaultdict[TP, list[int]] = defaultdict(list)
@@ -196,12 +198,25 @@ def test_an_ack_of_a_stale_copy_does_not_count_for_the_batch_delivered_again() -
     assert consumer._new_offset(CLICKS) == 10
 
 
-def test_without_commits_a_seek_to_committed_resumes_at_the_first_unacked_batch() -> None:
+def test_without_commits_a_seek_to_committed_rereads_what_the_stream_dropped() -> None:
     consumer = ProbeConsumer({CLICKS: fetched(0, 4)}, None)
     [(_, acked)] = consumer.delivered()
     consumer._fetch = {CLICKS: fetched(5, 9)}
-    consumer.delivered()  # dropped downstream, never acked
+    consumer.delivered()  # delivered in generation 1, never acked
     consumer.ack(acked)
     asyncio.run(BatchConsumer.perform_seek(consumer))
-    assert consumer.seeks[-1] == (CLICKS, 5)
+    assert consumer.seeks == []  # same generation: the stream will still process it
+    consumer.app.consumer_generation_id = 2  # a rebalance: the stream drops it
+    asyncio.run(BatchConsumer.perform_seek(consumer))
+    assert consumer.seeks == [(CLICKS, 5)]
     assert consumer._new_offset(CLICKS) == 5
+
+
+def test_nothing_is_delivered_while_faust_flow_control_is_suspended() -> None:
+    # Table recovery resumes the partitions before flow control; the stream drops
+    # what it dequeues in between.
+    consumer = ProbeConsumer({CLICKS: fetched(0, 4), CHANGELOG: fetched(0, 0)}, None)
+    consumer.flow_control_active = False
+    out = consumer.delivered()
+    assert [tp for tp, _ in out] == [CHANGELOG]  # recovery reads changelogs meanwhile
+    assert consumer.seeks == [(CLICKS, 0)]
