@@ -166,7 +166,7 @@ class PartitionProcessor:
         store: StateView,
         versions: VersionClock | None = None,
         wall_ms: Callable[[], int] | None = None,
-        cache_visitors: int = 10_000,
+        cache_visitors: int = 0,
     ) -> None:
         self.partition = partition
         self.rules = rules

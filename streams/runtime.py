@@ -116,7 +116,7 @@ class Runtime:
     conversion: ConversionTracker
     dead_letters: DeadLetterSender
     idle_input_seconds: float = 60.0
-    cache_visitors: int = 10_000  # decoded visitor states per partition
+    cache_visitors: int = 0  # decoded visitor states kept per partition
     # Row keys this partition has in ClickHouse (non-final, non-zero); see recover().
     written_keys: Any = None
     triggers: TriggerPublisher | None = None

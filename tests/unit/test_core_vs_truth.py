@@ -276,8 +276,9 @@ def pipeline_tables(sink: Sink) -> dict[str, dict[tuple[object, ...], tuple[int,
 class PartitionRun:
     """One partition's worker: a table store, its changelog log, and crash/recovery."""
 
-    def __init__(self, partition: int, rules: Rules, sink: Sink) -> None:
+    def __init__(self, partition: int, rules: Rules, sink: Sink, cache_visitors: int = 0) -> None:
         self.partition = partition
+        self.cache_visitors = cache_visitors
         self.rules = rules
         self.sink = sink
         self.codec = EventCodec(bounds=ValidationBounds(replay=True))
@@ -289,7 +290,13 @@ class PartitionRun:
 
     def _fresh(self) -> PartitionProcessor:
         return PartitionProcessor(
-            self.partition, self.rules, self.codec, self.channels, TOPICS, self.store
+            self.partition,
+            self.rules,
+            self.codec,
+            self.channels,
+            TOPICS,
+            self.store,
+            cache_visitors=self.cache_visitors,
         )
 
     def keep(self, result: BatchResult) -> None:
@@ -317,6 +324,7 @@ def run_core(
     config: SimConfig,
     seed: int,
     crashes: int = 0,
+    cache_visitors: int = 0,
     lifecycle: LifecycleRules | None = None,
 ) -> Sink:
     rnd = random.Random(seed)
@@ -334,7 +342,7 @@ def run_core(
     sink = Sink()
     for partition in sorted({p for _, p in per_tp}):
         inputs = {s: per_tp[(s, partition)] for s in TOPICS}
-        worker = PartitionRun(partition, rules, sink)
+        worker = PartitionRun(partition, rules, sink, cache_visitors)
         position = dict.fromkeys(TOPICS, 0)
         committed = dict(position)
         durable = 0
@@ -407,12 +415,13 @@ def test_every_aggregate_row_equals_the_truth(simulated: tuple[list[SimRecord], 
     assert sink.dead == want_dead
 
 
-@pytest.mark.parametrize("seed", [2, 3])
+@pytest.mark.parametrize(("seed", "cache_visitors"), [(2, 0), (3, 0), (4, 50)])
 def test_random_crashes_leave_every_row_equal_to_the_truth(
-    simulated: tuple[list[SimRecord], object], seed: int
+    simulated: tuple[list[SimRecord], object], seed: int, cache_visitors: int
 ) -> None:
+    # 50 cached visitors: the optional decoded-state cache, evicting all the time.
     records, truth = simulated
-    sink = run_core(records, CONFIG, seed=seed, crashes=3)
+    sink = run_core(records, CONFIG, seed=seed, crashes=3, cache_visitors=cache_visitors)
     assert_tables_equal(pipeline_tables(sink), truth_tables(truth))
 
 
