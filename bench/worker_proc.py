@@ -84,6 +84,8 @@ class WorkerProcess:
                 "-m",
                 "funnel.cli",
                 "worker",
+                "--loglevel",
+                os.environ.get("BENCH_WORKER_LOGLEVEL", "warning"),
                 "--duration",
                 str(SAFETY_DURATION_SECONDS),
             ],

@@ -169,8 +169,9 @@ def build_worker(
             read_again_from = runtime.gap_before(batch)
             if read_again_from is not None:
                 await reread(batch, read_again_from)
-                continue  # its ack commits nothing: the consumer commits only without holes
+                continue  # not applied: the consumer commits nothing from it
             await runtime.handle_batch(batch, committed_offset(batch.topic, batch.partition))
+            app.consumer.batch_processed(batch)  # type: ignore[attr-defined]  # ours
 
     async def reread(batch: RecordBatch, offset: int) -> None:
         log.warning(

@@ -8,12 +8,12 @@ per partition per fetch whose value is a :class:`RecordBatch`; the agent process
 batch as a unit.
 
 Offsets stay exact. The message carries the batch's last offset; this consumer keeps
-its own account of the batches it delivered (which offsets each covers, whether it was
-acknowledged) and commits only up to the end of the acknowledged batches that follow
+its own account of the batches it delivered (which offsets each covers, whether the
+agent applied it) and commits only up to the end of the applied batches that follow
 the committed offset without a hole. Faust's own account (acked offsets plus "gaps")
-would commit past a batch that was delivered but never processed: its stream drops
-messages of an earlier generation or while flow is stopped. Each batch also says where
-its contiguous run began, so the agent can tell when one before it went missing and
+would commit past a batch that was delivered but never applied: its stream skips, and
+acks, messages of an earlier generation or received while flow is stopped. Each batch
+also says where its contiguous run began, so the agent can tell when one before it went missing and
 read again from there (:meth:`streams.runtime.Runtime.gap_before`). Before committing,
 the consumer awaits the app's commit barrier (the ClickHouse flush, see
 :func:`attach_commit_barrier`).
@@ -69,11 +69,12 @@ def _record(raw: Any) -> Record:
 
 @dataclass(slots=True)
 class _Delivered:
-    """One batch message handed to the agent: the offsets it covers, and whether acked."""
+    """One batch handed to the agent: the offsets it covers, and whether it was applied."""
 
     covers_from: int
-    message: Message  # acks are matched by identity: a stale copy may share its offset
-    acked: bool = False
+    message: Message
+    batch: RecordBatch  # matched by identity: a stale copy may end at the same offset
+    processed: bool = False
 
 
 @dataclass(slots=True)
@@ -105,7 +106,9 @@ class _Account:
             delivered = self.batches[last]
             if last < (position or 0):
                 continue  # committed before
-            if not delivered.acked or (position is not None and delivered.covers_from > position):
+            if not delivered.processed or (
+                position is not None and delivered.covers_from > position
+            ):
                 break
             new = position = last + 1
         return new
@@ -114,15 +117,21 @@ class _Account:
         for last in [k for k in self.batches if k < offset]:
             del self.batches[last]
 
-    def first_dropped(self, generation_id: int) -> int | None:
-        """Start of the first unacked batch of an earlier generation: Faust's stream
-        drops those, so they will never be acked."""
-        dropped = [
-            d.covers_from
-            for d in self.batches.values()
-            if not d.acked and d.message.generation_id != generation_id
+    def first_of_earlier_generation(self, generation_id: int) -> int | None:
+        """Start of the first uncommitted batch delivered in an earlier generation.
+
+        Faust's stream skips (and acks) those; whether one was applied before the
+        rebalance is unknown here, and reading an applied one again is harmless.
+        """
+        earlier = [
+            d.covers_from for d in self.batches.values() if d.message.generation_id != generation_id
         ]
-        return min(dropped) if dropped else None
+        return min(earlier) if earlier else None
+
+    def processed(self, batch: RecordBatch) -> None:
+        delivered = self.batches.get(batch.last_offset)
+        if delivered is not None and delivered.batch is batch:
+            delivered.processed = True
 
 
 class BatchConsumer(faust_aiokafka.Consumer):
@@ -161,11 +170,11 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 account.restart(committed)
                 continue
             # Nothing committed, and aiokafka's seek to committed offsets left the
-            # position where it was: read again what the stream will drop.
-            first_dropped = account.first_dropped(self.app.consumer_generation_id)
-            if first_dropped is not None:
-                self.log.info("%s: batches from %d were dropped: reading again", tp, first_dropped)
-                await self.seek(tp, first_dropped)
+            # position where it was: read again what the stream may have skipped.
+            earlier = account.first_of_earlier_generation(self.app.consumer_generation_id)
+            if earlier is not None:
+                self.log.info("%s: reading again from %d after the rebalance", tp, earlier)
+                await self.seek(tp, earlier)
             elif not account.batches:
                 account.restart(None)  # nothing delivered yet: the first batch decides
 
@@ -180,13 +189,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if partition.topic in self._batch_topics():
             self._account(partition).restart(offset)
 
-    def ack(self, message: Message) -> bool:
-        account = self._accounts().get(message.tp)
+    def batch_processed(self, batch: RecordBatch) -> None:
+        """The agent applied ``batch``: its offsets may be committed (after the barrier).
+
+        Not Faust's acks: its stream also acks messages it skips, and its compiled
+        stream iterator acks without calling :meth:`ack`.
+        """
+        account = self._accounts().get(TP(batch.topic, batch.partition))
         if account is not None:
-            delivered = account.batches.get(message.offset)
-            if delivered is not None and delivered.message is message:
-                delivered.acked = True
-        return bool(super().ack(message))
+            account.processed(batch)
 
     def _new_offset(self, tp: TP) -> int | None:
         if tp.topic not in self._batch_topics():
@@ -249,7 +260,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             tp,
             generation_id=self.app.consumer_generation_id,
         )
-        account.batches[last] = _Delivered(covers_from, message)
+        account.batches[last] = _Delivered(covers_from, message, batch)
         return message
 
     async def _put_back(self, tp: TP, records: list[Any]) -> None:
@@ -320,6 +331,9 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 continue
             tp_records = await self._in_order(tp, tp_records)
             if tp_records:
+                # Faust's fetch loop drops a message below the last offset it passed on
+                # (a batch read again after a seek back); this account decides instead.
+                self._read_offset[tp] = None
                 yield tp, self._batch_message(tp, tp_records)
 
     async def _commit_offsets(

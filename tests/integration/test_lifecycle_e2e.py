@@ -5,12 +5,15 @@ replayed by a real worker (FUNNEL_REPLAY=true) with short lifecycle thresholds, 
 kind of transition happens. Retention cells, order gaps, each buyer's RFM row, every
 stage transition and every trigger must equal the simulator's independent ground truth
 (docs/semantics.md 6-8): replaying last year's data produces last year's transitions.
-Every trigger must be on the triggers topic exactly once.
+Every trigger must be on the triggers topic exactly once, also when the worker is
+SIGKILLed twice while the traffic is still arriving.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import threading
 from collections import Counter
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -27,7 +30,7 @@ from simulator.produce import produce
 from simulator.truth import compute_truth
 from simulator.truth_model import LifecycleParams, Truth
 from streams.topics import ensure_topics
-from tests.pipeline_harness import PipelineEnv, clickhouse, run_until_idle
+from tests.pipeline_harness import PipelineEnv, WorkerProcess, clickhouse, run_until_idle
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -107,10 +110,11 @@ def replayed(
     return env, truth
 
 
+@pytest.mark.parametrize("run", ["replayed", "killed"])
 def test_retention_cells_and_order_gaps_equal_the_truth(
-    replayed: tuple[PipelineEnv, Truth],
+    run: str, request: pytest.FixtureRequest
 ) -> None:
-    env, truth = replayed
+    env, truth = request.getfixturevalue(run)
     client = clickhouse(env)
     got = {
         (kind, gran, _day(start), activity, int(n), channel, platform): int(users)
@@ -142,8 +146,11 @@ def test_retention_cells_and_order_gaps_equal_the_truth(
     assert gaps == {(r.day, r.channel, r.le_days): r.orders for r in truth.order_gaps}
 
 
-def test_rfm_rows_and_every_transition_equal_the_truth(replayed: tuple[PipelineEnv, Truth]) -> None:
-    env, truth = replayed
+@pytest.mark.parametrize("run", ["replayed", "killed"])
+def test_rfm_rows_and_every_transition_equal_the_truth(
+    run: str, request: pytest.FixtureRequest
+) -> None:
+    env, truth = request.getfixturevalue(run)
     client = clickhouse(env)
     rfm = {
         a: (
@@ -185,8 +192,53 @@ def test_rfm_rows_and_every_transition_equal_the_truth(replayed: tuple[PipelineE
     assert {"new", "active", "dormant", "churned"} <= set(kinds), kinds
 
 
-def test_every_trigger_is_published_exactly_once(replayed: tuple[PipelineEnv, Truth]) -> None:
-    env, truth = replayed
+@pytest.fixture(scope="module")
+def killed(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[PipelineEnv, Truth]:
+    """The same traffic produced over ~40 s while the worker is SIGKILLed twice."""
+    records = list(generate(CONFIG))
+    truth = compute_truth(
+        records,
+        lateness_ms=CONFIG.lateness_ms,
+        session_timeout_ms=CONFIG.session_timeout_ms,
+        window_ms=CONFIG.window_ms,
+        lifecycle=PARAMS,
+    )
+    env = PipelineEnv.with_fresh_topics(
+        kafka_bootstrap,
+        tmp_path_factory.mktemp("lifecycle-killed"),
+        extra={k: str(v) for k, v in THRESHOLDS.items()},
+    )
+    ensure_topics(load_settings(bootstrap_servers=env.bootstrap, topics=env.topics, partitions=4))
+    rate = len(records) / 40.0
+    producer = threading.Thread(
+        target=lambda: asyncio.run(
+            produce(records, env.bootstrap, env.topics, speedup=None, rate=rate)
+        ),
+        daemon=True,
+    )
+    producer.start()
+    rnd = random.Random(20261124)
+    ingested_at_kill = 0.0
+    for _ in range(2):
+        worker = WorkerProcess(env, until_idle=None, name="killed")
+        worker.wait_for_metric("shopfunnel_events_ingested_total", 1, timeout=120)
+        worker.wait_for_metric("shopfunnel_triggers_total", 1, timeout=120)
+        pause = rnd.uniform(0.5, 2.5)
+        threading.Event().wait(pause)
+        ingested_at_kill = worker.metric("shopfunnel_events_ingested_total") or 0.0
+        worker.kill()
+    producer.join(120)
+    assert not producer.is_alive()
+    assert ingested_at_kill < len(records), "the kills must happen before the input is consumed"
+    run_until_idle(env, timeout=420)
+    return env, truth
+
+
+@pytest.mark.parametrize("run", ["replayed", "killed"])
+def test_every_trigger_is_published_exactly_once(run: str, request: pytest.FixtureRequest) -> None:
+    env, truth = request.getfixturevalue(run)
     codec = EventCodec()
     published = [
         codec.decode_trigger(v)
@@ -215,6 +267,7 @@ def test_every_trigger_is_published_exactly_once(replayed: tuple[PipelineEnv, Tr
     }, types
     stored = clickhouse(env).query("SELECT count() FROM triggers FINAL").result_rows[0][0]
     assert stored == len(published)
+    print(f"\n{run}: {len(published)} triggers, each once, equal to the truth: {dict(types)}")
 
 
 def test_nothing_is_left_of_forgotten_visitors(
