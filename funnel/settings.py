@@ -69,10 +69,9 @@ class Settings(BaseSettings):
     allowed_lateness_seconds: int = Field(default=300, ge=0)
     session_timeout_seconds: int = Field(default=1800, ge=60)
 
-    # Batch processing: events per partition handed to the agent at once, and how
-    # long a partial batch may wait.
+    # Batch processing: at most this many records per fetch, handed to the agent as
+    # one batch per partition.
     batch_max_events: int = Field(default=10_000, ge=1)
-    batch_max_seconds: float = Field(default=1.0, gt=0)
     commit_interval_seconds: float = Field(default=2.0, gt=0)
     # A worker that dies holds its partitions this long before the group moves them.
     # An input partition with nothing to read for this long stops holding back the

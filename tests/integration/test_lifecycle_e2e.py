@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 from funnel.settings import load_settings
 from schemas.codec import EventCodec
 from simulator.config import SimConfig
-from simulator.generate import generate
+from simulator.generate import SimRecord, generate
 from simulator.produce import produce
 from simulator.truth import compute_truth
 from simulator.truth_model import LifecycleParams, Truth
@@ -87,10 +87,8 @@ async def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
     return values
 
 
-@pytest.fixture(scope="module")
-def replayed(
-    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[PipelineEnv, Truth]:
+def _scenario(bootstrap: str, data_dir: Path) -> tuple[list[SimRecord], Truth, PipelineEnv]:
+    """The simulated traffic, its ground truth, and fresh topics for one run of it."""
     records = list(generate(CONFIG))
     truth = compute_truth(
         records,
@@ -100,11 +98,17 @@ def replayed(
         lifecycle=PARAMS,
     )
     env = PipelineEnv.with_fresh_topics(
-        kafka_bootstrap,
-        tmp_path_factory.mktemp("lifecycle"),
-        extra={k: str(v) for k, v in THRESHOLDS.items()},
+        bootstrap, data_dir, extra={k: str(v) for k, v in THRESHOLDS.items()}
     )
     ensure_topics(load_settings(bootstrap_servers=env.bootstrap, topics=env.topics, partitions=4))
+    return records, truth, env
+
+
+@pytest.fixture(scope="module")
+def replayed(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[PipelineEnv, Truth]:
+    records, truth, env = _scenario(kafka_bootstrap, tmp_path_factory.mktemp("lifecycle"))
     asyncio.run(produce(records, env.bootstrap, env.topics, speedup=None, rate=None))
     run_until_idle(env, timeout=420)
     return env, truth
@@ -197,20 +201,7 @@ def killed(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[PipelineEnv, Truth]:
     """The same traffic produced over ~40 s while the worker is SIGKILLed twice."""
-    records = list(generate(CONFIG))
-    truth = compute_truth(
-        records,
-        lateness_ms=CONFIG.lateness_ms,
-        session_timeout_ms=CONFIG.session_timeout_ms,
-        window_ms=CONFIG.window_ms,
-        lifecycle=PARAMS,
-    )
-    env = PipelineEnv.with_fresh_topics(
-        kafka_bootstrap,
-        tmp_path_factory.mktemp("lifecycle-killed"),
-        extra={k: str(v) for k, v in THRESHOLDS.items()},
-    )
-    ensure_topics(load_settings(bootstrap_servers=env.bootstrap, topics=env.topics, partitions=4))
+    records, truth, env = _scenario(kafka_bootstrap, tmp_path_factory.mktemp("killed"))
     rate = len(records) / 40.0
     producer = threading.Thread(
         target=lambda: asyncio.run(
