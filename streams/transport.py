@@ -72,7 +72,7 @@ class _Delivered:
     """One batch handed to the agent: the offsets it covers, and whether it was applied."""
 
     covers_from: int
-    message: Message
+    generation_id: int  # the consumer group generation it was delivered in
     batch: RecordBatch  # matched by identity: a stale copy may end at the same offset
     processed: bool = False
 
@@ -99,7 +99,7 @@ class _Account:
             self.run_start = offset  # else the run still begins at the first kept batch
 
     def committable(self, committed: int | None) -> int | None:
-        """End of the acknowledged batches that follow ``committed`` without a hole."""
+        """End of the applied batches that follow ``committed`` without a hole."""
         position = committed if committed is not None else self.run_start
         new: int | None = None
         for last in sorted(self.batches):
@@ -123,9 +123,7 @@ class _Account:
         Faust's stream skips (and acks) those; whether one was applied before the
         rebalance is unknown here, and reading an applied one again is harmless.
         """
-        earlier = [
-            d.covers_from for d in self.batches.values() if d.message.generation_id != generation_id
-        ]
+        earlier = [d.covers_from for d in self.batches.values() if d.generation_id != generation_id]
         return min(earlier) if earlier else None
 
     def processed(self, batch: RecordBatch) -> None:
@@ -260,7 +258,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             tp,
             generation_id=self.app.consumer_generation_id,
         )
-        account.batches[last] = _Delivered(covers_from, message, batch)
+        account.batches[last] = _Delivered(covers_from, self.app.consumer_generation_id, batch)
         return message
 
     async def _put_back(self, tp: TP, records: list[Any]) -> None:

@@ -45,7 +45,6 @@ class ProbeConsumer(BatchConsumer):
             consumer_generation_id=1,
             funnel_batch_topics=frozenset({CLICKS.topic, CART.topic}),
             monitor=SimpleNamespace(track_tp_end_offset=lambda tp, offset: None),
-            topics=SimpleNamespace(acks_enabled_for=lambda topic: True),
             flow_control=SimpleNamespace(is_active=lambda: self.flow_control_active),
         )
         self.flow_control_active = True
@@ -53,9 +52,7 @@ class ProbeConsumer(BatchConsumer):
         self._committed_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)
         self._acked: defaultdict[TP, list[int]] = defaultdict(list)
         self._acked_index: defaultdict[TP, set[int]] = defaultdict(set)
-        self._unacked_messages: set[Any] = set()
-        self._n_acked = 0
-        self._waiting_for_ack = None
+
         self._fetch = fetch
         self._active = active
         self._buffered_partitions: set[TP] = set()
