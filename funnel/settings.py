@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     sink_batch_rows: int = Field(default=10_000, ge=1)
     sink_flush_seconds: float = Field(default=1.0, gt=0)
     sink_queue_rows: int = Field(default=200_000, ge=1)
+    # On SIGTERM (or --duration), the ClickHouse writer keeps retrying this long, then
+    # gives up (nothing is lost: offsets are not committed past unwritten rows); the
+    # process exits at most 10 s after that (streams/worker.py).
+    shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=600)
+    # A full garbage collection runs this often (streams/garbage.py).
+    gc_interval_seconds: float = Field(default=30.0, gt=0)
 
     # Lifecycle (docs/semantics.md 6-8). Days may be fractional (tests use minutes).
     anonymous_ttl_days: float = Field(default=35.0, gt=0)

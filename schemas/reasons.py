@@ -22,6 +22,12 @@ class Reason(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     EVENT_TIME_IN_FUTURE = "event_time_in_future"
     EVENT_TIME_TOO_OLD = "event_time_too_old"
+    # Bounds that keep every stored value and every sum in range (docs/semantics.md 9).
+    INVALID_ID = "invalid_id"
+    TIMESTAMP_OUT_OF_RANGE = "timestamp_out_of_range"
+    AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
+    QUANTITY_OUT_OF_RANGE = "quantity_out_of_range"
+    DISCOUNT_EXCEEDS_PRICE = "discount_exceeds_price"
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,6 +19,7 @@ import orjson
 from schemas.codec import EventCodec
 from schemas.model import Event, Item
 from schemas.reasons import Reason
+from schemas.validation import MAX_ID_LENGTH, MAX_ITEM_UNITS, MAX_MONEY_MINOR
 from simulator.config import SimConfig
 
 _YEAR_MS: Final = 365 * 86_400_000
@@ -46,6 +47,11 @@ class MalformedFactory:
             Reason.PAYLOAD_TOO_LARGE: self._payload_too_large,
             Reason.EVENT_TIME_IN_FUTURE: self._event_time_in_future,
             Reason.EVENT_TIME_TOO_OLD: self._event_time_too_old,
+            Reason.INVALID_ID: self._invalid_id,
+            Reason.TIMESTAMP_OUT_OF_RANGE: self._timestamp_out_of_range,
+            Reason.AMOUNT_OUT_OF_RANGE: self._amount_out_of_range,
+            Reason.QUANTITY_OUT_OF_RANGE: self._quantity_out_of_range,
+            Reason.DISCOUNT_EXCEEDS_PRICE: self._discount_exceeds_price,
         }
 
     @property
@@ -155,3 +161,54 @@ class MalformedFactory:
         # clock and even in replay mode, which keeps the ground truth exact.
         old = event.event_time_ms // 1000
         return self._avro_or_json(dataclasses.replace(event, event_time_ms=old), rng)
+
+    def _invalid_id(self, event: Event, rng: random.Random) -> bytes:
+        # Ids a tracker bug produces: blank, invisible, with a NUL, or a payload as the id.
+        broken_id = rng.choice(
+            (
+                "   ",
+                "\u200b",
+                "\ufeff\u200d",
+                f"{event.session_id}\x00",
+                "x" * (MAX_ID_LENGTH + 1),
+            )
+        )
+        if rng.random() < 0.5:
+            broken = dataclasses.replace(event, event_id=broken_id)
+        else:
+            broken = dataclasses.replace(event, session_id=broken_id)
+        return self._avro_or_json(broken, rng)
+
+    def _timestamp_out_of_range(self, event: Event, rng: random.Random) -> bytes:
+        # A valid event_time but a send time no clock gives: the minimum long (a
+        # "null" written as Long.MIN_VALUE), seconds instead of milliseconds, decades ahead.
+        sent = rng.choice(
+            (-(2**63), event.sent_time_ms // 1000, event.sent_time_ms + 30 * _YEAR_MS)
+        )
+        return self._avro_or_json(dataclasses.replace(event, sent_time_ms=sent), rng)
+
+    def _amount_out_of_range(self, event: Event, rng: random.Random) -> bytes:
+        kind = rng.randrange(3)
+        if kind == 0:  # a unit price in the wrong unit, far above the bound
+            broken = self._with_item(event, price_minor=MAX_MONEY_MINOR * 100)
+        elif kind == 1:  # a per-unit discount near 2**62 (the orjson / Int64 crash)
+            broken = self._with_item(event, price_minor=1, quantity=8, discount_minor=2**62)
+        else:  # an order value that overflows a minute's GMV after two orders
+            broken = dataclasses.replace(
+                event, value_minor=6 * 10**18, currency=event.currency or "CNY"
+            )
+        return self._avro_or_json(broken, rng)
+
+    def _quantity_out_of_range(self, event: Event, rng: random.Random) -> bytes:
+        quantity = rng.randint(MAX_ITEM_UNITS + 1, 2**31 - 1)
+        return self._avro_or_json(
+            self._with_item(event, quantity=quantity, price_minor=1, discount_minor=0), rng
+        )
+
+    def _discount_exceeds_price(self, event: Event, rng: random.Random) -> bytes:
+        base = event.items[0] if event.items else None
+        price = base.price_minor if base is not None else 9900
+        discount = price + rng.randint(1, 1000)
+        return self._avro_or_json(
+            self._with_item(event, price_minor=price, discount_minor=discount), rng
+        )

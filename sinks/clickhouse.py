@@ -12,8 +12,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import re
+import struct
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +26,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 
 from sinks.errors import ClickHouseUnavailableError, MigrationError
 from sinks.tables import TableSpec
@@ -36,7 +40,11 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 class InsertClient(Protocol):
     """The part of a clickhouse-connect client the writer uses (tests substitute fakes)."""
 
-    def insert(self, table: str, data: Sequence[Sequence[Any]], **kwargs: Any) -> Any: ...
+    def create_insert_context(
+        self, table: str, column_names: Sequence[str], *, column_oriented: bool
+    ) -> Any: ...
+
+    def insert(self, *, context: Any, data: Sequence[Sequence[Any]]) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +196,7 @@ class WriterMetrics(Protocol):
     def observe_insert(self, table: str, rows: int, seconds: float) -> None: ...
     def insert_failed(self, table: str) -> None: ...
     def queue_rows(self, rows: int) -> None: ...
+    def rows_rejected(self, table: str, rows: int) -> None: ...
 
 
 class _NoMetrics:
@@ -200,9 +209,86 @@ class _NoMetrics:
     def queue_rows(self, rows: int) -> None:
         return None
 
+    def rows_rejected(self, table: str, rows: int) -> None:
+        return None
+
+
+# ClickHouse error codes that mean "this data can never go into this table" (retrying
+# cannot help), as opposed to an outage, a full disk or too many parts (retrying can).
+BAD_DATA_CODES = frozenset(
+    {
+        6,  # CANNOT_PARSE_TEXT
+        27,  # CANNOT_PARSE_INPUT_ASSERTION_FAILED
+        38,  # CANNOT_PARSE_DATE
+        41,  # CANNOT_PARSE_DATETIME
+        43,  # ILLEGAL_TYPE_OF_ARGUMENT
+        53,  # TYPE_MISMATCH
+        69,  # ARGUMENT_OUT_OF_BOUND
+        70,  # CANNOT_CONVERT_TYPE
+        72,  # CANNOT_PARSE_NUMBER
+        117,  # INCORRECT_DATA
+        131,  # TOO_LARGE_STRING_SIZE
+        321,  # VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE
+        407,  # DECIMAL_OVERFLOW
+    }
+)
+_CODE = re.compile(r"\bCode: (\d+)\b")
+REJECTED_REASON = "rejected_by_clickhouse"
+
+
+def is_bad_data(exc: BaseException) -> bool:
+    """True when ``exc`` says the rows themselves cannot be stored (retrying never helps).
+
+    Client-side serialisation errors (a value out of its column type's range, a wrong
+    Python type) and the server's data errors are bad data; connection errors, full
+    disks, memory limits and anything unknown are treated as an outage and retried.
+    """
+    if isinstance(exc, DataError | struct.error | TypeError | ValueError | OverflowError):
+        return True
+    if isinstance(exc, DatabaseError):
+        match = _CODE.search(str(exc))
+        return match is not None and int(match.group(1)) in BAD_DATA_CODES
+    return False
+
+
+def rejected_dead_letter_row(spec: TableSpec, row: Sequence[Any], error: str) -> tuple[Any, ...]:
+    """A ``dead_letters`` row for a row ClickHouse refused: the table, the reason, the row.
+
+    The source is ``clickhouse.<table>``; the offset is a hash of the row, so the same
+    rejected row written again after a restart replaces itself instead of adding a copy.
+    """
+    values = dict(zip(spec.columns, row, strict=False))
+    raw = json.dumps(values, default=str, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.blake2b(raw.encode(), digest_size=8).digest()
+    partition = values.get("partition", 0)
+    return (
+        f"clickhouse.{spec.name}",
+        partition if isinstance(partition, int) and 0 <= partition < 65536 else 0,
+        int.from_bytes(digest, "big") >> 1,
+        "",
+        raw,
+        REJECTED_REASON,
+        f"ClickHouse rejected a row for table {spec.name}: {error}; the row is kept here "
+        "and was not written (a pipeline bug or an input the validation lets through: "
+        "report it with this row)",
+        int(time.time() * 1000),
+    )
+
+
+class _ShutDown(Exception):
+    """The writer was told to give up: rows not written stay unwritten (not committed)."""
+
 
 class ClickHouseWriter:
-    """Batched, retrying, back-pressuring writer running in its own thread."""
+    """Batched, retrying, back-pressuring writer running in its own thread.
+
+    A row ClickHouse refuses as bad data (:func:`is_bad_data`) is found by halving the
+    batch, written to ``dead_letters_table`` instead, and counted; the rest of the batch
+    goes on. Any other failure is an outage: the rows are kept and retried with backoff,
+    and submitters wait once the queue is full. :meth:`begin_shutdown` bounds how long a
+    stopping worker keeps retrying: after the grace period the writer gives up, and
+    :meth:`flush` raises, so no Kafka offset is committed past rows that were not written.
+    """
 
     def __init__(
         self,
@@ -213,14 +299,20 @@ class ClickHouseWriter:
         max_queue_rows: int = 200_000,
         retry_max_seconds: float = 30.0,
         metrics: WriterMetrics | None = None,
+        dead_letters_table: TableSpec | None = None,
     ) -> None:
         self._client_factory = client_factory
         self._client: InsertClient | None = None
+        # One insert context per table, reused: a fresh context per insert is a reference
+        # cycle (it holds a bound method of itself) that keeps the inserted columns alive
+        # until a full garbage collection.
+        self._contexts: dict[str, Any] = {}
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
         self._max_queue_rows = max_queue_rows
         self._retry_max = retry_max_seconds
         self._metrics: WriterMetrics = metrics or _NoMetrics()
+        self._dead_letters = dead_letters_table
         self._lock = threading.Condition()
         self._pending: dict[str, tuple[TableSpec, list[Sequence[Any]]]] = {}
         self._pending_rows = 0
@@ -228,15 +320,14 @@ class ClickHouseWriter:
         self._written = 0  # submissions fully written
         self._flush_wanted = False
         self._stopping = False
+        self._give_up_at: float | None = None  # monotonic deadline set by begin_shutdown
+        self._gave_up = False
         self._thread = threading.Thread(target=self._run, name="clickhouse-writer", daemon=True)
         self.last_error: str | None = None
+        self.rejected_rows = 0
 
     def start(self) -> None:
         self._thread.start()
-
-    @property
-    def pending_rows(self) -> int:
-        return self._pending_rows
 
     async def submit(self, table: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
         """Queue rows; waits (backpressure) while the queue is over its limit."""
@@ -244,6 +335,7 @@ class ClickHouseWriter:
             return
         while self._pending_rows >= self._max_queue_rows and self._thread.is_alive():
             await asyncio.sleep(0.01)
+        self._raise_if_gave_up()
         self.submit_nowait(table, rows)
 
     def submit_nowait(self, table: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
@@ -264,13 +356,33 @@ class ClickHouseWriter:
                 return
             self._flush_wanted = True
             self._lock.notify_all()
+        await self._written_through(target, poll_seconds=0.005)
+
+    async def wait_written(self) -> None:
+        """Like :meth:`flush`, without asking for an early insert: returns once every row
+        submitted before this call is in ClickHouse at the writer's own pace (so waiting
+        often does not make inserts smaller)."""
+        with self._lock:
+            target = self._submitted
+        await self._written_through(target, poll_seconds=0.01)
+
+    async def _written_through(self, target: int, poll_seconds: float) -> None:
         while True:
             with self._lock:
                 if self._written >= target:
                     return
+                self._raise_if_gave_up()
                 if not self._thread.is_alive():
                     raise ClickHouseUnavailableError("the ClickHouse writer thread has stopped")
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(poll_seconds)
+
+    def _raise_if_gave_up(self) -> None:
+        if self._gave_up:
+            raise ClickHouseUnavailableError(
+                "the ClickHouse writer gave up at shutdown with rows not written "
+                f"({self.last_error}); their offsets are not committed, so a restarted "
+                "worker reads them again"
+            )
 
     def flush_blocking(self, timeout: float = 60.0) -> bool:
         deadline = time.monotonic() + timeout
@@ -285,13 +397,29 @@ class ClickHouseWriter:
                 self._lock.wait(min(remaining, 0.05))
         return True
 
+    def begin_shutdown(self, grace_seconds: float) -> None:
+        """Keep writing (and retrying) for at most ``grace_seconds`` more, then give up."""
+        with self._lock:
+            deadline = time.monotonic() + grace_seconds
+            if self._give_up_at is None or deadline < self._give_up_at:
+                self._give_up_at = deadline
+            self._lock.notify_all()
+
     def stop(self, timeout: float = 60.0) -> None:
+        """Write what is queued (retrying for at most ``timeout``), then end the thread."""
+        self.begin_shutdown(timeout)
         if self._thread.is_alive():
-            self.flush_blocking(timeout)
+            self.flush_blocking(timeout + 1.0)
         with self._lock:
             self._stopping = True
             self._lock.notify_all()
-        self._thread.join(timeout)
+        self._thread.join(timeout + 1.0)
+        if self._gave_up:
+            log.error(
+                "stopped with rows not written to ClickHouse (%s); their Kafka offsets were "
+                "not committed, so the next worker reads them again",
+                self.last_error,
+            )
 
     def _take_batch(self) -> tuple[list[tuple[TableSpec, list[Sequence[Any]]]], int] | None:
         with self._lock:
@@ -312,34 +440,63 @@ class ClickHouseWriter:
             return batch, target
 
     def _run(self) -> None:
-        while True:
-            taken = self._take_batch()
-            if taken is None:
-                return
-            batch, target = taken
-            for spec, rows in batch:
-                self._insert_with_retry(spec, rows)
+        try:
+            while True:
+                taken = self._take_batch()
+                if taken is None:
+                    return
+                batch, target = taken
+                for spec, rows in batch:
+                    self._write(spec, rows)
+                    with self._lock:
+                        self._pending_rows -= len(rows)
+                        self._metrics.queue_rows(self._pending_rows)
                 with self._lock:
-                    self._pending_rows -= len(rows)
-                    self._metrics.queue_rows(self._pending_rows)
+                    self._written = max(self._written, target)
+                    self._lock.notify_all()
+        except _ShutDown:
             with self._lock:
-                self._written = max(self._written, target)
+                self._gave_up = True
                 self._lock.notify_all()
 
-    def _insert_with_retry(self, spec: TableSpec, rows: list[Sequence[Any]]) -> None:
+    def _write(self, spec: TableSpec, rows: list[Sequence[Any]]) -> None:
+        """Insert ``rows``; a bad row is dead-lettered, the others still written."""
+        error = self._insert_with_retry(spec, rows)
+        if error is None:
+            return
+        if len(rows) > 1:
+            middle = len(rows) // 2
+            self._write(spec, rows[:middle])
+            self._write(spec, rows[middle:])
+            return
+        self._reject(spec, rows[0], error)
+
+    def _reject(self, spec: TableSpec, row: Sequence[Any], error: str) -> None:
+        self.rejected_rows += 1
+        self._metrics.rows_rejected(spec.name, 1)
+        log.error("ClickHouse rejected a row for %s (%s): dead-lettered", spec.name, error)
+        if self._dead_letters is None or spec.name == self._dead_letters.name:
+            log.error("rejected row of %s not kept anywhere: %r", spec.name, row)
+            return
+        letter = rejected_dead_letter_row(spec, row, error)
+        failed = self._insert_with_retry(self._dead_letters, [letter])
+        if failed is not None:
+            log.error(
+                "the dead letter for a rejected %s row was refused too: %s", spec.name, failed
+            )
+
+    def _insert_with_retry(self, spec: TableSpec, rows: list[Sequence[Any]]) -> str | None:
+        """Insert, retrying outages; return the error if ClickHouse refuses the data."""
         delay = 0.1
         while True:
             started = time.perf_counter()
             try:
-                if self._client is None:
-                    self._client = self._client_factory()
-                columns = [list(col) for col in zip(*rows, strict=True)]
-                self._client.insert(
-                    spec.name, columns, column_names=list(spec.columns), column_oriented=True
-                )
-            except Exception as exc:  # any failure: keep the rows, back off, try again
-                self.last_error = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+                self._insert(spec, rows)
+            except Exception as exc:
+                self.last_error = _first_line(exc)
                 self._metrics.insert_failed(spec.name)
+                if is_bad_data(exc):
+                    return self.last_error
                 log.warning(
                     "ClickHouse insert into %s failed (%s); retrying in %.1fs, %d rows kept",
                     spec.name,
@@ -347,16 +504,55 @@ class ClickHouseWriter:
                     delay,
                     len(rows),
                 )
-                with self._lock:
-                    if self._stopping and delay >= self._retry_max:
-                        log.error("giving up on %d rows for %s at shutdown", len(rows), spec.name)
-                        return
-                time.sleep(delay)
+                self._sleep_or_give_up(delay, spec, len(rows))
                 delay = min(delay * 2, self._retry_max)
                 continue
             self.last_error = None
             self._metrics.observe_insert(spec.name, len(rows), time.perf_counter() - started)
-            return
+            return None
+
+    def _insert(self, spec: TableSpec, rows: list[Sequence[Any]]) -> None:
+        if self._client is None:
+            self._client = self._client_factory()
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        context = self._contexts.get(spec.name)
+        if context is None:
+            context = self._client.create_insert_context(
+                spec.name, list(spec.columns), column_oriented=True
+            )
+            self._contexts[spec.name] = context
+        context.data = None  # empty it: an insert context takes new data only when empty
+        try:
+            self._client.insert(context=context, data=columns)
+        except Exception:
+            # A context left by a failed insert is not trusted again; the next is fresh.
+            del self._contexts[spec.name]
+            raise
+        finally:
+            context.data = None
+
+    def _sleep_or_give_up(self, delay: float, spec: TableSpec, rows: int) -> None:
+        with self._lock:
+            wake = time.monotonic() + delay
+            while True:
+                now = time.monotonic()
+                if self._give_up_at is not None and now >= self._give_up_at:
+                    log.error(
+                        "shutting down: giving up on %d rows for %s (%s)",
+                        rows,
+                        spec.name,
+                        self.last_error,
+                    )
+                    raise _ShutDown
+                if now >= wake:
+                    return
+                limit = wake if self._give_up_at is None else min(wake, self._give_up_at)
+                self._lock.wait(max(0.0, limit - now))
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc)
+    return text.splitlines()[0][:300] if text.strip() else type(exc).__name__
 
 
 def open_rows(

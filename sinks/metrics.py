@@ -117,6 +117,10 @@ class PipelineMetrics:
             return label
         return OTHER
 
+    def observe_full_collection(self, seconds: float, collected: int) -> None:
+        self.gc_full_seconds.observe(seconds)
+        self.gc_collected.inc(collected)
+
     def set_worker_info(self, worker: str, version: str) -> None:
         """Publish ``shopfunnel_worker_info{worker,version} 1``."""
         self.worker_info.info({"worker": worker, "version": version})
@@ -243,6 +247,23 @@ class PipelineMetrics:
             f"{PREFIX}_sink_failures",
             "Failed attempts to write a batch to a ClickHouse table (each retry counts).",
             ["table"],
+            registry=registry,
+        )
+        self.sink_rows_rejected = Counter(
+            f"{PREFIX}_sink_rows_rejected",
+            "Rows ClickHouse refused as bad data (type or range), dead-lettered instead.",
+            ["table"],
+            registry=registry,
+        )
+        self.gc_full_seconds = Histogram(
+            f"{PREFIX}_gc_full_collection_seconds",
+            "Duration of the worker's scheduled full garbage collections.",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry,
+        )
+        self.gc_collected = Counter(
+            f"{PREFIX}_gc_collected_objects",
+            "Unreachable objects found by the scheduled full garbage collections.",
             registry=registry,
         )
         self.sink_queue_rows = Gauge(

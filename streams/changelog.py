@@ -93,12 +93,19 @@ class ChangelogWriter:
         try:
             while queue.items:
                 item = queue.items[0]
+                covered = item.seq
                 if item.barrier is not None:
+                    # A barrier waits for what was submitted before it is called, which
+                    # covers every item queued so far (each item's rows are submitted
+                    # before the item is queued): one wait serves them all.
+                    covered = queue.queued_seq
                     await item.barrier()
                 writes = list(item.writes)
                 last = queue.items.popleft().seq
-                # Merge the following items that need no barrier into the same batches.
-                while queue.items and queue.items[0].barrier is None:
+                # Merge the following items that need no (further) barrier into the batches.
+                while queue.items and (
+                    queue.items[0].barrier is None or queue.items[0].seq <= covered
+                ):
                     following = queue.items.popleft()
                     writes.extend(following.writes)
                     last = following.seq

@@ -79,6 +79,10 @@ log = logging.getLogger(__name__)
 LATE_BEYOND_LATENESS = "beyond_lateness"
 LATE_WINDOW_CLOSED = "window_closed"
 META_PREFIX = b"__meta__/"
+# Tables whose rows are emitted once, when the state passes a point (a stage change, a
+# trigger, a new RFM snapshot), and are not rebuilt from state at recovery: the runtime
+# makes them durable before the state that records the transition.
+ONCE_ONLY_TABLES = (SEGMENT_TRANSITIONS, TRIGGERS, USER_RFM)
 
 
 def meta_key(partition: int) -> bytes:
@@ -134,6 +138,11 @@ class BatchResult:
     finalized: bool = False
     stats: BatchStats = field(default_factory=BatchStats)
     watermark: int | None = None
+
+    @property
+    def once_only_rows(self) -> bool:
+        """Rows emitted once, at a state transition, that recovery cannot rebuild."""
+        return any(self.rows.get(spec) for spec in ONCE_ONLY_TABLES)
 
 
 @dataclass(slots=True)

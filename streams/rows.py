@@ -273,8 +273,18 @@ VALUE_COLUMNS: dict[TableSpec, tuple[str, ...]] = {
 }
 
 
+# A cart's units and value grow across events, so validation cannot bound them: a
+# trigger carries them saturated at its field types (Avro long / Int64, Avro int).
+CART_VALUE_MAX = 2**63 - 1
+CART_ITEM_QUANTITY_MAX = 2**31 - 1
+
+
 def to_trigger(spec: TriggerSpec, anonymous_id: str, user_id: str | None, now_ms: int) -> Trigger:
-    value = sum(quantity * price for _, quantity, price in spec.cart) if spec.cart else None
+    value = (
+        min(CART_VALUE_MAX, sum(quantity * price for _, quantity, price in spec.cart))
+        if spec.cart
+        else None
+    )
     return Trigger(
         trigger_id=trigger_id(spec.trigger_type, anonymous_id, *spec.id_parts),
         trigger_type=spec.trigger_type,
@@ -284,7 +294,10 @@ def to_trigger(spec: TriggerSpec, anonymous_id: str, user_id: str | None, now_ms
         user_id=user_id,
         cart_value_minor=value,
         currency=spec.currency or None,
-        items=tuple(TriggerItem(item, quantity, price) for item, quantity, price in spec.cart),
+        items=tuple(
+            TriggerItem(item, min(quantity, CART_ITEM_QUANTITY_MAX), price)
+            for item, quantity, price in spec.cart
+        ),
         channel=spec.channel or None,
         segment=spec.segment or None,
         previous_segment=spec.previous_segment or None,

@@ -101,7 +101,11 @@ class FaustTableStore:
 class TopicPosition:
     next_offset: int = 0
     seen_batch: bool = False
+    # Since when this input has had nothing to read and processed nothing new (None: it
+    # has records to read). Records processed between two ticks restart it.
     caught_up_since: float | None = None
+    # The processed position the previous tick saw: a change means records were processed.
+    ticked_offset: int | None = None
 
 
 @dataclass
@@ -233,7 +237,11 @@ class Runtime:
         now = time.monotonic()
         caught_up: dict[int, dict[str, int]] = {}
         idle: dict[int, set[str]] = {}
-        all_caught_up_since: float | None = now if offsets else None
+        # Idle means EVERY input idle: the stop clock runs from the last moment any input
+        # had records to read or processed some (the latest caught_up_since, not the first:
+        # empty inputs are caught up from launch while others are still being fed).
+        all_idle_since: float | None = None
+        all_caught_up = bool(offsets)
         for (stream, partition), (committed, end) in offsets.items():
             position = self.positions.setdefault((stream, partition), TopicPosition())
             # Before our first batch, only what an earlier worker committed is known to
@@ -243,16 +251,21 @@ class Runtime:
                 self.metrics.consumer_lag.labels(self.topics_by_stream[stream], str(partition)).set(
                     max(0, end - next_offset)
                 )
+            # Records that arrived and were processed between two ticks leave the input
+            # caught up at both: only the moved position tells that it was not quiet.
+            processed = position.ticked_offset not in (None, next_offset)
+            position.ticked_offset = next_offset
             if end is None or next_offset < end:
                 position.caught_up_since = None
-                all_caught_up_since = None
+                all_caught_up = False
                 continue
-            position.caught_up_since = position.caught_up_since or now
+            if processed or position.caught_up_since is None:
+                position.caught_up_since = now
             caught_up.setdefault(partition, {})[stream] = end
             if now - position.caught_up_since >= self.idle_input_seconds:
                 idle.setdefault(partition, set()).add(stream)
-            if all_caught_up_since is not None:
-                all_caught_up_since = min(all_caught_up_since, position.caught_up_since)
+            if all_idle_since is None or position.caught_up_since > all_idle_since:
+                all_idle_since = position.caught_up_since
         for partition in list(self.processors):
             async with self._lock(partition):
                 processor = self.processors.get(partition)
@@ -261,22 +274,38 @@ class Runtime:
                 result = processor.tick(caught_up.get(partition, {}), idle.get(partition, set()))
                 await self._apply(processor, result)
         self._export_gauges()
-        self._maybe_stop_when_idle(all_caught_up_since, now)
+        self._maybe_stop_when_idle(all_idle_since if all_caught_up else None, now)
 
-    def _maybe_stop_when_idle(self, caught_up_since: float | None, now: float) -> None:
+    def _maybe_stop_when_idle(self, idle_since: float | None, now: float) -> None:
+        """Stop once every assigned input has been idle for ``stop_when_idle_seconds``.
+
+        ``idle_since`` is the last moment any input had records to read or processed
+        some (None: one has records to read now, or nothing is assigned).
+        """
         if self.stop_when_idle_seconds is None or self.on_idle_stop is None:
             return
-        if caught_up_since is not None and now - caught_up_since >= self.stop_when_idle_seconds:
-            log.warning("all inputs idle for %.0fs: stopping", now - caught_up_since)
+        if idle_since is not None and now - idle_since >= self.stop_when_idle_seconds:
+            log.warning("all inputs idle for %.0fs: stopping", now - idle_since)
             self.on_idle_stop()
             self.on_idle_stop = None
 
     async def _apply(
         self, processor: PartitionProcessor, result: BatchResult, arrived_ms: int | None = None
     ) -> None:
+        """Make one batch's outcome durable, in an order that survives a kill at any point.
+
+        1. Triggers are published and acknowledged before the state that records them
+           (exactly once on the topic).
+        2. Rows go to the writer before the state that implies them is queued for the
+           changelog. Rows that no recovery can rebuild (transitions, trigger rows, RFM
+           snapshots: ``result.once_only_rows``) must be in ClickHouse before that state
+           is in the changelog, so its write waits for them; otherwise a kill between the
+           two would lose them, since the recovered state already counts the event.
+        3. The checkpoint (thresholds, clocks) follows the state; if the batch finalised
+           windows, their final rows must be in ClickHouse first.
+        """
         partition = processor.partition
         if result.triggers and self.triggers is not None:
-            # Published and acknowledged before the state that records them (exactly once).
             next_offset = await self.triggers.publish(partition, result.triggers)
             if next_offset is not None:
                 processor.triggers_next_offset = next_offset
@@ -287,10 +316,11 @@ class Runtime:
                     self.metrics.trigger_delay.labels(trigger.trigger_type).observe(
                         max(0.0, now - arrived_ms / 1000)
                     )
-        await self.store.write_many(partition, list(result.state_writes.items()))
         for letter in result.dead_letters:
             await self.dead_letters.send(letter)
         await self._emit_rows(result)
+        rows_first = self.writer.wait_written if result.once_only_rows else None
+        await self.store.write_many(partition, list(result.state_writes.items()), rows_first)
         if result.meta:
             # Final rows must be in ClickHouse before the thresholds that exclude them from
             # future rebuilds are persisted: the checkpoint waits for the ClickHouse flush in

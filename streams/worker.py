@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
+from funnel.log_throttle import install_log_throttle
 from funnel.settings import Settings
 from sinks.clickhouse import (
     ClickHouseTarget,
@@ -24,8 +25,10 @@ from sinks.clickhouse import (
 )
 from sinks.errors import ClickHouseUnavailableError
 from sinks.metrics import PipelineMetrics
+from sinks.tables import DEAD_LETTERS
 from streams.app import build_worker
 from streams.funnels import load_funnels
+from streams.garbage import tune_garbage_collector
 from streams.rows import KEY_COLUMNS, VALUE_COLUMNS, row_key_from_clickhouse
 from streams.topics import ensure_topics
 from streams.visitor import Key
@@ -48,6 +51,9 @@ class WriterMetrics:
 
     def queue_rows(self, rows: int) -> None:
         self._metrics.sink_queue_rows.set(rows)
+
+    def rows_rejected(self, table: str, rows: int) -> None:
+        self._metrics.sink_rows_rejected.labels(table).inc(rows)
 
 
 def clickhouse_target(settings: Settings) -> ClickHouseTarget:
@@ -74,14 +80,49 @@ def connect_clickhouse(target: ClickHouseTarget, wait_seconds: float) -> Any:
             delay = min(delay * 2, 10.0)
 
 
-def tune_garbage_collector() -> None:
-    """Fewer, cheaper collections: a worker allocates millions of short-lived tuples while
-    holding many long-lived objects (state, totals); CPython's default thresholds then
-    spend more time scanning the long-lived ones than processing (measured: the pure core
-    ran 2.5-3x faster on 2 cores). Objects alive at start-up are frozen out of the scans."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
+# After the grace period, the rest of Faust's shutdown (commit, changelog, leaving the
+# group) gets this long before the process exits anyway.
+SHUTDOWN_HARD_MARGIN_SECONDS = 10.0
+
+
+class BoundedShutdownWorker(faust.Worker):
+    """Faust's worker, telling us when SIGTERM/SIGINT starts the shutdown."""
+
+    def __init__(self, *args: Any, on_stop_signal: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_stop_signal = on_stop_signal
+
+    def _on_sigterm(self) -> None:
+        self._on_stop_signal()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self._on_stop_signal()
+        super()._on_sigint()
+
+
+def bound_shutdown(writer: ClickHouseWriter, grace_seconds: float) -> None:
+    """Stop within ``grace_seconds`` + the margin, even while ClickHouse is down.
+
+    The writer keeps retrying for the grace period, then gives up: the commit barrier
+    then fails, so no offset passes rows that were not written, and the next worker reads
+    them again. If Faust's own shutdown still hangs, the process exits at the hard bound,
+    which is no worse than a SIGKILL (the pipeline is exact under SIGKILL).
+    """
+    writer.begin_shutdown(grace_seconds)
+    hard_bound = grace_seconds + SHUTDOWN_HARD_MARGIN_SECONDS
+
+    def exit_now() -> None:
+        log.critical("shutdown did not finish within %.0fs: exiting now", hard_bound)
+        logging.shutdown()
+        os._exit(EXIT_SHUTDOWN_TIMEOUT)
+
+    timer = threading.Timer(hard_bound, exit_now)
+    timer.daemon = True
+    timer.start()
+
+
+EXIT_SHUTDOWN_TIMEOUT = 75
 
 
 def _stop_after(seconds: float) -> None:
@@ -99,6 +140,7 @@ def run_worker(
     loglevel: str = "warning",
 ) -> None:
     """Blocks until the worker stops (SIGTERM/SIGINT, or after ``duration_seconds``)."""
+    install_log_throttle()  # a broker outage must not flood the log (aiokafka retries)
     funnels = load_funnels(funnels_file)
     ensure_topics(settings)
     client = connect_clickhouse(clickhouse_target(settings), settings.clickhouse_wait_seconds)
@@ -116,6 +158,7 @@ def run_worker(
         flush_seconds=settings.sink_flush_seconds,
         max_queue_rows=settings.sink_queue_rows,
         metrics=WriterMetrics(metrics),
+        dead_letters_table=DEAD_LETTERS,
     )
     writer.start()
     reader = open_client(clickhouse_target(settings))
@@ -128,8 +171,13 @@ def run_worker(
         return keys
 
     worker = build_worker(settings, funnels, writer, registry, metrics, written_keys)
-    faust_worker = faust.Worker(
-        worker.app, loglevel=loglevel, quiet=True, redirect_stdouts=False, override_logging=False
+    faust_worker = BoundedShutdownWorker(
+        worker.app,
+        on_stop_signal=lambda: bound_shutdown(writer, settings.shutdown_grace_seconds),
+        loglevel=loglevel,
+        quiet=True,
+        redirect_stdouts=False,
+        override_logging=False,
     )
     tune_garbage_collector()
     if duration_seconds:
@@ -140,4 +188,4 @@ def run_worker(
     try:
         faust_worker.execute_from_commandline()
     finally:
-        writer.stop()
+        writer.stop(settings.shutdown_grace_seconds)

@@ -8,6 +8,7 @@ the embedded engine in the worker's data directory; it is read after the worker 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -15,16 +16,20 @@ import subprocess
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from urllib.request import urlopen
 
 import clickhouse_connect
+from aiokafka import AIOKafkaConsumer
 from prometheus_client.parser import text_string_to_metric_families
 
 from funnel.settings import TopicNames
+from simulator.records import SimRecord
 from simulator.truth_model import Truth
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -129,6 +134,10 @@ class WorkerProcess:
         finally:
             self._log.close()
 
+    def terminate(self) -> None:
+        """SIGTERM: the operator's stop (the worker's shutdown is bounded)."""
+        self.process.send_signal(signal.SIGTERM)
+
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no final commit, no flush."""
         self.process.send_signal(signal.SIGKILL)
@@ -200,7 +209,61 @@ AGG_QUERIES = {
 }
 
 
+def _day(value: Any) -> str:
+    return value.isoformat() if isinstance(value, date) else str(value)
+
+
+def _ms(value: datetime) -> int:
+    return int(value.timestamp() * 1000)
+
+
+def _lifecycle_tables(client: Any) -> dict[str, Table]:
+    """The tables of docs/semantics.md 6-8, keyed as the truth keys them."""
+    retention: Table = {
+        (kind, gran, _day(start), activity, int(n), channel, platform): (int(users),)
+        for kind, gran, start, activity, n, channel, platform, users in client.query(
+            "SELECT cohort_kind, granularity, cohort_start, activity, period, channel, platform, "
+            "sum(users) AS u FROM retention_cohorts FINAL GROUP BY ALL HAVING u != 0"
+        ).result_rows
+    }
+    gaps: Table = {
+        (_day(day), channel, float(le)): (int(n),)
+        for day, channel, le, n in client.query(
+            "SELECT day, channel, le_days, sum(orders) AS n FROM order_gaps_daily FINAL "
+            "GROUP BY ALL HAVING n != 0"
+        ).result_rows
+    }
+    rfm: Table = {
+        (a, stage, cur, ch): (_ms(first), _ms(last), int(f), int(m))
+        for a, stage, first, last, f, m, cur, ch in client.query(
+            "SELECT anonymous_id, stage, first_purchase_at, last_purchase_at, frequency, "
+            "monetary_minor, currency, channel FROM user_rfm FINAL"
+        ).result_rows
+    }
+    transitions: Table = {
+        (a, _ms(at), f, t): (1,)
+        for a, at, f, t in client.query(
+            "SELECT anonymous_id, at, from_stage, to_stage FROM segment_transitions FINAL"
+        ).result_rows
+    }
+    triggers: Table = {
+        (trigger_id, kind, a, _ms(at)): (-1 if value is None else int(value),)
+        for trigger_id, kind, a, at, value in client.query(
+            "SELECT trigger_id, trigger_type, anonymous_id, occurred_at, cart_value_minor "
+            "FROM triggers FINAL"
+        ).result_rows
+    }
+    return {
+        "retention_cohorts": retention,
+        "order_gaps_daily": gaps,
+        "user_rfm": rfm,
+        "segment_transitions": transitions,
+        "triggers": triggers,
+    }
+
+
 def pipeline_tables(client: Any) -> dict[str, Table]:
+    """Every aggregate and lifecycle table the pipeline writes, as comparable dicts."""
     out: dict[str, Table] = {}
     for table, sql in AGG_QUERIES.items():
         rows = client.query(sql).result_rows
@@ -214,6 +277,7 @@ def pipeline_tables(client: Any) -> dict[str, Table]:
                 if any(values):
                     parsed[tuple(row[:width])] = values
         out[table] = parsed
+    out.update(_lifecycle_tables(client))
     return out
 
 
@@ -237,6 +301,37 @@ def truth_tables(truth: Truth) -> dict[str, Table]:
         "kpi_minute": {
             (r.window_start_ms // 1000, *dims(r), r.currency): tuple(int(v) for v in r[7:])
             for r in truth.kpi
+        },
+        "retention_cohorts": {
+            (
+                r.cohort_kind,
+                r.granularity,
+                r.cohort_start,
+                r.activity,
+                r.period,
+                r.channel,
+                r.platform,
+            ): (r.users,)
+            for r in truth.retention
+        },
+        "order_gaps_daily": {(r.day, r.channel, r.le_days): (r.orders,) for r in truth.order_gaps},
+        "user_rfm": {
+            (r.anonymous_id, r.stage, r.currency, r.channel): (
+                r.first_purchase_ms,
+                r.last_purchase_ms,
+                r.frequency,
+                r.monetary_minor,
+            )
+            for r in truth.rfm
+        },
+        "segment_transitions": {
+            (r.anonymous_id, r.at_ms, r.from_stage, r.to_stage): (1,) for r in truth.transitions
+        },
+        "triggers": {
+            (t.trigger_id, t.trigger_type, t.anonymous_id, t.occurred_at_ms): (
+                -1 if t.cart_value_minor is None else t.cart_value_minor,
+            )
+            for t in truth.triggers
         },
     }
 
@@ -265,3 +360,61 @@ def ids(client: Any, sql: str) -> set[str]:
 
 def non_empty(values: Iterable[object]) -> bool:
     return any(True for _ in values)
+
+
+def assert_matches_truth(
+    env: PipelineEnv, truth: Truth, records: list[SimRecord]
+) -> dict[str, int]:
+    """Every table the pipeline writes equals the truth: aggregates, lifecycle rows and
+    triggers (``pipeline_tables``), raw events, late events and dead letters."""
+    client = clickhouse(env)
+    got = pipeline_tables(client)
+    diff = differences(got, truth_tables(truth))
+    assert not diff, f"rows differ from the ground truth: {diff}"
+    late = ids(client, "SELECT event_id FROM late_events FINAL")
+    assert late == set(truth.late_event_ids)
+    dead = Counter(
+        {
+            (topic, reason): int(n)
+            for topic, reason, n in client.query(
+                "SELECT source_topic, reason, count() FROM dead_letters FINAL GROUP BY ALL"
+            ).result_rows
+        }
+    )
+    names = {
+        "clickstream": env.topics.clickstream,
+        "cart": env.topics.cart,
+        "orders": env.topics.orders,
+    }
+    assert dead == Counter({(names[r.stream], r.reason): r.records for r in truth.dead_letters})
+    # Every distinct valid event once (duplicates collapse, late ones included and flagged).
+    distinct = {(r.event.anonymous_id, r.event.event_id) for r in records if r.event is not None}
+    raw = client.query("SELECT count() FROM events_raw FINAL").result_rows[0][0]
+    assert raw == len(distinct)
+    late_flagged = ids(client, "SELECT event_id FROM events_raw FINAL WHERE is_late = 1")
+    assert late_flagged == set(truth.late_event_ids)
+    client.close()
+    return row_counts(got)
+
+
+def read_topic(bootstrap: str, topic: str) -> list[bytes]:
+    """Every committed record value of ``topic``, from the start (DLQ, triggers)."""
+
+    async def read() -> list[bytes]:
+        consumer = AIOKafkaConsumer(
+            topic,
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+        )
+        await consumer.start()
+        values: list[bytes] = []
+        try:
+            while batch := await consumer.getmany(timeout_ms=3000):
+                values.extend(r.value for records in batch.values() for r in records)
+        finally:
+            await consumer.stop()
+        return values
+
+    return asyncio.run(read())

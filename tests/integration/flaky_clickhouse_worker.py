@@ -19,8 +19,10 @@ class FlakyClient:
         self._client = client
         self._until = time.monotonic() + fail_for_seconds
 
-    def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
-        if table != "schema_migrations" and time.monotonic() < self._until:
+    def insert(self, table: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        context = kwargs.get("context")
+        name = table if context is None else context.table
+        if name != "schema_migrations" and time.monotonic() < self._until:
             raise ConnectionError("simulated outage: ClickHouse is unreachable")
         return self._client.insert(table, *args, **kwargs)
 

@@ -13,7 +13,7 @@ import random
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from funnel.settings import load_settings
 from schemas.codec import EventCodec
@@ -23,7 +23,7 @@ from schemas.reasons import Reason
 from simulator.config import SimConfig
 from simulator.malformed import MalformedFactory
 from streams.topics import ensure_topics
-from tests.pipeline_harness import PipelineEnv, clickhouse, ids, run_until_idle
+from tests.pipeline_harness import PipelineEnv, clickhouse, ids, read_topic, run_until_idle
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -59,22 +59,6 @@ async def _produce(env: PipelineEnv, records: list[tuple[bytes, bytes]]) -> list
         await producer.stop()
 
 
-async def _read_all(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
-    )
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=3000)
-            if not batch:
-                return values
-            values.extend(r.value for records in batch.values() for r in records)
-    finally:
-        await consumer.stop()
-
-
 @pytest.fixture(scope="module")
 def dead_letter_run(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
@@ -100,9 +84,7 @@ def dead_letter_run(
     offsets = asyncio.run(_produce(env, records))
     sent = {reason: (offsets[2 * i], raw) for i, (reason, raw) in enumerate(bad)}
     run_until_idle(env)
-    letters = [
-        codec.decode_dead_letter(v) for v in asyncio.run(_read_all(env.bootstrap, env.topics.dlq))
-    ]
+    letters = [codec.decode_dead_letter(v) for v in read_topic(env.bootstrap, env.topics.dlq)]
     by_reason = {letter.reason: letter for letter in letters}
     assert len(letters) == len(by_reason) == len(Reason), [letter.reason for letter in letters]
     return env, by_reason, sent, good

@@ -15,12 +15,10 @@ import asyncio
 import random
 import threading
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from funnel.settings import load_settings
 from schemas.codec import EventCodec
@@ -30,7 +28,17 @@ from simulator.produce import produce
 from simulator.truth import compute_truth
 from simulator.truth_model import LifecycleParams, Truth
 from streams.topics import ensure_topics
-from tests.pipeline_harness import PipelineEnv, WorkerProcess, clickhouse, run_until_idle
+from tests.pipeline_harness import (
+    PipelineEnv,
+    WorkerProcess,
+    clickhouse,
+    differences,
+    pipeline_tables,
+    read_topic,
+    row_counts,
+    run_until_idle,
+    truth_tables,
+)
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
 
@@ -65,28 +73,6 @@ PARAMS = LifecycleParams(
 )
 
 
-def _day(value: Any) -> str:
-    return value.isoformat() if isinstance(value, date) else str(value)
-
-
-async def _read_topic(bootstrap: str, topic: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        isolation_level="read_committed",
-    )
-    await consumer.start()
-    values: list[bytes] = []
-    try:
-        while batch := await consumer.getmany(timeout_ms=3000):
-            values.extend(r.value for records in batch.values() for r in records)
-    finally:
-        await consumer.stop()
-    return values
-
-
 def _scenario(bootstrap: str, data_dir: Path) -> tuple[list[SimRecord], Truth, PipelineEnv]:
     """The simulated traffic, its ground truth, and fresh topics for one run of it."""
     records = list(generate(CONFIG))
@@ -115,85 +101,17 @@ def replayed(
 
 
 @pytest.mark.parametrize("run", ["replayed", "killed"])
-def test_retention_cells_and_order_gaps_equal_the_truth(
-    run: str, request: pytest.FixtureRequest
-) -> None:
+def test_every_table_equals_the_truth(run: str, request: pytest.FixtureRequest) -> None:
+    """Funnels, KPIs, retention cells, order gaps, every buyer's RFM row, every stage
+    transition and every trigger row (the same comparison as the pipeline kill test)."""
     env, truth = request.getfixturevalue(run)
-    client = clickhouse(env)
-    got = {
-        (kind, gran, _day(start), activity, int(n), channel, platform): int(users)
-        for kind, gran, start, activity, n, channel, platform, users in client.query(
-            "SELECT cohort_kind, granularity, cohort_start, activity, period, channel, platform, "
-            "sum(users) AS u FROM retention_cohorts FINAL GROUP BY ALL HAVING u != 0"
-        ).result_rows
-    }
-    want = {
-        (
-            r.cohort_kind,
-            r.granularity,
-            r.cohort_start,
-            r.activity,
-            r.period,
-            r.channel,
-            r.platform,
-        ): r.users
-        for r in truth.retention
-    }
-    assert want and got == want
-    gaps = {
-        (_day(day), channel, float(le)): int(n)
-        for day, channel, le, n in client.query(
-            "SELECT day, channel, le_days, sum(orders) AS n FROM order_gaps_daily FINAL "
-            "GROUP BY ALL HAVING n != 0"
-        ).result_rows
-    }
-    assert gaps == {(r.day, r.channel, r.le_days): r.orders for r in truth.order_gaps}
-
-
-@pytest.mark.parametrize("run", ["replayed", "killed"])
-def test_rfm_rows_and_every_transition_equal_the_truth(
-    run: str, request: pytest.FixtureRequest
-) -> None:
-    env, truth = request.getfixturevalue(run)
-    client = clickhouse(env)
-    rfm = {
-        a: (
-            stage,
-            int(first.timestamp() * 1000),
-            int(last.timestamp() * 1000),
-            int(f),
-            int(m),
-            cur,
-            ch,
-        )
-        for a, stage, first, last, f, m, cur, ch in client.query(
-            "SELECT anonymous_id, stage, first_purchase_at, last_purchase_at, frequency, "
-            "monetary_minor, currency, channel FROM user_rfm FINAL"
-        ).result_rows
-    }
-    want_rfm = {
-        r.anonymous_id: (
-            r.stage,
-            r.first_purchase_ms,
-            r.last_purchase_ms,
-            r.frequency,
-            r.monetary_minor,
-            r.currency,
-            r.channel,
-        )
-        for r in truth.rfm
-    }
-    assert rfm == want_rfm
-    transitions = {
-        (a, int(at.timestamp() * 1000), f, t)
-        for a, at, f, t in client.query(
-            "SELECT anonymous_id, at, from_stage, to_stage FROM segment_transitions FINAL"
-        ).result_rows
-    }
-    want = {(r.anonymous_id, r.at_ms, r.from_stage, r.to_stage) for r in truth.transitions}
-    assert transitions == want
-    kinds = Counter(to for _, _, _, to in want)
+    got = pipeline_tables(clickhouse(env))
+    want = truth_tables(truth)
+    assert not differences(got, want), differences(got, want)
+    assert all(want[t] for t in ("retention_cohorts", "user_rfm", "segment_transitions"))
+    kinds = Counter(key[3] for key in want["segment_transitions"])
     assert {"new", "active", "dormant", "churned"} <= set(kinds), kinds
+    print(f"\n{run}: rows equal to the truth {row_counts(got)}")
 
 
 @pytest.fixture(scope="module")
@@ -231,10 +149,7 @@ def killed(
 def test_every_trigger_is_published_exactly_once(run: str, request: pytest.FixtureRequest) -> None:
     env, truth = request.getfixturevalue(run)
     codec = EventCodec()
-    published = [
-        codec.decode_trigger(v)
-        for v in asyncio.run(_read_topic(env.bootstrap, env.topics.triggers))
-    ]
+    published = [codec.decode_trigger(v) for v in read_topic(env.bootstrap, env.topics.triggers)]
     counts = Counter(t.trigger_id for t in published)
     assert counts and max(counts.values()) == 1, counts.most_common(3)
     assert set(counts) == {t.trigger_id for t in truth.triggers}

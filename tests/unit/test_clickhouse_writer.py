@@ -17,6 +17,12 @@ T = TableSpec("t", ("k", "v"))
 U = TableSpec("u", ("x",))
 
 
+class FakeContext:
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.data: Any = None
+
+
 class FakeClient:
     """Records inserts; fails while ``down`` is set, like an unreachable server."""
 
@@ -26,13 +32,18 @@ class FakeClient:
         self.failures = 0
         self.down = threading.Event()
 
-    def insert(self, table: str, data: Sequence[Sequence[Any]], **kwargs: Any) -> None:
+    def create_insert_context(
+        self, table: str, column_names: Sequence[str], *, column_oriented: bool
+    ) -> FakeContext:
+        assert column_oriented is True
+        return FakeContext(table)
+
+    def insert(self, *, context: FakeContext, data: Sequence[Sequence[Any]]) -> None:
         if self.down.is_set():
             self.failures += 1
             raise ConnectionError("ClickHouse is down")
-        assert kwargs["column_oriented"] is True
         self.inserts += 1
-        self.rows.setdefault(table, []).extend(zip(*data, strict=True))
+        self.rows.setdefault(context.table, []).extend(zip(*data, strict=True))
 
 
 def writer_for(client: FakeClient, **kw: Any) -> ClickHouseWriter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 from typing import Any
 
 import fastavro
@@ -15,9 +16,14 @@ from schemas.codec import EventCodec
 from schemas.iso4217 import ACTIVE_CODES
 from schemas.model import EVENTS_BY_STREAM, PLATFORMS, Event, Item
 from schemas.registry import SchemaRegistry, strip_logical_types
+from schemas.validation import (
+    EARLIEST_EVENT_TIME_MS,
+    MAX_ITEM_UNITS,
+    MAX_MONEY_MINOR,
+    id_problem,
+)
 
 NOW_MS = 1_714_567_890_123
-INT64_MAX = 2**63 - 1
 REGISTRY = SchemaRegistry.load()
 COMPILED = EventCodec(REGISTRY)
 FASTAVRO = EventCodec(REGISTRY, compiled_reader=False)
@@ -31,31 +37,46 @@ READERS = {
 }
 
 texts = st.text(max_size=12)
-ids = st.text(min_size=1, max_size=40)
+# Valid ids (schemas/validation.py): no control characters, not blank, not too long.
+ids = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=40
+).filter(lambda s: id_problem(s) is None)
+optional_ids = st.none() | st.just("") | ids
 optional_texts = st.none() | texts
-money = st.integers(0, INT64_MAX)
-items = st.builds(
-    Item,
-    item_id=ids,
-    price_minor=money,
-    quantity=st.integers(0, 2**31 - 1),
-    item_name=optional_texts,
-    item_category=optional_texts,
-    item_brand=optional_texts,
-    item_variant=optional_texts,
-    coupon=optional_texts,
-    discount_minor=money,
-)
+# Amounts within the validation bounds; the extremes are the interesting cases.
+money = st.integers(0, MAX_MONEY_MINOR) | st.sampled_from([0, 1, MAX_MONEY_MINOR])
+MAX_LINES = 4
+
+
+@st.composite
+def items(draw: st.DrawFn) -> Item:
+    # Each of up to MAX_LINES lines takes at most a quarter of the per-event bounds.
+    price = draw(st.integers(0, MAX_MONEY_MINOR // MAX_LINES) | st.just(0))
+    most = MAX_ITEM_UNITS // MAX_LINES
+    if price:
+        most = min(most, MAX_MONEY_MINOR // MAX_LINES // price)
+    return Item(
+        item_id=draw(ids),
+        price_minor=price,
+        quantity=draw(st.integers(0, most)),
+        item_name=draw(optional_texts),
+        item_category=draw(optional_texts),
+        item_brand=draw(optional_texts),
+        item_variant=draw(optional_texts),
+        coupon=draw(optional_texts),
+        discount_minor=draw(st.integers(0, price)),
+    )
 
 
 @st.composite
 def valid_events(draw: st.DrawFn) -> Event:
     stream = draw(st.sampled_from(sorted(EVENTS_BY_STREAM)))
-    lines = tuple(draw(st.lists(items, max_size=4)))
+    lines = tuple(draw(st.lists(items(), max_size=MAX_LINES)))
     amounts = {
-        name: draw(st.none() | money)
-        for name in ("value_minor", "tax_minor", "shipping_minor", "discount_minor")
+        name: draw(st.none() | money) for name in ("value_minor", "tax_minor", "shipping_minor")
     }
+    item_discount = sum(i.discount_minor * i.quantity for i in lines)
+    amounts["discount_minor"] = draw(st.none() | st.integers(0, MAX_MONEY_MINOR - item_discount))
     needs_currency = bool(lines) or any(v is not None for v in amounts.values())
     currency_choice = st.sampled_from(sorted(ACTIVE_CODES))
     currency = draw(currency_choice if needs_currency else st.none() | currency_choice)
@@ -64,10 +85,10 @@ def valid_events(draw: st.DrawFn) -> Event:
         event_type=draw(st.sampled_from(sorted(EVENTS_BY_STREAM[stream]))),
         event_id=draw(ids),
         event_time_ms=draw(st.integers(NOW_MS - 6 * 86_400_000, NOW_MS + 200_000)),
-        sent_time_ms=draw(st.integers(-(2**63), INT64_MAX)),
+        sent_time_ms=draw(st.integers(EARLIEST_EVENT_TIME_MS, NOW_MS + 300_000)),
         anonymous_id=draw(ids),
         session_id=draw(ids),
-        user_id=draw(optional_texts),
+        user_id=draw(optional_ids),
         platform=draw(st.sampled_from(PLATFORMS)),
         device=draw(texts),
         country=draw(texts),
@@ -82,8 +103,8 @@ def valid_events(draw: st.DrawFn) -> Event:
         referral_code=draw(optional_texts),
         search_term=draw(optional_texts),
         items=lines,
-        cart_id=draw(optional_texts),
-        transaction_id=draw(optional_texts),
+        cart_id=draw(optional_ids),
+        transaction_id=draw(optional_ids),
         currency=currency,
         coupon=draw(optional_texts),
         payment_type=draw(optional_texts),
@@ -125,6 +146,24 @@ def test_every_registered_version_round_trips(event: Event) -> None:
 def _read_with_fastavro(parsed: Any, body: bytes) -> tuple[Any, int]:
     stream = io.BytesIO(body)
     return fastavro.schemaless_reader(stream, parsed, None), stream.tell()
+
+
+@PROPERTY
+@given(valid_events(), st.integers(-(2**63), 2**63 - 1), st.integers(-(2**63), 2**63 - 1))
+def test_compiled_reader_reads_every_long_even_those_validation_rejects(
+    event: Event, amount: int, sent_time: int
+) -> None:
+    # Validation bounds money and times (a round trip stays inside them); the reader
+    # itself must still read the full 64-bit range as fastavro does.
+    compiled, parsed = READERS[event.stream]
+    extreme = replace(
+        event,
+        value_minor=amount,
+        sent_time_ms=sent_time,
+        items=(Item(item_id="x", price_minor=amount, discount_minor=~amount),),
+    )
+    body = COMPILED.encode_avro(extreme)[5:]
+    assert compiled(body, 0) == _read_with_fastavro(parsed, body)
 
 
 @settings(max_examples=300, deadline=None)

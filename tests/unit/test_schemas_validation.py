@@ -108,6 +108,21 @@ CASES: list[tuple[str, bytes, Reason, str]] = [
      "replay"),
     ("seconds not millis", as_json(event_time=NOW // 1000), Reason.EVENT_TIME_TOO_OLD,
      "not seconds"),
+    ("zero-width space session_id", avro(session_id="\u200b"), Reason.INVALID_ID,
+     "session_id '\\u200b' is blank"),
+    ("NUL in anonymous_id", as_json(anonymous_id="a\u0000"), Reason.INVALID_ID,
+     "control character U+0000"),
+    ("sent_time of -2**63", avro(sent_time_ms=-(2**63)), Reason.TIMESTAMP_OUT_OF_RANGE,
+     "sent_time -9223372036854775808 is before 2000-01-01"),
+    ("value of 10**15", avro(value_minor=10**15), Reason.AMOUNT_OUT_OF_RANGE,
+     "value=1000000000000000 is above the limit"),
+    ("discount of 2**62", as_json(items=[{"item_id": "x", "price": 1, "quantity": 8,
+     "discount": 2**62}]), Reason.AMOUNT_OUT_OF_RANGE, "items[0].discount=4611686018427387904"),
+    ("two million units", avro(items=(Item(item_id="x", price_minor=1, quantity=2_000_000),)),
+     Reason.QUANTITY_OUT_OF_RANGE, "items[0].quantity=2000000"),
+    ("discount above price", avro(items=(Item(item_id="x", price_minor=100,
+     discount_minor=101),)), Reason.DISCOUNT_EXCEEDS_PRICE,
+     "items[0].discount=101 is larger than items[0].price=100"),
 ]  # fmt: skip
 
 
