@@ -91,8 +91,10 @@ class Settings(BaseSettings):
     # gives up (nothing is lost: offsets are not committed past unwritten rows); the
     # process exits at most 10 s after that (streams/worker.py).
     shutdown_grace_seconds: float = Field(default=20.0, gt=0, le=600)
-    # A full garbage collection runs this often (streams/garbage.py).
-    gc_interval_seconds: float = Field(default=30.0, gt=0)
+    # A full garbage collection runs this often (streams/garbage.py): a safety net, since
+    # the known cycle (one per ClickHouse insert) is gone. A full pass costs ~0.4-0.8 s on
+    # a soak's heap (BENCHMARKS.md), so it is rare.
+    gc_interval_seconds: float = Field(default=600.0, gt=0)
 
     # Lifecycle (docs/semantics.md 6-8). Days may be fractional (tests use minutes).
     anonymous_ttl_days: float = Field(default=35.0, gt=0)

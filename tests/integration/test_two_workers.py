@@ -163,5 +163,8 @@ def test_two_workers_share_partitions_through_a_rebalance(
         worker.process.terminate()
         assert worker.wait(60) == 0, worker.log_tail()
     got = newest_rows([first, second])
-    diff = differences(got, truth_tables(truth))
+    # The funnel and KPI tables, merged across both stores by version (the lifecycle
+    # tables are compared in the kill and lifecycle tests, on one store).
+    want = {table: rows for table, rows in truth_tables(truth).items() if table in NEWEST}
+    diff = differences(got, want)
     assert not diff, diff
