@@ -17,6 +17,12 @@ BATCH_SECONDS_COUNT = "shopfunnel_batch_duration_seconds_count"
 SINK_SECONDS_SUM = "shopfunnel_sink_batch_duration_seconds_sum"
 SINK_SECONDS_COUNT = "shopfunnel_sink_batch_duration_seconds_count"
 SINK_ROWS = "shopfunnel_sink_rows_total"
+DEAD_LETTERS = "shopfunnel_dead_letters_total"
+SINK_ROWS_REJECTED = "shopfunnel_sink_rows_rejected_total"
+# Scheduled full collections (streams/garbage.py); absent on workers before issue #19.
+GC_SECONDS_SUM = "shopfunnel_gc_full_collection_seconds_sum"
+GC_SECONDS_COUNT = "shopfunnel_gc_full_collection_seconds_count"
+GC_COLLECTED = "shopfunnel_gc_collected_objects_total"
 _PREFIX = "shopfunnel_"
 WANTED = frozenset(
     {
@@ -31,6 +37,11 @@ WANTED = frozenset(
         SINK_SECONDS_SUM,
         SINK_SECONDS_COUNT,
         SINK_ROWS,
+        DEAD_LETTERS,
+        SINK_ROWS_REJECTED,
+        GC_SECONDS_SUM,
+        GC_SECONDS_COUNT,
+        GC_COLLECTED,
     }
 )
 
@@ -43,6 +54,10 @@ class Snapshot:
 
     def get(self, name: str) -> float:
         return self.values.get(name, 0.0)
+
+    def has(self, name: str) -> bool:
+        """Whether the worker exports ``name`` at all (0.0 from :meth:`get` is ambiguous)."""
+        return name in self.values
 
 
 def parse(text: str, at: float) -> Snapshot:
@@ -67,10 +82,37 @@ def parse(text: str, at: float) -> Snapshot:
     return Snapshot(at, values, lag_series)
 
 
-def scrape(port: int, at: float, timeout: float = 2.0) -> Snapshot | None:
-    """The endpoint's current values, or None while it is not up (yet, or any more)."""
+def by_label(text: str, name: str, label: str) -> dict[str, float]:
+    """One series summed per value of one label (e.g. dead letters per ``reason``)."""
+    totals: dict[str, float] = {}
+    marker = f'{label}="'
+    for line in text.splitlines():
+        if not line.startswith(name + "{"):
+            continue
+        labels, _, value = line.rpartition(" ")
+        start = labels.find(marker)
+        if start < 0:
+            continue
+        start += len(marker)
+        key = labels[start : labels.index('"', start)]
+        try:
+            totals[key] = totals.get(key, 0.0) + float(value)
+        except ValueError:
+            continue
+    return totals
+
+
+def scrape_text(port: int, timeout: float = 2.0) -> str | None:
+    """The endpoint's exposition text, or None while it is not up (yet, or any more)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as reply:
-            return parse(reply.read().decode(), at)
+            text: str = reply.read().decode()
+            return text
     except (urllib.error.URLError, OSError, ValueError):
         return None
+
+
+def scrape(port: int, at: float, timeout: float = 2.0) -> Snapshot | None:
+    """The endpoint's current values, or None while it is not up (yet, or any more)."""
+    text = scrape_text(port, timeout)
+    return None if text is None else parse(text, at)

@@ -285,3 +285,53 @@ def print_report(results: dict[str, Any], console: Console) -> None:
     for name, g in results.get("goals", {}).items():
         table.add_row(name, g["target"], _fmt(g["measured"], 2), _fmt(g["met"]))
     console.print(table)
+
+
+def print_soak(soak: dict[str, Any], console: Console) -> None:
+    """The soak's curve (RSS, state, events, dead letters, GC) and its summary lines."""
+    gc_curve = any("gc_runs" in row for row in soak["curve"])
+    table = Table(
+        title=f"Soak: {soak['minutes']} min at {_fmt(soak['target_events_per_s'])} events/s, "
+        f"{_fmt(soak['events'])} records (simulated from {soak['simulated_start']})"
+    )
+    columns = ["t s", "RSS MB", "state keys", "state MB", "events", "dead %", "lag"]
+    for column in columns + (["gc runs", "gc s"] if gc_curve else []):
+        table.add_column(column, justify="right")
+    for row in soak["curve"]:
+        cells = [
+            _fmt(row["t_s"]),
+            _fmt(row["rss_mb"]),
+            _fmt(row["state_keys"]),
+            _fmt(row["state_mb"], 1),
+            _fmt(row["events"]),
+            _fmt(row["dead_letter_pct"], 2),
+            _fmt(row["lag"]),
+        ]
+        if gc_curve:
+            cells += [_fmt(row.get("gc_runs")), _fmt(row.get("gc_seconds"), 2)]
+        table.add_row(*cells)
+    console.print(table)
+    dead = soak["dead_letters"]
+    console.print(
+        f"RSS start {_fmt(soak['rss_mb_start'])} MB, after warm-up "
+        f"{_fmt(soak['rss_mb_after_warmup'])} MB, end {_fmt(soak['rss_mb_end'])} MB, peak "
+        f"{_fmt(soak['peak_rss_mb'])} MB; growth after warm-up "
+        f"{_fmt(soak['rss_growth_after_warmup_pct'], 1)}% "
+        f"({_fmt(soak['rss_slope_mb_per_hour_after_warmup'])} MB/h)"
+    )
+    console.print(
+        f"dead letters {_fmt(dead['measured_pct'], 3)}% of {_fmt(dead['ingested'])} "
+        f"(intended {_fmt(dead['intended_pct'], 3)}% +-{dead['tolerance_pct']}): "
+        f"{_fmt(dead['ok'])}; state {_fmt(soak['state_keys_end'])} keys, "
+        f"{_fmt(soak['state_mb_end'], 1)} MB"
+    )
+    gc = soak.get("gc")
+    if gc:
+        console.print(
+            f"full GC: {gc['runs']} runs (every {_fmt(gc['every_s'])} s), p50 "
+            f"{_fmt(gc['p50_seconds'], 3)} s, max {_fmt(gc['max_seconds'], 3)} s, "
+            f"{_fmt(gc['share_of_wall_pct'], 2)}% of wall time, "
+            f"{_fmt(gc['collected_objects'])} objects"
+        )
+    else:
+        console.print("full GC: not exported by this worker")

@@ -30,7 +30,7 @@ from bench.errors import BenchError, PeerFailedError
 from bench.full import FullSetup, run_full_workload
 from bench.profiling import render, summarise
 from bench.simple import default_peers, run_simple_workload
-from bench.soak import run_soak
+from bench.soak import require_dead_letter_share, run_soak
 from funnel.errors import FunnelError
 from simulator.config import SimConfig
 
@@ -76,12 +76,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="extra environment for full-workload workers (e.g. FUNNEL_SINK_BATCH_ROWS=50000)",
+        help="extra environment for the measured workers, soak included "
+        "(e.g. FUNNEL_SINK_BATCH_ROWS=50000)",
     )
     parser.add_argument(
         "--soak-minutes", type=float, help="run only the memory soak; merge into --output"
     )
-    parser.add_argument("--soak-rate", type=float, default=5000.0, help="soak events/s (5000)")
+    parser.add_argument("--soak-rate", type=float, default=2500.0, help="soak events/s (2500)")
     return parser.parse_args(argv)
 
 
@@ -263,6 +264,8 @@ def run_soak_only(args: argparse.Namespace, console: Console) -> dict[str, Any]:
     results: dict[str, Any] = json.loads(output.read_text()) if output.exists() else {}
     run_dir = args.run_dir or REPO_ROOT / "bench" / "out" / time.strftime("soak-%Y%m%d-%H%M%S")
     run_dir.mkdir(parents=True, exist_ok=True)
+    machine = report.machine_info()
+    load_before = report.load_average()
     broker = nullcontext(args.bootstrap) if args.bootstrap else local_broker(run_dir)
     with broker as bootstrap:
         config = SimConfig(users=1, partitions=args.partitions)  # placeholder: soak generates
@@ -273,14 +276,21 @@ def run_soak_only(args: argparse.Namespace, console: Console) -> dict[str, Any]:
             run_dir,
             args.soak_minutes * 60 + 600,
             clock.log,
+            worker_env=_worker_env(args.worker_env),
         )
         clock.log(f"soak: {args.soak_minutes} min at {args.soak_rate:,.0f} events/s")
         soak = run_soak(setup, args.users, args.soak_rate, args.soak_minutes)
     soak["run_at"] = report.now_iso()
+    soak["command"] = " ".join(["python -m bench.run", *args.argv])
+    soak["git_commit"] = machine["git_commit"]
+    soak["git_modified"] = machine["git_modified"]
+    soak["load_average_before"] = load_before
     soak["load_average_after"] = report.load_average()
     results["soak"] = soak
     results["goals"] = report.goals(results)
     report.write(results, output)
+    # Written first, so a failed scenario can still be looked at.
+    require_dead_letter_share(soak["dead_letters"])
     return results
 
 
@@ -291,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.soak_minutes:
             results = run_soak_only(args, console)
-            console.print_json(json.dumps(results["soak"]))
+            report.print_soak(results["soak"], console)
             return 0
         results = run_benchmark(args, console)
     except (FunnelError, BenchError) as exc:

@@ -38,6 +38,8 @@ class WorkerConfig:
     data_dir: Path
     metrics_port: int
     extra_env: tuple[tuple[str, str], ...] = ()  # --worker-env KEY=VALUE, applied last
+    # The worker stops itself after this long (``--duration``); a soak needs longer.
+    max_seconds: float = SAFETY_DURATION_SECONDS
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FUNNEL_")}
@@ -87,7 +89,7 @@ class WorkerProcess:
                 "--loglevel",
                 os.environ.get("BENCH_WORKER_LOGLEVEL", "warning"),
                 "--duration",
-                str(SAFETY_DURATION_SECONDS),
+                str(int(self.config.max_seconds)),
             ],
             cwd=REPO_ROOT,
             env=self.config.env(),

@@ -3,18 +3,58 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
+from rich.console import Console
 
+from bench import run as bench_run
 from bench.changelog_stats import summarise as summarise_changelog
 from bench.dataset import recount, window_start
+from bench.full import FullSetup, _worker_configs, new_topics
+from bench.procstats import ProcessSampler, Sample
 from bench.profiling import render, summarise
-from bench.promscrape import INGESTED, LAG, parse
+from bench.promscrape import (
+    DEAD_LETTERS,
+    GC_COLLECTED,
+    GC_SECONDS_COUNT,
+    GC_SECONDS_SUM,
+    INGESTED,
+    LAG,
+    STATE_BYTES,
+    STATE_KEYS,
+    Snapshot,
+    by_label,
+    parse,
+)
 from bench.report import goals, simple_ratios
 from bench.simple import compare, default_peers
 from bench.simple_spec import delta_columns
+from bench.soak import (
+    DAY_MS,
+    SOAK_DAYS,
+    SOAK_MALFORMED_PCT,
+    START_MARGIN_MS,
+    SoakCheckError,
+    Tally,
+    curve,
+    dead_letter_check,
+    gc_summary,
+    require_dead_letter_share,
+    soak_sim_config,
+    soak_start_ms,
+)
+from bench.worker_proc import WorkerConfig, WorkerProcess
+from funnel.settings import TopicNames
+from schemas.codec import EventCodec
+from schemas.reasons import Reason, Rejection
+from schemas.validation import ValidationBounds
+from simulator.config import SimConfig
+from simulator.generate import generate
+from simulator.records import SimRecord
 from streams.funnel_eval import FunnelEvent
 from streams.processor import meta_key
 from streams.state import OpenSession, VisitorState, encode_state
@@ -173,3 +213,195 @@ def test_peer_selection_says_why_a_system_is_left_out(monkeypatch: pytest.Monkey
     no_quix, why = default_peers(smoke=True, chdb_python=None)
     assert {p.name for p in no_quix} == {"aiokafka_loop", "shopfunnel_worker"}
     assert "pip install" in why["quix_streams_grace_60s"]
+
+
+# -- soak (issue #19): event time, dead-letter share, curve, --worker-env ------------------
+
+SOAK_NOW_MS = 1_796_400_000_000  # 2026-12-04T18:40Z, the day issue #19 was measured
+
+
+def _worker_codec() -> EventCodec:
+    """The codec as the soak's worker builds it: default bounds, replay mode."""
+    return EventCodec(bounds=ValidationBounds(replay=True))
+
+
+def _rejections(records: list[SimRecord], now_ms: int) -> list[tuple[SimRecord, Reason]]:
+    codec = _worker_codec()
+    out = []
+    for record in records:
+        decoded = codec.decode(record.value, record.stream, now_ms)
+        if isinstance(decoded, Rejection):
+            out.append((record, decoded.reason))
+    return out
+
+
+@pytest.mark.parametrize("now_ms", [SOAK_NOW_MS, SOAK_NOW_MS + 1, SOAK_NOW_MS + 23 * 3_600_000])
+def test_soak_history_ends_a_day_before_now_at_a_midnight(now_ms: int) -> None:
+    start = soak_start_ms(now_ms)
+    assert start % DAY_MS == 0
+    end = start + int(SOAK_DAYS * DAY_MS)
+    assert now_ms - 2 * DAY_MS < end <= now_ms - START_MARGIN_MS
+
+
+def test_soak_traffic_is_never_in_the_future_and_only_malformed_records_are_dead() -> None:
+    config = soak_sim_config(users=400, partitions=2, now_ms=SOAK_NOW_MS)
+    assert config.days == SOAK_DAYS and config.malformed_pct == SOAK_MALFORMED_PCT
+    records = list(generate(config))
+    assert len(records) > 2000
+    valid = [r for r in records if r.malformed_reason is None]
+    # Every event of the whole simulated span (the last session's tail included) lies
+    # before the harness's clock; the worker's clock only moves on from there.
+    assert max(r.event.event_time_ms for r in valid if r.event) < SOAK_NOW_MS
+    rejected = _rejections(records, SOAK_NOW_MS)
+    assert all(r.malformed_reason == reason for r, reason in rejected)
+    assert len(rejected) == len(records) - len(valid)
+    tally = Tally()
+    assert list(tally.count(records)) == records
+    assert tally.sent == len(records) and tally.malformed == len(rejected)
+
+
+def test_the_fixed_simulator_start_floods_dead_letters_on_the_issue_day() -> None:
+    """What issue #19's soak did: 150 days from 2026-11-01, judged on 2026-12-04."""
+    config = SimConfig(users=400, days=SOAK_DAYS, partitions=2)
+    records = list(generate(config))
+    in_future = [
+        r for r, reason in _rejections(records, SOAK_NOW_MS) if reason == "event_time_in_future"
+    ]
+    assert len(in_future) / len(records) > 0.5
+
+
+def test_dead_letter_check_passes_the_intended_share_and_fails_a_flood() -> None:
+    fine = dead_letter_check(1.0, dead_letters=1_030, ingested=100_000)
+    assert fine["ok"] is True and fine["measured_pct"] == 1.03
+    require_dead_letter_share(fine)
+    flood = dead_letter_check(1.0, dead_letters=70_650, ingested=100_000)
+    assert flood["ok"] is False
+    with pytest.raises(SoakCheckError, match=r"70\.65% of 100,000"):
+        require_dead_letter_share(flood)
+    missing = dead_letter_check(1.0, dead_letters=0, ingested=100_000)  # DLQ path dead
+    assert missing["ok"] is False
+    early = dead_letter_check(1.0, dead_letters=900, ingested=1_000)  # too few to judge
+    assert early["ok"] is None
+    require_dead_letter_share(early)
+
+
+def _soak_worker(tmp_path: Path) -> WorkerProcess:
+    topics = TopicNames(clickstream="c", cart="a", orders="o", dlq="d", triggers="t")
+    return WorkerProcess(WorkerConfig("b:1", topics, 1, "app", tmp_path, 1))
+
+
+def test_soak_tally_stops_the_run_when_the_worker_floods_dead_letters(tmp_path: Path) -> None:
+    records = list(generate(soak_sim_config(users=300, partitions=1, now_ms=SOAK_NOW_MS)))
+    worker = _soak_worker(tmp_path)
+    worker.snapshots.append(Snapshot(1.0, {INGESTED: 50_000.0, DEAD_LETTERS: 500.0}, 3))
+    assert len(list(Tally(worker, every=0.0).count(records))) == len(records)
+    worker.snapshots.append(Snapshot(2.0, {INGESTED: 60_000.0, DEAD_LETTERS: 10_500.0}, 3))
+    with pytest.raises(SoakCheckError):
+        list(Tally(worker, every=0.0).count(records))
+
+
+def test_soak_curve_and_gc_summary_from_scrapes(tmp_path: Path) -> None:
+    worker = _soak_worker(tmp_path)
+    worker.sampler = ProcessSampler(pid=0)
+    for i in range(121):  # 60 s, a scrape and a sample every 0.5 s
+        at = 100.0 + i / 2
+        runs = i // 40  # a collection at 20 s and 40 s (and one at 60 s)
+        worker.sampler.samples.append(Sample(at, (300 + i) * 1024 * 1024, 0.0))
+        values = {
+            INGESTED: 1000.0 * i,
+            DEAD_LETTERS: 10.0 * i,
+            STATE_KEYS: 5.0 * i,
+            STATE_BYTES: 1024.0 * 1024 * i,
+            GC_SECONDS_COUNT: float(runs),
+            GC_SECONDS_SUM: [0.0, 0.1, 0.4, 0.6][runs],
+            GC_COLLECTED: 100.0 * runs,
+        }
+        worker.snapshots.append(Snapshot(at, values, 3))
+    rows = curve(worker, 100.0, 160.0, every=30.0)
+    assert [r["t_s"] for r in rows] == [0, 30, 60]
+    assert rows[1] == {
+        "t_s": 30,
+        "rss_mb": 360.0,
+        "state_keys": 300,
+        "state_mb": 60.0,
+        "events": 60_000,
+        "dead_letter_pct": 1.0,
+        "lag": 0,
+        "gc_runs": 1,
+        "gc_seconds": 0.1,
+    }
+    gc = gc_summary(worker.snapshots, 100.0, 160.0)
+    assert gc is not None
+    assert gc["runs"] == 3 and gc["every_s"] == 20.0 and gc["collected_objects"] == 300
+    assert gc["p50_seconds"] == 0.2 and gc["max_seconds"] == 0.3
+    old_worker = _soak_worker(tmp_path)  # before issue #19: no GC series
+    old_worker.snapshots = [
+        Snapshot(s.at, {INGESTED: s.get(INGESTED)}, 3) for s in worker.snapshots
+    ]
+    assert gc_summary(old_worker.snapshots, 100.0, 160.0) is None
+    assert "gc_runs" not in curve(old_worker, 100.0, 160.0)[0]
+
+
+def test_prometheus_by_label_sums_one_label() -> None:
+    text = (
+        'shopfunnel_dead_letters_total{topic="a",reason="undecodable"} 2.0\n'
+        'shopfunnel_dead_letters_total{topic="b",reason="undecodable"} 1.0\n'
+        'shopfunnel_dead_letters_total{topic="a",reason="negative_price"} 4.0\n'
+        'shopfunnel_dead_letters_created{topic="a",reason="negative_price"} 1.7e9\n'
+    )
+    assert by_label(text, DEAD_LETTERS, "reason") == {"undecodable": 3.0, "negative_price": 4.0}
+
+
+def _fake_soak(ok: bool | None, seen: dict[str, Any]) -> Callable[..., dict[str, Any]]:
+    def fake(setup: FullSetup, users: int | None, rate: float, minutes: float) -> dict[str, Any]:
+        seen["setup"] = setup
+        check = dead_letter_check(1.0, 1_000 if ok else 50_000, 100_000)
+        return {"minutes": minutes, "dead_letters": check}
+
+    return fake
+
+
+def test_worker_env_reaches_the_soak_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(bench_run, "run_soak", _fake_soak(True, seen))
+    argv = [
+        "--soak-minutes", "1", "--bootstrap", "127.0.0.1:1",
+        "--worker-env", "FUNNEL_GC_INTERVAL_SECONDS=1000000",
+        "--output", str(tmp_path / "results.json"), "--run-dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    args = bench_run.parse_args(argv)
+    args.argv = argv
+    assert args.soak_rate == 2500.0
+    results = bench_run.run_soak_only(args, Console(quiet=True))
+    setup: FullSetup = seen["setup"]
+    assert setup.worker_env == (("FUNNEL_GC_INTERVAL_SECONDS", "1000000"),)
+    [config] = _worker_configs(setup, new_topics("t"), "app", "soak", 1)
+    env = config.env()
+    assert env["FUNNEL_GC_INTERVAL_SECONDS"] == "1000000"
+    assert env["FUNNEL_REPLAY"] == "true"  # the soak's history is in the past
+    saved = orjson.loads((tmp_path / "results.json").read_bytes())
+    assert saved["soak"]["dead_letters"]["ok"] is True
+    assert results["soak"]["command"].endswith("--run-dir " + str(tmp_path / "run"))
+
+
+def test_soak_fails_loudly_after_saving_a_flood(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bench_run, "run_soak", _fake_soak(False, {}))
+    argv = [
+        "--soak-minutes",
+        "1",
+        "--bootstrap",
+        "127.0.0.1:1",
+        "--output",
+        str(tmp_path / "r.json"),
+    ]
+    args = bench_run.parse_args(argv)
+    args.argv = argv
+    args.run_dir = tmp_path / "run"
+    with pytest.raises(SoakCheckError):
+        bench_run.run_soak_only(args, Console(quiet=True))
+    assert orjson.loads((tmp_path / "r.json").read_bytes())["soak"]["dead_letters"]["ok"] is False
+    assert bench_run.main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
