@@ -128,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 wait_until_working(worker, timeout=180)
             except AssertionError:
                 print(stacks(worker.process.pid), file=sys.stderr)
+                worker.kill()  # never leave a worker running behind the drill
                 raise
             restarts.append(time.monotonic() - started)
             time.sleep(rnd.uniform(args.min_interval, args.max_interval))
