@@ -16,7 +16,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.app import STATE_TABLE
-from streams.processor import META_PREFIX
+from streams.checkpoint import META_PREFIX
 from streams.state import decode_state, encode_state
 
 

@@ -23,8 +23,9 @@ from schemas.validation import ValidationBounds
 from simulator.config import SimConfig
 from simulator.generate import generate
 from sinks.clickhouse import ClickHouseTarget, apply_migrations, open_client
-from sinks.tables import EVENTS_RAW
-from streams.rows import Row, raw_event_row
+from streams.outputs.family import Row
+from streams.outputs.raw_events import TABLE as EVENTS_RAW
+from streams.outputs.raw_events import build_row as raw_event_row
 
 ROWS_PER_INSERT = 20_000
 

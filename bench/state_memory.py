@@ -38,8 +38,10 @@ from schemas.codec import EventCodec
 from schemas.validation import ValidationBounds
 from simulator.config import SimConfig
 from simulator.generate import generate
+from streams.checkpoint import meta_key
 from streams.funnels import load_funnels
-from streams.processor import InputRecord, PartitionProcessor, meta_key
+from streams.processor import PartitionProcessor
+from streams.records import Record as InputRecord
 from streams.state import decode_state, encode_state
 from streams.visitor import Rules
 

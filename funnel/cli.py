@@ -12,11 +12,14 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from funnel.errors import FunnelError
 from funnel.settings import Settings, load_settings
 
+# The local broker script is part of a checkout, not of the installed package: in a
+# non-editable install it is absent and `funnel broker` says so (_kafka_script).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "local" / "kafka.sh"
 
@@ -35,7 +38,8 @@ err_console = Console(stderr=True)
 
 
 def _fail(exc: Exception) -> None:
-    err_console.print(f"[bold red]error:[/] {exc}")
+    # Escaped: a message may quote [brackets] (a TOML table, a list) that are not markup.
+    err_console.print(f"[bold red]error:[/] {escape(str(exc))}")
     raise typer.Exit(2)
 
 
@@ -154,7 +158,7 @@ def report_funnel(
     by_channel: Annotated[bool, typer.Option(help="Also break the funnel down by channel.")] = True,
 ) -> None:
     """Sessions entering each funnel step, with step conversion."""
-    from sinks import reports
+    from reports import queries as reports
 
     client = _report_client()
     rows = reports.funnel_steps(client, funnel)
@@ -188,7 +192,7 @@ def report_funnel(
 @report_app.command("kpi")
 def report_kpi() -> None:
     """Orders, GMV, AOV, refunds and coupon use per currency, plus pipeline counts."""
-    from sinks import reports
+    from reports import queries as reports
 
     client = _report_client()
     table = Table(
@@ -258,7 +262,7 @@ def report_retention(
     periods: Annotated[int, typer.Option(min=1, help="Show periods 0 .. this many - 1.")] = 13,
 ) -> None:
     """The retention triangle: share of each cohort active N periods later."""
-    from sinks import reports
+    from reports import queries as reports
 
     chosen = activity or (Activity.visit if cohort == CohortKind.first_visit else Activity.purchase)
     client = _report_client()
@@ -290,7 +294,7 @@ def report_segments(
     days: Annotated[int, typer.Option(min=1, help="Daily sizes for this many days.")] = 7,
 ) -> None:
     """Lifecycle stages (new/active/dormant/churned), RFM scores and triggers."""
-    from sinks import reports
+    from reports import queries as reports
 
     client = _report_client()
     summary = reports.rfm_summary(client)
@@ -334,6 +338,15 @@ def report_segments(
 
 
 def _kafka_script(command: str) -> None:
+    if not KAFKA_SCRIPT.is_file():
+        _fail(
+            FunnelError(
+                f"`funnel broker {command}` needs deploy/local/kafka.sh from a checkout of "
+                f"the repository, and this installation has none ({KAFKA_SCRIPT} is missing); "
+                f"run it from a checkout: bash deploy/local/kafka.sh {command}, "
+                "or set KAFKA_BOOTSTRAP_SERVERS to your Kafka and skip the local broker"
+            )
+        )
     settings = _settings()
     env = dict(os.environ)
     env.setdefault("KAFKA_DATA_DIR", str((settings.data_dir / "kafka").resolve()))

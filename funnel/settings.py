@@ -162,10 +162,6 @@ class Settings(BaseSettings):
             "buyer_ttl_ms": round(self.buyer_ttl_days * day),
         }
 
-    def redacted(self) -> dict[str, Any]:
-        """Settings as a dict that is safe to print or log (secrets masked)."""
-        return self.model_dump(mode="json")
-
 
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings once; invalid values raise :class:`ConfigError` naming the fix."""

@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -43,7 +45,9 @@ CHANNELS: tuple[str, ...] = (
     "direct",
     "unassigned",
 )
-DEFAULT_RULES_PATH: Final = Path(__file__).with_name("channels.yaml")
+# Package data (pyproject.toml: [tool.setuptools.package-data] schemas), so an installed
+# wheel finds it too.
+DEFAULT_RULES_PATH: Final[Traversable] = files("schemas") / "channels.yaml"
 UNASSIGNED: Final = "unassigned"
 NOT_SET: Final = "(not set)"
 CACHE_LIMIT: Final = 65_536
@@ -99,11 +103,18 @@ class ChannelRules:
     @classmethod
     def load(cls, path: Path | None = None) -> ChannelRules:
         """Parse ``channels.yaml`` (default: the packaged file); errors name file and line."""
-        rules_path = path if path is not None else DEFAULT_RULES_PATH
+        rules_path: Traversable = path if path is not None else DEFAULT_RULES_PATH
         try:
             text = rules_path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ChannelRulesError(f"cannot read channel rules {rules_path}: {exc}") from exc
+            fix = (
+                "reinstall shop-funnel with its package data (schemas/channels.yaml)"
+                if path is None
+                else "check the path"
+            )
+            raise ChannelRulesError(
+                f"cannot read channel rules {rules_path}: {exc}; {fix}"
+            ) from exc
         try:
             document = yaml.load(text, Loader=_LineLoader)  # a SafeLoader subclass
         except yaml.YAMLError as exc:
@@ -190,7 +201,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 
 class _RulesParser:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Traversable) -> None:
         self.path = path
         self.groups: dict[str, SourceGroup] = {}
 

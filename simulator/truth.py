@@ -5,8 +5,8 @@ partition, decoded event (or the reason it is malformed) and position. From that
 
 1. §1 which events count: dead letters; late records by each topic-partition's
    watermark; duplicates by event_id per visitor; purchases once per transaction.
-2. §2 session segments, §3 both default funnels (attempts, credit, window, outcomes,
-   time-to-convert), §4 KPIs.
+2. §2 session segments, §3 every funnel (attempts, credit, window, outcomes,
+   time-to-convert; by default those of ``streams/funnels.yaml``), §4 KPIs.
 3. §6 visitor lives (forgetting), retention cohorts and time between orders
    (:mod:`simulator.truth_retention`); §7 lifecycle stages, transitions and RFM
    (:mod:`simulator.truth_lifecycle`); §8 marketing triggers (stage triggers there,
@@ -14,7 +14,8 @@ partition, decoded event (or the reason it is malformed) and position. From that
    as of each partition's final watermark (:meth:`_Intake.final_watermarks`).
 
 This module must not import ``streams/`` or ``sinks/``: it is the independent
-implementation the pipeline is checked against.
+implementation the pipeline is checked against. Only the funnel definitions are shared,
+as :class:`FunnelSpec` values (:func:`simulator.truth_model.funnel_specs`).
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from simulator.truth_funnel import (
 )
 from simulator.truth_lifecycle import life_horizon, lifecycle_of
 from simulator.truth_model import (
-    DEFAULT_FUNNELS,
     TTC_BUCKETS_S,
     DeadLetterRow,
     Dims,
@@ -58,6 +58,7 @@ from simulator.truth_model import (
     TransitionRow,
     TriggerRow,
     Truth,
+    funnel_specs,
 )
 from simulator.truth_retention import VisitorLife, order_gap_rows, retention_rows, split_lives
 
@@ -103,7 +104,7 @@ def compute_truth(
     lateness_ms: int,
     session_timeout_ms: int,
     window_ms: int = 60_000,
-    funnels: Sequence[FunnelSpec] = DEFAULT_FUNNELS,
+    funnels: Sequence[FunnelSpec] | None = None,
     channel_rules: ChannelRules | None = None,
     true_effects: Mapping[str, float] | None = None,
     lifecycle: LifecycleParams | None = None,
@@ -111,8 +112,11 @@ def compute_truth(
     """The truth of ``records`` (in send order) under the given settings.
 
     ``lifecycle`` holds the §6-§8 thresholds (TTLs, RFM stage thresholds, cart abandon
-    wait) in milliseconds; None means the documented defaults.
+    wait) in milliseconds; None means the documented defaults. ``funnels`` None means
+    the funnels of ``streams/funnels.yaml``.
     """
+    if funnels is None:
+        funnels = funnel_specs()
     params = lifecycle or LifecycleParams()
     channels = _Channels(channel_rules or ChannelRules.load())
     intake = _Intake(lateness_ms)

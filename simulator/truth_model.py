@@ -3,16 +3,22 @@
 Rows are NamedTuples whose fields are the ClickHouse columns (``window_start_ms`` is
 ``window_start`` in epoch milliseconds), summed over Kafka partitions, with all-zero
 rows left out, so a test can compare them with a ``GROUP BY`` over ``... FINAL``.
+
+The funnels are the worker's: their definitions (names, steps, scope, window) are read
+from ``streams/funnels.yaml`` through :mod:`streams.funnels`, the one list of funnels,
+and become :class:`FunnelSpec`; how the truth counts them owes nothing to ``streams/``.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal, NamedTuple
 
 from schemas.triggers import TriggerItem
 from simulator.errors import SimConfigError
+from streams.funnels import FunnelDef, load_funnels
 
 FunnelScope = Literal["session", "user"]
 
@@ -27,19 +33,11 @@ class FunnelSpec:
     scope: FunnelScope = "session"
 
 
-HOUR_MS: Final = 3_600_000
-DEFAULT_FUNNELS: Final = (
-    FunnelSpec(
-        "shop",
-        ("session_start", "view_item", "add_to_cart", "begin_checkout", "purchase"),
-        HOUR_MS,
-    ),
-    FunnelSpec(
-        "checkout",
-        ("begin_checkout", "add_shipping_info", "add_payment_info", "purchase"),
-        HOUR_MS,
-    ),
-)
+def funnel_specs(definitions: Iterable[FunnelDef] | None = None) -> tuple[FunnelSpec, ...]:
+    """``definitions`` (None: the worker's default ``streams/funnels.yaml``) as FunnelSpecs."""
+    chosen = load_funnels() if definitions is None else definitions
+    return tuple(FunnelSpec(f.name, f.steps, f.window_ms, f.scope) for f in chosen)
+
 
 # Upper bounds of the time-to-convert buckets, in seconds (semantics.md §3). Each
 # converted entity is counted once, in the smallest bucket whose bound is >= its time.

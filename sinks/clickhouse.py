@@ -2,8 +2,9 @@
 
 - :func:`open_client` turns the settings' DSN into a client (``chdb:///dir`` or
   ``http(s)://host:8123``).
-- :func:`apply_migrations` runs ``deploy/clickhouse/migrations/NNNN_*.sql`` in order,
-  once each, recording them in ``schema_migrations``.
+- :func:`apply_migrations` runs the migrations ``sinks/migrations/NNNN_*.sql`` in order,
+  once each, recording them in ``schema_migrations``. They are package data, read through
+  :mod:`importlib.resources`, so an installed wheel carries its schema with it.
 - :class:`ClickHouseWriter` batches rows per table in a background thread, retries with
   backoff while ClickHouse is unavailable, applies backpressure instead of dropping, and
   offers :meth:`ClickHouseWriter.flush` as a barrier the Kafka offset commit waits on.
@@ -12,8 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import logging
 import re
 import struct
@@ -21,8 +20,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 from urllib.parse import urlsplit
 
 import clickhouse_connect
@@ -33,7 +34,8 @@ from sinks.tables import TableSpec
 
 log = logging.getLogger(__name__)
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "clickhouse" / "migrations"
+# The packaged migrations (pyproject.toml: [tool.setuptools.package-data] sinks).
+MIGRATIONS_DIR: Final[Traversable] = files("sinks") / "migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 
@@ -111,11 +113,29 @@ def split_statements(sql: str) -> list[str]:
     return [stmt.strip() for stmt in "\n".join(lines).split(";") if stmt.strip()]
 
 
-def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
-    """Migrations in order; fails on a bad name, a gap or a repeated number."""
-    files = sorted(p for p in directory.glob("*.sql"))
+def _no_migrations(directory: Traversable) -> MigrationError:
+    if directory is MIGRATIONS_DIR:
+        fix = (
+            "the installed shop-funnel package lacks its package data sinks/migrations/*.sql: "
+            "reinstall it from a checkout or wheel that includes them (pyproject.toml "
+            '[tool.setuptools.package-data] sinks = ["migrations/*.sql"])'
+        )
+    else:
+        fix = "pass the directory that holds the NNNN_name.sql files"
+    return MigrationError(f"no ClickHouse migrations (*.sql) found in {directory}; {fix}")
+
+
+def load_migrations(directory: Traversable = MIGRATIONS_DIR) -> list[Migration]:
+    """Migrations in order (default: the packaged ones; tests may pass a directory).
+
+    Fails on a bad name, a gap, a repeated number, or no migration at all.
+    """
+    entries = list(directory.iterdir()) if directory.is_dir() else []
+    sql_files = sorted((p for p in entries if p.name.endswith(".sql")), key=lambda p: p.name)
+    if not sql_files:
+        raise _no_migrations(directory)
     migrations: list[Migration] = []
-    for expected, path in enumerate(files, start=1):
+    for expected, path in enumerate(sql_files, start=1):
         match = _MIGRATION_NAME.match(path.name)
         if not match:
             raise MigrationError(
@@ -128,7 +148,8 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
                 f"migration {path.name} has number {number}, expected {expected:04d}: "
                 "numbers start at 0001 and have no gaps or repeats"
             )
-        migrations.append(Migration(number, path.stem, tuple(split_statements(path.read_text()))))
+        statements = tuple(split_statements(path.read_text(encoding="utf-8")))
+        migrations.append(Migration(number, path.name.removesuffix(".sql"), statements))
     return migrations
 
 
@@ -157,16 +178,17 @@ def for_cluster(statement: str, cluster: str) -> str:
 
 
 def apply_migrations(
-    client: Any, directory: Path = MIGRATIONS_DIR, cluster: str | None = None
+    client: Any, directory: Traversable = MIGRATIONS_DIR, cluster: str | None = None
 ) -> list[str]:
-    """Apply pending migrations; return the names applied now."""
+    """Apply pending migrations (default: the packaged ones); return the names applied now."""
+    migrations = load_migrations(directory)  # before touching ClickHouse: fails on none
     client.command(
         "CREATE TABLE IF NOT EXISTS schema_migrations (number UInt32, name String, "
         "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY number"
     )
     done = {row[0] for row in client.query("SELECT number FROM schema_migrations").result_rows}
     applied: list[str] = []
-    for migration in load_migrations(directory):
+    for migration in migrations:
         if migration.number in done:
             continue
         for statement in migration.statements:
@@ -233,7 +255,6 @@ BAD_DATA_CODES = frozenset(
     }
 )
 _CODE = re.compile(r"\bCode: (\d+)\b")
-REJECTED_REASON = "rejected_by_clickhouse"
 
 
 def is_bad_data(exc: BaseException) -> bool:
@@ -251,28 +272,13 @@ def is_bad_data(exc: BaseException) -> bool:
     return False
 
 
-def rejected_dead_letter_row(spec: TableSpec, row: Sequence[Any], error: str) -> tuple[Any, ...]:
-    """A ``dead_letters`` row for a row ClickHouse refused: the table, the reason, the row.
+@dataclass(frozen=True, slots=True)
+class RejectedRowTarget:
+    """Where rows ClickHouse refuses go: a table and how to build its row for one of them
+    (``streams/outputs/dead_letters.py``; the writer itself knows no table)."""
 
-    The source is ``clickhouse.<table>``; the offset is a hash of the row, so the same
-    rejected row written again after a restart replaces itself instead of adding a copy.
-    """
-    values = dict(zip(spec.columns, row, strict=False))
-    raw = json.dumps(values, default=str, sort_keys=True, ensure_ascii=False)
-    digest = hashlib.blake2b(raw.encode(), digest_size=8).digest()
-    partition = values.get("partition", 0)
-    return (
-        f"clickhouse.{spec.name}",
-        partition if isinstance(partition, int) and 0 <= partition < 65536 else 0,
-        int.from_bytes(digest, "big") >> 1,
-        "",
-        raw,
-        REJECTED_REASON,
-        f"ClickHouse rejected a row for table {spec.name}: {error}; the row is kept here "
-        "and was not written (a pipeline bug or an input the validation lets through: "
-        "report it with this row)",
-        int(time.time() * 1000),
-    )
+    table: TableSpec
+    build: Callable[[TableSpec, Sequence[Any], str], Sequence[Any]]
 
 
 class _ShutDown(Exception):
@@ -283,7 +289,7 @@ class ClickHouseWriter:
     """Batched, retrying, back-pressuring writer running in its own thread.
 
     A row ClickHouse refuses as bad data (:func:`is_bad_data`) is found by halving the
-    batch, written to ``dead_letters_table`` instead, and counted; the rest of the batch
+    batch, written to ``rejected_rows_to`` instead, and counted; the rest of the batch
     goes on. Any other failure is an outage: the rows are kept and retried with backoff,
     and submitters wait once the queue is full. :meth:`begin_shutdown` bounds how long a
     stopping worker keeps retrying: after the grace period the writer gives up, and
@@ -299,7 +305,7 @@ class ClickHouseWriter:
         max_queue_rows: int = 200_000,
         retry_max_seconds: float = 30.0,
         metrics: WriterMetrics | None = None,
-        dead_letters_table: TableSpec | None = None,
+        rejected_rows_to: RejectedRowTarget | None = None,
     ) -> None:
         self._client_factory = client_factory
         self._client: InsertClient | None = None
@@ -312,7 +318,7 @@ class ClickHouseWriter:
         self._max_queue_rows = max_queue_rows
         self._retry_max = retry_max_seconds
         self._metrics: WriterMetrics = metrics or _NoMetrics()
-        self._dead_letters = dead_letters_table
+        self._rejected_to = rejected_rows_to
         self._lock = threading.Condition()
         self._pending: dict[str, tuple[TableSpec, list[Sequence[Any]]]] = {}
         self._pending_rows = 0
@@ -475,11 +481,11 @@ class ClickHouseWriter:
         self.rejected_rows += 1
         self._metrics.rows_rejected(spec.name, 1)
         log.error("ClickHouse rejected a row for %s (%s): dead-lettered", spec.name, error)
-        if self._dead_letters is None or spec.name == self._dead_letters.name:
+        target = self._rejected_to
+        if target is None or spec is target.table:
             log.error("rejected row of %s not kept anywhere: %r", spec.name, row)
             return
-        letter = rejected_dead_letter_row(spec, row, error)
-        failed = self._insert_with_retry(self._dead_letters, [letter])
+        failed = self._insert_with_retry(target.table, [target.build(spec, row, error)])
         if failed is not None:
             log.error(
                 "the dead letter for a rejected %s row was refused too: %s", spec.name, failed

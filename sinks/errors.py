@@ -1,4 +1,4 @@
-"""Errors raised by the sinks (Prometheus exporter, conversion tracker, ClickHouse writer)."""
+"""Errors raised by the sinks (the ClickHouse writer and migrations, the Prometheus exporter)."""
 
 from funnel.errors import FunnelError
 

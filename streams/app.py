@@ -3,8 +3,8 @@
 Where things happen, in one look:
 - an event is decoded and validated in ``schemas/codec.py`` (called by the processor);
 - a funnel step is counted in ``streams/funnel_eval.py`` via ``streams/visitor.py``;
-- a row is written to ClickHouse by ``sinks/clickhouse.py`` (rows built in
-  ``streams/rows.py``).
+- a row is written to ClickHouse by ``sinks/clickhouse.py`` (each table's rows are built
+  in its family module under ``streams/outputs/``).
 """
 
 from __future__ import annotations
@@ -26,17 +26,19 @@ from schemas.codec import EventCodec
 from schemas.deadletter import DeadLetter
 from schemas.validation import ValidationBounds
 from sinks.clickhouse import ClickHouseWriter
-from sinks.conversion import ConversionTracker
 from sinks.metrics import PipelineMetrics
-from streams import transport
+from streams import faust_private, transport
 from streams.changelog import ChangelogWriter
+from streams.conversion import ConversionTracker
 from streams.funnels import FunnelDef
 from streams.garbage import collect_full
 from streams.lifecycle import LifecycleRules
-from streams.runtime import FaustTableStore, Runtime
+from streams.outputs import RowKey
+from streams.runtime import Runtime
+from streams.table_store import FaustTableStore
 from streams.transport import RecordBatch
 from streams.triggers_out import TriggerPublisher
-from streams.visitor import Key, Rules
+from streams.visitor import Rules
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,7 @@ def build_worker(
     writer: ClickHouseWriter,
     registry: CollectorRegistry,
     metrics: PipelineMetrics,
-    written_keys: Callable[[int], list[Key]] | None = None,
+    written_keys: Callable[[int], list[RowKey]] | None = None,
 ) -> Worker:
     """The Faust app with its agent, table, timer and rebalance hook, wired to the sinks."""
     app = build_app(settings)
@@ -170,9 +172,7 @@ def build_worker(
     transport.batch_topics(app, frozenset(topics.inputs()))
 
     def committed_offset(topic: str, partition: int) -> int | None:
-        committed = getattr(app.consumer, "_committed_offset", {})
-        value = committed.get(TP(topic, partition))
-        return int(value) if value is not None else None
+        return faust_private.committed_offset(app.consumer, TP(topic, partition))
 
     @app.agent(inputs, name="funnel-processor", concurrency=1)
     async def process(stream: Any) -> None:
@@ -205,7 +205,7 @@ def build_worker(
             stream = runtime.stream_by_topic.get(tp.topic)
             if stream is None:
                 continue
-            committed = getattr(app.consumer, "_committed_offset", {}).get(tp)
+            committed = faust_private.committed_offset(app.consumer, tp)
             offsets[(stream, tp.partition)] = (committed, app.consumer.highwater(tp))
         await runtime.tick(offsets)
 

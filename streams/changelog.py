@@ -3,7 +3,8 @@
 Faust's ``Table.__setitem__`` -> ``send_changelog`` path costs about 100 µs per record
 (buffering, futures, callbacks). A batch of visitor states goes to one changelog
 partition, so it is built as aiokafka record batches (``create_batch``/``send_batch``)
-through the Faust app's own producer: the records land in the same changelog topic and
+through the Faust app's own aiokafka producer (reached through
+``streams/faust_private.py``): the records land in the same changelog topic and
 partition, in the same order, and Faust's recovery reads them exactly as its own.
 
 Sending happens in one background task per partition, in FIFO order, so processing never
@@ -21,6 +22,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from streams.faust_private import underlying_producer
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,7 @@ class ChangelogWriter:
         return str(self._table.changelog_topic.get_topic_name())
 
     def _aiokafka_producer(self) -> Any | None:
-        return getattr(self._app.producer, "_producer", None)
+        return underlying_producer(self._app.producer)
 
     async def write(
         self, partition: int, writes: Sequence[StateWrite], barrier: Barrier | None = None

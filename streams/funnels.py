@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 
@@ -14,7 +16,9 @@ from streams.errors import FunnelConfigError
 
 Scope = Literal["session", "user"]
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
-DEFAULT_FUNNELS = Path(__file__).with_name("funnels.yaml")
+# Package data (pyproject.toml: [tool.setuptools.package-data] streams), so an installed
+# wheel finds it too.
+DEFAULT_FUNNELS: Final[Traversable] = files("streams") / "funnels.yaml"
 _UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -84,7 +88,15 @@ def parse_funnels(text: str, source: str = "<funnels>") -> tuple[FunnelDef, ...]
 def load_funnels(path: Path | None = None) -> tuple[FunnelDef, ...]:
     """Load funnels from ``path`` or the packaged default ``streams/funnels.yaml``."""
     if path is None:
-        return parse_funnels(DEFAULT_FUNNELS.read_text("utf-8"), "streams/funnels.yaml")
+        try:
+            default = DEFAULT_FUNNELS.read_text("utf-8")
+        except OSError as exc:
+            raise FunnelConfigError(
+                f"cannot read the packaged default funnels {DEFAULT_FUNNELS}: {exc.strerror}; "
+                "reinstall shop-funnel with its package data (streams/funnels.yaml) or pass "
+                "a funnel file (funnel worker --funnels FILE)"
+            ) from exc
+        return parse_funnels(default, "streams/funnels.yaml")
     try:
         text = path.read_text("utf-8")
     except OSError as exc:

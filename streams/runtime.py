@@ -1,4 +1,4 @@
-"""Glue between Faust and the pure processing core: state store, sinks, metrics, DLQ.
+"""Glue between Faust and the pure processing core: state store, sinks, DLQ, ordering.
 
 The agent in ``streams/app.py`` is a thin loop that hands each record batch to
 :meth:`Runtime.handle_batch`; a timer calls :meth:`Runtime.tick`. One asyncio lock per
@@ -8,22 +8,22 @@ partition keeps the two from interleaving on the same partition's state.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from faust.types import TP
-
 from schemas.deadletter import DeadLetter
 from sinks.clickhouse import ClickHouseWriter
-from sinks.conversion import ConversionTracker
 from sinks.metrics import PipelineMetrics
-from streams.changelog import ChangelogWriter
-from streams.processor import BatchResult, InputRecord, PartitionProcessor, meta_key
-from streams.rows import VersionClock
+from streams.batch import BatchResult
+from streams.checkpoint import meta_key
+from streams.conversion import ConversionTracker
+from streams.outputs.family import VersionClock
+from streams.processor import PartitionProcessor
+from streams.records import Record as InputRecord
+from streams.runtime_metrics import RuntimeMetrics
 from streams.transport import RecordBatch
 from streams.triggers_out import TriggerPublisher
 from streams.visitor import Rules
@@ -45,56 +45,6 @@ class TableStore(Protocol):
 
 class DeadLetterSender(Protocol):
     async def send(self, letter: DeadLetter) -> None: ...
-
-
-class FaustTableStore:
-    """A Faust ``Table`` used as a raw key/value store with an explicit changelog partition.
-
-    Values are written once per visitor per batch, into the table's store and its
-    changelog topic (see ``streams/changelog.py``), so recovery is Faust's own.
-    """
-
-    def __init__(self, table: Any, changelog: ChangelogWriter, on_records: Any = None) -> None:
-        self._table = table
-        self._changelog = changelog
-        self._on_records = on_records
-
-    @property
-    def _store(self) -> Any:
-        return self._table.data
-
-    def get(self, key: bytes) -> bytes | None:
-        value = self._store.data.get(key)
-        return value if value is None else bytes(value)
-
-    def keys_in_partition(self, partition: int) -> Iterable[bytes]:
-        key_partition: Mapping[bytes, int] = getattr(self._store, "_key_partition", {})
-        return [k for k, p in list(key_partition.items()) if p == partition]
-
-    async def write_many(
-        self,
-        partition: int,
-        writes: list[tuple[bytes, bytes | None]],
-        barrier: Any = None,
-    ) -> None:
-        store = self._store
-        data = store.data
-        key_partition = getattr(store, "_key_partition", None)
-        for key, value in writes:
-            if value is None:
-                data.pop(key, None)
-                if key_partition is not None:
-                    key_partition.pop(key, None)
-            else:
-                data[key] = value
-                if key_partition is not None:
-                    key_partition[key] = partition
-        sent = await self._changelog.write(partition, writes, barrier)
-        if self._on_records is not None:
-            self._on_records(sent)
-
-    async def wait_delivered(self) -> None:
-        await self._changelog.wait_delivered()
 
 
 @dataclass
@@ -133,6 +83,9 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.stream_by_topic = {topic: stream for stream, topic in self.topics_by_stream.items()}
+        self.observed = RuntimeMetrics(
+            self.metrics, self.conversion, self.topics_by_stream, self.rules.steps_by_funnel
+        )
 
     def _lock(self, partition: int) -> asyncio.Lock:
         lock = self._locks.get(partition)
@@ -175,21 +128,11 @@ class Runtime:
         """Partitions revoked: their state may change elsewhere; rebuild if they return."""
         for partition in partitions:
             self.processors.pop(partition, None)
-            self._drop_partition_gauges(partition)
+            self.observed.partition_revoked(partition)
             if self.triggers is not None:
                 self.triggers.forget([partition])
             for key in [k for k in self.positions if k[1] == partition]:
                 del self.positions[key]
-
-    def _drop_partition_gauges(self, partition: int) -> None:
-        """A revoked partition's gauges would freeze at their last value (and page)."""
-        label = str(partition)
-        for gauge in (self.metrics.watermark, self.metrics.watermark_delay):
-            with contextlib.suppress(KeyError):
-                gauge.remove(label)
-        for topic in self.topics_by_stream.values():
-            with contextlib.suppress(KeyError):
-                self.metrics.consumer_lag.remove(topic, label)
 
     def gap_before(self, batch: RecordBatch) -> int | None:
         """Where to read again if a batch before this one never reached us, else None.
@@ -225,8 +168,7 @@ class Runtime:
         position = self.positions.setdefault((stream, batch.partition), TopicPosition())
         position.next_offset = batch.last_offset + 1
         position.seen_batch = True
-        self.metrics.batch_events.observe(len(records))
-        self.metrics.batch_duration.observe(time.perf_counter() - started)
+        self.observed.batch_processed(len(records), time.perf_counter() - started)
 
     async def tick(self, offsets: Mapping[tuple[str, int], tuple[int | None, int | None]]) -> None:
         """Advance the watermark over caught-up inputs, fire timers, export gauges.
@@ -248,9 +190,7 @@ class Runtime:
             # be processed (fetched records may still wait in the stream buffer).
             next_offset = position.next_offset if position.seen_batch else (committed or 0)
             if end is not None:
-                self.metrics.consumer_lag.labels(self.topics_by_stream[stream], str(partition)).set(
-                    max(0, end - next_offset)
-                )
+                self.observed.lag(stream, partition, end - next_offset)
             # Records that arrived and were processed between two ticks leave the input
             # caught up at both: only the moved position tells that it was not quiet.
             processed = position.ticked_offset not in (None, next_offset)
@@ -273,7 +213,7 @@ class Runtime:
                     continue
                 result = processor.tick(caught_up.get(partition, {}), idle.get(partition, set()))
                 await self._apply(processor, result)
-        self._export_gauges()
+        self.observed.export_gauges(self.processors)
         self._maybe_stop_when_idle(all_idle_since if all_caught_up else None, now)
 
     def _maybe_stop_when_idle(self, idle_since: float | None, now: float) -> None:
@@ -309,13 +249,7 @@ class Runtime:
             next_offset = await self.triggers.publish(partition, result.triggers)
             if next_offset is not None:
                 processor.triggers_next_offset = next_offset
-            now = time.time()
-            for trigger in result.triggers:
-                self.metrics.triggers.labels(trigger.trigger_type).inc()
-                if arrived_ms is not None:
-                    self.metrics.trigger_delay.labels(trigger.trigger_type).observe(
-                        max(0.0, now - arrived_ms / 1000)
-                    )
+            self.observed.triggers_published(result.triggers, arrived_ms)
         for letter in result.dead_letters:
             await self.dead_letters.send(letter)
         await self._emit_rows(result)
@@ -330,63 +264,8 @@ class Runtime:
                 (meta_key(partition), processor.meta_record())
             ]
             await self.store.write_many(partition, meta, barrier)
-        self._count(result)
-        if result.watermark is not None:
-            self.metrics.watermark.labels(str(partition)).set(result.watermark / 1000)
+        self.observed.batch_applied(partition, result)
 
     async def _emit_rows(self, result: BatchResult) -> None:
         for spec, rows in result.rows.items():
             await self.writer.submit(spec, rows)
-
-    def _count(self, result: BatchResult) -> None:
-        stats = result.stats
-        metrics = self.metrics
-        for stream, count in stats.ingested.items():
-            metrics.events_ingested.labels(self.topics_by_stream[stream]).inc(count)
-        for (stream, reason), count in stats.dead_letters.items():
-            metrics.dead_letters.labels(self.topics_by_stream[stream], reason).inc(count)
-        for (stream, reason), count in stats.late.items():
-            metrics.late_events.labels(self.topics_by_stream[stream], reason).inc(count)
-        for stream, count in stats.duplicates.items():
-            metrics.duplicates.labels(self.topics_by_stream[stream]).inc(count)
-        step_names = self.rules.steps_by_funnel
-        for (funnel, step, window, channel, campaign), change in stats.step_entries.items():
-            self.conversion.record(funnel, step - 1, window, change)
-            if change > 0:
-                name = step_names[funnel][step - 1]
-                metrics.step_entries.labels(funnel, name, metrics.channel_label(channel)).inc(
-                    change
-                )
-                metrics.campaign_step_entries.labels(
-                    funnel, name, metrics.campaign_label(campaign)
-                ).inc(change)
-        for (channel, currency), change in stats.orders.items():
-            if change > 0:
-                metrics.orders.labels(metrics.channel_label(channel), currency or "none").inc(
-                    change
-                )
-        for (channel, currency), change in stats.gmv_minor.items():
-            if change > 0:
-                metrics.gmv_minor.labels(metrics.channel_label(channel), currency or "none").inc(
-                    change
-                )
-
-    def _export_gauges(self) -> None:
-        now_s = time.time()
-        for partition, processor in self.processors.items():
-            watermark = processor.watermark()
-            if watermark is not None:
-                self.metrics.watermark_delay.labels(str(partition)).set(
-                    max(0.0, now_s - watermark / 1000)
-                )
-        self.metrics.state_keys.labels("visitors").set(
-            sum(p.state_keys for p in self.processors.values())
-        )
-        self.metrics.state_bytes.labels("visitors").set(
-            sum(p.state_bytes for p in self.processors.values())
-        )
-        self.conversion.export(self.metrics)
-
-
-def tp_key(tp: TP) -> tuple[str, int]:
-    return (tp.topic, tp.partition)

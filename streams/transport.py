@@ -17,11 +17,14 @@ also says where its contiguous run began, so the agent can tell when one before 
 read again from there (:meth:`streams.runtime.Runtime.gap_before`). Before committing,
 the consumer awaits the app's commit barrier (the ClickHouse flush, see
 :func:`attach_commit_barrier`).
+
+Faust's private consumer internals this relies on are reached only through
+``streams/faust_private.py`` (its commit hooks and named helpers).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, cast
 
@@ -31,6 +34,8 @@ from faust.types import TP, AppT, Message
 from faust.types.transports import ConsumerT
 from faust.types.tuples import ConsumerMessage
 
+from streams import faust_private
+from streams.faust_private import CommitBarrier
 from streams.records import Record
 
 SCHEME = "batchkafka"
@@ -56,9 +61,6 @@ class RecordBatch:
     @property
     def last_offset(self) -> int:
         return self.records[-1].offset
-
-
-CommitBarrier = Callable[[Mapping[TP, int]], Awaitable[None]]
 
 
 def _record(raw: Any) -> Record:
@@ -132,7 +134,7 @@ class _Account:
             delivered.processed = True
 
 
-class BatchConsumer(faust_aiokafka.Consumer):
+class BatchConsumer(faust_private.OffsetHookConsumer):
     """Yields ``(tp, message)`` once per partition per fetch; ``message.value`` is a batch.
 
     Batches of a partition are delivered contiguously from the committed offset: the
@@ -154,7 +156,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return account
 
     def _batch_topics(self) -> frozenset[str]:
-        return cast(frozenset[str], getattr(self.app, "funnel_batch_topics", frozenset()))
+        return faust_private.app_hooks(self.app).batch_topics
 
     async def perform_seek(self) -> None:
         await super().perform_seek()
@@ -163,7 +165,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if tp.topic not in batch_topics:
                 continue
             account = self._account(tp)
-            committed = self._read_offset.get(tp)
+            committed = faust_private.read_offset(self, tp)
             if committed is not None:
                 account.restart(committed)
                 continue
@@ -197,17 +199,15 @@ class BatchConsumer(faust_aiokafka.Consumer):
         if account is not None:
             account.processed(batch)
 
-    def _new_offset(self, tp: TP) -> int | None:
+    def offset_to_commit(self, tp: TP) -> int | None:
         if tp.topic not in self._batch_topics():
-            offset: int | None = super()._new_offset(tp)
-            return offset
+            return self.faust_offset_to_commit(tp)
         # Faust's own account of this partition is not used: keep it from growing.
-        self._acked[tp].clear()
-        self._acked_index[tp].clear()
+        faust_private.forget_acked(self, tp)
         account = self._accounts().get(tp)
         if account is None:
             return None
-        return account.committable(self._committed_offset.get(tp))
+        return account.committable(faust_private.committed_offset(self, tp))
 
     async def _in_order(self, tp: TP, records: list[Any]) -> list[Any]:
         """The records to deliver now: from the next expected offset, without a gap."""
@@ -285,7 +285,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             self._accounts().pop(tp, None)
 
     async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
-        records, active_partitions = await self._wait_next_records(timeout)
+        records, active_partitions = await faust_private.wait_next_records(self, timeout)
         batch_topics = self._batch_topics()
         generation_id = self.app.consumer_generation_id
         if records is None or self.should_stop:
@@ -315,7 +315,7 @@ class BatchConsumer(faust_aiokafka.Consumer):
             if not (
                 active_partitions is None
                 or tp in active_partitions
-                or tp in self._buffered_partitions
+                or tp in faust_private.buffered_partitions(self)
             ):
                 if batched:
                     await self._put_back(tp, tp_records)  # paused meanwhile
@@ -325,25 +325,25 @@ class BatchConsumer(faust_aiokafka.Consumer):
                 # Changelogs and any other topic keep Faust's per-record messages:
                 # table recovery and standbys read them record by record.
                 for record in tp_records:
-                    yield tp, self._to_message(tp, record)
+                    yield tp, faust_private.to_message(self, tp, record)
                 continue
             tp_records = await self._in_order(tp, tp_records)
             if tp_records:
                 # Faust's fetch loop drops a message below the last offset it passed on
                 # (a batch read again after a seek back); this account decides instead.
-                self._read_offset[tp] = None
+                faust_private.forget_read_offset(self, tp)
                 yield tp, self._batch_message(tp, tp_records)
 
-    async def _commit_offsets(
+    async def commit_offsets(
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True
     ) -> bool:
-        barrier: CommitBarrier | None = getattr(self.app, "funnel_before_commit", None)
+        barrier = faust_private.app_hooks(self.app).before_commit
         if barrier is not None:
             await barrier(offsets)
         self.log.debug(
             "committing %s", sorted((tp.topic, tp.partition, o) for tp, o in offsets.items())
         )
-        committed = bool(await super()._commit_offsets(offsets, start_new_transaction))
+        committed = await self.faust_commit_offsets(offsets, start_new_transaction)
         if committed:
             for tp, offset in offsets.items():
                 account = self._accounts().get(tp)
@@ -364,9 +364,10 @@ def register() -> None:
 
 
 def attach_commit_barrier(app: AppT, barrier: CommitBarrier) -> None:
-    app.funnel_before_commit = barrier  # type: ignore[attr-defined]
+    """Await ``barrier(offsets)`` before every commit of ``app``'s consumer."""
+    faust_private.set_commit_barrier(app, barrier)
 
 
 def batch_topics(app: AppT, topics: frozenset[str]) -> None:
     """Deliver these topics as record batches; all others record by record."""
-    app.funnel_batch_topics = topics  # type: ignore[attr-defined]
+    faust_private.set_batch_topics(app, topics)

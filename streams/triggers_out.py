@@ -19,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from schemas.codec import EventCodec
 from schemas.triggers import Trigger
+from streams.errors import StreamError
+from streams.faust_private import underlying_producer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +74,9 @@ class TriggerPublisher:
         fresh = [t for t in triggers if t.trigger_id not in sent_before]
         if not fresh:
             return None
-        producer = self._app.producer._producer  # the Faust app's aiokafka producer
+        producer = underlying_producer(self._app.producer)
+        if producer is None:
+            raise StreamError("the app's Kafka producer is not started; triggers cannot be sent")
         futures = [
             await producer.send(
                 self._topic,

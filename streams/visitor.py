@@ -13,7 +13,7 @@ from bisect import insort
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cached_property
-from typing import NamedTuple, cast
+from typing import NamedTuple
 
 from schemas.model import Event
 from streams.funnel_eval import Credit, FunnelEvent, evaluate, user_group_ranges
@@ -28,66 +28,28 @@ from streams.lifecycle import (
     next_cart_deadline,
 )
 from streams.lives import DayActivity, add_activity, split_lives
-from streams.retention import (
-    GAPS_FAMILY,
-    RETENTION_FAMILY,
-    order_gaps,
-    retention_cells,
+from streams.outputs import Key
+from streams.outputs import kpi as kpi_rows
+from streams.outputs.family import KPI_THRESHOLD, funnel_threshold
+from streams.outputs.funnel_outcomes import (
+    CONVERTED,
+    DROPPED,
+    IN_PROGRESS,
+    FunnelOutcomeKey,
+    OpenAttemptKey,
 )
+from streams.outputs.funnel_steps import FunnelStepKey
+from streams.outputs.funnel_ttc import FunnelTtcKey, bucket_of
+from streams.outputs.kpi import KpiCellKey
+from streams.outputs.order_gaps import OrderGapKey
+from streams.outputs.retention import RetentionKey
+from streams.retention import GAPS_FAMILY, RETENTION_FAMILY, order_gaps, retention_cells
 from streams.state import ClosedCredit, Dims, OpenSession, OrderLine, VisitorState
 
-# Time-to-convert histogram upper bounds, seconds (docs/semantics.md section 3).
-TTC_BUCKETS_S: tuple[float, ...] = (
-    10,
-    30,
-    60,
-    120,
-    300,
-    600,
-    1800,
-    3600,
-    7200,
-    86400,
-    float("inf"),
-)
-
-KPI_METRICS: tuple[str, ...] = (
-    "orders",
-    "gmv_minor",
-    "items",
-    "coupon_orders",
-    "discount_minor",
-    "first_orders",
-    "repeat_orders",
-    "refunds",
-    "refunded_minor",
-    "payment_failures",
-    "cancellations",
-)
-(
-    _ORDERS,
-    _GMV,
-    _ITEMS,
-    _COUPON,
-    _DISCOUNT,
-    _FIRST,
-    _REPEAT,
-    _REFUNDS,
-    _REFUNDED,
-    _FAILURES,
-    _CANCELS,
-) = range(11)
-
 ORDER_KINDS = frozenset({"purchase", "refund", "payment_failed", "order_cancelled"})
-KPI_FAMILY = "kpi"
 
-Key = tuple[object, ...]
 Contributions = dict[Key, int]
-Thresholds = dict[str, int]  # family -> first window that is not final yet
-
-
-def funnel_family(funnel: str) -> str:
-    return f"funnel:{funnel}"
+Thresholds = dict[str, int]  # finality group (key.threshold) -> first window not final yet
 
 
 @dataclass(frozen=True)
@@ -110,8 +72,8 @@ class Rules:
             self,
             "families",
             (
-                KPI_FAMILY,
-                *(funnel_family(f.name) for f in self.funnels),
+                KPI_THRESHOLD,
+                *(funnel_threshold(f.name) for f in self.funnels),
                 *RETENTION_FAMILY.values(),
                 GAPS_FAMILY,
             ),
@@ -328,9 +290,9 @@ def close_expired(state: VisitorState, watermark: int, rules: Rules) -> None:
 def prune_final(state: VisitorState, thresholds: Thresholds) -> None:
     """Drop what only final (already written, excluded) windows needed."""
     state.closed = [
-        c for c in state.closed if c.window >= thresholds.get(funnel_family(c.funnel), 0)
+        c for c in state.closed if c.window >= thresholds.get(funnel_threshold(c.funnel), 0)
     ]
-    kpi_threshold = thresholds.get(KPI_FAMILY, 0)
+    kpi_threshold = thresholds.get(KPI_THRESHOLD, 0)
     state.orders = [o for o in state.orders if o.t >= kpi_threshold]
 
 
@@ -394,14 +356,6 @@ def _add(out: Contributions, key: Key, value: int) -> None:
         out[key] = out.get(key, 0) + value
 
 
-def _bucket(ttc_ms: int) -> float:
-    seconds = ttc_ms / 1000
-    for upper in TTC_BUCKETS_S:
-        if seconds <= upper:
-            return upper
-    return TTC_BUCKETS_S[-1]
-
-
 def _add_credit(
     out: Contributions,
     funnel: FunnelDef,
@@ -413,14 +367,14 @@ def _add_credit(
 ) -> None:
     name = funnel.name
     for step in range(1, level + 1):
-        _add(out, ("fs", name, window, dims, step), 1)
+        _add(out, FunnelStepKey(name, window, dims, step), 1)
     converted = level == len(funnel.steps)
-    outcome = "converted" if converted else ("in_progress" if is_open else "dropped")
-    _add(out, ("fo", name, window, dims, outcome), 1)
+    outcome = CONVERTED if converted else (IN_PROGRESS if is_open else DROPPED)
+    _add(out, FunnelOutcomeKey(name, window, dims, outcome), 1)
     if converted and ttc_ms is not None:
-        _add(out, ("ft", name, window, dims, _bucket(ttc_ms)), 1)
+        _add(out, FunnelTtcKey(name, window, dims, bucket_of(ttc_ms)), 1)
     if is_open:
-        _add(out, ("open", name, window), 1)
+        _add(out, OpenAttemptKey(name, window), 1)
 
 
 def _funnel_contributions(
@@ -433,7 +387,7 @@ def _funnel_contributions(
                 if credit is None:
                     continue
                 window = rules.window_of(credit.start_t)
-                if window >= thresholds.get(funnel_family(funnel.name), 0):
+                if window >= thresholds.get(funnel_threshold(funnel.name), 0):
                     _add_credit(
                         out,
                         funnel,
@@ -450,7 +404,7 @@ def _funnel_contributions(
             if credit is None:
                 continue
             window = rules.window_of(credit.start_t)
-            if window >= thresholds.get(funnel_family(funnel.name), 0):
+            if window >= thresholds.get(funnel_threshold(funnel.name), 0):
                 _add_credit(
                     out,
                     funnel,
@@ -461,7 +415,7 @@ def _funnel_contributions(
                     True,
                 )
     for closed in state.closed:
-        if closed.window < thresholds.get(funnel_family(closed.funnel), 0):
+        if closed.window < thresholds.get(funnel_threshold(closed.funnel), 0):
             continue
         closed_funnel = rules.funnel_by_name.get(closed.funnel)
         if closed_funnel is not None:
@@ -479,27 +433,30 @@ def _funnel_contributions(
 def _kpi_contributions(
     state: VisitorState, rules: Rules, thresholds: Thresholds, out: Contributions
 ) -> None:
-    threshold = thresholds.get(KPI_FAMILY, 0)
+    threshold = thresholds.get(KPI_THRESHOLD, 0)
     for order in state.orders:
         window = rules.window_of(order.t)
         if window < threshold:
             continue
-        base = ("kpi", window, state.dims[order.dims], order.currency)
+        dims, currency = state.dims[order.dims], order.currency
         if order.kind == "purchase":
-            _add(out, (*base, _ORDERS), 1)
-            _add(out, (*base, _GMV), order.value_minor)
-            _add(out, (*base, _ITEMS), order.items)
-            _add(out, (*base, _COUPON), 1 if order.has_coupon else 0)
-            _add(out, (*base, _DISCOUNT), order.discount_minor)
             is_first = state.first_purchase == (order.t, order.transaction_id)
-            _add(out, (*base, _FIRST if is_first else _REPEAT), 1)
+            for metric, value in (
+                (kpi_rows.ORDERS, 1),
+                (kpi_rows.GMV, order.value_minor),
+                (kpi_rows.ITEMS, order.items),
+                (kpi_rows.COUPON_ORDERS, 1 if order.has_coupon else 0),
+                (kpi_rows.DISCOUNT, order.discount_minor),
+                (kpi_rows.FIRST_ORDERS if is_first else kpi_rows.REPEAT_ORDERS, 1),
+            ):
+                _add(out, KpiCellKey(window, dims, currency, metric), value)
         elif order.kind == "refund":
-            _add(out, (*base, _REFUNDS), 1)
-            _add(out, (*base, _REFUNDED), order.value_minor)
+            _add(out, KpiCellKey(window, dims, currency, kpi_rows.REFUNDS), 1)
+            _add(out, KpiCellKey(window, dims, currency, kpi_rows.REFUNDED), order.value_minor)
         elif order.kind == "payment_failed":
-            _add(out, (*base, _FAILURES), 1)
+            _add(out, KpiCellKey(window, dims, currency, kpi_rows.PAYMENT_FAILURES), 1)
         elif order.kind == "order_cancelled":
-            _add(out, (*base, _CANCELS), 1)
+            _add(out, KpiCellKey(window, dims, currency, kpi_rows.CANCELLATIONS), 1)
 
 
 class RetentionInputs(NamedTuple):
@@ -522,20 +479,11 @@ def retention_signature(state: VisitorState) -> tuple[object, ...]:
 
 def live_only(contrib: Contributions, thresholds: Thresholds) -> Contributions:
     """Contributions to windows that are not final yet (cached ones age)."""
-    out: Contributions = {}
-    for key, value in contrib.items():
-        kind = key[0]
-        if kind == "kpi":
-            family, window = KPI_FAMILY, key[1]
-        elif kind in ("fs", "fo", "ft", "open"):
-            family, window = funnel_family(str(key[1])), key[2]
-        elif kind == "ret":
-            family, window = RETENTION_FAMILY[str(key[2])], key[6]
-        else:  # "gap"
-            family, window = GAPS_FAMILY, key[1]
-        if cast(int, window) >= thresholds.get(family, 0):
-            out[key] = value
-    return out
+    return {
+        key: value
+        for key, value in contrib.items()
+        if key.final_at >= thresholds.get(key.threshold, 0)
+    }
 
 
 def retention_contributions(
@@ -552,11 +500,13 @@ def retention_contributions(
         )
         for kind, granularity, cohort_ms, activity, n, start_ms in cells:
             if start_ms >= thresholds.get(RETENTION_FAMILY[granularity], 0):
-                cell = (kind, granularity, cohort_ms, activity, n, start_ms, channel, platform)
-                _add(out, ("ret", *cell), 1)
+                cell = RetentionKey(
+                    kind, granularity, cohort_ms, activity, n, start_ms, channel, platform
+                )
+                _add(out, cell, 1)
         for day_ms, gap_channel, bucket in order_gaps(purchases):
             if day_ms >= gaps_threshold:
-                _add(out, ("gap", day_ms, gap_channel, bucket), 1)
+                _add(out, OrderGapKey(day_ms, gap_channel, bucket), 1)
     return out
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import faust
 from prometheus_client import CollectorRegistry, start_http_server
 
 from funnel.log_throttle import install_log_throttle
@@ -25,13 +24,12 @@ from sinks.clickhouse import (
 )
 from sinks.errors import ClickHouseUnavailableError
 from sinks.metrics import PipelineMetrics
-from sinks.tables import DEAD_LETTERS
 from streams.app import build_worker
+from streams.faust_private import StopSignalWorker
 from streams.funnels import load_funnels
 from streams.garbage import tune_garbage_collector
-from streams.rows import KEY_COLUMNS, VALUE_COLUMNS, row_key_from_clickhouse
+from streams.outputs import AGGREGATES, RowKey, dead_letters
 from streams.topics import ensure_topics
-from streams.visitor import Key
 
 log = logging.getLogger(__name__)
 
@@ -85,20 +83,15 @@ def connect_clickhouse(target: ClickHouseTarget, wait_seconds: float) -> Any:
 SHUTDOWN_HARD_MARGIN_SECONDS = 10.0
 
 
-class BoundedShutdownWorker(faust.Worker):
+class BoundedShutdownWorker(StopSignalWorker):
     """Faust's worker, telling us when SIGTERM/SIGINT starts the shutdown."""
 
     def __init__(self, *args: Any, on_stop_signal: Callable[[], None], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._on_stop_signal = on_stop_signal
+        self._stop_callback = on_stop_signal
 
-    def _on_sigterm(self) -> None:
-        self._on_stop_signal()
-        super()._on_sigterm()
-
-    def _on_sigint(self) -> None:
-        self._on_stop_signal()
-        super()._on_sigint()
+    def on_stop_signal(self) -> None:
+        self._stop_callback()
 
 
 def bound_shutdown(writer: ClickHouseWriter, grace_seconds: float) -> None:
@@ -158,16 +151,18 @@ def run_worker(
         flush_seconds=settings.sink_flush_seconds,
         max_queue_rows=settings.sink_queue_rows,
         metrics=WriterMetrics(metrics),
-        dead_letters_table=DEAD_LETTERS,
+        rejected_rows_to=dead_letters.REJECTED_ROWS,
     )
     writer.start()
     reader = open_client(clickhouse_target(settings))
 
-    def written_keys(partition: int) -> list[Key]:
-        keys: list[Key] = []
-        for spec, columns in KEY_COLUMNS.items():
-            rows = open_rows(reader, spec, columns, VALUE_COLUMNS[spec], partition)
-            keys.extend(row_key_from_clickhouse(spec, row) for row in rows)
+    def written_keys(partition: int) -> list[RowKey]:
+        keys: list[RowKey] = []
+        for family in AGGREGATES:
+            rows = open_rows(
+                reader, family.table, family.key_columns, family.value_columns, partition
+            )
+            keys.extend(family.read_key(row) for row in rows)
         return keys
 
     worker = build_worker(settings, funnels, writer, registry, metrics, written_keys)

@@ -5,10 +5,10 @@
 
 Prometheus binds 127.0.0.1 on a free port, keeps its TSDB in the given directory, scrapes
 the targets every second, evaluates every second, and loads the project's rules rendered
-with every duration divided by ``time_scale`` (sinks/alert_rules.py). With the default
-scale of 60 one test second stands for one production minute: the 5 minute windows become
-5 s, ``for: 5m`` becomes 5 s, the trailing hour 60 s. Thresholds are event counts and are
-not scaled, so a test sends per second what production sees per minute.
+with every duration divided by ``time_scale`` (deploy/prometheus/alert_rules.py). With
+the default scale of 60 one test second stands for one production minute: the 5 minute
+windows become 5 s, ``for: 5m`` becomes 5 s, the trailing hour 60 s. Thresholds are event
+counts and are not scaled, so a test sends per second what production sees per minute.
 
 Binaries come from the Debian packages ``prometheus`` and ``prometheus-alertmanager``;
 a missing binary is an error (the tests fail, they do not skip).
@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from sinks.alert_rules import render_rules
+from deploy.prometheus.alert_rules import render_rules
 
 T = TypeVar("T")
 

@@ -72,7 +72,8 @@ def _install(path: str) -> None:
     from sinks.clickhouse import ClickHouseWriter
     from streams.changelog import ChangelogWriter
     from streams.processor import PartitionProcessor
-    from streams.runtime import FaustTableStore, Runtime
+    from streams.runtime import Runtime
+    from streams.table_store import FaustTableStore
 
     _wrap_async(Runtime, "handle_batch", "handle_batch")
     _wrap_async(Runtime, "_apply", "_apply")

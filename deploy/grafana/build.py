@@ -1,4 +1,4 @@
-"""Render the Grafana dashboards and alert rules from sinks/dashboards.py and sinks/grafana.py.
+"""Render the Grafana dashboards and alert rules (deploy/grafana/dashboards.py, alerting.py).
 
     python deploy/grafana/build.py
 
@@ -21,8 +21,8 @@ ALERTING_FILE = GRAFANA_DIR / "provisioning" / "alerting" / "shopfunnel-alerts.y
 def rendered_files() -> dict[Path, str]:
     """Every generated file and its content."""
     sys.path.insert(0, str(REPO_ROOT))  # runnable from a checkout without installing
-    from sinks.dashboards import DASHBOARDS
-    from sinks.grafana import render_dashboard, render_grafana_alert_rules
+    from deploy.grafana.alerting import render_dashboard, render_grafana_alert_rules
+    from deploy.grafana.dashboards import DASHBOARDS
 
     files = {DASHBOARD_DIR / f"{d.uid}.json": render_dashboard(d) for d in DASHBOARDS}
     files[ALERTING_FILE] = render_grafana_alert_rules()

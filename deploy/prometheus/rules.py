@@ -1,9 +1,10 @@
-"""Render the Prometheus rules from sinks/alert_rules.py.
+"""Render the Prometheus rules from deploy/prometheus/alert_rules.py.
 
     python deploy/prometheus/rules.py                 # production: rules/shopfunnel.rules.yml
     python deploy/prometheus/rules.py --scale 60 -o /tmp/fast.rules.yml   # every duration / 60
 
-The committed rules file must equal the production render (a unit test checks it).
+The committed rules file must equal the production render (a unit test checks it). The
+funnels come from streams/funnels.yaml: re-render after adding or changing one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "rules" / "shopfunnel.rules.y
 def main(argv: list[str] | None = None) -> int:
     # Runnable from a checkout without installing the project.
     sys.path.insert(0, str(REPO_ROOT))
-    from sinks.alert_rules import render_rules
+    from deploy.prometheus.alert_rules import render_rules
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=float, default=1.0, help="divide every duration by this")

@@ -33,7 +33,7 @@ from simulator.produce import produce
 from simulator.records import SimRecord
 from simulator.truth import compute_truth
 from simulator.truth_model import Truth
-from sinks.tables import ALL_TABLES
+from streams.outputs import ALL_TABLES
 from streams.topics import ensure_topics
 from tests.pipeline_harness import (
     AGG_QUERIES,
@@ -108,7 +108,7 @@ POISONS = (
 
 
 def _shown(raw: bytes) -> str:
-    """How the dead_letters table shows a record's bytes (streams.rows.dead_letter_row)."""
+    """How the dead_letters table shows a record's bytes (streams/outputs/dead_letters.py)."""
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sinks.alert_rules import build_rule_groups
+from deploy.prometheus.alert_rules import build_rule_groups
 from tests.prom_fixture import (
     RunningServer,
     alertmanager_server,

@@ -55,8 +55,8 @@ from schemas.validation import ValidationBounds
 from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.records import SimRecord
+from streams.checkpoint import meta_key
 from streams.funnel_eval import FunnelEvent
-from streams.processor import meta_key
 from streams.state import OpenSession, VisitorState, encode_state
 
 MIN = 60_000

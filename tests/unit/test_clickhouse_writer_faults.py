@@ -19,9 +19,11 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError, OperationalError
 
-from sinks.clickhouse import REJECTED_REASON, ClickHouseWriter, apply_migrations, is_bad_data
+from sinks.clickhouse import ClickHouseWriter, apply_migrations, is_bad_data
 from sinks.errors import ClickHouseUnavailableError
-from sinks.tables import DEAD_LETTERS, KPI_MINUTE, TableSpec
+from sinks.tables import TableSpec
+from streams.outputs.dead_letters import REJECTED_REASON, REJECTED_ROWS
+from streams.outputs.kpi import TABLE as KPI_MINUTE
 from tests.unit.test_clickhouse_writer import FakeClient, FakeContext
 
 T = TableSpec("t", ("k", "v", "partition"))
@@ -70,7 +72,7 @@ def test_a_refused_row_is_dead_lettered_and_the_rest_of_the_batch_is_written(
         retry_max_seconds=0.05,
         flush_seconds=30,
         metrics=metrics,
-        dead_letters_table=DEAD_LETTERS,
+        rejected_rows_to=REJECTED_ROWS,
     )
     writer.start()
     rows = [(f"k{i}", POISON if i in bad_positions else i, 3) for i in range(1000)]
@@ -96,7 +98,7 @@ def test_a_refused_row_is_dead_lettered_and_the_rest_of_the_batch_is_written(
 
 def test_the_same_refused_row_gets_the_same_dead_letter_key() -> None:
     client = PoisonClient()
-    writer = ClickHouseWriter(lambda: client, flush_seconds=30, dead_letters_table=DEAD_LETTERS)
+    writer = ClickHouseWriter(lambda: client, flush_seconds=30, rejected_rows_to=REJECTED_ROWS)
     writer.start()
     writer.submit_nowait(T, [("x", POISON, 1)])
     asyncio.run(writer.flush())
@@ -166,7 +168,7 @@ def test_real_engine_refuses_an_overflowing_sum_and_the_batch_goes_on(embedded: 
     """The wedge of the drills: a gmv_minor beyond Int64 retried forever. Now it is a
     dead letter, and the good rows of the same batch are in ClickHouse."""
     writer = ClickHouseWriter(
-        lambda: embedded, flush_seconds=30, retry_max_seconds=0.05, dead_letters_table=DEAD_LETTERS
+        lambda: embedded, flush_seconds=30, retry_max_seconds=0.05, rejected_rows_to=REJECTED_ROWS
     )
     writer.start()
     minute = 1_764_000_000  # window_start is DateTime: seconds

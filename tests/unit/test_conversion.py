@@ -6,9 +6,9 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from sinks.conversion import ConversionTracker
-from sinks.errors import SinkError
 from sinks.metrics import PipelineMetrics
+from streams.conversion import ConversionTracker
+from streams.errors import StreamError
 
 FUNNELS = {"shop": ("session_start", "view_item", "purchase"), "checkout": ("begin", "pay")}
 MIN = 60_000
@@ -72,15 +72,15 @@ def test_late_minutes_outside_the_ring_are_ignored_inside_are_counted() -> None:
 
 def test_invalid_use_names_the_problem() -> None:
     tracker = ConversionTracker(FUNNELS, minutes=15)
-    with pytest.raises(SinkError, match="unknown funnel"):
+    with pytest.raises(StreamError, match="unknown funnel"):
         tracker.record("nope", 0, T0)
-    with pytest.raises(SinkError, match="out of range"):
+    with pytest.raises(StreamError, match="out of range"):
         tracker.record("checkout", 2, T0)
-    with pytest.raises(SinkError, match=r"outside 1\.\.15"):
+    with pytest.raises(StreamError, match=r"outside 1\.\.15"):
         tracker.ratios(16)
-    with pytest.raises(SinkError, match="at least two steps"):
+    with pytest.raises(StreamError, match="at least two steps"):
         ConversionTracker({"one": ("only",)})
-    with pytest.raises(SinkError, match="minutes"):
+    with pytest.raises(StreamError, match="minutes"):
         ConversionTracker(FUNNELS, minutes=0)
 
 

@@ -23,22 +23,23 @@ from simulator.generate import generate
 from simulator.records import SimRecord
 from simulator.truth import compute_truth
 from simulator.truth_model import LifecycleParams, Truth
-from sinks.tables import (
-    DEAD_LETTERS,
-    FUNNEL_OUTCOMES,
-    FUNNEL_STEPS,
-    FUNNEL_TTC,
-    KPI_MINUTE,
-    LATE_EVENTS,
-    ORDER_GAPS,
-    RETENTION_COHORTS,
-    SEGMENT_TRANSITIONS,
-    USER_RFM,
-)
+from streams.batch import BatchResult
+from streams.checkpoint import meta_key
 from streams.funnels import load_funnels
 from streams.lifecycle import DAY_MS, LifecycleRules
-from streams.processor import BatchResult, InputRecord, PartitionProcessor, meta_key
-from streams.rows import row_key_from_clickhouse
+from streams.outputs import AGGREGATES
+from streams.outputs.dead_letters import TABLE as DEAD_LETTERS
+from streams.outputs.funnel_outcomes import TABLE as FUNNEL_OUTCOMES
+from streams.outputs.funnel_steps import TABLE as FUNNEL_STEPS
+from streams.outputs.funnel_ttc import TABLE as FUNNEL_TTC
+from streams.outputs.kpi import TABLE as KPI_MINUTE
+from streams.outputs.late_events import TABLE as LATE_EVENTS
+from streams.outputs.order_gaps import TABLE as ORDER_GAPS
+from streams.outputs.retention import TABLE as RETENTION_COHORTS
+from streams.outputs.segment_transitions import TABLE as SEGMENT_TRANSITIONS
+from streams.outputs.user_rfm import TABLE as USER_RFM
+from streams.processor import PartitionProcessor
+from streams.records import Record as InputRecord
 from streams.visitor import Rules
 from tests.unit.fakes import DictStore
 
@@ -51,6 +52,8 @@ KEY_WIDTH = {
     RETENTION_COHORTS: 8,
     ORDER_GAPS: 4,
 }
+
+READERS = {family.table: family for family in AGGREGATES}
 
 
 class Sink:
@@ -93,7 +96,7 @@ class Sink:
         for (name, key), (_, values, final) in self.rows.items():
             if key[-1] == partition and not final and any(values):
                 columns = key[:8] if name == FUNNEL_STEPS.name else key[:-1]  # no step_name
-                keys.append(row_key_from_clickhouse(specs[name], columns))
+                keys.append(READERS[specs[name]].read_key(columns))
         return keys
 
     def summed(self, table: str) -> dict[tuple[object, ...], tuple[int, ...]]:

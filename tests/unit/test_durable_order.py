@@ -16,11 +16,17 @@ from unittest.mock import create_autospec
 
 import pytest
 
-from sinks.conversion import ConversionTracker
 from sinks.metrics import PipelineMetrics
-from sinks.tables import EVENTS_RAW, KPI_MINUTE, SEGMENT_TRANSITIONS, TRIGGERS, USER_RFM, TableSpec
+from sinks.tables import TableSpec
+from streams.batch import BatchResult
 from streams.changelog import ChangelogWriter
-from streams.processor import BatchResult, PartitionProcessor
+from streams.conversion import ConversionTracker
+from streams.outputs.kpi import TABLE as KPI_MINUTE
+from streams.outputs.raw_events import TABLE as EVENTS_RAW
+from streams.outputs.segment_transitions import TABLE as SEGMENT_TRANSITIONS
+from streams.outputs.triggers import TABLE as TRIGGERS
+from streams.outputs.user_rfm import TABLE as USER_RFM
+from streams.processor import PartitionProcessor
 from streams.runtime import Runtime
 from streams.visitor import Rules
 

@@ -18,9 +18,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from sinks.alert_rules import build_rule_groups, recorded_names
-from sinks.dashboards import DASHBOARDS
-from sinks.grafana import (
+from deploy.grafana.alerting import (
     CLICKHOUSE_UID,
     PROMETHEUS_UID,
     PromQuery,
@@ -28,11 +26,13 @@ from sinks.grafana import (
     dashboard_json,
     grafana_alert_rules,
 )
+from deploy.grafana.dashboards import DASHBOARDS
+from deploy.prometheus.alert_rules import build_rule_groups, recorded_names
 from sinks.metrics import PipelineMetrics
 
 REPO = Path(__file__).resolve().parents[2]
 GRAFANA = REPO / "deploy" / "grafana"
-MIGRATIONS = sorted((REPO / "deploy" / "clickhouse" / "migrations").glob("*.sql"))
+MIGRATIONS = sorted((REPO / "sinks" / "migrations").glob("*.sql"))
 # Series Prometheus makes itself, not the exporter.
 PROMETHEUS_BUILTINS = {"up", "ALERTS", "ALERTS_FOR_STATE"}
 PROMQL_WORDS = {
@@ -76,7 +76,7 @@ def test_committed_grafana_files_equal_the_build_output() -> None:
         )
     assert set((GRAFANA / "dashboards").glob("*.json")) == {
         p for p in files if p.suffix == ".json"
-    }, "a dashboard JSON without a definition in sinks/dashboards.py"
+    }, "a dashboard JSON without a definition in deploy/grafana/dashboards.py"
 
 
 # -- Prometheus queries ---------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""ClickHouse migrations: numbering, idempotence, cluster form, and a schema snapshot.
+"""ClickHouse migrations: where they are found, numbering, idempotence, cluster form, and a
+schema snapshot.
 
 The snapshot is the `SHOW CREATE` of every table and view after applying all migrations
 to an empty embedded ClickHouse. A change to the DDL must update the snapshot on purpose:
@@ -15,11 +16,13 @@ from typing import Any
 import clickhouse_connect
 import pytest
 
+from sinks import clickhouse
 from sinks.clickhouse import MIGRATIONS_DIR, apply_migrations, for_cluster, load_migrations
 from sinks.errors import MigrationError
-from sinks.tables import ALL_TABLES
+from streams.outputs import ALL_TABLES
 
 SNAPSHOT = Path(__file__).parent / "golden" / "clickhouse_schema.sql"
+REPO_MIGRATIONS = Path(__file__).resolve().parents[2] / "sinks" / "migrations"
 
 
 def migrated() -> Any:
@@ -44,6 +47,33 @@ def test_migrations_are_numbered_from_one_without_gaps() -> None:
     numbers = [m.number for m in load_migrations()]
     assert numbers == list(range(1, len(numbers) + 1))
     assert len(numbers) >= 4
+
+
+def test_the_default_is_the_packaged_sinks_migrations_directory() -> None:
+    files = sorted(p.name for p in REPO_MIGRATIONS.glob("*.sql"))
+    assert files, "sinks/migrations/*.sql is missing"
+    assert [f"{m.name}.sql" for m in load_migrations()] == files
+    assert [m.name for m in load_migrations(REPO_MIGRATIONS)] == [m.name for m in load_migrations()]
+
+
+def test_no_migration_at_all_is_an_error_naming_the_fix(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("not a migration")
+    for directory in (tmp_path, tmp_path / "absent"):
+        with pytest.raises(MigrationError, match=r"no ClickHouse migrations .*pass the directory"):
+            load_migrations(directory)
+    # The message for the packaged default says how to get the package data back.
+    message = str(clickhouse._no_migrations(MIGRATIONS_DIR))
+    assert "sinks/migrations/*.sql" in message
+    assert "reinstall" in message
+
+
+def test_apply_with_no_migration_fails_before_touching_clickhouse(tmp_path: Path) -> None:
+    class Untouchable:
+        def __getattr__(self, name: str) -> Any:
+            raise AssertionError(f"client.{name} used")
+
+    with pytest.raises(MigrationError, match="no ClickHouse migrations"):
+        apply_migrations(Untouchable(), tmp_path)
 
 
 def test_a_gap_in_numbering_is_rejected(tmp_path: Path) -> None:

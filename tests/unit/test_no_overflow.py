@@ -41,11 +41,19 @@ from schemas.validation import (
     ValidationBounds,
 )
 from sinks.clickhouse import apply_migrations
-from sinks.tables import ALL_TABLES, EVENTS_RAW, KPI_MINUTE, TRIGGERS, USER_RFM, TableSpec
+from sinks.tables import TableSpec
+from streams.batch import BatchResult
 from streams.funnels import load_funnels
 from streams.lifecycle import CartEvent, LifecycleRules, abandoned_carts
-from streams.processor import BatchResult, InputRecord, PartitionProcessor
-from streams.rows import to_trigger, trigger_row
+from streams.outputs import ALL_TABLES
+from streams.outputs.kpi import TABLE as KPI_MINUTE
+from streams.outputs.raw_events import TABLE as EVENTS_RAW
+from streams.outputs.triggers import TABLE as TRIGGERS
+from streams.outputs.triggers import build_row as trigger_row
+from streams.outputs.triggers import to_trigger
+from streams.outputs.user_rfm import TABLE as USER_RFM
+from streams.processor import PartitionProcessor
+from streams.records import Record as InputRecord
 from streams.state import decode_state, encode_state
 from streams.visitor import Rules
 from tests.unit.fakes import DictStore, SimpleChannels

@@ -14,18 +14,18 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from schemas.model import Event, Item
-from sinks.tables import (
-    EVENTS_RAW,
-    FUNNEL_OUTCOMES,
-    FUNNEL_STEPS,
-    FUNNEL_TTC,
-    KPI_MINUTE,
-    LATE_EVENTS,
-    TableSpec,
-)
+from sinks.tables import TableSpec
+from streams.checkpoint import meta_key
 from streams.funnels import load_funnels
-from streams.processor import InputRecord, PartitionProcessor, meta_key
-from streams.rows import row_key_from_clickhouse
+from streams.outputs import AGGREGATES
+from streams.outputs.funnel_outcomes import TABLE as FUNNEL_OUTCOMES
+from streams.outputs.funnel_steps import TABLE as FUNNEL_STEPS
+from streams.outputs.funnel_ttc import TABLE as FUNNEL_TTC
+from streams.outputs.kpi import TABLE as KPI_MINUTE
+from streams.outputs.late_events import TABLE as LATE_EVENTS
+from streams.outputs.raw_events import TABLE as EVENTS_RAW
+from streams.processor import PartitionProcessor
+from streams.records import Record as InputRecord
 from streams.visitor import Rules
 from tests.unit.fakes import DictDecoder, DictStore, SimpleChannels
 
@@ -56,6 +56,8 @@ AGG_TABLES = {
     FUNNEL_TTC: 9,
     KPI_MINUTE: 8,
 }  # key width incl. partition
+
+READERS = {family.table: family for family in AGGREGATES}
 
 
 def traffic(seed: int, visitors: int = 40) -> list[Event]:
@@ -198,7 +200,7 @@ class Harness:
         for (name, key), row in newest.items():
             if not row[-2] and any(row[AGG_TABLES[specs[name]] : -2]):
                 columns = key[:8] if name == FUNNEL_STEPS.name else key[:-1]
-                keys.append(row_key_from_clickhouse(specs[name], columns))
+                keys.append(READERS[specs[name]].read_key(columns))
         return keys
 
     def commit(self) -> None:

@@ -8,21 +8,23 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from sinks.alert_rules import (
-    DEFAULT_FUNNELS,
+from deploy.errors import GeneratorError
+from deploy.prometheus.alert_rules import (
     RuleParams,
     alert_names,
     build_rule_groups,
     format_duration,
+    funnel_steps_by_name,
     render_rules,
 )
-from sinks.errors import SinkError
+from streams.funnels import load_funnels
 
 REPO = Path(__file__).resolve().parents[2]
 PROM_DIR = REPO / "deploy" / "prometheus"
@@ -160,19 +162,55 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 
 def test_impossible_parameters_are_rejected() -> None:
-    with pytest.raises(SinkError, match="rounds to zero"):
+    with pytest.raises(GeneratorError, match="rounds to zero"):
         format_duration(0.0001)
-    with pytest.raises(SinkError, match="time_scale"):
+    with pytest.raises(GeneratorError, match="time_scale"):
         build_rule_groups(0)
-    with pytest.raises(SinkError, match="inhibition"):
+    with pytest.raises(GeneratorError, match="inhibition"):
         RuleParams(tracking_for=900)
-    with pytest.raises(SinkError, match="must contain the steps"):
+    with pytest.raises(GeneratorError, match="must contain the steps"):
         RuleParams(checkout_step="nope")
 
 
-def test_rule_funnels_match_the_configured_funnels() -> None:
-    # The rules name each funnel's consecutive steps; a funnel added or changed in
-    # streams/funnels.yaml needs DEFAULT_FUNNELS updated and the rules re-rendered.
-    from streams.funnels import load_funnels
+def _step_pairs(document: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(funnel, from_step, step) of every step conversion the rules record."""
+    return {
+        (rule["labels"]["funnel"], rule["labels"]["from_step"], rule["labels"]["step"])
+        for group in document["groups"]
+        for rule in group["rules"]
+        if rule.get("record") == "shopfunnel:funnel_step_conversion:ratio_rate15m"
+    }
 
-    assert {f.name: f.steps for f in load_funnels()} == dict(DEFAULT_FUNNELS)
+
+def _pairs_of(funnels: dict[str, tuple[str, ...]]) -> set[tuple[str, str, str]]:
+    return {
+        (name, before, after)
+        for name, steps in funnels.items()
+        for before, after in pairwise(steps)
+    }
+
+
+def test_the_committed_rules_cover_exactly_the_funnels_of_the_yaml() -> None:
+    committed = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))
+    assert _step_pairs(committed) == _pairs_of(funnel_steps_by_name(load_funnels()))
+    assert RuleParams().funnels == funnel_steps_by_name(load_funnels())
+
+
+def test_a_funnel_added_to_the_yaml_reaches_the_rules(tmp_path: Path) -> None:
+    # streams/funnels.yaml is the only list of funnels: a funnel added there gets its
+    # conversion rules from the next render, with no code change.
+    document = yaml.safe_load((REPO / "streams" / "funnels.yaml").read_text(encoding="utf-8"))
+    document["funnels"].append(
+        {"name": "browse", "steps": ["session_start", "view_item", "add_to_cart"], "window": "30m"}
+    )
+    funnels_file = tmp_path / "funnels.yaml"
+    funnels_file.write_text(yaml.safe_dump(document), encoding="utf-8")
+
+    funnels = funnel_steps_by_name(load_funnels(funnels_file))
+    rendered = build_rule_groups(1.0, RuleParams(funnels=funnels))
+    assert _step_pairs(rendered) == _pairs_of(funnels)
+    assert {
+        ("browse", "session_start", "view_item"),
+        ("browse", "view_item", "add_to_cart"),
+    } <= _step_pairs(rendered)
+    assert not {p for p in _step_pairs(build_rule_groups()) if p[0] == "browse"}

@@ -1,4 +1,4 @@
-"""Retention, segment and RFM reports (sinks/reports.py) on hand-inserted rows in embedded
+"""Retention, segment and RFM reports (reports/queries.py) on hand-inserted rows in embedded
 ClickHouse migrated with the real migrations."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from funnel import cli
-from sinks import reports
+from reports import queries as reports
+from reports.errors import ReportError
 from sinks.clickhouse import ClickHouseTarget, apply_migrations, open_client
-from sinks.errors import SinkError
 
 _numbers = itertools.count()
 
@@ -113,7 +113,7 @@ def test_an_empty_database_gives_no_cohorts_and_a_bad_granularity_names_the_choi
     client: Any,
 ) -> None:
     assert reports.retention_triangle(client, "first_visit", "day", "visit") == []
-    with pytest.raises(SinkError, match="day, week, month"):
+    with pytest.raises(ReportError, match="day, week, month"):
         reports.retention_triangle(client, "first_visit", "year", "visit")
 
 

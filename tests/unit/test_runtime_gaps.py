@@ -5,8 +5,8 @@ from __future__ import annotations
 from unittest.mock import create_autospec
 
 from sinks.clickhouse import ClickHouseWriter
-from sinks.conversion import ConversionTracker
 from sinks.metrics import PipelineMetrics
+from streams.conversion import ConversionTracker
 from streams.processor import PartitionProcessor
 from streams.records import Record
 from streams.runtime import Runtime, TableStore

@@ -16,7 +16,8 @@ import pytest
 
 import streams.runtime as runtime_module
 from sinks.clickhouse import ClickHouseWriter
-from streams.processor import BatchResult, PartitionProcessor
+from streams.batch import BatchResult
+from streams.processor import PartitionProcessor
 from streams.records import Record
 from streams.runtime import Runtime, TableStore
 from streams.transport import RecordBatch

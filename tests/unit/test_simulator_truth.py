@@ -9,18 +9,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from schemas.model import STREAM_OF_EVENT, Event, Item
 from schemas.reasons import Reason
 from simulator.records import SimRecord
 from simulator.truth import compute_truth, read_truth, write_truth
-from simulator.truth_model import DEFAULT_FUNNELS, FunnelSpec, Truth
+from simulator.truth_model import FunnelSpec, Truth, funnel_specs
+from streams.funnels import load_funnels
+
+DEFAULT_FUNNELS = funnel_specs()
 
 MIN = 60_000
 HOUR = 3_600_000
 LATENESS = 5 * MIN
 TIMEOUT = 30 * MIN
 T0 = 1_793_491_200_000  # 2026-11-01T00:00Z, a minute boundary
+FUNNELS_YAML = Path(__file__).resolve().parents[2] / "streams" / "funnels.yaml"
 
 
 def ev(event_type: str, t: int, event_id: str, **fields: Any) -> Event:
@@ -120,6 +125,32 @@ def test_the_window_is_inclusive() -> None:
 
     assert run(HOUR) == {1: 1, 2: 1, 3: 1, 4: 1}
     assert run(HOUR + 1) == {1: 1, 2: 1, 3: 1}
+
+
+def test_the_truth_counts_every_funnel_of_the_yaml_by_default() -> None:
+    # streams/funnels.yaml is the only list of funnels: the truth reads it as FunnelSpecs.
+    configured = load_funnels()
+    events = [ev(f.steps[0], k * 1000, f"e{k}") for k, f in enumerate(configured)]
+    records = [rec(e) for e in events]
+    truth = compute_truth(records, lateness_ms=LATENESS, session_timeout_ms=TIMEOUT)
+    assert truth.funnels == DEFAULT_FUNNELS == funnel_specs(configured)
+    assert [f.name for f in truth.funnels] == [f.name for f in configured]
+    assert {r.funnel for r in truth.funnel_steps} == {f.name for f in configured}
+
+
+def test_a_funnel_added_to_the_yaml_reaches_the_truth(tmp_path: Path) -> None:
+    document = yaml.safe_load(FUNNELS_YAML.read_text(encoding="utf-8"))
+    browse = {"name": "browse", "steps": ["session_start", "view_item"], "window": "30m"}
+    document["funnels"].append({**browse, "scope": "user"})
+    funnels_file = tmp_path / "funnels.yaml"
+    funnels_file.write_text(yaml.safe_dump(document), encoding="utf-8")
+
+    specs = funnel_specs(load_funnels(funnels_file))
+    assert specs[:-1] == DEFAULT_FUNNELS
+    assert specs[-1] == FunnelSpec("browse", ("session_start", "view_item"), 30 * MIN, "user")
+    events = [ev("session_start", 0, "e1"), ev("view_item", 30 * MIN, "e2", session="s2")]
+    assert entered(truth_of(events, specs), "browse") == {1: 1, 2: 1}
+    assert entered(truth_of(events), "browse") == {}
 
 
 def test_time_to_convert_bucket_bounds_are_inclusive() -> None:

@@ -22,9 +22,11 @@ from schemas.channels import ChannelRules
 from simulator.config import SimConfig
 from simulator.generate import SimRecord, generate
 from simulator.truth import compute_truth
-from simulator.truth_model import DEFAULT_FUNNELS, Truth
+from simulator.truth_model import Truth, funnel_specs
 
-MIGRATIONS = Path(__file__).resolve().parents[2] / "deploy" / "clickhouse" / "migrations"
+DEFAULT_FUNNELS = funnel_specs()
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "sinks" / "migrations"
 CONFIG = SimConfig(
     users=1200,
     days=0.3,

@@ -13,7 +13,7 @@ from typing import Any
 from faust.types import TP
 from mode.utils.logging import CompositeLogger
 
-from streams.transport import BatchConsumer, RecordBatch
+from streams.transport import BatchConsumer, RecordBatch, batch_topics
 
 CLICKS = TP("shop.clickstream", 1)
 CART = TP("shop.cart", 1)
@@ -34,6 +34,14 @@ def fetched(first: int, last: int) -> list[FetchedRecord]:
     return [FetchedRecord(o) for o in range(first, last + 1)]
 
 
+class ProbeApp:
+    """A stand-in app. Not a SimpleNamespace, which is unhashable: the app hooks
+    registry (streams/faust_private.py) holds apps as weak dictionary keys."""
+
+    def __init__(self, **attrs: Any) -> None:
+        self.__dict__.update(attrs)
+
+
 class ProbeConsumer(BatchConsumer):
     """The real getmany/seek logic over a scripted fetch; records seeks, gaps."""
 
@@ -41,12 +49,12 @@ class ProbeConsumer(BatchConsumer):
 
     def __init__(self, fetch: dict[TP, list[FetchedRecord]], active: set[TP] | None) -> None:
         self.log = CompositeLogger(logging.getLogger(__name__), formatter=None)
-        self.app = SimpleNamespace(
+        self.app = ProbeApp(
             consumer_generation_id=1,
-            funnel_batch_topics=frozenset({CLICKS.topic, CART.topic}),
             monitor=SimpleNamespace(track_tp_end_offset=lambda tp, offset: None),
             flow_control=SimpleNamespace(is_active=lambda: self.flow_control_active),
         )
+        batch_topics(self.app, frozenset({CLICKS.topic, CART.topic}))
         self.flow_control_active = True
         # Faust's own bookkeeping, as its constructor sets it up.
         self._committed_offset: defaultdict[TP, int | None] = defaultdict(lambda: None)

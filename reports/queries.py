@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, Final
 
-from sinks.errors import SinkError
+from reports.errors import ReportError
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +163,7 @@ def retention_triangle(
     activity, summed over channels and platforms. Every cohort is listed, also one with
     no row of ``activity`` (all zeros)."""
     if granularity not in RETENTION_MAX_PERIOD:
-        raise SinkError(
+        raise ReportError(
             f"unknown retention granularity {granularity!r}: use one of "
             f"{', '.join(RETENTION_MAX_PERIOD)}"
         )

@@ -1,8 +1,8 @@
 """The Grafana dashboards, one list of panels each (rendered by deploy/grafana/build.py).
 
 Prometheus panels may only use metrics that ``PipelineMetrics`` exports and the recording
-rules of ``sinks/alert_rules.py``; ClickHouse panels only tables and views that the
-migrations create. ``tests/unit/test_grafana.py`` checks both (it runs every ClickHouse
+rules of ``deploy/prometheus/alert_rules.py``; ClickHouse panels only tables and views that
+the migrations create. ``tests/unit/test_grafana.py`` checks both (it runs every ClickHouse
 query against the migrated schema), so a panel is added by adding one entry here.
 
 Money is stored in minor units; panels divide by 100 (currencies with two decimals).
@@ -12,8 +12,12 @@ from __future__ import annotations
 
 from typing import Final
 
-from sinks.alert_rules import FUNNEL_DASHBOARD_UID, KPI_DASHBOARD_UID, PIPELINE_DASHBOARD_UID
-from sinks.grafana import Dashboard, Panel, PromQuery, Row, SqlQuery, Variable
+from deploy.grafana.alerting import Dashboard, Panel, PromQuery, Row, SqlQuery, Variable
+from deploy.prometheus.alert_rules import (
+    FUNNEL_DASHBOARD_UID,
+    KPI_DASHBOARD_UID,
+    PIPELINE_DASHBOARD_UID,
+)
 
 RETENTION_DASHBOARD_UID: Final = "shopfunnel-retention"
 

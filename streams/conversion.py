@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Final
 
-from sinks.errors import SinkError
+from streams.errors import StreamError
 
 if TYPE_CHECKING:
     from sinks.metrics import PipelineMetrics
@@ -47,10 +47,10 @@ class ConversionTracker:
 
     def __init__(self, funnels: Mapping[str, Sequence[str]], minutes: int = 15) -> None:
         if minutes < 1:
-            raise SinkError(f"minutes must be >= 1, got {minutes}")
+            raise StreamError(f"minutes must be >= 1, got {minutes}")
         for name, steps in funnels.items():
             if len(steps) < 2:
-                raise SinkError(f"funnel {name!r} needs at least two steps to have a conversion")
+                raise StreamError(f"funnel {name!r} needs at least two steps to have a conversion")
         self.minutes = minutes
         self._steps = {name: tuple(steps) for name, steps in funnels.items()}
         self._rings = {name: _FunnelRing(len(steps), minutes) for name, steps in funnels.items()}
@@ -61,9 +61,9 @@ class ConversionTracker:
         in the minute holding ``minute_ms``."""
         ring = self._rings.get(funnel)
         if ring is None:
-            raise SinkError(f"unknown funnel {funnel!r}; known funnels: {sorted(self._rings)}")
+            raise StreamError(f"unknown funnel {funnel!r}; known funnels: {sorted(self._rings)}")
         if not 0 <= step_index < len(self._steps[funnel]):
-            raise SinkError(
+            raise StreamError(
                 f"step index {step_index} out of range for funnel {funnel!r} "
                 f"with {len(self._steps[funnel])} steps"
             )
@@ -83,7 +83,7 @@ class ConversionTracker:
         entries in the window.
         """
         if not 1 <= window_minutes <= self.minutes:
-            raise SinkError(
+            raise StreamError(
                 f"window of {window_minutes} minutes is outside 1..{self.minutes}; "
                 "create the tracker with more minutes"
             )

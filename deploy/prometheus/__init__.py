@@ -1,0 +1,1 @@
+"""Prometheus: the recording and alerting rules (``alert_rules``); ``rules.py`` writes them."""

@@ -1,0 +1,1 @@
+"""Reports: read-side queries over the ClickHouse tables and views (``funnel report``)."""

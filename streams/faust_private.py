@@ -1,0 +1,387 @@
+"""The one place that touches private (underscore) parts of Faust, mode and aiokafka.
+
+The worker goes below Faust's public API in a few places, each for a measured reason:
+batch delivery with exact offsets (``streams/transport.py``), writing the state table
+as whole Kafka batches (``streams/changelog.py``, ``streams/table_store.py``), the
+committed offsets that drive replay protection and lag (``streams/app.py``). Private
+names change without notice in a minor release, so every read, write, call or override
+of one lives in this module, behind a small named function or hook, and is declared in
+:data:`CONTRACT`.
+
+``tests/unit/test_faust_private_contract.py`` checks each declared use against the
+installed packages (the attribute exists, is a method or an attribute as expected,
+methods keep their parameter names) and names the package version on failure; it also
+fails when a declared name, or another private name of these packages, shows up in
+``streams/``, ``sinks/`` or ``funnel/`` outside this module. To use a new private name:
+add a function or hook here, declare it in :data:`CONTRACT`, and call the function.
+
+The project's own settings for an app (which topics come as batches, the commit
+barrier) are kept in a registry here (:func:`app_hooks`) rather than as extra
+attributes on the ``faust.App`` object.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.transport.consumer import Consumer as FaustConsumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, Message
+
+# --- the contract ---------------------------------------------------------------------
+
+Kind = Literal["attribute", "method", "coroutine method"]
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateUse:
+    """One private attribute or method of a dependency that this module relies on."""
+
+    package: str  # the distribution that provides it (importlib.metadata name)
+    owner: str  # "module:Class" it is looked up on
+    name: str
+    kind: Kind
+    how: str  # read, write, call, override (+ super() call)
+    why: str  # what breaks without it
+    # Methods: the parameter names after ``self``, as we call or override them.
+    params: tuple[str, ...] = ()
+    # Attributes: the type of the value (None is also accepted if the owner's annotation
+    # allows it, e.g. a producer before it starts).
+    holds: type | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.owner.rpartition(':')[2]}.{self.name}"
+
+
+_FAUST = "faust-streaming"
+_MODE = "mode-streaming"
+_CONSUMER = "faust.transport.drivers.aiokafka:Consumer"
+_PRODUCER = "faust.transport.drivers.aiokafka:Producer"
+_MEMORY_STORE = "faust.stores.memory:Store"
+_WORKER = "faust.worker:Worker"
+
+CONTRACT: tuple[PrivateUse, ...] = (
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_new_offset",
+        "method",
+        "override + super() call",
+        "Faust's commit asks it for each partition's offset to commit; batch-delivered"
+        " partitions answer from the batch consumer's own account (OffsetHookConsumer)",
+        params=("tp",),
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_commit_offsets",
+        "coroutine method",
+        "override + super() call",
+        "the commit barrier (ClickHouse flush, changelog delivered) runs before every"
+        " commit, and committed batches leave the account after it (OffsetHookConsumer)",
+        params=("offsets", "start_new_transaction"),
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_acked",
+        "attribute",
+        "write (cleared)",
+        "Faust's acked offsets of a batch-delivered partition are never used: cleared so"
+        " they do not grow (forget_acked)",
+        holds=MutableMapping,
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_acked_index",
+        "attribute",
+        "write (cleared)",
+        "as _acked (forget_acked)",
+        holds=MutableMapping,
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_committed_offset",
+        "attribute",
+        "read",
+        "the committed offset per partition: where commits continue, the replay bound"
+        " handed to the processor, lag before the first batch (committed_offset)",
+        holds=MutableMapping,
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_read_offset",
+        "attribute",
+        "read + write",
+        "after perform_seek it holds the committed offset sought to, where a partition's"
+        " delivery restarts (read_offset); Faust's fetch loop drops a message below it,"
+        " and a batch read again after a seek back must pass (forget_read_offset)",
+        holds=MutableMapping,
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_buffered_partitions",
+        "attribute",
+        "read",
+        "partitions with buffered records are delivered even when not active"
+        " (buffered_partitions), as in Faust's own getmany",
+        holds=AbstractSet,
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_wait_next_records",
+        "coroutine method",
+        "call",
+        "the batch consumer's getmany fetches through it, as Faust's own getmany does"
+        " (wait_next_records)",
+        params=("timeout",),
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_to_message",
+        "method",
+        "call",
+        "records of non-batch topics (changelogs) still become Faust's per-record"
+        " messages (to_message)",
+        params=("tp", "record"),
+    ),
+    PrivateUse(
+        _FAUST,
+        _PRODUCER,
+        "_producer",
+        "attribute",
+        "read",
+        "state and trigger records are sent as whole aiokafka batches through the app's"
+        " own producer (underlying_producer)",
+        holds=AIOKafkaProducer,
+    ),
+    PrivateUse(
+        _FAUST,
+        _MEMORY_STORE,
+        "_key_partition",
+        "attribute",
+        "read + write",
+        "the memory store's key -> partition index: which keys a partition holds, kept"
+        " in step with direct writes so Faust drops the right keys on revoke"
+        " (keys_in_partition, write_to_store)",
+        holds=MutableMapping,
+    ),
+    PrivateUse(
+        _MODE,
+        _WORKER,
+        "_on_sigterm",
+        "method",
+        "override + super() call",
+        "mode's SIGTERM handler: the bounded shutdown starts its clock there (StopSignalWorker)",
+    ),
+    PrivateUse(
+        _MODE,
+        _WORKER,
+        "_on_sigint",
+        "method",
+        "override + super() call",
+        "mode's SIGINT handler, as _on_sigterm (StopSignalWorker)",
+    ),
+)
+
+# Extra attributes once set on the faust.App object, replaced by app_hooks(): they must
+# not come back (the contract test scans for them).
+RETIRED_APP_ATTRIBUTES = ("funnel_before_commit", "funnel_batch_topics")
+
+# --- the project's settings for an app -------------------------------------------------
+
+CommitBarrier = Callable[[Mapping[TP, int]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class AppHooks:
+    """What the batch consumer needs to know about its app, set while wiring it."""
+
+    # Topics delivered as one RecordBatch message per fetched partition; all others
+    # record by record (changelogs: table recovery reads them record by record).
+    batch_topics: frozenset[str] = frozenset()
+    # Awaited with the offsets before every commit (the ClickHouse flush).
+    before_commit: CommitBarrier | None = None
+
+
+_APP_HOOKS: weakref.WeakKeyDictionary[object, AppHooks] = weakref.WeakKeyDictionary()
+
+
+def app_hooks(app: object) -> AppHooks:
+    """The hooks set for ``app`` (defaults, not stored, if none were set)."""
+    hooks = _APP_HOOKS.get(app)
+    return hooks if hooks is not None else AppHooks()
+
+
+def _set_hooks(app: object) -> AppHooks:
+    hooks = _APP_HOOKS.get(app)
+    if hooks is None:
+        hooks = _APP_HOOKS[app] = AppHooks()
+    return hooks
+
+
+def set_batch_topics(app: object, topics: frozenset[str]) -> None:
+    _set_hooks(app).batch_topics = topics
+
+
+def set_commit_barrier(app: object, barrier: CommitBarrier) -> None:
+    _set_hooks(app).before_commit = barrier
+
+
+# --- consumer ---------------------------------------------------------------------------
+
+RecordMap = Mapping[TP, list[Any]]
+
+
+def committed_offset(consumer: object, tp: TP) -> int | None:
+    """The offset last committed for ``tp`` by this consumer (or read at assignment)."""
+    committed: Mapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
+    value = committed.get(tp)  # not [tp]: Faust's defaultdict would grow
+    return int(value) if value is not None else None
+
+
+def forget_acked(consumer: FaustConsumer, tp: TP) -> None:
+    """Drop Faust's acked offsets of ``tp`` (they would grow, unused, forever)."""
+    consumer._acked[tp].clear()
+    consumer._acked_index[tp].clear()
+
+
+def read_offset(consumer: FaustConsumer, tp: TP) -> int | None:
+    """Where Faust's fetch loop reads ``tp`` from: after ``perform_seek``, the committed
+    offset it sought to (None: nothing committed), after ``seek``, that offset."""
+    return consumer._read_offset.get(tp)  # not [tp]: Faust's defaultdict would grow
+
+
+def forget_read_offset(consumer: FaustConsumer, tp: TP) -> None:
+    """Let Faust's fetch loop pass any offset of ``tp`` next.
+
+    It drops a message below the last offset it passed on, which would drop a batch
+    read again after a seek back; the batch consumer's own account decides instead.
+    """
+    consumer._read_offset[tp] = None
+
+
+def buffered_partitions(consumer: FaustConsumer) -> AbstractSet[TP]:
+    """Partitions whose records Faust buffered: delivered even when not active."""
+    return consumer._buffered_partitions
+
+
+async def wait_next_records(
+    consumer: FaustConsumer, timeout: float
+) -> tuple[RecordMap | None, AbstractSet[TP] | None]:
+    """Fetch as Faust's getmany does: (records by partition, active partitions or None)."""
+    records, active = await consumer._wait_next_records(timeout)
+    return records, active
+
+
+def to_message(consumer: FaustConsumer, tp: TP, record: Any) -> Message:
+    """Faust's own per-record message for an aiokafka record."""
+    message: Message = consumer._to_message(tp, record)
+    return message
+
+
+class OffsetHookConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer with its private commit steps as named hooks.
+
+    Faust's commit asks ``_new_offset`` for each partition's offset to commit, then
+    commits them with ``_commit_offsets``. Subclasses override :meth:`offset_to_commit`
+    and :meth:`commit_offsets` instead, and reach Faust's own behaviour through
+    :meth:`faust_offset_to_commit` and :meth:`faust_commit_offsets`.
+    """
+
+    def offset_to_commit(self, tp: TP) -> int | None:
+        """The offset to commit for ``tp`` now, or None. Default: Faust's own."""
+        return self.faust_offset_to_commit(tp)
+
+    async def commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        """Commit ``offsets``; True if committed. Default: Faust's own."""
+        return await self.faust_commit_offsets(offsets, start_new_transaction)
+
+    def faust_offset_to_commit(self, tp: TP) -> int | None:
+        """Faust's answer: from the acked offsets (and gaps) of ``tp``."""
+        offset: int | None = super()._new_offset(tp)
+        return offset
+
+    async def faust_commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        return bool(await super()._commit_offsets(offsets, start_new_transaction))
+
+    def _new_offset(self, tp: TP) -> int | None:
+        return self.offset_to_commit(tp)
+
+    async def _commit_offsets(
+        self, offsets: Mapping[TP, int], start_new_transaction: bool = True
+    ) -> bool:
+        return await self.commit_offsets(offsets, start_new_transaction)
+
+
+# --- producer ---------------------------------------------------------------------------
+
+
+def underlying_producer(producer: object) -> AIOKafkaProducer | None:
+    """The aiokafka producer behind a Faust producer; None before it starts, or if the
+    transport is not Faust's aiokafka driver."""
+    aiokafka_producer: AIOKafkaProducer | None = getattr(producer, "_producer", None)
+    return aiokafka_producer
+
+
+# --- table store ------------------------------------------------------------------------
+
+
+def keys_in_partition(store: object, partition: int) -> list[bytes]:
+    """The keys a Faust memory store holds for ``partition``."""
+    key_partition: Mapping[bytes, int] = getattr(store, "_key_partition", {})
+    return [k for k, p in list(key_partition.items()) if p == partition]
+
+
+def write_to_store(
+    store: Any, partition: int, writes: Iterable[tuple[bytes, bytes | None]]
+) -> None:
+    """Apply ``writes`` (None deletes) to a Faust memory store's data, keeping its key ->
+    partition index in step, as its changelog recovery does."""
+    data = store.data
+    key_partition: MutableMapping[bytes, int] | None = getattr(store, "_key_partition", None)
+    for key, value in writes:
+        if value is None:
+            data.pop(key, None)
+            if key_partition is not None:
+                key_partition.pop(key, None)
+        else:
+            data[key] = value
+            if key_partition is not None:
+                key_partition[key] = partition
+
+
+# --- worker -----------------------------------------------------------------------------
+
+
+class StopSignalWorker(faust.Worker):
+    """Faust's worker, calling :meth:`on_stop_signal` when SIGTERM/SIGINT starts the
+    shutdown (mode's private signal handlers), before Faust's own handling."""
+
+    def on_stop_signal(self) -> None:
+        """Called first when SIGTERM or SIGINT starts the shutdown."""
+
+    def _on_sigterm(self) -> None:
+        self.on_stop_signal()
+        super()._on_sigterm()
+
+    def _on_sigint(self) -> None:
+        self.on_stop_signal()
+        super()._on_sigint()

@@ -1,0 +1,117 @@
+"""What the runtime observes, as Prometheus metrics (``sinks/metrics.py``), bounded labels.
+
+Kept apart from ``streams/runtime.py`` so that the runtime reads as the order in which a
+batch becomes durable, and this module as the mapping from batch stats to metrics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from schemas.triggers import Trigger
+from sinks.metrics import PipelineMetrics
+from streams.batch import BatchResult
+from streams.conversion import ConversionTracker
+
+
+class PartitionGauges(Protocol):
+    """What a partition's processor exposes for the gauges."""
+
+    @property
+    def state_keys(self) -> int: ...
+
+    @property
+    def state_bytes(self) -> int: ...
+
+    def watermark(self) -> int | None: ...
+
+
+@dataclass
+class RuntimeMetrics:
+    metrics: PipelineMetrics
+    conversion: ConversionTracker
+    topics_by_stream: Mapping[str, str]
+    step_names: Mapping[str, tuple[str, ...]]  # funnel -> its steps' event types
+
+    def batch_processed(self, records: int, seconds: float) -> None:
+        self.metrics.batch_events.observe(records)
+        self.metrics.batch_duration.observe(seconds)
+
+    def triggers_published(self, triggers: Iterable[Trigger], arrived_ms: int | None) -> None:
+        now = time.time()
+        for trigger in triggers:
+            self.metrics.triggers.labels(trigger.trigger_type).inc()
+            if arrived_ms is not None:
+                self.metrics.trigger_delay.labels(trigger.trigger_type).observe(
+                    max(0.0, now - arrived_ms / 1000)
+                )
+
+    def lag(self, stream: str, partition: int, records: int) -> None:
+        topic = self.topics_by_stream[stream]
+        self.metrics.consumer_lag.labels(topic, str(partition)).set(max(0, records))
+
+    def batch_applied(self, partition: int, result: BatchResult) -> None:
+        """Counters of one applied batch, and the partition's watermark."""
+        stats = result.stats
+        metrics = self.metrics
+        topic = self.topics_by_stream
+        for stream, count in stats.ingested.items():
+            metrics.events_ingested.labels(topic[stream]).inc(count)
+        for (stream, reason), count in stats.dead_letters.items():
+            metrics.dead_letters.labels(topic[stream], reason).inc(count)
+        for (stream, reason), count in stats.late.items():
+            metrics.late_events.labels(topic[stream], reason).inc(count)
+        for stream, count in stats.duplicates.items():
+            metrics.duplicates.labels(topic[stream]).inc(count)
+        for (funnel, step, window, channel, campaign), change in stats.step_entries.items():
+            self.conversion.record(funnel, step - 1, window, change)
+            if change > 0:
+                name = self.step_names[funnel][step - 1]
+                metrics.step_entries.labels(funnel, name, metrics.channel_label(channel)).inc(
+                    change
+                )
+                metrics.campaign_step_entries.labels(
+                    funnel, name, metrics.campaign_label(campaign)
+                ).inc(change)
+        for (channel, currency), change in stats.orders.items():
+            if change > 0:
+                metrics.orders.labels(metrics.channel_label(channel), currency or "none").inc(
+                    change
+                )
+        for (channel, currency), change in stats.gmv_minor.items():
+            if change > 0:
+                metrics.gmv_minor.labels(metrics.channel_label(channel), currency or "none").inc(
+                    change
+                )
+        if result.watermark is not None:
+            metrics.watermark.labels(str(partition)).set(result.watermark / 1000)
+
+    def partition_revoked(self, partition: int) -> None:
+        """A revoked partition's gauges would freeze at their last value (and page)."""
+        label = str(partition)
+        for gauge in (self.metrics.watermark, self.metrics.watermark_delay):
+            with contextlib.suppress(KeyError):
+                gauge.remove(label)
+        for topic in self.topics_by_stream.values():
+            with contextlib.suppress(KeyError):
+                self.metrics.consumer_lag.remove(topic, label)
+
+    def export_gauges(self, processors: Mapping[int, PartitionGauges]) -> None:
+        now_s = time.time()
+        for partition, processor in processors.items():
+            watermark = processor.watermark()
+            if watermark is not None:
+                self.metrics.watermark_delay.labels(str(partition)).set(
+                    max(0.0, now_s - watermark / 1000)
+                )
+        self.metrics.state_keys.labels("visitors").set(
+            sum(p.state_keys for p in processors.values())
+        )
+        self.metrics.state_bytes.labels("visitors").set(
+            sum(p.state_bytes for p in processors.values())
+        )
+        self.conversion.export(self.metrics)
