@@ -377,43 +377,35 @@ def _add_credit(
         _add(out, OpenAttemptKey(name, window), 1)
 
 
+def _add_open_credit(
+    out: Contributions,
+    state: VisitorState,
+    funnel: FunnelDef,
+    credit: Credit | None,
+    rules: Rules,
+    thresholds: Thresholds,
+) -> None:
+    """The credit of an attempt still open (a session or user group not closed yet)."""
+    if credit is None:
+        return
+    window = rules.window_of(credit.start_t)
+    if window >= thresholds.get(funnel_threshold(funnel.name), 0):
+        dims = state.dims[credit.dims]
+        _add_credit(out, funnel, window, dims, credit.level, credit.time_to_convert_ms, True)
+
+
 def _funnel_contributions(
     state: VisitorState, rules: Rules, thresholds: Thresholds, out: Contributions
 ) -> None:
     for session in state.sessions.values():
         for segment in split_segments(session.events, rules.session_timeout_ms):
             for funnel in rules.session_funnels:
-                credit = evaluate(funnel, segment)
-                if credit is None:
-                    continue
-                window = rules.window_of(credit.start_t)
-                if window >= thresholds.get(funnel_threshold(funnel.name), 0):
-                    _add_credit(
-                        out,
-                        funnel,
-                        window,
-                        state.dims[credit.dims],
-                        credit.level,
-                        credit.time_to_convert_ms,
-                        True,
-                    )
+                _add_open_credit(out, state, funnel, evaluate(funnel, segment), rules, thresholds)
     for funnel in rules.user_funnels:
         events = [e for e in state.user_events if e.event_type in funnel.event_types]
         for low, high in user_group_ranges(funnel, events):
             credit = evaluate(funnel, events, (low, high))
-            if credit is None:
-                continue
-            window = rules.window_of(credit.start_t)
-            if window >= thresholds.get(funnel_threshold(funnel.name), 0):
-                _add_credit(
-                    out,
-                    funnel,
-                    window,
-                    state.dims[credit.dims],
-                    credit.level,
-                    credit.time_to_convert_ms,
-                    True,
-                )
+            _add_open_credit(out, state, funnel, credit, rules, thresholds)
     for closed in state.closed:
         if closed.window < thresholds.get(funnel_threshold(closed.funnel), 0):
             continue

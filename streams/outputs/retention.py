@@ -17,31 +17,11 @@ from streams.outputs.family import (
 )
 from streams.retention import RETENTION_FAMILY, add_periods
 
+_KEY = ("cohort_kind", "granularity", "cohort_start", "activity", "period", "channel", "platform")
 TABLE = TableSpec(
     "retention_cohorts",
-    (
-        "cohort_kind",
-        "granularity",
-        "cohort_start",
-        "activity",
-        "period",
-        "channel",
-        "platform",
-        "partition",
-        "users",
-        "is_final",
-        "version",
-    ),
-    order_by=(
-        "cohort_kind",
-        "granularity",
-        "cohort_start",
-        "activity",
-        "period",
-        "channel",
-        "platform",
-        "partition",
-    ),
+    (*_KEY, "partition", "users", "is_final", "version"),
+    order_by=(*_KEY, "partition"),
     version_column="version",
 )
 FAMILY = Family("retention", TABLE)

@@ -4,6 +4,8 @@ A refactor that must not change behaviour (issue #11) is checked by running this
 old and the new tree and comparing the dumps:
 
     .venv/bin/python -m tests.drills.table_dump run OUT_DIR      # in each tree
+    .venv/bin/python -m tests.drills.table_dump run OUT_DIR --start 2026-11-29T00:00:00Z \
+        --days 5 --users 4000                                       # every table has rows
     .venv/bin/python -m tests.drills.table_dump compare OLD_DIR NEW_DIR
 
 ``run`` produces the demo's traffic (same options as ``scripts/demo.py``, a fixed start
@@ -61,12 +63,6 @@ COUNTERS = {
 }
 START = "2026-12-04T19:00:00Z"
 SIM_OPTIONS = [
-    "--start",
-    START,
-    "--days",
-    "0.0417",
-    "--users",
-    "3000",
     "--duplicate-pct",
     "1",
     "--out-of-order-pct",
@@ -86,7 +82,7 @@ def _funnel(args: list[str], env: dict[str, str], cwd: Path) -> None:
         sys.exit(f"table_dump: `funnel {' '.join(args)}` failed (exit {done.returncode})")
 
 
-def run(out: Path, tree: Path) -> None:
+def run(out: Path, tree: Path, start: str, days: str, users: str) -> None:
     data = out / "data"
     env = dict(os.environ)
     tag = uuid.uuid4().hex[:8]
@@ -99,7 +95,8 @@ def run(out: Path, tree: Path) -> None:
         # Fixed names (recreated empty): the topic is a column of several tables.
         env[f"FUNNEL_TOPICS__{stream.upper()}"] = f"dump.{stream}"
     _funnel(["topics", "--recreate"], env, tree)
-    _funnel(["simulate", *SIM_OPTIONS, "--truth-out", str(out / "truth.json")], env, tree)
+    options = [*SIM_OPTIONS, "--start", start, "--days", days, "--users", users]
+    _funnel(["simulate", *options, "--truth-out", str(out / "truth.json")], env, tree)
     _funnel(["worker", "--until-idle", "15"], env, tree)
     dump(data / "clickhouse", out / "tables")
 
@@ -194,12 +191,17 @@ def main() -> int:
     run_p = sub.add_parser("run")
     run_p.add_argument("out", type=Path)
     run_p.add_argument("--tree", type=Path, default=Path.cwd())
+    # The demo's traffic by default; more days and users reach every table (order gaps
+    # need repeat buyers days apart). Keep the start within FUNNEL_MAX_PAST_SECONDS.
+    run_p.add_argument("--start", default=START)
+    run_p.add_argument("--days", default="0.0417")
+    run_p.add_argument("--users", default="3000")
     cmp_p = sub.add_parser("compare")
     cmp_p.add_argument("old", type=Path)
     cmp_p.add_argument("new", type=Path)
     args = parser.parse_args()
     if args.command == "run":
-        run(args.out.resolve(), args.tree.resolve())
+        run(args.out.resolve(), args.tree.resolve(), args.start, args.days, args.users)
         return 0
     return compare(args.old, args.new)
 
