@@ -79,6 +79,9 @@ class VisitorState:
     # User-scope funnels only: the visitor's funnel-relevant events inside the horizon.
     user_events: list[FunnelEvent] = field(default_factory=list)
     user_closed_groups: int = 0
+    # Per user-scope funnel: events before this time belong to its closed attempt groups.
+    # The events themselves stay while another user funnel still needs them.
+    user_consumed: dict[str, int] = field(default_factory=dict)
     # Retention and lifecycle (docs/semantics.md 6-8).
     days: list[DayActivity] = field(default_factory=list)  # per-day activity summary
     purchases: list[Purchase] = field(default_factory=list)
@@ -156,6 +159,7 @@ def encode_state(state: VisitorState) -> bytes:
         ],
         state.stage,
         state.lifecycle_as_of,
+        state.user_consumed,
     ]
     # orjson hands back a bytes object on a buffer of at least 4 KiB whatever its length
     # (measured, orjson 3.13); the table keeps this value for as long as the visitor
@@ -191,7 +195,9 @@ def decode_state(raw: bytes) -> VisitorState:
             cart,
             stage,
             lifecycle_as_of,
-        ) = payload
+        ) = payload[:19]
+        # Appended in place of a format bump: states written before it have none.
+        user_consumed = payload[19] if len(payload) > 19 else {}
         return VisitorState(
             partition=partition,
             dims=[tuple(d) for d in dims],
@@ -217,6 +223,7 @@ def decode_state(raw: bytes) -> VisitorState:
             ],
             stage=stage,
             lifecycle_as_of=lifecycle_as_of,
+            user_consumed={str(k): int(v) for k, v in user_consumed.items()},
         )
     except StateCorruptError:
         raise

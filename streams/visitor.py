@@ -262,22 +262,59 @@ def _close_sessions(state: VisitorState, watermark: int, rules: Rules) -> None:
             session.events = [e for segment in segments[open_from:] for e in segment]
 
 
+def user_funnel_events(state: VisitorState, funnel: FunnelDef) -> list[FunnelEvent]:
+    """The visitor's events of ``funnel``'s step types not used by its closed groups."""
+    consumed = state.user_consumed.get(funnel.name)
+    types = funnel.event_types
+    return [
+        e
+        for e in state.user_events
+        if e.event_type in types and (consumed is None or e.t >= consumed)
+    ]
+
+
 def _close_user_groups(state: VisitorState, watermark: int, rules: Rules) -> None:
+    """Freeze each user funnel's groups that no on-time event can change any more.
+
+    A group closes once the watermark passes ``low + 2W`` (its last attempt may start at
+    ``low + W`` and run for ``W``). Its events are consumed for that funnel only: up to the
+    next group's first step-1 event (which may lie inside ``(low + W, low + 2W]``), or up
+    to the horizon when there is none yet (a later group starts at an on-time event, at
+    or after the watermark). An event is dropped once every user funnel that could use it
+    has consumed it (docs/semantics.md section 3).
+    """
+    closed_any = False
     for funnel in rules.user_funnels:
-        events = [e for e in state.user_events if e.event_type in funnel.event_types]
-        for low, high in user_group_ranges(funnel, events):
-            if low + 2 * funnel.window_ms >= watermark:
+        events = user_funnel_events(state, funnel)
+        ranges = user_group_ranges(funnel, events)
+        for index, (low, high) in enumerate(ranges):
+            horizon = low + 2 * funnel.window_ms
+            if horizon >= watermark:
                 break
             frozen = _freeze(funnel, evaluate(funnel, events, (low, high)), rules)
             if frozen is not None:
                 state.closed.append(frozen)
             state.user_closed_groups += 1
-            horizon = low + 2 * funnel.window_ms
-            state.user_events = [
-                e
-                for e in state.user_events
-                if e.t > horizon or e.event_type not in funnel.event_types
-            ]
+            following = ranges[index + 1][0] if index + 1 < len(ranges) else horizon + 1
+            state.user_consumed[funnel.name] = following
+            closed_any = True
+    if closed_any:
+        _drop_consumed_user_events(state, rules)
+
+
+def _drop_consumed_user_events(state: VisitorState, rules: Rules) -> None:
+    consumed = state.user_consumed
+    needing: dict[str, list[str]] = {}
+    for funnel in rules.user_funnels:
+        for event_type in funnel.event_types:
+            needing.setdefault(event_type, []).append(funnel.name)
+    state.user_events = [
+        e
+        for e in state.user_events
+        if any(e.t >= consumed.get(name, e.t) for name in needing.get(e.event_type, ()))
+    ]
+    for name in [n for n in consumed if n not in rules.funnel_by_name]:
+        del consumed[name]  # a funnel no longer configured
 
 
 def close_expired(state: VisitorState, watermark: int, rules: Rules) -> None:
@@ -329,7 +366,7 @@ def next_due(state: VisitorState, rules: Rules, watermark: int) -> int | None:
             candidates.append(segment[-1].t + timeout + 1)
             break  # the earliest segment closes first
     for funnel in rules.user_funnels:
-        events = [e for e in state.user_events if e.event_type in funnel.event_types]
+        events = user_funnel_events(state, funnel)
         ranges = user_group_ranges(funnel, events)
         if ranges:
             candidates.append(ranges[0][0] + 2 * funnel.window_ms + 1)
@@ -402,7 +439,7 @@ def _funnel_contributions(
             for funnel in rules.session_funnels:
                 _add_open_credit(out, state, funnel, evaluate(funnel, segment), rules, thresholds)
     for funnel in rules.user_funnels:
-        events = [e for e in state.user_events if e.event_type in funnel.event_types]
+        events = user_funnel_events(state, funnel)
         for low, high in user_group_ranges(funnel, events):
             credit = evaluate(funnel, events, (low, high))
             _add_open_credit(out, state, funnel, credit, rules, thresholds)
