@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from funnel.errors import FunnelError
 from funnel.settings import Settings, load_settings
@@ -193,33 +193,40 @@ def report_funnel(
 def report_kpi() -> None:
     """Orders, GMV, AOV, refunds and coupon use per currency, plus pipeline counts."""
     from reports import queries as reports
+    from reports.money import format_money
 
     client = _report_client()
-    table = Table(
+    # Money in each currency's own units (ISO 4217 exponent); amounts never wrap or end in
+    # "…" (a cut number misleads), so the order mix gets a table of its own.
+    money = Table(
         "currency",
         "orders",
-        "GMV",
-        "AOV",
+        Column("GMV", justify="right", no_wrap=True),
+        Column("AOV", justify="right", no_wrap=True),
         "refunds",
-        "refunded",
-        "coupon orders",
-        "first / repeat",
-        "payment failures",
+        Column("refunded", justify="right", no_wrap=True),
         title="KPIs",
     )
+    mix = Table(
+        "currency", "coupon orders", "first / repeat", "payment failures", title="Order mix"
+    )
     for k in reports.kpis(client):
-        table.add_row(
+        money.add_row(
             k.currency,
             f"{k.orders:,}",
-            f"{k.gmv_minor / 100:,.2f}",
-            "-" if k.aov_minor is None else f"{k.aov_minor / 100:,.2f}",
+            format_money(k.gmv_minor, k.currency),
+            "-" if k.aov_minor is None else format_money(k.aov_minor, k.currency),
             f"{k.refunds:,}",
-            f"{k.refunded_minor / 100:,.2f}",
+            format_money(k.refunded_minor, k.currency),
+        )
+        mix.add_row(
+            k.currency,
             f"{k.coupon_orders:,}",
             f"{k.first_orders:,} / {k.repeat_orders:,}",
             f"{k.payment_failures:,}",
         )
-    console.print(table)
+    console.print(money)
+    console.print(mix)
     counts = Table("pipeline", "rows", title="Pipeline")
     for label, value in reports.pipeline_counts(client).items():
         counts.add_row(label, f"{value:,}")

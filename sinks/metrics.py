@@ -23,6 +23,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from schemas.iso4217 import MINOR_UNIT_EXPONENT
 from sinks.errors import SinkError
 
 PREFIX: Final = "shopfunnel"
@@ -99,6 +100,12 @@ class PipelineMetrics:
 
     # -- label bounding -------------------------------------------------------------------
 
+    def currency_seen(self, currency: str) -> None:
+        """Export ``currency``'s minor-unit scale (labels: validated ISO 4217 codes only)."""
+        exponent = MINOR_UNIT_EXPONENT.get(currency)
+        if exponent is not None:
+            self.currency_scale.labels(currency).set(10**exponent)
+
     def channel_label(self, channel: str) -> str:
         """``channel`` if it is a known channel name, else ``other``."""
         return channel if channel in self._channels else OTHER
@@ -151,6 +158,13 @@ class PipelineMetrics:
             f"{PREFIX}_gmv_minor",
             "Gross merchandise value of counted purchases in minor units of the currency.",
             ["channel", "currency"],
+            registry=registry,
+        )
+        self.currency_scale = Gauge(
+            f"{PREFIX}_currency_minor_units_per_major",
+            "10^(ISO 4217 exponent) of each currency seen: divide a minor-unit amount (GMV, "
+            "AOV) by it for major units (100 for USD, 1 for JPY and KRW, 1000 for KWD).",
+            ["currency"],
             registry=registry,
         )
         self.step_conversion = Gauge(

@@ -78,6 +78,7 @@ class RuntimeMetrics:
                     funnel, name, metrics.campaign_label(campaign)
                 ).inc(change)
         for (channel, currency), change in stats.orders.items():
+            metrics.currency_seen(currency)
             if change > 0:
                 metrics.orders.labels(metrics.channel_label(channel), currency or "none").inc(
                     change

@@ -5,7 +5,9 @@ rules of ``deploy/prometheus/alert_rules.py``; ClickHouse panels only tables and
 the migrations create. ``tests/unit/test_grafana.py`` checks both (it runs every ClickHouse
 query against the migrated schema), so a panel is added by adding one entry here.
 
-Money is stored in minor units; panels divide by 100 (currencies with two decimals).
+Money is stored in minor units; panels divide each currency by 10^(its ISO 4217 exponent):
+ClickHouse panels with :data:`CH_MINOR_PER_MAJOR`, Prometheus panels with the worker's
+``shopfunnel_currency_minor_units_per_major`` gauge (JPY and KRW by 1, KWD by 1000).
 """
 
 from __future__ import annotations
@@ -17,6 +19,20 @@ from deploy.prometheus.alert_rules import (
     FUNNEL_DASHBOARD_UID,
     KPI_DASHBOARD_UID,
     PIPELINE_DASHBOARD_UID,
+)
+from schemas.iso4217 import MINOR_UNIT_EXPONENT
+
+_NOT_TWO = sorted((code, e) for code, e in MINOR_UNIT_EXPONENT.items() if e != 2)
+# Minor units per major unit of the row's ``currency`` (ISO 4217, schemas/iso4217.py).
+CH_MINOR_PER_MAJOR: Final = (
+    "pow(10, transform(currency, ["
+    + ", ".join(f"'{code}'" for code, _ in _NOT_TWO)
+    + "], ["
+    + ", ".join(str(e) for _, e in _NOT_TWO)
+    + "], 2))"
+)
+PROM_MINOR_PER_MAJOR: Final = (
+    "on(currency) max by (currency) (shopfunnel_currency_minor_units_per_major)"
 )
 
 RETENTION_DASHBOARD_UID: Final = "shopfunnel-retention"
@@ -196,13 +212,25 @@ KPIS: Final = Dashboard(
         Panel(
             "GMV per minute",
             "stat",
-            (PromQuery("shopfunnel:gmv_minor:rate5m * 60 / 100", "{{currency}}", instant=True),),
+            (
+                PromQuery(
+                    f"shopfunnel:gmv_minor:rate5m * 60 / {PROM_MINOR_PER_MAJOR}",
+                    "{{currency}}",
+                    instant=True,
+                ),
+            ),
             width=8,
         ),
         Panel(
             "AOV, 15m",
             "stat",
-            (PromQuery("shopfunnel:aov_minor:ratio_rate15m / 100", "{{currency}}", instant=True),),
+            (
+                PromQuery(
+                    f"shopfunnel:aov_minor:ratio_rate15m / {PROM_MINOR_PER_MAJOR}",
+                    "{{currency}}",
+                    instant=True,
+                ),
+            ),
             width=8,
         ),
         Row("By event time (ClickHouse)"),
@@ -211,7 +239,7 @@ KPIS: Final = Dashboard(
             "timeseries",
             (
                 SqlQuery(
-                    "SELECT hour AS time, currency, sum(gmv_minor) / 100 AS gmv\n"
+                    f"SELECT hour AS time, currency, sum(gmv_minor) / {CH_MINOR_PER_MAJOR} AS gmv\n"
                     "FROM v_kpi_hour\nWHERE $__timeFilter(hour)\n"
                     "GROUP BY time, currency\nORDER BY time"
                 ),
@@ -237,7 +265,8 @@ KPIS: Final = Dashboard(
             (
                 SqlQuery(
                     "SELECT hour AS time, currency,\n"
-                    "       sum(gmv_minor) / nullIf(sum(orders), 0) / 100 AS aov\n"
+                    "       sum(gmv_minor) / nullIf(sum(orders), 0)"
+                    f" / {CH_MINOR_PER_MAJOR} AS aov\n"
                     "FROM v_kpi_hour\nWHERE $__timeFilter(hour)\n"
                     "GROUP BY time, currency\nORDER BY time"
                 ),
@@ -290,7 +319,7 @@ KPIS: Final = Dashboard(
                 SqlQuery(
                     "SELECT channel, currency,\n"
                     "       sum(orders) AS order_count,\n"
-                    "       sum(gmv_minor) / 100 AS gmv_major,\n"
+                    f"       sum(gmv_minor) / {CH_MINOR_PER_MAJOR} AS gmv_major,\n"
                     "       gmv_major / nullIf(order_count, 0) AS aov_major,\n"
                     "       sum(refunds) AS refund_count,\n"
                     "       sum(coupon_orders) / nullIf(order_count, 0) AS coupon_share,\n"

@@ -218,6 +218,7 @@ def run_report(client: Any, engine_dir: Path, *args: str) -> Result:
     env = {
         "FUNNEL_CLICKHOUSE_DSN": f"chdb:///{engine_dir}",
         "FUNNEL_CLICKHOUSE_DATABASE": client.query("SELECT currentDatabase()").result_rows[0][0],
+        "COLUMNS": "200",  # rich's width; typer's terminal_width does not reach it
     }
     return CliRunner().invoke(cli.app, ["report", *args], env=env, terminal_width=200)
 
@@ -261,3 +262,42 @@ def test_report_segments_prints_stages_scores_daily_sizes_and_triggers(
     (dormant,) = [line for line in result.output.splitlines() if line.startswith("│ dormant")]
     assert "100.0%" in dormant and "2.00" in dormant
     assert "2026-11-02" in result.output  # the daily sizes
+
+
+def test_report_kpi_scales_each_currency_by_its_iso_4217_exponent(
+    client: Any, engine_dir: Path
+) -> None:
+    """Issue #12 bug 3: yen and won were shown divided by 100 like every currency."""
+    from streams.outputs import kpi
+
+    def row(currency: str, orders: int, gmv: int, refunded: int) -> tuple[Any, ...]:
+        values = dict.fromkeys(kpi.TABLE.columns, 0)
+        values.update(
+            window_start=datetime(2026, 11, 2, 10, 0, tzinfo=UTC),
+            channel="direct",
+            campaign="",
+            device="desktop",
+            platform="web",
+            country="JP",
+            currency=currency,
+            orders=orders,
+            gmv_minor=gmv,
+            refunded_minor=refunded,
+            version=1,
+        )
+        return tuple(values[c] for c in kpi.TABLE.columns)
+
+    client.insert(
+        kpi.TABLE.name,
+        [row("JPY", 8, 169_914, 1_000), row("USD", 2, 402_650, 0), row("KWD", 1, 1_234, 0)],
+        column_names=list(kpi.TABLE.columns),
+    )
+    result = run_report(client, engine_dir, "kpi")
+    assert result.exit_code == 0, result.output
+    # The money table comes first; the order mix repeats the currency below it.
+    jpy = next(line for line in result.output.splitlines() if "JPY" in line)
+    assert "¥169,914" in jpy and "¥21,239" in jpy and "¥1,000" in jpy  # AOV 21,239.25
+    usd = next(line for line in result.output.splitlines() if "USD" in line)
+    assert "$4,026.50" in usd and "$2,013.25" in usd
+    kwd = next(line for line in result.output.splitlines() if "KWD" in line)
+    assert "1.234" in kwd
