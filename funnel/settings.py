@@ -109,6 +109,8 @@ class Settings(BaseSettings):
     max_future_seconds: int = Field(default=300, ge=0)
     max_past_seconds: int = Field(default=7 * 86400, ge=0)
     replay: bool = False
+    # Oldest event/sent time accepted, epoch ms; None: 2000-01-01, or 1971-01-01 with replay.
+    earliest_event_time_ms: int | None = Field(default=None, ge=0)
 
     @field_validator("replay", mode="before")
     @classmethod

@@ -12,11 +12,13 @@ names and types already checked. The checks, in order, each giving one reason co
 3. ``platform`` is web, app or mini_program (INVALID_PLATFORM).
 4. ``event_time`` is at most ``max_future_ms`` ahead of the worker clock
    (EVENT_TIME_IN_FUTURE) and at most ``max_past_ms`` behind it unless ``replay`` is set
-   (EVENT_TIME_TOO_OLD). Times before 2000-01-01 are always too old: no shop event is
-   that old, and it catches seconds sent where milliseconds belong.
-5. ``sent_time`` lies in [2000-01-01, worker clock + ``max_future_ms``], also in replay
-   (TIMESTAMP_OUT_OF_RANGE): it is stored, and ClickHouse cannot read back values such
-   as -2**63.
+   (EVENT_TIME_TOO_OLD). Times before ``earliest_ms`` are always too old: 2000-01-01 by
+   default (no live shop event is that old, and it catches seconds sent where
+   milliseconds belong), 1971-01-01 with replay (a backfill of older history; seconds
+   are still caught), or ``FUNNEL_EARLIEST_EVENT_TIME_MS``.
+5. ``sent_time`` lies in [``earliest_ms``, worker clock + ``max_future_ms``], also in
+   replay (TIMESTAMP_OUT_OF_RANGE): it is stored, and ClickHouse cannot read back values
+   such as -2**63.
 6. Order ``value``/``tax``/``shipping``/``discount`` are >= 0 (NEGATIVE_PRICE; a refund
    carries a positive value, its type gives the sign) and at most ``MAX_MONEY_MINOR``
    (AMOUNT_OUT_OF_RANGE).
@@ -42,6 +44,7 @@ from __future__ import annotations
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from schemas.iso4217 import ACTIVE_CODES
@@ -52,6 +55,9 @@ if TYPE_CHECKING:
     from funnel.settings import Settings
 
 EARLIEST_EVENT_TIME_MS: Final = 946_684_800_000  # 2000-01-01T00:00:00Z
+# With replay, older history loads (a backfill), but epoch seconds sent as milliseconds
+# (1.7e9 ms is 1970-01-20) are still caught.
+EARLIEST_REPLAY_EVENT_TIME_MS: Final = 31_536_000_000  # 1971-01-01T00:00:00Z
 MAX_QUANTITY: Final = 2**31 - 1  # the Avro ``int``; beyond it is WRONG_TYPE
 INT64_MAX: Final = 2**63 - 1
 # Every money amount of one event: each field, each line total (price x quantity), the
@@ -89,21 +95,34 @@ ITEM_FIELD_ORDER: Final = (
 
 @dataclass(frozen=True)
 class ValidationBounds:
-    """Limits applied to every input record; ``replay`` lifts the ``max_past_ms`` bound."""
+    """Limits applied to every input record; ``replay`` lifts the ``max_past_ms`` bound.
+
+    ``earliest_ms`` is the oldest ``event_time``/``sent_time`` accepted in any mode:
+    2000-01-01 by default, 1971-01-01 with replay (``FUNNEL_EARLIEST_EVENT_TIME_MS`` sets
+    it explicitly).
+    """
 
     max_payload_bytes: int = 65536
     max_items: int = 200
     max_future_ms: int = 300_000
     max_past_ms: int = 7 * 86_400_000
     replay: bool = False
+    earliest_ms: int = -1  # -1: the mode's default (set in __post_init__)
+
+    def __post_init__(self) -> None:
+        if self.earliest_ms < 0:
+            default = EARLIEST_REPLAY_EVENT_TIME_MS if self.replay else EARLIEST_EVENT_TIME_MS
+            object.__setattr__(self, "earliest_ms", default)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> ValidationBounds:
+        earliest = settings.earliest_event_time_ms
         return cls(
             max_payload_bytes=settings.max_payload_bytes,
             max_future_ms=settings.max_future_seconds * 1000,
             max_past_ms=settings.max_past_seconds * 1000,
             replay=settings.replay,
+            earliest_ms=-1 if earliest is None else earliest,
         )
 
 
@@ -156,12 +175,12 @@ def build_event(
     event_time: int = rec["event_time"]
     if (
         event_time > now_ms + bounds.max_future_ms
-        or event_time < EARLIEST_EVENT_TIME_MS
+        or event_time < bounds.earliest_ms
         or (not bounds.replay and event_time < now_ms - bounds.max_past_ms)
     ):
         return _bad_time(event_time, now_ms, bounds)
     sent_time: int = rec["sent_time"]
-    if sent_time < EARLIEST_EVENT_TIME_MS or sent_time > now_ms + bounds.max_future_ms:
+    if sent_time < bounds.earliest_ms or sent_time > now_ms + bounds.max_future_ms:
         return _bad_sent_time(sent_time, now_ms, bounds)
     value, tax, shipping, discount = rec["value"], rec["tax"], rec["shipping"], rec["discount"]
     has_money = value is not None or tax is not None or shipping is not None or discount is not None
@@ -288,10 +307,12 @@ def _bad_time(event_time: int, now_ms: int, bounds: ValidationBounds) -> Rejecti
             f"event_time {event_time} is {event_time - now_ms} ms ahead of the worker clock "
             f"(limit {bounds.max_future_ms} ms); fix the client clock or the time unit",
         )
-    if event_time < EARLIEST_EVENT_TIME_MS:
+    if event_time < bounds.earliest_ms:
         return Rejection(
             Reason.EVENT_TIME_TOO_OLD,
-            f"event_time {event_time} is before 2000-01-01; send epoch milliseconds, not seconds",
+            f"event_time {event_time} is before {_utc_date(bounds.earliest_ms)}; send epoch "
+            "milliseconds, not seconds (history older than that: set "
+            "FUNNEL_EARLIEST_EVENT_TIME_MS)",
         )
     return Rejection(
         Reason.EVENT_TIME_TOO_OLD,
@@ -301,10 +322,11 @@ def _bad_time(event_time: int, now_ms: int, bounds: ValidationBounds) -> Rejecti
 
 
 def _bad_sent_time(sent_time: int, now_ms: int, bounds: ValidationBounds) -> Rejection:
-    if sent_time < EARLIEST_EVENT_TIME_MS:
+    if sent_time < bounds.earliest_ms:
         return Rejection(
             Reason.TIMESTAMP_OUT_OF_RANGE,
-            f"sent_time {sent_time} is before 2000-01-01; send the tracker's send time in "
+            f"sent_time {sent_time} is before {_utc_date(bounds.earliest_ms)}; send the "
+            "tracker's send time in "
             "epoch milliseconds UTC (or leave it out in JSON to use event_time)",
         )
     return Rejection(
@@ -464,3 +486,7 @@ def _event_too_much(units: int, total: int) -> Rejection:
         f"items total (sum of price x quantity) = {total} is above the limit of "
         f"{MAX_MONEY_MINOR} minor units (10^13); fix the prices (minor units) or quantities",
     )
+
+
+def _utc_date(t_ms: int) -> str:
+    return datetime.fromtimestamp(t_ms / 1000, UTC).date().isoformat()

@@ -371,3 +371,38 @@ def test_invisible_ids_are_shown_escaped_in_the_detail() -> None:
     result = CODEC.decode(CODEC.encode_avro(replace(PURCHASE, event_id="\u200b")), "orders", NOW)
     assert isinstance(result, Rejection)
     assert "event_id '\\u200b' is blank" in result.detail
+
+
+def test_replay_backfills_history_before_2000_but_still_catches_seconds() -> None:
+    """Issue #12 bug 6: shops backfill older history with FUNNEL_REPLAY=true."""
+    old = 820_454_400_000  # 1996-01-01
+    backfill = replace(PURCHASE, event_time_ms=old, sent_time_ms=old)
+    rejected(
+        backfill, Reason.EVENT_TIME_TOO_OLD, "before 2000-01-01", "FUNNEL_EARLIEST_EVENT_TIME_MS"
+    )
+    accepted(backfill, codec=REPLAY)
+    seconds = 1_790_000_000  # epoch seconds sent as milliseconds: 1970-01-21
+    rejected(
+        replace(PURCHASE, event_time_ms=seconds),
+        Reason.EVENT_TIME_TOO_OLD,
+        "before 1971-01-01",
+        "not seconds",
+        codec=REPLAY,
+    )
+
+
+def test_the_earliest_time_is_a_setting() -> None:
+    from funnel.settings import load_settings
+
+    def bounds(**overrides: Any) -> ValidationBounds:
+        return ValidationBounds.from_settings(load_settings(**overrides))
+
+    assert bounds().earliest_ms == EARLIEST_EVENT_TIME_MS
+    assert bounds(replay=True).earliest_ms == 31_536_000_000
+    custom = bounds(earliest_event_time_ms=631_152_000_000)  # 1990-01-01, live mode
+    assert custom.earliest_ms == 631_152_000_000
+    codec = EventCodec(bounds=custom)
+    nineties = replace(PURCHASE, event_time_ms=820_454_400_000, sent_time_ms=NOW)
+    rejected(nineties, Reason.EVENT_TIME_TOO_OLD, "ms behind the worker clock", codec=codec)
+    before = replace(PURCHASE, sent_time_ms=631_152_000_000 - 1)
+    rejected(before, Reason.TIMESTAMP_OUT_OF_RANGE, "before 1990-01-01", codec=codec)
