@@ -32,6 +32,10 @@ stage is right-continuous in T (each threshold is reached *at* ``first + rfm_new
 Since ``new`` needs ``T - first < rfm_new`` and dormant/churned need the opposite, a
 purchase can never take dormant/churned back to ``new``.
 
+**Forgotten.** When the final watermark is past the time the life is forgotten, the
+buyer leaves its last stage: one more transition, at that time, to ``forgotten`` (no
+trigger; the RFM row keeps its values).
+
 **RFM row** (per anonymous_id: its latest life that is a buyer as of its horizon):
 stage just before H, first/last purchase time, frequency = purchases < H, monetary = sum of
 ``value_minor`` of those in the first purchase's currency, currency of the first
@@ -63,6 +67,7 @@ from simulator.truth_model import LifecycleParams, RfmRow, TransitionRow, Trigge
 from simulator.truth_retention import ChannelOf, VisitorLife
 
 PROSPECT: Final = "prospect"
+FORGOTTEN: Final = "forgotten"  # a buyer's life forgotten after the buyer TTL
 STAGES: Final = ("new", "active", "dormant", "churned")
 _REACTIVATED_FROM: Final = frozenset({"dormant", "churned"})
 
@@ -120,6 +125,11 @@ def lifecycle_of(
     result.transitions = [
         TransitionRow(anonymous_id, s.at_ms, s.from_stage, s.to_stage) for s in steps
     ]
+    if watermark_ms is not None and watermark_ms > life.forgotten_at_ms:
+        # The life is forgotten: the buyer leaves its last stage (no trigger).
+        result.transitions.append(
+            TransitionRow(anonymous_id, life.forgotten_at_ms, steps[-1].to_stage, FORGOTTEN)
+        )
     first = purchases[0]
     last_ms = purchases[-1].event_time_ms
     currency = first.currency or ""

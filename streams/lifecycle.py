@@ -14,6 +14,9 @@ from typing import NamedTuple
 DAY_MS = 86_400_000
 
 PROSPECT, NEW, ACTIVE, DORMANT, CHURNED = "prospect", "new", "active", "dormant", "churned"
+# Not a stage: a buyer's life forgotten after its TTL leaves the segments (a transition
+# into it, no trigger). If the visitor comes back it is a new prospect.
+FORGOTTEN = "forgotten"
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from streams.batch import BatchResult
 from streams.lifecycle import (
+    FORGOTTEN,
     PROSPECT,
     LifecycleRules,
+    Transition,
     abandoned_carts,
     lifecycle_triggers,
     prune_cart,
@@ -45,7 +47,13 @@ def advance_lifecycle(
         transitions = transitions_between(purchases, after, until, rules)
         specs = lifecycle_triggers(transitions, purchases)
         specs += abandoned_carts(life.cart(state.cart), after, until, rules)
-        for tr in transitions:
+        ended: list[Transition] = []
+        if purchases and low <= life.forgotten_at < watermark:
+            # The life ends: it leaves its segment (docs/semantics.md section 7). No
+            # trigger, and the RFM row keeps its last values.
+            last_stage = stage_at(purchases, life.forgotten_at - 1, rules)
+            ended.append(Transition(life.forgotten_at, last_stage, FORGOTTEN, ""))
+        for tr in [*transitions, *ended]:
             result.add_row(
                 segment_transitions.TABLE,
                 segment_transitions.build_row(anonymous_id, tr, partition),

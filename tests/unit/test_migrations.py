@@ -121,3 +121,11 @@ def test_cluster_form_uses_replicated_engines_and_on_cluster() -> None:
     )
     view = next(s for s in statements if "CREATE VIEW IF NOT EXISTS v_kpi_day" in s)
     assert "v_kpi_day ON CLUSTER shop_cluster" in for_cluster(view, "shop_cluster")
+
+
+def test_cluster_form_of_a_replaced_view() -> None:
+    statements = [s for m in load_migrations(MIGRATIONS_DIR) for s in m.statements]
+    view = next(s for s in statements if "CREATE OR REPLACE VIEW v_segment_sizes_daily" in s)
+    assert for_cluster(view, "c1").startswith(
+        "CREATE OR REPLACE VIEW v_segment_sizes_daily ON CLUSTER c1 AS"
+    )

@@ -206,14 +206,17 @@ def test_a_forgotten_buyer_stops_transitioning_and_comes_back_as_a_new_buyer() -
     )
     back = T0 + 2 * 60 * MIN
     truth = truth_of([buy(T0, "T1"), buy(back, "T2")], short, watermark=LATER)
-    # Life 1 is forgotten at 45 min, before it would churn at 60 min.
+    # Life 1 is forgotten at 45 min, before it would churn at 60 min: it leaves
+    # 'dormant' then (issue #12 bug 4: it stayed there and was counted twice).
     assert steps(truth) == [
         (0, "prospect", "new"),
         (10, "new", "active"),
         (30, "active", "dormant"),
+        (45, "dormant", "forgotten"),
         (120, "prospect", "new"),
         (130, "new", "active"),
         (150, "active", "dormant"),
+        (165, "dormant", "forgotten"),
     ]
     assert triggers(truth, "first_purchase") == [("first_purchase", 0), ("first_purchase", 120)]
     (rfm,) = truth.rfm

@@ -652,6 +652,7 @@ FROM
             toInt64(1) AS delta
         FROM segment_transitions
         FINAL
+        WHERE to_stage != 'forgotten'
         UNION ALL
         SELECT
             toDate(at) AS day,
