@@ -68,6 +68,16 @@ def worker(
         float | None,
         typer.Option(help="Stop once every input has been fully consumed for this many seconds."),
     ] = None,
+    finish_inputs: Annotated[
+        bool | None,
+        typer.Option(
+            "--finish-inputs/--no-finish-inputs",
+            help="With --until-idle: declare the inputs finished before stopping, so the "
+            "watermark passes the last event and the last allowed-lateness interval is "
+            "applied (the end of a replay; later records older than it count as late). "
+            "Default: on with FUNNEL_REPLAY=true, else off.",
+        ),
+    ] = None,
     funnels: Annotated[
         Path | None, typer.Option(help="Funnel definitions YAML (default: streams/funnels.yaml).")
     ] = None,
@@ -87,11 +97,16 @@ def worker(
         f"clickhouse={settings.effective_clickhouse_dsn} "
         f"metrics=http://{settings.metrics_host}:{settings.metrics_port}/metrics"
     )
+    if finish_inputs and until_idle is None:
+        _fail(
+            FunnelError("--finish-inputs needs --until-idle: inputs are finished at the idle stop")
+        )
     try:
         run_worker(
             settings,
             duration_seconds=duration,
             stop_when_idle_seconds=until_idle,
+            finish_inputs=finish_inputs,
             funnels_file=funnels,
             loglevel=loglevel,
         )

@@ -108,12 +108,15 @@ def compute_truth(
     channel_rules: ChannelRules | None = None,
     true_effects: Mapping[str, float] | None = None,
     lifecycle: LifecycleParams | None = None,
+    inputs_finished: bool = False,
 ) -> Truth:
     """The truth of ``records`` (in send order) under the given settings.
 
     ``lifecycle`` holds the §6-§8 thresholds (TTLs, RFM stage thresholds, cart abandon
     wait) in milliseconds; None means the documented defaults. ``funnels`` None means
-    the funnels of ``streams/funnels.yaml``.
+    the funnels of ``streams/funnels.yaml``. ``inputs_finished``: the worker declared its
+    inputs finished at the end (``funnel worker --until-idle`` in replay): each
+    partition's final watermark is just after its last event time.
     """
     if funnels is None:
         funnels = funnel_specs()
@@ -123,7 +126,7 @@ def compute_truth(
     for record in records:
         intake.add(record)
     counted = intake.counted_events()
-    watermarks = intake.final_watermarks()
+    watermarks = intake.final_watermarks(inputs_finished)
 
     funnel_acc = _FunnelAccumulator(channels, window_ms)
     by_visitor: dict[str, list[_Counted]] = defaultdict(list)
@@ -297,12 +300,16 @@ class _Intake:
             counted.append(item)
         return counted
 
-    def final_watermarks(self) -> dict[int, int]:
-        """Per partition: min over its topic-partitions with records of (max - lateness)."""
+    def final_watermarks(self, finished: bool = False) -> dict[int, int]:
+        """Per partition: min over its topic-partitions with records of (max - lateness);
+        inputs declared finished: the max over them, plus 1 ms (every event is behind it)."""
         result: dict[int, int] = {}
         for (_stream, partition), high in self.max_event_time.items():
-            mark = high - self.lateness_ms
-            result[partition] = min(mark, result.get(partition, mark))
+            if finished:
+                result[partition] = max(high + 1, result.get(partition, high + 1))
+            else:
+                mark = high - self.lateness_ms
+                result[partition] = min(mark, result.get(partition, mark))
         return result
 
 

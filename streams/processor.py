@@ -157,17 +157,21 @@ class PartitionProcessor:
         self._finish(pending, result)
         return result
 
-    def tick(self, caught_up: Mapping[str, int], idle: Iterable[str] = ()) -> BatchResult:
+    def tick(
+        self, caught_up: Mapping[str, int], idle: Iterable[str] = (), finished: bool = False
+    ) -> BatchResult:
         """Re-evaluate the watermark and fire due timers.
 
         ``caught_up`` maps each input with nothing left to read to its end offset;
         ``idle`` are those that have had nothing to read for long enough to stop holding
-        the watermark back.
+        the watermark back. ``finished`` declares the inputs finished (the end of a
+        replay): once all are caught up, the watermark moves past the last event time.
         """
         for stream, end_offset in caught_up.items():
             self._resume_caught_up(stream, end_offset)
         self.clock.caught_up = set(caught_up)
         self.clock.idle = set(idle)
+        self.clock.finished = self.clock.finished or finished
         result = BatchResult()
         self._durable_thresholds = dict(self.aggregates.thresholds)
         self._finish([], result)

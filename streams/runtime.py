@@ -76,6 +76,9 @@ class Runtime:
     triggers: TriggerPublisher | None = None
     stop_when_idle_seconds: float | None = None
     on_idle_stop: Any = None
+    # Before an idle stop, declare the inputs finished (the watermark moves past the last
+    # event time; the default for replays, see streams/worker.py).
+    finish_inputs_when_idle: bool = False
     processors: dict[int, PartitionProcessor] = field(default_factory=dict)
     positions: dict[tuple[str, int], TopicPosition] = field(default_factory=dict)
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
@@ -214,20 +217,35 @@ class Runtime:
                 result = processor.tick(caught_up.get(partition, {}), idle.get(partition, set()))
                 await self._apply(processor, result)
         self.observed.export_gauges(self.processors)
-        self._maybe_stop_when_idle(all_idle_since if all_caught_up else None, now)
+        await self._maybe_stop_when_idle(all_idle_since if all_caught_up else None, now, caught_up)
 
-    def _maybe_stop_when_idle(self, idle_since: float | None, now: float) -> None:
+    async def _maybe_stop_when_idle(
+        self, idle_since: float | None, now: float, caught_up: Mapping[int, Mapping[str, int]]
+    ) -> None:
         """Stop once every assigned input has been idle for ``stop_when_idle_seconds``.
 
         ``idle_since`` is the last moment any input had records to read or processed
-        some (None: one has records to read now, or nothing is assigned).
+        some (None: one has records to read now, or nothing is assigned). With
+        ``finish_inputs_when_idle`` each partition first gets a tick with its inputs
+        declared finished, whose rows and state are written like any other.
         """
         if self.stop_when_idle_seconds is None or self.on_idle_stop is None:
             return
-        if idle_since is not None and now - idle_since >= self.stop_when_idle_seconds:
-            log.warning("all inputs idle for %.0fs: stopping", now - idle_since)
-            self.on_idle_stop()
-            self.on_idle_stop = None
+        if idle_since is None or now - idle_since < self.stop_when_idle_seconds:
+            return
+        if self.finish_inputs_when_idle:
+            log.warning("all inputs idle for %.0fs: declaring them finished", now - idle_since)
+            for partition in list(self.processors):
+                async with self._lock(partition):
+                    processor = self.processors.get(partition)
+                    if processor is None:
+                        continue
+                    inputs = caught_up.get(partition, {})
+                    result = processor.tick(inputs, set(inputs), finished=True)
+                    await self._apply(processor, result)
+        log.warning("all inputs idle for %.0fs: stopping", now - idle_since)
+        self.on_idle_stop()
+        self.on_idle_stop = None
 
     async def _apply(
         self, processor: PartitionProcessor, result: BatchResult, arrived_ms: int | None = None

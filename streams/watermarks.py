@@ -60,6 +60,8 @@ class PartitionClock:
     clocks: dict[str, TopicPartitionClock] = field(init=False)
     caught_up: set[str] = field(default_factory=set)  # nothing left to read right now
     idle: set[str] = field(default_factory=set)  # caught up for a long time
+    # Declared finished (the end of a replay): no event older than the last one will come.
+    finished: bool = False
 
     def __post_init__(self) -> None:
         self.clocks = {s: TopicPartitionClock(self.lateness_ms) for s in self.streams}
@@ -70,10 +72,16 @@ class PartitionClock:
         An input that never had records, or that has been idle for long, does not hold
         the others back while they still have records to read. Once every input is
         caught up, all that ever had records count: the final state equals a
-        recomputation from the records.
+        recomputation from the records. Inputs declared finished and caught up move it to
+        just after the last event time.
         """
         if self.caught_up.issuperset(self.clocks):
             active = [c for c in self.clocks.values() if c.has_data]
+            if self.finished:
+                # Finished and read to the end: every event time is behind the watermark,
+                # so the last allowed-lateness interval applies too.
+                ends = [c.max_t for c in active if c.max_t is not None]
+                return max(ends) + 1 if ends else None
         else:
             active = [
                 c

@@ -129,10 +129,16 @@ def run_worker(
     *,
     duration_seconds: float | None = None,
     stop_when_idle_seconds: float | None = None,
+    finish_inputs: bool | None = None,
     funnels_file: Path | None = None,
     loglevel: str = "warning",
 ) -> None:
-    """Blocks until the worker stops (SIGTERM/SIGINT, or after ``duration_seconds``)."""
+    """Blocks until the worker stops (SIGTERM/SIGINT, or after ``duration_seconds``).
+
+    With ``stop_when_idle_seconds``, ``finish_inputs`` (default: ``settings.replay``)
+    declares the inputs finished before the idle stop, so the last allowed-lateness
+    interval of a replay is applied (docs/semantics.md section 1).
+    """
     install_log_throttle()  # a broker outage must not flood the log (aiokafka retries)
     funnels = load_funnels(funnels_file)
     ensure_topics(settings)
@@ -180,6 +186,8 @@ def run_worker(
     if stop_when_idle_seconds is not None:
         worker.runtime.stop_when_idle_seconds = stop_when_idle_seconds
         worker.runtime.on_idle_stop = lambda: os.kill(os.getpid(), signal.SIGTERM)
+        finish = settings.replay if finish_inputs is None else finish_inputs
+        worker.runtime.finish_inputs_when_idle = finish
     try:
         faust_worker.execute_from_commandline()
     finally:

@@ -100,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         lateness_ms=config.lateness_ms,
         session_timeout_ms=config.session_timeout_ms,
         window_ms=config.window_ms,
+        # The workers stop with --until-idle in replay: the inputs end finished.
+        inputs_finished=True,
     )
     print(f"{len(records)} records of {args.users} users; {args.kills} kills", flush=True)
     root = Path(tempfile.mkdtemp(prefix="kill-storm-"))  # kept: the workers' logs

@@ -82,6 +82,8 @@ def _scenario(bootstrap: str, data_dir: Path) -> tuple[list[SimRecord], Truth, P
         session_timeout_ms=CONFIG.session_timeout_ms,
         window_ms=CONFIG.window_ms,
         lifecycle=PARAMS,
+        # The workers stop with --until-idle in replay: the inputs end finished.
+        inputs_finished=True,
     )
     env = PipelineEnv.with_fresh_topics(
         bootstrap, data_dir, extra={k: str(v) for k, v in THRESHOLDS.items()}

@@ -62,6 +62,8 @@ def simulated() -> tuple[list[SimRecord], Truth]:
         lateness_ms=CONFIG.lateness_ms,
         session_timeout_ms=CONFIG.session_timeout_ms,
         window_ms=CONFIG.window_ms,
+        # The workers stop with --until-idle in replay: the inputs end finished.
+        inputs_finished=True,
     )
     return records, truth
 

@@ -172,6 +172,8 @@ def poisoned_run(
         lateness_ms=CONFIG.lateness_ms,
         session_timeout_ms=CONFIG.session_timeout_ms,
         window_ms=CONFIG.window_ms,
+        # The workers stop with --until-idle in replay: the inputs end finished.
+        inputs_finished=True,
     )
     env = PipelineEnv.with_fresh_topics(
         kafka_bootstrap, tmp_path_factory.mktemp("poison"), partitions=CONFIG.partitions

@@ -189,3 +189,38 @@ def test_an_input_fed_every_second_never_counts_as_idle_for_the_watermark(clock:
     caught_up, idle = h.processor.tick.call_args.args
     assert caught_up == {"clickstream": 20, "cart": 0, "orders": 0}
     assert set(idle) == {"cart", "orders"}
+
+
+def test_inputs_are_declared_finished_once_right_before_the_idle_stop(clock: Clock) -> None:
+    """Issue #12 bug 5: a replay run with --until-idle ends with its inputs finished."""
+    h = Harness(clock)
+    h.runtime.finish_inputs_when_idle = True
+    calls: list[object] = []
+
+    def tick(*args: object, finished: bool = False) -> BatchResult:
+        calls.append(("finished", args) if finished else "tick")
+        return BatchResult()
+
+    h.processor.tick.side_effect = tick
+    h.runtime.on_idle_stop = lambda: calls.append("stop")
+    h.produce("orders", 4)
+    h.consume("orders")
+    for _ in range(int(3 * STOP_AFTER)):
+        h.tick()
+    finished = [c for c in calls if isinstance(c, tuple)]
+    assert finished == [
+        (
+            "finished",
+            ({"clickstream": 0, "cart": 0, "orders": 4}, {"clickstream", "cart", "orders"}),
+        )
+    ]
+    assert calls.index("stop") == calls.index(finished[0]) + 1
+    assert calls.count("stop") == 1
+
+
+def test_without_finishing_the_idle_stop_ticks_nothing_more(clock: Clock) -> None:
+    h = Harness(clock)
+    for _ in range(int(3 * STOP_AFTER)):
+        h.tick()
+    assert h.stopped
+    assert all("finished" not in c.kwargs for c in h.processor.tick.call_args_list)
