@@ -193,7 +193,11 @@ def test_sigterm_while_clickhouse_is_down_stops_within_the_bound_and_commits_not
     env.extra["FUNNEL_SHUTDOWN_GRACE_SECONDS"] = str(grace)
     env.extra["FLAKY_CLICKHOUSE_SECONDS"] = "100000"  # down for the whole run
     worker = WorkerProcess(env, until_idle=None, module=failing_clickhouse_module)
-    worker.wait_for_metric("shopfunnel_events_ingested_total", 100, timeout=120)
+    # One batch is enough, and may be all there is: the next partition's recovery waits
+    # for the writer (it reads back what was written), which cannot flush while
+    # ClickHouse is down. Waiting for 100 events failed whenever the first batch was
+    # smaller (seen at 17).
+    worker.wait_for_metric("shopfunnel_events_ingested_total", 1, timeout=120)
     worker.wait_for_metric("shopfunnel_sink_failures_total", 3, timeout=120)
     stopped_at = time.monotonic()
     worker.terminate()
