@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +18,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from funnel.errors import FunnelError
-from funnel.settings import Settings, load_settings
+from funnel.settings import DEFAULT_DATA_DIR, Settings, load_settings
 
 # The local broker script is part of a checkout, not of the installed package: in a
 # non-editable install it is absent and `funnel broker` says so (_kafka_script).
@@ -114,6 +116,198 @@ def worker(
         _fail(exc)
 
 
+# A backfill database name goes into SQL unquoted (CREATE DATABASE) and into Kafka names.
+_DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_BUILTIN_DATABASES = {"default", "system", "information_schema"}
+_APP_ID = re.compile(r"[A-Za-z0-9._-]{1,180}")
+
+
+def _backfill_settings(
+    settings: Settings, database: str, app_id: str | None, metrics_port: int
+) -> Settings:
+    """The live settings turned into a backfill's, or FunnelError naming the fix."""
+    if not _DATABASE_NAME.fullmatch(database):
+        raise FunnelError(
+            f"--database {database!r} is not a valid database name: use letters, digits and "
+            "underscores, not starting with a digit, at most 63 characters (e.g. shop_backfill)"
+        )
+    if database.lower() in _BUILTIN_DATABASES:
+        raise FunnelError(
+            f"--database {database} is a ClickHouse built-in database: choose a new name "
+            "(e.g. shop_backfill)"
+        )
+    if database == settings.clickhouse_database:
+        raise FunnelError(
+            f"--database {database} is the live database (FUNNEL_CLICKHOUSE_DATABASE): a "
+            "backfill writes a fresh database next to it; choose a new name "
+            f"(e.g. --database {settings.clickhouse_database}_backfill)"
+        )
+    group = app_id or f"{settings.app_id}-backfill-{database}"
+    if not _APP_ID.fullmatch(group):
+        raise FunnelError(
+            f"--app-id {group!r} is not a valid Kafka consumer group and topic prefix: use "
+            "letters, digits, '.', '_' and '-', at most 180 characters"
+        )
+    if group == settings.app_id:
+        raise FunnelError(
+            f"--app-id {group} is the live worker's app id (FUNNEL_APP_ID): the backfill would "
+            "join its consumer group and state; leave --app-id out, or choose a new one"
+        )
+    topics = settings.topics
+    suffix = f".backfill-{database}"
+    return settings.model_copy(
+        update={
+            "replay": True,
+            "clickhouse_database": database,
+            "app_id": group,
+            "metrics_port": metrics_port,
+            # A backfill's triggers and dead letters must not reach the live consumers again.
+            "topics": topics.model_copy(
+                update={"triggers": topics.triggers + suffix, "dlq": topics.dlq + suffix}
+            ),
+        }
+    )
+
+
+def _rows_in(settings: Settings) -> dict[str, int]:
+    """Rows per table already in the backfill's database (created if missing)."""
+    from sinks.clickhouse import open_client
+    from sinks.errors import ClickHouseUnavailableError
+    from streams.worker import clickhouse_target
+
+    target = clickhouse_target(settings)
+    try:
+        client = open_client(target)
+    except ClickHouseUnavailableError as exc:
+        if not target.is_embedded:
+            raise
+        raise FunnelError(
+            f"{exc}. The embedded ClickHouse belongs to one process: stop the live worker "
+            "for the backfill, or run the backfill with FUNNEL_DATA_DIR set to another "
+            "directory (and read its reports with the same FUNNEL_DATA_DIR)"
+        ) from exc
+    rows = client.query(
+        "SELECT name, total_rows FROM system.tables WHERE database = currentDatabase() "
+        "AND name != 'schema_migrations' AND total_rows > 0 ORDER BY name"
+    ).result_rows
+    return {str(name): int(count) for name, count in rows}
+
+
+@app.command()
+def backfill(
+    funnels: Annotated[
+        Path, typer.Option(help="The funnel definitions YAML to recompute history for.")
+    ],
+    database: Annotated[
+        str,
+        typer.Option(help="A new ClickHouse database to fill (not the live one, and empty)."),
+    ],
+    until_idle: Annotated[
+        float,
+        typer.Option(min=0.5, help="Stop once every input has been read to the end this long."),
+    ] = 15.0,
+    app_id: Annotated[
+        str | None,
+        typer.Option(
+            help="Consumer group and state topic prefix of the backfill; it must be new "
+            "(default: <FUNNEL_APP_ID>-backfill-<DATABASE>)."
+        ),
+    ] = None,
+    metrics_port: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve /metrics on this port (default 0: none; the live worker holds "
+            "FUNNEL_METRICS_PORT).",
+        ),
+    ] = 0,
+    loglevel: Annotated[
+        str, typer.Option(help="Log level: debug, info, warning, error.")
+    ] = "warning",
+) -> None:
+    """Recompute history for new funnel definitions: replay the input topics from the
+    beginning into a fresh ClickHouse database, then stop.
+
+    The replay runs as a worker with FUNNEL_REPLAY=true, a new consumer group and state
+    (--app-id) and the inputs declared finished at the end (docs/semantics.md section 1).
+    Its triggers and dead letters go to <topic>.backfill-<DATABASE>, not the live topics.
+    The live database is never touched. With the embedded ClickHouse (the default, no
+    FUNNEL_CLICKHOUSE_DSN) only one process may open the data directory: stop the live
+    worker first, or set FUNNEL_DATA_DIR to another directory for the backfill.
+    """
+    from streams.funnels import load_funnels
+    from streams.worker import kafka_leftovers, run_worker
+
+    logging.basicConfig(
+        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    live = _settings()
+    try:
+        settings = _backfill_settings(live, database, app_id, metrics_port)
+        definitions = load_funnels(funnels)
+        existing = _rows_in(settings)
+        if existing:
+            held = ", ".join(f"{name}: {count:,} rows" for name, count in existing.items())
+            raise FunnelError(
+                f"database {database} already holds rows ({held}); a backfill fills an empty "
+                f"database: choose a new --database, or drop it (DROP DATABASE {database})"
+            )
+        leftovers = kafka_leftovers(settings)
+        if leftovers:
+            raise FunnelError(
+                f"an earlier run with app id {settings.app_id} left state in Kafka "
+                f"({'; '.join(leftovers)}), so a worker would resume it instead of reading "
+                "the inputs from the beginning: pass a new --app-id, or delete that consumer "
+                f"group and the {settings.app_id}-* topics"
+            )
+    except FunnelError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+    names = ", ".join(f.name for f in definitions)
+    console.print(
+        f"backfill: funnels {escape(names)} from {escape(str(funnels))}; "
+        f"inputs {', '.join(settings.topics.inputs())} from the beginning "
+        f"(app id {settings.app_id}) into {settings.effective_clickhouse_dsn} "
+        f"database {database}"
+    )
+    finished = threading.Event()
+    code: int | str | None = 0
+    try:
+        run_worker(
+            settings,
+            stop_when_idle_seconds=until_idle,
+            finish_inputs=True,
+            funnels_file=funnels,
+            loglevel=loglevel,
+            on_idle_stop=finished.set,
+        )
+    except FunnelError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+    except SystemExit as exc:  # the Faust worker always ends with SystemExit
+        code = exc.code
+    if code not in (0, None) or not finished.is_set():
+        err_console.print(
+            f"[bold red]error:[/] the backfill stopped before reading its inputs to the end "
+            f"(exit code {code}); database {database} holds part of the history. To start "
+            f"over: DROP DATABASE {database}, and run again with a new --app-id (the group "
+            f"{settings.app_id} has committed offsets)"
+        )
+        raise typer.Exit(1)
+    # The embedded store lives in the data directory: reports must read the same one.
+    data_dir = (
+        f"FUNNEL_DATA_DIR={escape(str(settings.data_dir))} "
+        if not settings.clickhouse_dsn and settings.data_dir != DEFAULT_DATA_DIR
+        else ""
+    )
+    console.print(
+        f"backfill done: database {database} holds the history for {escape(names)}.\n"
+        f"Point reports at it: {data_dir}FUNNEL_CLICKHOUSE_DATABASE={database} "
+        f"funnel report funnel --funnels {escape(str(funnels))}"
+    )
+
+
 @app.command()
 def migrate() -> None:
     """Apply pending ClickHouse migrations (the worker also does this at start)."""
@@ -167,12 +361,42 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{value:.1%}"
 
 
+def _duration(seconds: float | None) -> str:
+    """A time to convert as people read it: 42.5s, 3m 20s, 2h 05m, 1d 03h."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
+        if whole >= size:
+            return f"{whole // size}{unit} {(whole % size) // sub_size:02d}{sub}"
+    return f"{whole // 60}m {whole % 60:02d}s"
+
+
+def _breakdown_names(funnels_file: Path | None) -> dict[str, tuple[str, ...]]:
+    """Breakdown dimension names per funnel, from the definitions the worker runs."""
+    from streams.funnels import load_funnels
+
+    try:
+        funnels = load_funnels(funnels_file)
+    except FunnelError as exc:
+        _fail(exc)
+        raise
+    return {f.name: f.breakdown.dimensions for f in funnels if f.breakdown is not None}
+
+
 @report_app.command("funnel")
 def report_funnel(
     funnel: Annotated[str | None, typer.Option(help="Only this funnel (default: all).")] = None,
     by_channel: Annotated[bool, typer.Option(help="Also break the funnel down by channel.")] = True,
+    funnels: Annotated[
+        Path | None,
+        typer.Option(help="The worker's funnel definitions, to name breakdown columns."),
+    ] = None,
 ) -> None:
-    """Sessions entering each funnel step, with step conversion."""
+    """Entities entering each funnel step, step conversion, time between steps, time to
+    convert (mean and median, exact), and each funnel's own breakdown."""
     from reports import queries as reports
 
     client = _report_client()
@@ -180,10 +404,20 @@ def report_funnel(
     if not rows:
         err_console.print("no funnel rows yet: run `funnel worker` and `funnel simulate` first")
         raise typer.Exit(1)
+    timings = reports.step_timings(client, funnel)
     table = Table(
-        "funnel", "step", "event", "entered", "from previous", "from first", title="Funnels"
+        "funnel",
+        "step",
+        "event",
+        "entered",
+        "from previous",
+        "from first",
+        "avg time from previous",
+        "median",
+        title="Funnels",
     )
     for row in rows:
+        timing = timings.get((row.funnel, row.step))
         table.add_row(
             row.funnel,
             str(row.step),
@@ -191,11 +425,48 @@ def report_funnel(
             f"{row.entered:,}",
             _pct(row.conversion_from_previous),
             _pct(row.conversion_from_first),
+            _duration(timing.avg_s if timing else None),
+            _duration(timing.median_s if timing else None),
         )
     console.print(table)
-    if by_channel:
-        for name in sorted({row.funnel for row in rows}):
-            steps = [r.step_name for r in rows if r.funnel == name]
+    to_convert = reports.time_to_convert(client, funnel)
+    overall = Table("funnel", "converted", "avg time to convert", "median", title="Time to convert")
+    names = sorted({row.funnel for row in rows})
+    for name in names:
+        total = reports.time_to_convert_overall(client, name)
+        overall.add_row(
+            name, f"{total.entities:,}", _duration(total.avg_s), _duration(total.median_s)
+        )
+    console.print(overall)
+    dimension_names = _breakdown_names(funnels)
+    for name in names:
+        steps = [r.step_name for r in rows if r.funnel == name]
+        values = reports.funnel_by_breakdown(client, name)
+        if values:
+            header = dimension_names.get(name) or ("breakdown",)
+            labels = header if len(header) == len(values[0][0]) else ("breakdown",)
+            breakdown_table = Table(
+                *labels,
+                *steps,
+                "conversion",
+                "avg time to convert",
+                "median",
+                title=f"{name} by {', '.join(labels)}",
+            )
+            for value, counts in values:
+                counts = counts + [0] * (len(steps) - len(counts))
+                rate = counts[-1] / counts[0] if counts[0] else None
+                timing = to_convert.get((name, value))
+                cells = value if len(labels) == len(value) else (" / ".join(value),)
+                breakdown_table.add_row(
+                    *(c or "(none)" for c in cells),
+                    *(f"{c:,}" for c in counts),
+                    _pct(rate),
+                    _duration(timing.avg_s if timing else None),
+                    _duration(timing.median_s if timing else None),
+                )
+            console.print(breakdown_table)
+        if by_channel:
             channel_table = Table("channel", *steps, "conversion", title=f"{name} by channel")
             for channel, counts in reports.funnel_by_channel(client, name):
                 counts = counts + [0] * (len(steps) - len(counts))

@@ -294,3 +294,104 @@ def trigger_counts(client: Any) -> dict[str, int]:
         "SELECT trigger_type, count() FROM triggers FINAL GROUP BY trigger_type ORDER BY 1"
     ).result_rows
     return {str(kind): int(n) for kind, n in rows}
+
+
+# -- funnel timing and breakdowns: exact SQL over funnel_attempts (docs/semantics.md 3) --
+
+# Credited entities now: a superseded credit is a row with attempts = 0.
+_ATTEMPTS = "SELECT * FROM funnel_attempts FINAL WHERE attempts > 0"
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Seconds between two points of the credited attempts: how many, mean, median."""
+
+    entities: int
+    avg_s: float | None
+    median_s: float | None
+
+
+def _timing(count: Any, avg_ms: Any, median_ms: Any) -> Timing:
+    n = int(count)
+    if not n:
+        return Timing(0, None, None)
+    return Timing(n, float(avg_ms) / 1000, float(median_ms) / 1000)
+
+
+def step_timings(client: Any, funnel: str | None = None) -> dict[tuple[str, int], Timing]:
+    """Per (funnel, step k >= 2): time from step k-1 to step k over entities that reached
+    step k. The median is the conventional one (mean of the two middle values)."""
+    clause = "AND funnel = {funnel:String}" if funnel else ""
+    rows = client.query(
+        f"""
+        SELECT funnel, k, count(), avg(d), quantileExactInclusive(0.5)(d)
+        FROM (
+            SELECT funnel, arrayJoin(arrayEnumerate(step_times)) AS k,
+                   if(k = 1, 0, toUnixTimestamp64Milli(step_times[k])
+                                - toUnixTimestamp64Milli(step_times[k - 1])) AS d
+            FROM ({_ATTEMPTS} {clause})
+        )
+        WHERE k > 1
+        GROUP BY funnel, k ORDER BY funnel, k
+        """,
+        parameters={"funnel": funnel} if funnel else {},
+    ).result_rows
+    return {(str(name), int(k)): _timing(n, avg, med) for name, k, n, avg, med in rows}
+
+
+def time_to_convert(
+    client: Any, funnel: str | None = None
+) -> dict[tuple[str, tuple[str, ...]], Timing]:
+    """Per (funnel, breakdown): time from step 1 to the last step of converted entities."""
+    clause = "AND funnel = {funnel:String}" if funnel else ""
+    rows = client.query(
+        f"""
+        SELECT funnel, breakdown, count(), avg(d), quantileExactInclusive(0.5)(d)
+        FROM (
+            SELECT funnel, breakdown,
+                   toUnixTimestamp64Milli(step_times[-1])
+                   - toUnixTimestamp64Milli(step_times[1]) AS d
+            FROM ({_ATTEMPTS} AND outcome = 'converted' {clause})
+        )
+        GROUP BY funnel, breakdown ORDER BY funnel, breakdown
+        """,
+        parameters={"funnel": funnel} if funnel else {},
+    ).result_rows
+    return {
+        (str(name), tuple(breakdown)): _timing(n, avg, med) for name, breakdown, n, avg, med in rows
+    }
+
+
+def time_to_convert_overall(client: Any, funnel: str) -> Timing:
+    """Time from step 1 to the last step of ``funnel``'s converted entities."""
+    ((n, avg, med),) = client.query(
+        f"""
+        SELECT count(), avg(d), quantileExactInclusive(0.5)(d)
+        FROM (
+            SELECT toUnixTimestamp64Milli(step_times[-1])
+                   - toUnixTimestamp64Milli(step_times[1]) AS d
+            FROM ({_ATTEMPTS} AND outcome = 'converted' AND funnel = {{funnel:String}})
+        )
+        """,
+        parameters={"funnel": funnel},
+    ).result_rows
+    return _timing(n, avg, med)
+
+
+def funnel_by_breakdown(client: Any, funnel: str) -> list[tuple[tuple[str, ...], list[int]]]:
+    """Entered per step for each breakdown value of ``funnel`` (largest first)."""
+    rows = client.query(
+        """
+        SELECT breakdown, step, sum(entered) FROM funnel_steps_minute FINAL
+        WHERE funnel = {funnel:String} AND notEmpty(breakdown)
+        GROUP BY breakdown, step ORDER BY breakdown, step
+        """,
+        parameters={"funnel": funnel},
+    ).result_rows
+    by_value: dict[tuple[str, ...], list[int]] = {}
+    for breakdown, step, entered in rows:
+        steps = by_value.setdefault(tuple(breakdown), [])
+        while len(steps) < step:
+            steps.append(0)
+        steps[step - 1] = int(entered)
+    return sorted(by_value.items(), key=lambda item: (-(item[1][0] if item[1] else 0), item[0]))

@@ -1,7 +1,7 @@
 """Avro binary readers compiled from a schema: the decode hot path.
 
 fastavro's reader interprets the schema for every datum and costs about 0.35 µs per
-field; our event records have 33 fields, which caps fastavro at ~50k records/s on one
+field; our event records have 33 to 35 fields, which caps fastavro at ~50k records/s on one
 core before an :class:`~schemas.model.Event` is even built. This module turns a record
 schema into straight-line Python source once (one local variable per field, a one-byte
 fast path for short strings, small ints and union indexes) and ``exec``s it. The result

@@ -32,15 +32,17 @@ from schemas.deadletter import DeadLetter
 from schemas.errors import DecodeError, EncodeError, SchemaError
 from schemas.jsonshape import compile_json_converter
 from schemas.model import Event, Item, StreamKind
+from schemas.properties import CUSTOM_EVENT_PREFIX
 from schemas.reasons import Reason, Rejection
 from schemas.registry import RegisteredSchema, SchemaRegistry, strip_logical_types
 from schemas.triggers import TRIGGER_TYPES, Trigger, TriggerItem
-from schemas.validation import ValidationBounds, build_event
+from schemas.validation import CUSTOM_EVENT_TYPE, ValidationBounds, build_event
 
 INPUT_STREAMS: Final[tuple[StreamKind, ...]] = ("clickstream", "cart", "orders")
 DEADLETTER_SCHEMA: Final = "deadletter"
 TRIGGER_SCHEMA: Final = "trigger"
 # Fields build_event reads; every registered version of an input schema must have them.
+# (event_name and properties, clickstream v3 on, are read when present.)
 EVENT_RECORD_FIELDS: Final = frozenset(
     {
         "event_id", "event_type", "event_time", "sent_time", "anonymous_id", "session_id",
@@ -166,15 +168,23 @@ class EventCodec:
         """Confluent-framed Avro of ``event`` with its stream's latest (or given) schema.
 
         Deterministic: the same Event always gives the same bytes (map keys are sorted).
+        A custom event (``custom:<name>``) is written as event_type ``custom`` plus
+        ``event_name``; it and ``properties`` need a schema with those fields
+        (clickstream v3 on), else EncodeError rather than silently dropped fields.
         """
         schema = self._event_schema(event, version)
-        return self._write_avro(schema, event_to_record(event), f"event {event.event_id!r}")
+        record = event_to_record(event)
+        _require_custom_fields(schema, record, event)
+        return self._write_avro(schema, record, f"event {event.event_id!r}")
 
     def encode_json(self, event: Event) -> bytes:
-        """UTF-8 JSON object with the Avro field names; null fields are left out."""
+        """UTF-8 JSON object with the latest schema's field names; null fields are left out."""
         schema = self._event_schema(event, None)
         record = event_to_record(event)
+        _require_custom_fields(schema, record, event)
         self._check(schema, record, f"event {event.event_id!r}")
+        fields = set(schema.field_names)
+        record = {k: v for k, v in record.items() if k in fields}
         record["items"] = [_without_nulls(item) for item in record["items"]]
         return orjson.dumps(_without_nulls(record))
 
@@ -315,11 +325,23 @@ class EventCodec:
         return result
 
 
+def split_event_type(event_type: str) -> tuple[str, str | None]:
+    """Wire ``(event_type, event_name)`` of an Event's type: ``custom:x`` -> ``("custom", "x")``."""
+    if event_type.startswith(CUSTOM_EVENT_PREFIX):
+        return CUSTOM_EVENT_TYPE, event_type[len(CUSTOM_EVENT_PREFIX) :]
+    return event_type, None
+
+
 def event_to_record(event: Event) -> dict[str, Any]:
-    """The Avro record dict of an Event (field names as in the ``.avsc`` files)."""
+    """The Avro record dict of an Event (field names as in the ``.avsc`` files).
+
+    ``event_name`` and ``properties`` exist in clickstream v3 on; writers of other
+    schemas ignore them (after :func:`_require_custom_fields` made sure they are empty).
+    """
+    event_type, event_name = split_event_type(event.event_type)
     return {
         "event_id": event.event_id,
-        "event_type": event.event_type,
+        "event_type": event_type,
         "event_time": event.event_time_ms,
         "sent_time": event.sent_time_ms,
         "anonymous_id": event.anonymous_id,
@@ -351,7 +373,27 @@ def event_to_record(event: Event) -> dict[str, Any]:
         "payment_type": event.payment_type,
         "refund_reason": event.refund_reason,
         "payment_error_code": event.payment_error_code,
+        "event_name": event_name,
+        # Sorted, as experiments.
+        "properties": dict(sorted(event.properties.items())),
     }
+
+
+def _require_custom_fields(
+    schema: RegisteredSchema, record: Mapping[str, Any], event: Event
+) -> None:
+    names = schema.field_names
+    lost = [
+        name
+        for name in ("event_name", "properties")
+        if record[name] not in (None, {}) and name not in names
+    ]
+    if lost:
+        raise EncodeError(
+            f"event {event.event_id!r} ({event.event_type}) sets {' and '.join(lost)}, which "
+            f"schema {schema.name} v{schema.version} does not have; custom events and "
+            "properties need clickstream v3 or later"
+        )
 
 
 def _item_to_record(item: Item) -> dict[str, Any]:

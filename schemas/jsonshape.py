@@ -6,6 +6,12 @@ module compiles the Avro record schema into a converter so both paths hand
 default, ``timestamp-millis`` fields accept epoch-millisecond ints or ISO-8601 strings
 with a zone, integers must be JSON integers (money is integer minor units, never
 ``12.99``), and unknown keys are ignored (as an Avro reader ignores unknown fields).
+
+Two top-level fields of the clickstream (schema v3) give their own reason when their JSON
+type is wrong, so the dead letter says what the custom-event contract wants:
+``event_name`` (INVALID_CUSTOM_EVENT: a string or null) and ``properties``
+(INVALID_PROPERTIES: an object whose values are strings). Their bounds are checked by
+:func:`schemas.validation.build_event`, as for Avro.
 """
 
 from __future__ import annotations
@@ -54,7 +60,8 @@ def _record(definition: Mapping[str, Any], prefix: str) -> Convert:
         name = field["name"]
         path = f"{prefix}.{name}" if prefix else name
         default = field.get("default", _MISSING)
-        fields.append((name, _converter(field["type"], path), default))
+        convert_field = _TOP_LEVEL.get(path) or _converter(field["type"], path)
+        fields.append((name, convert_field, default))
 
     def convert(obj: Any, path: str) -> dict[str, Any]:
         if type(obj) is not dict:
@@ -183,6 +190,37 @@ def _timestamp(value: Any, at: str) -> int:
         Reason.WRONG_TYPE, f"{at} must be epoch milliseconds (int) or an ISO-8601 string"
     )
 
+
+def _event_name(value: Any, at: str) -> str:
+    if type(value) is not str:
+        raise BadValue(
+            Reason.INVALID_CUSTOM_EVENT,
+            f"{at} must be a string (the custom event's name) or null, not " + type(value).__name__,
+        )
+    return value
+
+
+def _properties(value: Any, at: str) -> dict[str, str]:
+    if type(value) is not dict:
+        raise BadValue(
+            Reason.INVALID_PROPERTIES,
+            f"{at} must be a JSON object of string values, got {type(value).__name__}",
+        )
+    for key, item in value.items():
+        if type(item) is not str:
+            raise BadValue(
+                Reason.INVALID_PROPERTIES,
+                f"{at}[{key[:40]!a}] must be a string, got {type(item).__name__}; values "
+                'are strings (send "3", not 3)',
+            )
+    return value
+
+
+# Top-level fields whose type errors have a reason of their own (see the module doc).
+_TOP_LEVEL: Final[dict[str, Convert]] = {
+    "event_name": _event_name,
+    "properties": _properties,
+}
 
 _SIMPLE: Final[dict[str, Convert]] = {
     "string": _string,

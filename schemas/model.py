@@ -107,3 +107,6 @@ class Event:
     payment_type: str | None = None
     refund_reason: str | None = None
     payment_error_code: str | None = None
+    # Clickstream only (schema v3): custom event properties, bounded (schemas/custom.py).
+    # A custom event's event_type is ``custom:<event_name>`` after validation.
+    properties: dict[str, str] = field(default_factory=dict)

@@ -28,6 +28,9 @@ class Reason(StrEnum):
     AMOUNT_OUT_OF_RANGE = "amount_out_of_range"
     QUANTITY_OUT_OF_RANGE = "quantity_out_of_range"
     DISCOUNT_EXCEEDS_PRICE = "discount_exceeds_price"
+    # Custom events and properties (clickstream schema v3; bounds in schemas/custom.py).
+    INVALID_CUSTOM_EVENT = "invalid_custom_event"
+    INVALID_PROPERTIES = "invalid_properties"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 ``registry.json`` maps a schema name to its versions and their Confluent schema ids::
 
-    {"clickstream": {"1": 101, "2": 102}, "cart": {"1": 201}, ...}
+    {"clickstream": {"1": 101, "2": 102, "3": 103}, "cart": {"1": 201}, ...}
 
 Version ``N`` of ``name`` lives in ``avro/<name>.v<N>.avsc`` beside the registry file.
 Versions run 1..n without gaps, ids are unique positive 32-bit ints, and every ``.avsc``

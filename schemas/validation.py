@@ -8,7 +8,15 @@ names and types already checked. The checks, in order, each giving one reason co
    ids (INVALID_ID): not blank once whitespace and invisible characters (U+200B, U+200C,
    U+200D, U+2060, U+FEFF, other format characters, Hangul fillers) are removed, no
    control characters (NUL, tab, newline, ...), at most ``MAX_ID_LENGTH`` characters.
-2. ``event_type`` is allowed on the topic's stream (UNKNOWN_EVENT_TYPE).
+2. ``event_type`` is allowed on the topic's stream (UNKNOWN_EVENT_TYPE), or is
+   ``custom`` on the clickstream (schema v3). ``event_name`` is required when it is
+   ``custom`` and refused otherwise; it matches ``CUSTOM_EVENT_NAME`` and is not a
+   built-in event type (INVALID_CUSTOM_EVENT). The event's type becomes
+   ``custom:<event_name>``.
+   ``properties`` (any clickstream event, v3) has at most ``MAX_PROPERTIES`` keys, each
+   matching ``PROPERTY_KEY``, and values of at most ``MAX_PROPERTY_VALUE_CHARS``
+   characters without control characters (INVALID_PROPERTIES). Records of schemas
+   without these fields (clickstream v1/v2, cart, orders) have no properties.
 3. ``platform`` is web, app or mini_program (INVALID_PLATFORM).
 4. ``event_time`` is at most ``max_future_ms`` ahead of the worker clock
    (EVENT_TIME_IN_FUTURE) and at most ``max_past_ms`` behind it unless ``replay`` is set
@@ -41,14 +49,22 @@ can leave its column type; docs/semantics.md section 9 gives the headroom.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
+from schemas.custom import (
+    CUSTOM_EVENT_NAME,
+    MAX_PROPERTIES,
+    MAX_PROPERTY_VALUE_CHARS,
+    PROPERTY_KEY,
+)
 from schemas.iso4217 import ACTIVE_CODES
 from schemas.model import EVENTS_BY_STREAM, PLATFORMS, STREAM_OF_EVENT, Event, Item, StreamKind
+from schemas.properties import CUSTOM_EVENT_PREFIX
 from schemas.reasons import Reason, Rejection
 
 if TYPE_CHECKING:
@@ -77,6 +93,9 @@ _OPTIONAL_IDS: Final = ("user_id", "cart_id", "transaction_id")
 _PLAIN_ID_BYTES: Final = bytes(1 if 0x21 <= b <= 0x7E else 0 for b in range(256))
 _PLATFORMS: Final = frozenset(PLATFORMS)
 _ORDER_MONEY_FIELDS: Final = ("value", "tax", "shipping", "discount")
+CUSTOM_EVENT_TYPE: Final = "custom"  # on the wire; the Event says custom:<event_name>
+# C0 and C1 control characters (category Cc) and lone surrogates: never in a property value.
+_CONTROL_CHARS: Final = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 # build_event passes Event and Item arguments by position; these are the orders it assumes
 # (tests/unit/test_schemas_validation.py holds them equal to schemas/model.py).
 EVENT_FIELD_ORDER: Final = (
@@ -85,7 +104,7 @@ EVENT_FIELD_ORDER: Final = (
     "utm_source", "utm_medium", "utm_campaign", "utm_content", "utm_term", "experiments",
     "referral_code", "search_term", "items", "cart_id", "transaction_id", "currency",
     "value_minor", "tax_minor", "shipping_minor", "coupon", "discount_minor", "payment_type",
-    "refund_reason", "payment_error_code",
+    "refund_reason", "payment_error_code", "properties",
 )  # fmt: skip
 ITEM_FIELD_ORDER: Final = (
     "item_id", "price_minor", "quantity", "item_name", "item_category", "item_brand",
@@ -168,8 +187,27 @@ def build_event(
         if bad_id is not None:
             return bad_id
     event_type: str = rec["event_type"]
+    # Only clickstream v3 records have these two keys (v1/v2, cart and orders do not).
+    event_name: str | None = rec.get("event_name")
     if event_type not in EVENTS_BY_STREAM[stream]:
-        return _wrong_event_type(event_type, stream)
+        if event_type != CUSTOM_EVENT_TYPE or stream != "clickstream":
+            return _wrong_event_type(event_type, stream)
+        if (
+            event_name is None
+            or event_name in STREAM_OF_EVENT
+            or not CUSTOM_EVENT_NAME.fullmatch(event_name)
+        ):
+            return _bad_custom_event(event_name)
+        event_type = CUSTOM_EVENT_PREFIX + event_name
+    elif event_name is not None:
+        return _event_name_not_custom(event_type, event_name)
+    properties: dict[str, str] | None = rec.get("properties")
+    if properties:
+        bad_properties = _bad_properties(properties)
+        if bad_properties is not None:
+            return bad_properties
+    else:
+        properties = {}
     if rec["platform"] not in _PLATFORMS:
         return _wrong_platform(rec["platform"])
     event_time: int = rec["event_time"]
@@ -202,7 +240,7 @@ def build_event(
     if currency not in ACTIVE_CODES and (currency is not None or items or has_money):
         return _bad_currency(currency)
     # Positional, in Event's field order (EVENT_FIELD_ORDER, pinned by a unit test):
-    # ~8% more records/s than keywords for this 33-field frozen dataclass.
+    # ~8% more records/s than keywords for this 34-field dataclass.
     return Event(
         stream,
         event_type,
@@ -237,6 +275,7 @@ def build_event(
         rec["payment_type"],
         rec["refund_reason"],
         rec["payment_error_code"],
+        properties,
     )
 
 
@@ -284,14 +323,92 @@ def _bad_ids(rec: Mapping[str, Any]) -> Rejection | None:
 
 def _wrong_event_type(event_type: str, stream: StreamKind) -> Rejection:
     home = STREAM_OF_EVENT.get(event_type)
-    hint = (
-        f"it belongs on the {home} stream"
-        if home
-        else f"allowed: {', '.join(sorted(EVENTS_BY_STREAM[stream]))}"
-    )
+    if home:
+        hint = f"it belongs on the {home} stream"
+    elif event_type == CUSTOM_EVENT_TYPE:
+        hint = "custom events belong on the clickstream stream"
+    elif event_type.startswith(CUSTOM_EVENT_PREFIX) and stream == "clickstream":
+        hint = (
+            f"send event_type 'custom' with event_name "
+            f"{_shown(event_type[len(CUSTOM_EVENT_PREFIX) :])} instead"
+        )
+    else:
+        allowed = sorted(EVENTS_BY_STREAM[stream])
+        if stream == "clickstream":
+            allowed.append("custom (with event_name)")
+        hint = f"allowed: {', '.join(allowed)}"
     return Rejection(
-        Reason.UNKNOWN_EVENT_TYPE, f"event_type {event_type!r} is not a {stream} event; {hint}"
+        Reason.UNKNOWN_EVENT_TYPE,
+        f"event_type {_shown(event_type)} is not a {stream} event; {hint}",
     )
+
+
+def _shown(value: str) -> str:
+    """``value`` quoted for a detail: ASCII-escaped, cut after 40 characters."""
+    return ascii(value if len(value) <= 40 else value[:40] + "...")
+
+
+_NAME_RULE: Final = (
+    "a letter, then at most 39 letters, digits or underscores "
+    f"(CUSTOM_EVENT_NAME {CUSTOM_EVENT_NAME.pattern})"
+)
+_KEY_RULE: Final = (
+    "a letter, then at most 39 letters, digits or underscores "
+    f"(PROPERTY_KEY {PROPERTY_KEY.pattern})"
+)
+
+
+def _bad_custom_event(event_name: str | None) -> Rejection:
+    if event_name is None:
+        detail = "event_type 'custom' needs event_name (the custom event's name): " + _NAME_RULE
+    elif event_name in STREAM_OF_EVENT:
+        detail = (
+            f"event_name {event_name!r} is a built-in event type; send event_type "
+            f"{event_name!r} for it, or give the custom event a name of its own"
+        )
+    else:
+        detail = f"event_name {_shown(event_name)} is not a valid custom event name: " + _NAME_RULE
+    return Rejection(Reason.INVALID_CUSTOM_EVENT, detail)
+
+
+def _event_name_not_custom(event_type: str, event_name: str) -> Rejection:
+    return Rejection(
+        Reason.INVALID_CUSTOM_EVENT,
+        f"event_name {_shown(event_name)} is set on a {event_type!r} event; event_name is only "
+        "for event_type 'custom' (leave it null otherwise)",
+    )
+
+
+def _bad_properties(properties: Mapping[str, str]) -> Rejection | None:
+    """Why ``properties`` break a bound (the first key that does), or None."""
+    if len(properties) > MAX_PROPERTIES:
+        return Rejection(
+            Reason.INVALID_PROPERTIES,
+            f"properties has {len(properties)} keys; at most {MAX_PROPERTIES} are allowed "
+            "(MAX_PROPERTIES): send fewer properties",
+        )
+    for key, value in properties.items():
+        if not PROPERTY_KEY.fullmatch(key):
+            return Rejection(
+                Reason.INVALID_PROPERTIES,
+                f"properties key {_shown(key)} is not a valid property key: " + _KEY_RULE,
+            )
+        if len(value) > MAX_PROPERTY_VALUE_CHARS:
+            return Rejection(
+                Reason.INVALID_PROPERTIES,
+                f"properties.{key} is {len(value)} characters long; values are at most "
+                f"{MAX_PROPERTY_VALUE_CHARS} characters (MAX_PROPERTY_VALUE_CHARS): send a "
+                "short label, not a payload",
+            )
+        control = _CONTROL_CHARS.search(value)
+        if control is not None:
+            return Rejection(
+                Reason.INVALID_PROPERTIES,
+                f"properties.{key} contains the control character U+{ord(control.group()):04X} "
+                f"at position {control.start()}; property values must not contain NUL, tabs, "
+                "newlines or other control characters",
+            )
+    return None
 
 
 def _wrong_platform(platform: str) -> Rejection:

@@ -5,6 +5,14 @@ platform and country (trackers copy them). The funnel is
 session_start -> view_item -> add_to_cart -> begin_checkout -> add_shipping_info ->
 add_payment_info -> purchase, interleaved with browsing. Probabilities are base rates
 times the traffic source's multipliers (:class:`simulator.catalog.Funnel`).
+
+Custom events and properties (clickstream schema v3): a visitor looking at clothes or
+shoes may open the size guide, ``custom:size_guide_opened`` with properties
+``membership_tier`` (gold / silver / none) and ``size_system`` (the country's sizes);
+when the visitor goes on to add the product to the cart, the size guide comes between
+the view_item and the add_to_cart. Page views sent by the app and the mini program carry
+``page_type`` and ``membership_tier``. These draws come from a second random stream of
+the visit (seeded by its session id), so every other draw of the run stays the same.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Final, cast
 
 from schemas.model import STREAM_OF_EVENT, Event, Item, StreamKind
+from schemas.properties import CUSTOM_EVENT_PREFIX
 from simulator.catalog import (
     CHECKOUT_BUTTON,
     COUPONS,
@@ -43,6 +52,17 @@ P_SECOND_CART: Final = 0.3  # re-enters the funnel: another view, another add_to
 P_RESUMED_SESSION: Final = 0.02  # the app keeps the session id across a long pause
 P_CANCEL: Final = 0.03
 P_REFUND: Final = 0.07
+# Custom events: the size guide of clothes and shoes, opened by a share of the visitors
+# who view one (more of those who go on to add it to the cart).
+SIZE_GUIDE_EVENT: Final = CUSTOM_EVENT_PREFIX + "size_guide_opened"
+SIZED_CATEGORIES: Final = ("Apparel/", "Shoes/")
+P_SIZE_GUIDE_BEFORE_CART: Final = 0.4
+P_SIZE_GUIDE_NO_CART: Final = 0.15
+# Membership tier of a visitor (a property; "none": not a member).
+MEMBERSHIP_TIERS: Final = (("gold", 0.1), ("silver", 0.2), ("none", 0.7))
+_SIZE_SYSTEMS: Final = {"US": "us", "GB": "uk", "JP": "jp", "KR": "kr", "CN": "cn", "HK": "cn"}
+# Trackers that send page_view properties (the web tracker does not yet).
+PROPERTY_PLATFORMS: Final = frozenset({"app", "mini_program"})
 _MINUTE_MS: Final = 60_000
 _DAY_MS: Final = 86_400_000
 
@@ -80,6 +100,21 @@ def completion_probability(visitor: Visitor, source: TrafficSource, lift: float)
     if visitor.experiments.get(CHECKOUT_BUTTON.name) == CHECKOUT_BUTTON.variants[1]:
         probability *= 1.0 + lift
     return probability
+
+
+def membership_tier(visitor: Visitor) -> str:
+    """The visitor's loyalty tier (``none``: not a member), drawn once per visitor; the
+    shop remembers it on the device, signed in or not."""
+    roll = random.Random(f"tier:{visitor.anonymous_id}").random()
+    for tier, share in MEMBERSHIP_TIERS:
+        if roll < share:
+            return tier
+        roll -= share
+    return "none"
+
+
+def size_system(country: str) -> str:
+    return _SIZE_SYSTEMS.get(country, "eu")
 
 
 def new_uuid(rng: random.Random) -> str:
@@ -147,12 +182,27 @@ class SessionWriter:
         )
 
     def emit(self, event_type: str, time_ms: int, page: str, **commerce: object) -> Event:
+        return self.emit_with_id(new_uuid(self.rng), event_type, time_ms, page, commerce)
+
+    def emit_with_id(
+        self, event_id: str, event_type: str, time_ms: int, page: str, commerce: dict[str, object]
+    ) -> Event:
+        """One event of the session (``commerce``: further Event fields, e.g. properties)."""
         source = self.source
         visitor = self.visitor
+        if event_type.startswith(CUSTOM_EVENT_PREFIX):
+            stream: StreamKind = "clickstream"
+        else:
+            stream = cast(StreamKind, STREAM_OF_EVENT[event_type])
+            if event_type == "page_view" and visitor.platform in PROPERTY_PLATFORMS:
+                commerce["properties"] = {
+                    "page_type": page.split("/", 1)[0],
+                    "membership_tier": membership_tier(visitor),
+                }
         event = Event(
-            stream=cast(StreamKind, STREAM_OF_EVENT[event_type]),
+            stream=stream,
             event_type=event_type,
-            event_id=new_uuid(self.rng),
+            event_id=event_id,
             event_time_ms=time_ms,
             sent_time_ms=time_ms,
             anonymous_id=visitor.anonymous_id,
@@ -198,6 +248,9 @@ class SessionSimulator:
         self.cart: list[_CartLine] = []
         self.cart_id = short_id(rng, "cart-")
         self.outcome = SessionOutcome()
+        # Custom events draw from their own stream, so the main one is the same with or
+        # without them (and every other event of the run keeps its time and id).
+        self.extra = random.Random(f"custom:{self.w.session_id}")
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -227,8 +280,31 @@ class SessionSimulator:
             value_minor=self.w.price(product),
         )
 
+    def _size_guide(self, product: Product, time_ms: int) -> None:
+        visitor = self.w.visitor
+        self.w.emit_with_id(
+            new_uuid(self.extra),
+            SIZE_GUIDE_EVENT,
+            time_ms,
+            f"product/{product.item_id}/size-guide",
+            {
+                "properties": {
+                    "membership_tier": membership_tier(visitor),
+                    "size_system": size_system(visitor.country.code),
+                }
+            },
+        )
+
     def _add_to_cart(self, product: Product) -> None:
+        viewed_ms = self.t
         self._advance(20)
+        if (
+            product.category.startswith(SIZED_CATEGORIES)
+            and self.t - viewed_ms >= 2
+            and self.extra.random() < P_SIZE_GUIDE_BEFORE_CART
+        ):
+            # Strictly between the view and the add_to_cart, which keep their times.
+            self._size_guide(product, self.extra.randint(viewed_ms + 1, self.t - 1))
         line = _CartLine(
             product, self.rng.choice(product.variants), self.rng.choice((1, 1, 1, 2, 3))
         )
@@ -291,6 +367,12 @@ class SessionSimulator:
             self._view(rng.choice(PRODUCTS))
         p_cart = min(0.95, P_CART * funnel.cart * (P_CUSTOMER_CART if visitor.orders else 1.0))
         if not self._chance(p_cart):
+            if (
+                product.category.startswith(SIZED_CATEGORIES)
+                and self.extra.random() < P_SIZE_GUIDE_NO_CART
+            ):
+                self.t += gap_ms(self.extra, 8)
+                self._size_guide(product, self.t)
             self._browse(rng.randint(0, 2))
             return self._finish()
         self._add_to_cart(product)

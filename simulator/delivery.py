@@ -67,7 +67,6 @@ class Sequencer:
         self.codec = codec
         self.effects = effects
         self.malformed = MalformedFactory(codec, config)
-        self._reasons = self.malformed.reasons
         self._heap: list[tuple[int, int, _Pending]] = []
         self._seq = 0
         self._max_event_time: dict[TopicPartition, int] = {}
@@ -139,7 +138,7 @@ class Sequencer:
         if p_broken > 0 and rng.random() < 0.9:
             reason = rng.choice(BROKEN_TRACKING_REASONS)
         else:
-            reason = rng.choice(self._reasons)
+            reason = rng.choice(self.malformed.reasons_for(event.stream))
         sent = dataclasses.replace(event, sent_time_ms=send)
         return _Pending(
             stream=event.stream,

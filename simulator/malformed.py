@@ -5,6 +5,10 @@ bug would (a release that sends prices as strings, seconds instead of millisecon
 stale schema id, ...). The expected reason is recorded on the SimRecord; a unit test
 decodes every builder's output with :class:`schemas.codec.EventCodec` and checks that
 the codec gives exactly that reason.
+
+INVALID_CUSTOM_EVENT and INVALID_PROPERTIES exist only on the clickstream (schema v3
+carries ``event_name`` and ``properties``): :meth:`MalformedFactory.reasons_for` leaves
+them out for the other topics.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from typing import Any, Final
 import orjson
 
 from schemas.codec import EventCodec
-from schemas.model import Event, Item
+from schemas.custom import MAX_PROPERTIES, MAX_PROPERTY_VALUE_CHARS
+from schemas.model import Event, Item, StreamKind
 from schemas.reasons import Reason
 from schemas.validation import MAX_ID_LENGTH, MAX_ITEM_UNITS, MAX_MONEY_MINOR
 from simulator.config import SimConfig
@@ -25,6 +30,7 @@ from simulator.config import SimConfig
 _YEAR_MS: Final = 365 * 86_400_000
 # Not registered for any stream (schemas/registry.json uses 1xx-9xx).
 UNKNOWN_SCHEMA_ID: Final = 4242
+CLICKSTREAM_ONLY: Final = frozenset({Reason.INVALID_CUSTOM_EVENT, Reason.INVALID_PROPERTIES})
 
 
 class MalformedFactory:
@@ -52,7 +58,10 @@ class MalformedFactory:
             Reason.AMOUNT_OUT_OF_RANGE: self._amount_out_of_range,
             Reason.QUANTITY_OUT_OF_RANGE: self._quantity_out_of_range,
             Reason.DISCOUNT_EXCEEDS_PRICE: self._discount_exceeds_price,
+            Reason.INVALID_CUSTOM_EVENT: self._invalid_custom_event,
+            Reason.INVALID_PROPERTIES: self._invalid_properties,
         }
+        self._by_stream: dict[str, tuple[Reason, ...]] = {}
 
     @property
     def reasons(self) -> tuple[Reason, ...]:
@@ -65,7 +74,20 @@ class MalformedFactory:
             if r is not Reason.EVENT_TIME_TOO_OLD or self.config.include_too_old
         )
 
+    def reasons_for(self, stream: StreamKind) -> tuple[Reason, ...]:
+        """The reasons a record of ``stream`` may be broken with (:attr:`reasons`, less the
+        clickstream-only ones on the cart and orders topics)."""
+        found = self._by_stream.get(stream)
+        if found is None:
+            found = tuple(
+                r for r in self.reasons if stream == "clickstream" or r not in CLICKSTREAM_ONLY
+            )
+            self._by_stream[stream] = found
+        return found
+
     def build(self, reason: Reason, event: Event, rng: random.Random) -> bytes:
+        if reason in CLICKSTREAM_ONLY and event.stream != "clickstream":
+            raise ValueError(f"{reason} needs a clickstream event, not a {event.stream} one")
         return self._builders[reason](event, rng)
 
     # -- helpers ---------------------------------------------------------------------
@@ -212,3 +234,39 @@ class MalformedFactory:
         return self._avro_or_json(
             self._with_item(event, price_minor=price, discount_minor=discount), rng
         )
+
+    def _invalid_custom_event(self, event: Event, rng: random.Random) -> bytes:
+        kind = rng.randrange(5)
+        if kind == 0:  # event_type "custom" without event_name
+            return self._avro_or_json(dataclasses.replace(event, event_type="custom"), rng)
+        if kind == 1:  # a name as an analyst would write it, with spaces
+            named = dataclasses.replace(event, event_type="custom:Size Guide Opened")
+            return self._avro_or_json(named, rng)
+        if kind == 2:  # a name beyond 40 characters
+            named = dataclasses.replace(event, event_type="custom:" + "size_guide_" * 4 + "x")
+            return self._avro_or_json(named, rng)
+        if kind == 3:  # a built-in event type sent as a custom event
+            named = dataclasses.replace(event, event_type="custom:add_to_cart")
+            return self._avro_or_json(named, rng)
+        record = self._json_dict(event)  # event_name on a built-in event
+        if record["event_type"] == "custom":
+            record["event_type"] = "page_view"
+        record["event_name"] = "size_guide_opened"
+        return orjson.dumps(record)
+
+    def _invalid_properties(self, event: Event, rng: random.Random) -> bytes:
+        kind = rng.randrange(5)
+        properties = dict(event.properties)
+        if kind == 0:  # every query parameter of the page as a property
+            properties.update({f"param_{n}": str(n) for n in range(MAX_PROPERTIES + 1)})
+        elif kind == 1:  # a key as the tracker's UI shows it
+            properties[rng.choice(("membership-tier", "Membership Tier", "1st_visit"))] = "gold"
+        elif kind == 2:  # a payload as a value
+            properties["cart_json"] = "{" + "x" * MAX_PROPERTY_VALUE_CHARS + "}"
+        elif kind == 3:  # a value with a newline or a NUL
+            properties["membership_tier"] = rng.choice(("gold\n", "gold\x00"))
+        else:  # JSON numbers where strings belong
+            record = self._json_dict(event)
+            record["properties"] = {**properties, "items_in_cart": 3}
+            return orjson.dumps(record)
+        return self._avro_or_json(dataclasses.replace(event, properties=properties), rng)

@@ -5,8 +5,10 @@ partition, decoded event (or the reason it is malformed) and position. From that
 
 1. §1 which events count: dead letters; late records by each topic-partition's
    watermark; duplicates by event_id per visitor; purchases once per transaction.
-2. §2 session segments, §3 every funnel (attempts, credit, window, outcomes,
-   time-to-convert; by default those of ``streams/funnels.yaml``), §4 KPIs.
+2. §2 session segments, §3 every funnel (ordered, strict and unordered attempts, step
+   filters, ``within``, exclusions, credit, window, breakdown, outcomes, time-to-convert
+   and the ``funnel_attempts`` rows; by default the funnels of ``streams/funnels.yaml``;
+   :mod:`simulator.truth_funnel`), §4 KPIs.
 3. §6 visitor lives (forgetting), retention cohorts and time between orders
    (:mod:`simulator.truth_retention`); §7 lifecycle stages, transitions and RFM
    (:mod:`simulator.truth_lifecycle`); §8 marketing triggers (stage triggers there,
@@ -34,8 +36,9 @@ from simulator.errors import SimConfigError, TruthFileError
 from simulator.records import SimRecord
 from simulator.truth_carts import cart_triggers
 from simulator.truth_funnel import (
-    StepIndex,
-    credited_attempt,
+    Attempt,
+    EntityEvents,
+    breakdown_value,
     event_order,
     split_segments,
     user_attempt_groups,
@@ -46,6 +49,7 @@ from simulator.truth_model import (
     DeadLetterRow,
     Dims,
     ExperimentRow,
+    FunnelAttemptRow,
     FunnelOutcomeRow,
     FunnelSpec,
     FunnelStepRow,
@@ -58,14 +62,17 @@ from simulator.truth_model import (
     TransitionRow,
     TriggerRow,
     Truth,
+    funnel_from_json,
     funnel_specs,
+    funnel_to_json,
 )
 from simulator.truth_retention import VisitorLife, order_gap_rows, retention_rows, split_lives
 
 __all__ = ["Truth", "compute_truth", "read_truth", "write_truth"]
 
 # /2: retention became the §6 cohort rows; order gaps, RFM, transitions, triggers added.
-TRUTH_FORMAT: Final = "shop-funnel-truth/2"
+# /3: funnel modes, filters, exclusions, breakdown columns, funnel_attempts.
+TRUTH_FORMAT: Final = "shop-funnel-truth/3"
 
 
 class _Counted(NamedTuple):
@@ -146,11 +153,13 @@ def compute_truth(
             by_session[event.session_id].append(event)
         for session_id, session_events in by_session.items():
             sessions.add((events[0].anonymous_id, session_id))
-            for _segment_id, segment in split_segments(session_events, session_timeout_ms):
+            for segment_id, segment in split_segments(session_events, session_timeout_ms):
                 segments += 1
                 for funnel in funnels:
                     if funnel.scope == "session":
-                        funnel_acc.add_session(funnel, segment, session_timeout_ms, watermark)
+                        funnel_acc.add_session(
+                            funnel, segment_id, segment, session_timeout_ms, watermark
+                        )
         for funnel in funnels:
             if funnel.scope == "user":
                 funnel_acc.add_user(funnel, events, watermark)
@@ -198,6 +207,7 @@ def compute_truth(
         rfm=lifecycle_rows.rfm,
         transitions=lifecycle_rows.transitions,
         triggers=lifecycle_rows.triggers,
+        funnel_attempts=funnel_acc.attempt_rows(),
     )
 
 
@@ -317,80 +327,125 @@ class _FunnelAccumulator:
     def __init__(self, channels: _Channels, window_ms: int) -> None:
         self.channels = channels
         self.window_ms = window_ms
-        self.steps: Counter[tuple[str, int, Dims, int, str]] = Counter()
-        self.outcomes: Counter[tuple[str, int, Dims, str]] = Counter()
-        self.ttc: Counter[tuple[str, int, Dims, float]] = Counter()
+        self.steps: Counter[tuple[str, int, Dims, tuple[str, ...], int, str]] = Counter()
+        self.outcomes: Counter[tuple[str, int, Dims, tuple[str, ...], str]] = Counter()
+        self.ttc: Counter[tuple[str, int, Dims, tuple[str, ...], float]] = Counter()
         self.experiments: Counter[tuple[str, str, str, bool]] = Counter()
+        self.attempts: list[FunnelAttemptRow] = []
 
     def add_session(
-        self, funnel: FunnelSpec, segment: Sequence[Event], timeout_ms: int, watermark: int | None
+        self,
+        funnel: FunnelSpec,
+        segment_id: str,
+        segment: Sequence[Event],
+        timeout_ms: int,
+        watermark: int | None,
     ) -> None:
         """Session scope: the entity is the segment; it closes ``timeout`` after its end."""
-        index = StepIndex(segment, funnel.steps)
+        entity = EntityEvents(segment, funnel)
         closes_after = segment[-1].event_time_ms + timeout_ms
-        self._add_entity(funnel, index, index.positions[funnel.steps[0]], closes_after, watermark)
+        self._add_entity(
+            funnel, entity, entity.start_positions(), closes_after, watermark, segment_id
+        )
+
+    def add_user(self, funnel: FunnelSpec, events: Sequence[Event], watermark: int | None) -> None:
+        """User scope: one entity per attempt group over all the visitor's events."""
+        entity = EntityEvents(events, funnel)
+        for group in user_attempt_groups(entity.start_positions(), events, funnel.window_ms):
+            t0 = events[group[0]].event_time_ms
+            self._add_entity(funnel, entity, group, t0 + 2 * funnel.window_ms, watermark, "")
 
     def _add_entity(
         self,
         funnel: FunnelSpec,
-        index: StepIndex,
+        entity: EntityEvents,
         starts: Sequence[int],
         closes_after_ms: int,
         watermark: int | None,
+        entity_id: str,
     ) -> None:
-        attempt = credited_attempt(index, starts, funnel)
+        attempt = entity.credited(starts)
         if attempt is None:
-            return  # no step-1 event: not in the funnel
-        step1 = attempt.step1
+            return  # no (qualifying) attempt: not in the funnel
+        step1 = entity.events[attempt.start]
         window = window_start(step1.event_time_ms, self.window_ms)
         dims = self.channels.dims(step1)
+        breakdown = self._breakdown(funnel, entity, attempt)
         for step in range(1, attempt.level + 1):
-            self.steps[(funnel.name, window, dims, step, funnel.steps[step - 1])] += 1
+            self.steps[(funnel.name, window, dims, breakdown, step, funnel.steps[step - 1])] += 1
         converted = attempt.level == len(funnel.steps)
         if converted:
             outcome = "converted"
             seconds = attempt.time_to_convert_ms() / 1000.0
             bucket = next(le for le in TTC_BUCKETS_S if seconds <= le)
-            self.ttc[(funnel.name, window, dims, bucket)] += 1
+            self.ttc[(funnel.name, window, dims, breakdown, bucket)] += 1
         elif watermark is not None and watermark > closes_after_ms:
             outcome = "dropped"
         else:
             outcome = "in_progress"
-        self.outcomes[(funnel.name, window, dims, outcome)] += 1
+        self.outcomes[(funnel.name, window, dims, breakdown, outcome)] += 1
         for experiment, variant in step1.experiments.items():
             self.experiments[(funnel.name, experiment, variant, converted)] += 1
+        self.attempts.append(
+            FunnelAttemptRow(
+                funnel.name,
+                window,
+                *dims,
+                breakdown,
+                step1.anonymous_id,
+                entity_id,
+                step1.event_id,
+                outcome,
+                attempt.level,
+                attempt.step_times_ms,
+            )
+        )
 
-    def add_user(self, funnel: FunnelSpec, events: Sequence[Event], watermark: int | None) -> None:
-        """User scope: one entity per attempt group over all the visitor's events."""
-        index = StepIndex(events, funnel.steps)
-        step1_positions = index.positions[funnel.steps[0]]
-        for group in user_attempt_groups(step1_positions, events, funnel.window_ms):
-            t0 = events[group[0]].event_time_ms
-            self._add_entity(funnel, index, group, t0 + 2 * funnel.window_ms, watermark)
+    def _breakdown(
+        self, funnel: FunnelSpec, entity: EntityEvents, attempt: Attempt
+    ) -> tuple[str, ...]:
+        """The breakdown values on the credited attempt's attributed event (§3)."""
+        spec = funnel.breakdown
+        if spec is None:
+            return ()
+        if spec.attribution == "first_touch":
+            step = 1
+        elif spec.attribution == "last_touch":
+            step = attempt.level
+        else:
+            step = int(spec.attribution[len("step:") :])
+            if attempt.level < step:
+                return ("",) * len(spec.dimensions)
+        event = entity.events[attempt.step_positions[step - 1]]
+        dims = self.channels.dims(event)._asdict()
+        return tuple(dims[d] if d in dims else breakdown_value(event, d) for d in spec.dimensions)
 
     def step_rows(self) -> tuple[FunnelStepRow, ...]:
         return tuple(
             sorted(
-                FunnelStepRow(name, window, *dims, step, step_name, n)
-                for (name, window, dims, step, step_name), n in self.steps.items()
+                FunnelStepRow(name, window, *dims, breakdown, step, step_name, n)
+                for (name, window, dims, breakdown, step, step_name), n in self.steps.items()
             )
         )
 
     def outcome_rows(self) -> tuple[FunnelOutcomeRow, ...]:
         return tuple(
             sorted(
-                FunnelOutcomeRow(name, window, *dims, outcome, n)
-                for (name, window, dims, outcome), n in self.outcomes.items()
+                FunnelOutcomeRow(name, window, *dims, breakdown, outcome, n)
+                for (name, window, dims, breakdown, outcome), n in self.outcomes.items()
             )
         )
 
     def ttc_rows(self) -> tuple[FunnelTtcRow, ...]:
         return tuple(
             sorted(
-                FunnelTtcRow(name, window, *dims, le, n)
-                for (name, window, dims, le), n in self.ttc.items()
+                FunnelTtcRow(name, window, *dims, breakdown, le, n)
+                for (name, window, dims, breakdown, le), n in self.ttc.items()
             )
         )
+
+    def attempt_rows(self) -> tuple[FunnelAttemptRow, ...]:
+        return tuple(sorted(self.attempts))
 
     def experiment_rows(self) -> tuple[ExperimentRow, ...]:
         totals: dict[tuple[str, str, str], list[int]] = defaultdict(lambda: [0, 0])
@@ -478,8 +533,13 @@ _INFINITE_COLUMNS: Final = frozenset({"le_seconds", "le_days"})
 def _encode_value(value: Any) -> Any:
     if isinstance(value, float):
         return _encode_float(value)
-    if isinstance(value, tuple):  # a trigger's items
-        return [[item.item_id, item.quantity, item.price_minor] for item in value]
+    if isinstance(value, tuple):  # a trigger's items, a breakdown, step times
+        return [
+            [item.item_id, item.quantity, item.price_minor]
+            if isinstance(item, TriggerItem)
+            else item
+            for item in value
+        ]
     return value
 
 
@@ -488,6 +548,10 @@ def _decode_value(row_type: Any, name: str, value: Any) -> Any:
         return _decode_float(value)
     if row_type is TriggerRow and name == "items":
         return tuple(TriggerItem(str(i), int(q), int(p)) for i, q, p in value)
+    if name == "breakdown":
+        return tuple(str(v) for v in value)
+    if name == "step_times_ms":
+        return tuple(int(v) for v in value)
     return value
 
 
@@ -508,10 +572,7 @@ def write_truth(truth: Truth, path: Path) -> None:
             "window_ms": truth.window_ms,
             "lifecycle_ms": vars(truth.lifecycle),
         },
-        "funnels": [
-            {"name": f.name, "steps": list(f.steps), "window_ms": f.window_ms, "scope": f.scope}
-            for f in truth.funnels
-        ],
+        "funnels": [funnel_to_json(f) for f in truth.funnels],
         "stats": truth.stats,
         "gmv_by_currency": truth.gmv_by_currency,
         "true_effects": truth.true_effects,
@@ -519,6 +580,7 @@ def write_truth(truth: Truth, path: Path) -> None:
         "funnel_steps": _table(truth.funnel_steps, FunnelStepRow._fields),
         "funnel_outcomes": _table(truth.funnel_outcomes, FunnelOutcomeRow._fields),
         "funnel_ttc": _table(truth.funnel_ttc, FunnelTtcRow._fields),
+        "funnel_attempts": _table(truth.funnel_attempts, FunnelAttemptRow._fields),
         "kpi": _table(truth.kpi, KpiRow._fields),
         "retention": _table(truth.retention, RetentionRow._fields),
         "dead_letters": _table(truth.dead_letters, DeadLetterRow._fields),
@@ -574,10 +636,7 @@ def _truth_from_document(document: Mapping[str, Any]) -> Truth:
         lateness_ms=int(params["lateness_ms"]),
         session_timeout_ms=int(params["session_timeout_ms"]),
         window_ms=int(params["window_ms"]),
-        funnels=tuple(
-            FunnelSpec(f["name"], tuple(f["steps"]), int(f["window_ms"]), f["scope"])
-            for f in document["funnels"]
-        ),
+        funnels=tuple(funnel_from_json(f) for f in document["funnels"]),
         funnel_steps=_rows(document["funnel_steps"], FunnelStepRow),
         funnel_outcomes=_rows(document["funnel_outcomes"], FunnelOutcomeRow),
         funnel_ttc=_rows(document["funnel_ttc"], FunnelTtcRow),
@@ -595,4 +654,5 @@ def _truth_from_document(document: Mapping[str, Any]) -> Truth:
         rfm=_rows(document["rfm"], RfmRow),
         transitions=_rows(document["transitions"], TransitionRow),
         triggers=_rows(document["triggers"], TriggerRow),
+        funnel_attempts=_rows(document["funnel_attempts"], FunnelAttemptRow),
     )

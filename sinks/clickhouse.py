@@ -156,7 +156,7 @@ def load_migrations(directory: Traversable = MIGRATIONS_DIR) -> list[Migration]:
 def for_cluster(statement: str, cluster: str) -> str:
     """The same DDL for a cluster: ON CLUSTER and Replicated* engines."""
     stmt = re.sub(
-        r"^(CREATE (?:OR REPLACE )?(?:TABLE|VIEW)(?: IF NOT EXISTS)? \w+)",
+        r"^((?:CREATE (?:OR REPLACE )?(?:TABLE|VIEW)(?: IF NOT EXISTS)?|ALTER TABLE) \w+)",
         rf"\1 ON CLUSTER {cluster}",
         statement,
         count=1,

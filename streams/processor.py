@@ -116,7 +116,8 @@ class PartitionProcessor:
         for key, raw in visitors.stored():
             if key.startswith(META_PREFIX):
                 continue
-            cached = visitors.evaluate(decode_state(raw), len(raw), self.aggregates.thresholds)
+            state = decode_state(raw, key.decode())
+            cached = visitors.evaluate(state, len(raw), self.aggregates.thresholds)
             visitors.state_keys += 1
             visitors.state_bytes += len(raw)
             self.aggregates.apply(cached.contributions)

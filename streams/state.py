@@ -35,6 +35,11 @@ class ClosedCredit(NamedTuple):
     dims: int
     level: int
     ttc_ms: int | None
+    # Appended fields (states written before them decode with the defaults).
+    entity: str = ""  # session segment id; '' for user scope
+    start_event_id: str = ""
+    step_times: tuple[int, ...] = ()
+    breakdown: tuple[str, ...] = ()
 
 
 class OrderLine(NamedTuple):
@@ -64,6 +69,7 @@ class OpenSession:
 @dataclass(slots=True)
 class VisitorState:
     partition: int
+    anonymous_id: str = ""
     dims: list[Dims] = field(default_factory=list)
     sessions: dict[str, OpenSession] = field(default_factory=dict)
     closed: list[ClosedCredit] = field(default_factory=list)
@@ -109,17 +115,53 @@ def _compact_dims(state: VisitorState) -> tuple[list[Dims], dict[int, int]]:
     return [state.dims[i] for i in order], {old: new for new, old in enumerate(order)}
 
 
+def _encode_event(event: FunnelEvent, remap: dict[int, int]) -> list[Any]:
+    encoded: list[Any] = [event.t, event.event_id, event.event_type, remap[event.dims]]
+    if event.props:  # only funnels with filters or breakdowns store properties
+        encoded.append(event.props)
+    return encoded
+
+
+def _decode_event(raw: list[Any]) -> FunnelEvent:
+    if len(raw) > 4:
+        props = tuple((str(k), str(v)) for k, v in raw[4])
+        return FunnelEvent(raw[0], raw[1], raw[2], raw[3], props)
+    return FunnelEvent(raw[0], raw[1], raw[2], raw[3])
+
+
+def _decode_credit(raw: list[Any]) -> ClosedCredit:
+    credit = ClosedCredit(*raw)
+    if len(raw) > 5:
+        return credit._replace(
+            step_times=tuple(credit.step_times), breakdown=tuple(credit.breakdown)
+        )
+    return credit
+
+
 def encode_state(state: VisitorState) -> bytes:
     dims, remap = _compact_dims(state)
     sessions = [
         [
             s.session_id,
             s.closed_segments,
-            [[e.t, e.event_id, e.event_type, remap[e.dims]] for e in s.events],
+            [_encode_event(e, remap) for e in s.events],
         ]
         for s in state.sessions.values()
     ]
-    closed = [[c.funnel, c.window, remap[c.dims], c.level, c.ttc_ms] for c in state.closed]
+    closed = [
+        [
+            c.funnel,
+            c.window,
+            remap[c.dims],
+            c.level,
+            c.ttc_ms,
+            c.entity,
+            c.start_event_id,
+            c.step_times,
+            c.breakdown,
+        ]
+        for c in state.closed
+    ]
     orders = [
         [
             o.t,
@@ -135,7 +177,7 @@ def encode_state(state: VisitorState) -> bytes:
         ]
         for o in state.orders
     ]
-    user_events = [[e.t, e.event_id, e.event_type, remap[e.dims]] for e in state.user_events]
+    user_events = [_encode_event(e, remap) for e in state.user_events]
     payload: list[Any] = [
         FORMAT_VERSION,
         state.partition,
@@ -160,6 +202,7 @@ def encode_state(state: VisitorState) -> bytes:
         state.stage,
         state.lifecycle_as_of,
         state.user_consumed,
+        state.anonymous_id,
     ]
     # orjson hands back a bytes object on a buffer of at least 4 KiB whatever its length
     # (measured, orjson 3.13); the table keeps this value for as long as the visitor
@@ -167,7 +210,9 @@ def encode_state(state: VisitorState) -> bytes:
     return memoryview(orjson.dumps(payload)).tobytes()
 
 
-def decode_state(raw: bytes) -> VisitorState:
+def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
+    """The state stored under ``anonymous_id`` (states written before the id was stored
+    get it from the caller)."""
     try:
         payload = orjson.loads(raw)
         if payload[0] != FORMAT_VERSION:
@@ -198,14 +243,17 @@ def decode_state(raw: bytes) -> VisitorState:
         ) = payload[:19]
         # Appended in place of a format bump: states written before it have none.
         user_consumed = payload[19] if len(payload) > 19 else {}
+        if len(payload) > 20:
+            anonymous_id = payload[20]
         return VisitorState(
             partition=partition,
+            anonymous_id=anonymous_id,
             dims=[tuple(d) for d in dims],
             sessions={
-                sid: OpenSession(sid, closed_segments, [FunnelEvent(*e) for e in events])
+                sid: OpenSession(sid, closed_segments, [_decode_event(e) for e in events])
                 for sid, closed_segments, events in sessions
             },
-            closed=[ClosedCredit(*c) for c in closed],
+            closed=[_decode_credit(c) for c in closed],
             orders=[OrderLine(*o) for o in orders],
             transactions=list(transactions),
             first_purchase=(first_purchase[0], first_purchase[1]) if first_purchase else None,
@@ -213,7 +261,7 @@ def decode_state(raw: bytes) -> VisitorState:
             last_seen_t=last_seen_t,
             user_id=user_id,
             applied=dict(applied),
-            user_events=[FunnelEvent(*e) for e in user_events],
+            user_events=[_decode_event(e) for e in user_events],
             user_closed_groups=user_closed_groups,
             days=[DayActivity(*d) for d in days],
             purchases=[Purchase(*p) for p in purchases],

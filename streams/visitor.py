@@ -16,8 +16,9 @@ from functools import cached_property
 from typing import NamedTuple
 
 from schemas.model import Event
+from schemas.properties import property_values
 from streams.funnel_eval import Credit, FunnelEvent, evaluate, user_group_ranges
-from streams.funnels import FunnelDef
+from streams.funnels import DIMENSION_NAMES, FunnelDef
 from streams.lifecycle import (
     DAY_MS,
     CartEvent,
@@ -31,6 +32,7 @@ from streams.lives import DayActivity, add_activity, split_lives
 from streams.outputs import Key
 from streams.outputs import kpi as kpi_rows
 from streams.outputs.family import KPI_THRESHOLD, funnel_threshold
+from streams.outputs.funnel_attempts import FunnelAttemptKey
 from streams.outputs.funnel_outcomes import (
     CONVERTED,
     DROPPED,
@@ -88,8 +90,16 @@ class Rules:
         return tuple(f for f in self.funnels if f.scope == "user")
 
     @cached_property
-    def user_funnel_types(self) -> frozenset[str]:
-        return frozenset(t for f in self.user_funnels for t in f.steps)
+    def user_funnel_types(self) -> frozenset[str] | None:
+        """Event types user-scope funnels can use; None: every type (a strict one)."""
+        if any(f.needs_all_events for f in self.user_funnels):
+            return None
+        return frozenset(t for f in self.user_funnels for t in f.event_types)
+
+    @cached_property
+    def property_names(self) -> tuple[str, ...]:
+        """Properties some funnel's filters or breakdown read: kept on funnel events."""
+        return tuple(sorted({p for f in self.funnels for p in f.property_names}))
 
     @cached_property
     def steps_by_funnel(self) -> dict[str, tuple[str, ...]]:
@@ -181,13 +191,19 @@ def apply_event(
     if event.event_type == "purchase" and _purchase_is_duplicate(state, event):
         return Applied.DUPLICATE
     dims_index = state.intern_dims(dims)
-    funnel_event = FunnelEvent(event.event_time_ms, event.event_id, event.event_type, dims_index)
+    props = _funnel_props(event, rules.property_names) if rules.property_names else ()
+    funnel_event = FunnelEvent(
+        event.event_time_ms, event.event_id, event.event_type, dims_index, props
+    )
     session = state.sessions.get(event.session_id)
     if session is None:
         session = state.sessions[event.session_id] = OpenSession(event.session_id)
     insort(session.events, funnel_event)
-    if event.event_type in rules.user_funnel_types:
+    user_types = rules.user_funnel_types
+    if rules.user_funnels and (user_types is None or event.event_type in user_types):
         insort(state.user_events, funnel_event)
+    if not state.anonymous_id:
+        state.anonymous_id = event.anonymous_id
     if event.event_type in ORDER_KINDS:
         state.orders.append(_order_line(event, dims_index))
     if event.event_type == "purchase":
@@ -204,6 +220,10 @@ def apply_event(
         state.user_id = event.user_id
     _track_lifecycle(state, event, dims)
     return Applied.COUNTED
+
+
+def _funnel_props(event: Event, names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, value) for name in names for value in property_values(event, name))
 
 
 CART_KINDS = frozenset(
@@ -229,7 +249,40 @@ def _track_lifecycle(state: VisitorState, event: Event, dims: Dims) -> None:
         )
 
 
-def _freeze(funnel: FunnelDef, credit: Credit | None, rules: Rules) -> ClosedCredit | None:
+def segment_id(session_id: str, segment: list[FunnelEvent]) -> str:
+    """A session segment's entity id (docs/semantics.md section 2): the session id and its
+    first event's time. It needs no history (a count of earlier segments would be lost
+    with the session's state once all its segments closed)."""
+    return f"{session_id}@{segment[0].t}"
+
+
+def breakdown_values(funnel: FunnelDef, credit: Credit, state: VisitorState) -> tuple[str, ...]:
+    """The funnel's breakdown values on the credited attempt's attributed event."""
+    breakdown = funnel.breakdown
+    if breakdown is None:
+        return ()
+    if breakdown.attribution == "first_touch":
+        event: FunnelEvent | None = credit.steps[0]
+    elif breakdown.attribution == "last_touch":
+        event = credit.steps[-1]
+    else:
+        step = breakdown.attributed_step or 1
+        event = credit.steps[step - 1] if len(credit.steps) >= step else None
+    if event is None:
+        return tuple("" for _ in breakdown.dimensions)
+    values: list[str] = []
+    for name in breakdown.dimensions:
+        if name in DIMENSION_NAMES:
+            values.append(state.dims[event.dims][DIMENSION_NAMES.index(name)])
+        else:
+            found = event.values(name)
+            values.append(found[0] if found else "")
+    return tuple(values)
+
+
+def _freeze(
+    funnel: FunnelDef, credit: Credit | None, entity: str, state: VisitorState, rules: Rules
+) -> ClosedCredit | None:
     if credit is None:
         return None
     return ClosedCredit(
@@ -238,6 +291,10 @@ def _freeze(funnel: FunnelDef, credit: Credit | None, rules: Rules) -> ClosedCre
         credit.dims,
         credit.level,
         credit.time_to_convert_ms,
+        entity,
+        credit.start_event_id,
+        tuple(e.t for e in credit.steps),
+        breakdown_values(funnel, credit, state),
     )
 
 
@@ -250,8 +307,9 @@ def _close_sessions(state: VisitorState, watermark: int, rules: Rules) -> None:
         for segment in segments:
             if segment[-1].t + timeout >= watermark:
                 break
+            entity = segment_id(session_id, segment)
             for funnel in rules.session_funnels:
-                frozen = _freeze(funnel, evaluate(funnel, segment), rules)
+                frozen = _freeze(funnel, evaluate(funnel, segment), entity, state, rules)
                 if frozen is not None:
                     state.closed.append(frozen)
             open_from += 1
@@ -263,8 +321,11 @@ def _close_sessions(state: VisitorState, watermark: int, rules: Rules) -> None:
 
 
 def user_funnel_events(state: VisitorState, funnel: FunnelDef) -> list[FunnelEvent]:
-    """The visitor's events of ``funnel``'s step types not used by its closed groups."""
+    """The visitor's events ``funnel`` can use (those of its step and exclusion types;
+    every event for a strict funnel) not used by its closed groups."""
     consumed = state.user_consumed.get(funnel.name)
+    if funnel.needs_all_events:
+        return [e for e in state.user_events if consumed is None or e.t >= consumed]
     types = funnel.event_types
     return [
         e
@@ -291,7 +352,7 @@ def _close_user_groups(state: VisitorState, watermark: int, rules: Rules) -> Non
             horizon = low + 2 * funnel.window_ms
             if horizon >= watermark:
                 break
-            frozen = _freeze(funnel, evaluate(funnel, events, (low, high)), rules)
+            frozen = _freeze(funnel, evaluate(funnel, events, (low, high)), "", state, rules)
             if frozen is not None:
                 state.closed.append(frozen)
             state.user_closed_groups += 1
@@ -305,13 +366,16 @@ def _close_user_groups(state: VisitorState, watermark: int, rules: Rules) -> Non
 def _drop_consumed_user_events(state: VisitorState, rules: Rules) -> None:
     consumed = state.user_consumed
     needing: dict[str, list[str]] = {}
+    every_type = [f.name for f in rules.user_funnels if f.needs_all_events]
     for funnel in rules.user_funnels:
         for event_type in funnel.event_types:
             needing.setdefault(event_type, []).append(funnel.name)
     state.user_events = [
         e
         for e in state.user_events
-        if any(e.t >= consumed.get(name, e.t) for name in needing.get(e.event_type, ()))
+        if any(
+            e.t >= consumed.get(name, e.t) for name in (*needing.get(e.event_type, ()), *every_type)
+        )
     ]
     for name in [n for n in consumed if n not in rules.funnel_by_name]:
         del consumed[name]  # a funnel no longer configured
@@ -396,22 +460,35 @@ def _add(out: Contributions, key: Key, value: int) -> None:
 def _add_credit(
     out: Contributions,
     funnel: FunnelDef,
-    window: int,
+    credit: ClosedCredit,
     dims: Dims,
-    level: int,
-    ttc_ms: int | None,
+    anonymous_id: str,
     is_open: bool,
 ) -> None:
-    name = funnel.name
+    """One credited entity's rows (``credit`` is frozen, or the open one's snapshot)."""
+    name, window, breakdown, level = funnel.name, credit.window, credit.breakdown, credit.level
     for step in range(1, level + 1):
-        _add(out, FunnelStepKey(name, window, dims, step), 1)
+        _add(out, FunnelStepKey(name, window, dims, step, breakdown), 1)
     converted = level == len(funnel.steps)
     outcome = CONVERTED if converted else (IN_PROGRESS if is_open else DROPPED)
-    _add(out, FunnelOutcomeKey(name, window, dims, outcome), 1)
-    if converted and ttc_ms is not None:
-        _add(out, FunnelTtcKey(name, window, dims, bucket_of(ttc_ms)), 1)
+    _add(out, FunnelOutcomeKey(name, window, dims, outcome, breakdown), 1)
+    if converted and credit.ttc_ms is not None:
+        _add(out, FunnelTtcKey(name, window, dims, bucket_of(credit.ttc_ms), breakdown), 1)
     if is_open:
         _add(out, OpenAttemptKey(name, window), 1)
+    attempt = FunnelAttemptKey(
+        name,
+        window,
+        dims,
+        breakdown,
+        anonymous_id,
+        credit.entity,
+        credit.start_event_id,
+        outcome,
+        level,
+        credit.step_times,
+    )
+    _add(out, attempt, 1)
 
 
 def _add_open_credit(
@@ -419,44 +496,42 @@ def _add_open_credit(
     state: VisitorState,
     funnel: FunnelDef,
     credit: Credit | None,
+    entity: str,
     rules: Rules,
     thresholds: Thresholds,
 ) -> None:
     """The credit of an attempt still open (a session or user group not closed yet)."""
     if credit is None:
         return
-    window = rules.window_of(credit.start_t)
-    if window >= thresholds.get(funnel_threshold(funnel.name), 0):
+    if rules.window_of(credit.start_t) >= thresholds.get(funnel_threshold(funnel.name), 0):
+        snapshot = _freeze(funnel, credit, entity, state, rules)
+        assert snapshot is not None
         dims = state.dims[credit.dims]
-        _add_credit(out, funnel, window, dims, credit.level, credit.time_to_convert_ms, True)
+        _add_credit(out, funnel, snapshot, dims, state.anonymous_id, True)
 
 
 def _funnel_contributions(
     state: VisitorState, rules: Rules, thresholds: Thresholds, out: Contributions
 ) -> None:
-    for session in state.sessions.values():
-        for segment in split_segments(session.events, rules.session_timeout_ms):
+    for session_id, session in state.sessions.items():
+        segments = split_segments(session.events, rules.session_timeout_ms)
+        for segment in segments:
+            entity = segment_id(session_id, segment)
             for funnel in rules.session_funnels:
-                _add_open_credit(out, state, funnel, evaluate(funnel, segment), rules, thresholds)
+                credit = evaluate(funnel, segment)
+                _add_open_credit(out, state, funnel, credit, entity, rules, thresholds)
     for funnel in rules.user_funnels:
         events = user_funnel_events(state, funnel)
         for low, high in user_group_ranges(funnel, events):
             credit = evaluate(funnel, events, (low, high))
-            _add_open_credit(out, state, funnel, credit, rules, thresholds)
+            _add_open_credit(out, state, funnel, credit, "", rules, thresholds)
     for closed in state.closed:
         if closed.window < thresholds.get(funnel_threshold(closed.funnel), 0):
             continue
         closed_funnel = rules.funnel_by_name.get(closed.funnel)
         if closed_funnel is not None:
-            _add_credit(
-                out,
-                closed_funnel,
-                closed.window,
-                state.dims[closed.dims],
-                closed.level,
-                closed.ttc_ms,
-                False,
-            )
+            dims = state.dims[closed.dims]
+            _add_credit(out, closed_funnel, closed, dims, state.anonymous_id, False)
 
 
 def _kpi_contributions(

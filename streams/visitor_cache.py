@@ -61,9 +61,9 @@ class VisitorCache:
         raw = self._store.get(key)
         if raw is None:
             self.state_keys += 1
-            state, size = VisitorState(self._partition), 0
+            state, size = VisitorState(self._partition, key.decode()), 0
         else:
-            state, size = decode_state(raw), len(raw)
+            state, size = decode_state(raw, key.decode()), len(raw)
         return self.evaluate(state, size, thresholds)
 
     def stored(self) -> Iterable[tuple[bytes, bytes]]:

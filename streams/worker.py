@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, start_http_server
 
 from funnel.log_throttle import install_log_throttle
@@ -29,7 +32,7 @@ from streams.faust_private import StopSignalWorker
 from streams.funnels import load_funnels
 from streams.garbage import tune_garbage_collector
 from streams.outputs import AGGREGATES, RowKey, dead_letters
-from streams.topics import ensure_topics
+from streams.topics import TopicSetupError, ensure_topics
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +64,36 @@ def clickhouse_target(settings: Settings) -> ClickHouseTarget:
         username=settings.clickhouse_user,
         password=settings.clickhouse_password.get_secret_value(),
     )
+
+
+def kafka_leftovers(settings: Settings) -> list[str]:
+    """What an earlier run with ``settings.app_id`` left in Kafka: its consumer group's
+    committed offsets and its internal (state changelog) topics. A worker that finds
+    them resumes where that run stopped instead of reading the inputs from the start."""
+    try:
+        admin = KafkaAdminClient(
+            bootstrap_servers=settings.bootstrap_servers.split(","),
+            client_id="shop-funnel-admin",
+            request_timeout_ms=15000,
+        )
+        try:
+            offsets = admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {})
+            topics = sorted(t for t in admin.list_topics() if t.startswith(f"{settings.app_id}-"))
+        finally:
+            admin.close()
+    except KafkaError as exc:
+        raise TopicSetupError(
+            f"cannot reach Kafka at {settings.bootstrap_servers} ({exc}); start the local "
+            "broker with `funnel broker start` or set KAFKA_BOOTSTRAP_SERVERS"
+        ) from exc
+    found = []
+    committed = sorted({tp.topic for tp, meta in offsets.items() if meta.offset >= 0})
+    if committed:
+        found.append(
+            f"consumer group {settings.app_id} has committed offsets on {', '.join(committed)}"
+        )
+    found.extend(f"state topic {topic} exists" for topic in topics)
+    return found
 
 
 def connect_clickhouse(target: ClickHouseTarget, wait_seconds: float) -> Any:
@@ -132,12 +165,15 @@ def run_worker(
     finish_inputs: bool | None = None,
     funnels_file: Path | None = None,
     loglevel: str = "warning",
+    on_idle_stop: Callable[[], None] | None = None,
 ) -> None:
     """Blocks until the worker stops (SIGTERM/SIGINT, or after ``duration_seconds``).
 
     With ``stop_when_idle_seconds``, ``finish_inputs`` (default: ``settings.replay``)
     declares the inputs finished before the idle stop, so the last allowed-lateness
-    interval of a replay is applied (docs/semantics.md section 1).
+    interval of a replay is applied (docs/semantics.md section 1). ``on_idle_stop`` is
+    called when that idle stop begins (not on SIGTERM/SIGINT): a caller can tell a run
+    that read its inputs to the end from an interrupted one.
     """
     install_log_throttle()  # a broker outage must not flood the log (aiokafka retries)
     funnels = load_funnels(funnels_file)
@@ -185,7 +221,29 @@ def run_worker(
         _stop_after(duration_seconds)
     if stop_when_idle_seconds is not None:
         worker.runtime.stop_when_idle_seconds = stop_when_idle_seconds
-        worker.runtime.on_idle_stop = lambda: os.kill(os.getpid(), signal.SIGTERM)
+        store = worker.runtime.store
+        stopping: list[asyncio.Future[None]] = []  # a reference, so the task is not collected
+
+        async def stop_once_state_is_written() -> None:
+            # The last tick's state records (with finish_inputs: every session and group
+            # it closed) are still being sent; a SIGTERM now would close the producer
+            # under them, and a restarted worker would find those sessions open again.
+            try:
+                await asyncio.wait_for(
+                    store.wait_delivered(),  # type: ignore[attr-defined]
+                    settings.shutdown_grace_seconds,
+                )
+            except Exception as exc:  # nothing is lost: the next worker closes them again
+                log.warning("state records before the idle stop not acknowledged: %r", exc)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+        def idle_stop() -> None:
+            if on_idle_stop is not None:
+                on_idle_stop()
+            stopping.append(asyncio.ensure_future(stop_once_state_is_written()))
+
+        worker.runtime.on_idle_stop = idle_stop
         finish = settings.replay if finish_inputs is None else finish_inputs
         worker.runtime.finish_inputs_when_idle = finish
     try:

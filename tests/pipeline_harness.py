@@ -17,7 +17,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -53,6 +53,7 @@ class PipelineEnv:
     app_id: str = field(default_factory=lambda: f"test-{uuid.uuid4().hex[:10]}")
     partitions: int = 4
     extra: dict[str, str] = field(default_factory=dict)
+    funnels: Path | None = None  # funnel definitions (None: the packaged default)
 
     @classmethod
     def with_fresh_topics(cls, bootstrap: str, data_dir: Path, **kw: Any) -> PipelineEnv:
@@ -74,6 +75,7 @@ class PipelineEnv:
             data_dir,
             partitions=self.partitions,
             extra=dict(self.extra),
+            funnels=self.funnels,
         )
 
     def env(self, metrics_port: int) -> dict[str, str]:
@@ -113,6 +115,8 @@ class WorkerProcess:
         args = [sys.executable, "-m", module, "worker", "--loglevel", "info"]
         if until_idle is not None:
             args += ["--until-idle", str(until_idle)]
+        if env.funnels is not None:
+            args += ["--funnels", str(env.funnels)]
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             args,
@@ -192,14 +196,22 @@ def clickhouse(env: PipelineEnv) -> Any:
 DIMS = "channel, campaign, device, platform, country"
 AGG_QUERIES = {
     "funnel_steps_minute": f"""
-        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, step, step_name, sum(entered) AS v
+        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, breakdown, step, step_name,
+               sum(entered) AS v
         FROM funnel_steps_minute FINAL GROUP BY ALL HAVING v != 0""",
     "funnel_outcomes_minute": f"""
-        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, outcome, sum(entities) AS v
+        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, breakdown, outcome,
+               sum(entities) AS v
         FROM funnel_outcomes_minute FINAL GROUP BY ALL HAVING v != 0""",
     "funnel_ttc_minute": f"""
-        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, le_seconds, sum(converted) AS v
+        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, breakdown, le_seconds,
+               sum(converted) AS v
         FROM funnel_ttc_minute FINAL GROUP BY ALL HAVING v != 0""",
+    "funnel_attempts": f"""
+        SELECT funnel, toUnixTimestamp(window_start), {DIMS}, breakdown, anonymous_id, entity,
+               start_event_id, outcome, level,
+               arrayMap(t -> toUnixTimestamp64Milli(t), step_times), sum(attempts) AS v
+        FROM funnel_attempts FINAL GROUP BY ALL HAVING v != 0""",
     "kpi_minute": f"""
         SELECT toUnixTimestamp(window_start), {DIMS}, currency,
                sum(orders), sum(gmv_minor), sum(items), sum(coupon_orders), sum(discount_minor),
@@ -271,7 +283,8 @@ def pipeline_tables(client: Any) -> dict[str, Table]:
         parsed: Table = {}
         for row in rows:
             if width is None:
-                parsed[tuple(row[:-1])] = (int(row[-1]),)
+                key = tuple(tuple(v) if isinstance(v, list) else v for v in row[:-1])
+                parsed[key] = (int(row[-1]),)
             else:
                 values = tuple(int(v) for v in row[width:])
                 if any(values):
@@ -287,16 +300,35 @@ def truth_tables(truth: Truth) -> dict[str, Table]:
 
     return {
         "funnel_steps_minute": {
-            (r.funnel, r.window_start_ms // 1000, *dims(r), r.step, r.step_name): (r.entered,)
+            (r.funnel, r.window_start_ms // 1000, *dims(r), r.breakdown, r.step, r.step_name): (
+                r.entered,
+            )
             for r in truth.funnel_steps
         },
         "funnel_outcomes_minute": {
-            (r.funnel, r.window_start_ms // 1000, *dims(r), r.outcome): (r.entities,)
+            (r.funnel, r.window_start_ms // 1000, *dims(r), r.breakdown, r.outcome): (r.entities,)
             for r in truth.funnel_outcomes
         },
         "funnel_ttc_minute": {
-            (r.funnel, r.window_start_ms // 1000, *dims(r), r.le_seconds): (r.converted,)
+            (r.funnel, r.window_start_ms // 1000, *dims(r), r.breakdown, r.le_seconds): (
+                r.converted,
+            )
             for r in truth.funnel_ttc
+        },
+        "funnel_attempts": {
+            (
+                r.funnel,
+                r.window_start_ms // 1000,
+                *dims(r),
+                r.breakdown,
+                r.anonymous_id,
+                r.entity,
+                r.start_event_id,
+                r.outcome,
+                r.level,
+                r.step_times_ms,
+            ): (1,)
+            for r in truth.funnel_attempts
         },
         "kpi_minute": {
             (r.window_start_ms // 1000, *dims(r), r.currency): tuple(int(v) for v in r[7:])
@@ -428,3 +460,71 @@ def read_topic(bootstrap: str, topic: str) -> list[bytes]:
         return values
 
     return asyncio.run(read())
+
+
+def window_funnel_levels(
+    client: Any, steps: Sequence[str], window_ms: int, timeout_ms: int, strict: bool = False
+) -> tuple[dict[tuple[str, str], int], int]:
+    """ClickHouse's own ``windowFunnel`` over ``events_raw``, the second funnel oracle.
+
+    Per session segment (docs/semantics.md section 2, computed here in SQL: a gap of more
+    than the timeout starts a new one, ``session_id@<first event time>``), the furthest
+    step of an ordered funnel with distinct steps, over the counted events: on time, and
+    a purchase only in its earliest copy per transaction. windowFunnel orders events by
+    time alone, so segments where two step events share a millisecond are left out (the
+    worker orders those by event id): returns the levels of the rest and how many were
+    left out. ``strict``: windowFunnel's 'strict_order' (no other event between two
+    steps) for strict mode; then ties between any two events are left out.
+    """
+    mode = ", 'strict_order'" if strict else ""
+    conditions = ", ".join(f"event_type = '{step}'" for step in steps)
+    in_steps = ", ".join(f"'{step}'" for step in steps)
+    rows = client.query(
+        f"""
+        WITH counted AS (
+            SELECT anonymous_id, session_id, event_id, event_type,
+                   toUnixTimestamp64Milli(event_time) AS t
+            FROM events_raw FINAL
+            WHERE is_late = 0 AND (event_type != 'purchase' OR (anonymous_id, event_id) IN (
+                SELECT anonymous_id, argMin(event_id, (event_time, event_id))
+                FROM events_raw FINAL
+                WHERE is_late = 0 AND event_type = 'purchase'
+                GROUP BY anonymous_id, transaction_id))
+        ),
+        gaps AS (
+            SELECT *, if(t - lagInFrame(t, 1, t) OVER (
+                        PARTITION BY anonymous_id, session_id ORDER BY t, event_id
+                        ROWS BETWEEN 1 PRECEDING AND CURRENT ROW) > {timeout_ms}, 1, 0) AS gap
+            FROM counted
+        ),
+        segments AS (
+            SELECT *, 1 + sum(gap) OVER (
+                        PARTITION BY anonymous_id, session_id ORDER BY t, event_id
+                        ROWS UNBOUNDED PRECEDING) AS n
+            FROM gaps
+        )
+        SELECT anonymous_id,
+               concat(session_id, '@', toString(min(t))) AS segment,
+               windowFunnel({window_ms}{mode})(toUInt64(t), {conditions}) AS level,
+               if({int(strict)}, count() = uniqExact(t),
+                  countIf(event_type IN ({in_steps})) = uniqExactIf(t, event_type IN ({in_steps})))
+                   AS no_ties
+        FROM segments
+        GROUP BY anonymous_id, session_id, n
+        HAVING level > 0
+        """
+    ).result_rows
+    levels = {(str(a), str(s)): int(level) for a, s, level, no_ties in rows if no_ties}
+    return levels, sum(1 for *_, no_ties in rows if not no_ties)
+
+
+def attempt_levels(client: Any, funnel: str) -> dict[tuple[str, str], int]:
+    """The worker's credited level per (anonymous_id, entity) of ``funnel``."""
+    return {
+        (str(a), str(entity)): int(level)
+        for a, entity, level in client.query(
+            "SELECT anonymous_id, entity, level FROM funnel_attempts FINAL "
+            "WHERE attempts > 0 AND funnel = {funnel:String}",
+            parameters={"funnel": funnel},
+        ).result_rows
+    }

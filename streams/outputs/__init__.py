@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from sinks.tables import TableSpec
 from streams.outputs import (
     dead_letters,
+    funnel_attempts,
     funnel_outcomes,
     funnel_steps,
     funnel_ttc,
@@ -28,6 +29,7 @@ from streams.outputs import (
     user_rfm,
 )
 from streams.outputs.family import AggregateFamily, Row, RowContext, TotalOf
+from streams.outputs.funnel_attempts import FunnelAttemptKey
 from streams.outputs.funnel_outcomes import FunnelOutcomeKey, OpenAttemptKey
 from streams.outputs.funnel_steps import FunnelStepKey
 from streams.outputs.funnel_ttc import FunnelTtcKey
@@ -42,6 +44,7 @@ FAMILY_MODULES = (
     funnel_steps,
     funnel_outcomes,
     funnel_ttc,
+    funnel_attempts,
     kpi,
     retention,
     order_gaps,
@@ -54,6 +57,7 @@ AGGREGATES: tuple[AggregateFamily, ...] = (
     funnel_steps.AGGREGATE,
     funnel_outcomes.AGGREGATE,
     funnel_ttc.AGGREGATE,
+    funnel_attempts.AGGREGATE,
     kpi.AGGREGATE,
     retention.AGGREGATE,
     order_gaps.AGGREGATE,
@@ -65,11 +69,20 @@ ONCE_ONLY_TABLES = (segment_transitions.TABLE, triggers.TABLE, user_rfm.TABLE)
 
 # A row of an aggregate table, and what visitors contribute to (KPI rows have one cell per
 # metric; open attempts are bookkeeping that holds funnel rows back from being final).
-RowKey = FunnelStepKey | FunnelOutcomeKey | FunnelTtcKey | KpiKey | RetentionKey | OrderGapKey
+RowKey = (
+    FunnelStepKey
+    | FunnelOutcomeKey
+    | FunnelTtcKey
+    | FunnelAttemptKey
+    | KpiKey
+    | RetentionKey
+    | OrderGapKey
+)
 Key = (
     FunnelStepKey
     | FunnelOutcomeKey
     | FunnelTtcKey
+    | FunnelAttemptKey
     | OpenAttemptKey
     | KpiCellKey
     | RetentionKey

@@ -32,6 +32,7 @@ class FunnelOutcomeKey(NamedTuple):
     window: int
     dims: Dims
     outcome: str  # CONVERTED, DROPPED or IN_PROGRESS
+    breakdown: tuple[str, ...] = ()  # the funnel's breakdown values, if it has one
     family: Family = FAMILY
 
     @property
@@ -77,8 +78,8 @@ VALUE_COLUMNS = ("entities",)
 
 
 def read_key(row: Sequence[Any]) -> FunnelOutcomeKey:
-    funnel, window, dims, outcome = read_head(row)
-    return FunnelOutcomeKey(funnel, window, dims, str(outcome))  # type: ignore[arg-type]
+    funnel, window, dims, outcome, breakdown = read_head(row)
+    return FunnelOutcomeKey(funnel, window, dims, str(outcome), breakdown)  # type: ignore[arg-type]
 
 
 AGGREGATE = AggregateFamily(TABLE, FunnelOutcomeKey, build_row, VALUE_COLUMNS, read_key)

@@ -33,6 +33,7 @@ class FunnelStepKey(NamedTuple):
     window: int  # attempt start, minute window, epoch ms
     dims: Dims
     step: int  # 1-based
+    breakdown: tuple[str, ...] = ()  # the funnel's breakdown values, if it has one
     family: Family = FAMILY
 
     @property
@@ -62,8 +63,8 @@ VALUE_COLUMNS = ("entered",)
 
 
 def read_key(row: Sequence[Any]) -> FunnelStepKey:
-    funnel, window, dims, step = read_head(row)
-    return FunnelStepKey(funnel, window, dims, int(step))  # type: ignore[arg-type]
+    funnel, window, dims, step, breakdown = read_head(row)
+    return FunnelStepKey(funnel, window, dims, int(step), breakdown)  # type: ignore[arg-type]
 
 
 AGGREGATE = AggregateFamily(TABLE, FunnelStepKey, build_row, VALUE_COLUMNS, read_key)

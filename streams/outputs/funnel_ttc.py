@@ -54,6 +54,7 @@ class FunnelTtcKey(NamedTuple):
     window: int
     dims: Dims
     le_seconds: float  # one of TTC_BUCKETS_S
+    breakdown: tuple[str, ...] = ()  # the funnel's breakdown values, if it has one
     family: Family = FAMILY
 
     @property
@@ -80,8 +81,8 @@ VALUE_COLUMNS = ("converted",)
 
 
 def read_key(row: Sequence[Any]) -> FunnelTtcKey:
-    funnel, window, dims, bucket = read_head(row)
-    return FunnelTtcKey(funnel, window, dims, float(bucket))  # type: ignore[arg-type]
+    funnel, window, dims, bucket, breakdown = read_head(row)
+    return FunnelTtcKey(funnel, window, dims, float(bucket), breakdown)  # type: ignore[arg-type]
 
 
 AGGREGATE = AggregateFamily(TABLE, FunnelTtcKey, build_row, VALUE_COLUMNS, read_key)

@@ -50,6 +50,8 @@ TABLE = TableSpec(
         "source_offset",
         "ingested_at",
         "version",
+        # Added by migration 0006 (ALTER TABLE ... ADD COLUMN puts it last).
+        "properties",
     ),
     order_by=("anonymous_id", "event_id"),
     version_column="version",
@@ -102,4 +104,5 @@ def build_row(
         offset,
         now_ms,
         0 if is_late else 1,
+        dict(event.properties),
     )

@@ -25,22 +25,30 @@ from simulator.generate import generate
 from simulator.produce import produce
 from simulator.records import SimRecord
 from simulator.truth import compute_truth
-from simulator.truth_model import Truth
+from simulator.truth_model import Truth, funnel_specs
 from streams.app import CHANGELOG_TOPIC_CONFIGS, STATE_TABLE
+from streams.funnels import load_funnels
 from streams.topics import ensure_topics
 from streams.worker import SHUTDOWN_HARD_MARGIN_SECONDS
 from tests.pipeline_harness import (
     PipelineEnv,
     WorkerProcess,
     assert_matches_truth,
+    attempt_levels,
     clickhouse,
     differences,
     pipeline_tables,
     run_until_idle,
     truth_tables,
+    window_funnel_levels,
 )
 
 pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+# Ten funnels: every mode and scope, filters, exclusions, per-step windows, breakdowns
+# and a custom event (docs/semantics.md section 3), so each goes through the replay, kill
+# and outage drills below and is compared with the truth.
+MIXED_FUNNELS = Path(__file__).parents[2] / "bench" / "funnels_mixed.yaml"
 
 CONFIG = SimConfig(
     seed=11,
@@ -64,6 +72,7 @@ def simulated() -> tuple[list[SimRecord], Truth]:
         window_ms=CONFIG.window_ms,
         # The workers stop with --until-idle in replay: the inputs end finished.
         inputs_finished=True,
+        funnels=funnel_specs(load_funnels(MIXED_FUNNELS)),
     )
     return records, truth
 
@@ -85,7 +94,9 @@ def loaded(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> PipelineEnv:
     """The simulated run, produced once to fresh topics (workers use fresh groups)."""
-    env = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path_factory.mktemp("loaded"))
+    env = PipelineEnv.with_fresh_topics(
+        kafka_bootstrap, tmp_path_factory.mktemp("loaded"), funnels=MIXED_FUNNELS
+    )
     _create_topics(env)
     _produce(env, simulated[0])
     return env
@@ -104,6 +115,41 @@ def test_worker_rows_equal_the_ground_truth(
     assert dead == sum(1 for r in simulated[0] if r.event is None)
     # The state changelog is created with small segments, so restarts replay a bounded log.
     assert changelog_configs(env) == {**changelog_configs(env), **CHANGELOG_TOPIC_CONFIGS}
+    _assert_window_funnel_agrees(env)
+
+
+def _assert_window_funnel_agrees(env: PipelineEnv) -> None:
+    """Second oracle: ClickHouse windowFunnel over events_raw gives each session segment
+    the level the worker credited, for the ordered and strict ('strict_order') funnels
+    with distinct, unfiltered steps."""
+    client = clickhouse(env)
+    for funnel in load_funnels(MIXED_FUNNELS):
+        plain = all(not s.filters and s.within_ms is None for s in funnel.step_defs)
+        if not (
+            funnel.mode in ("ordered", "strict")
+            and funnel.scope == "session"
+            and plain
+            and not funnel.exclusions
+            and len(set(funnel.steps)) == len(funnel.steps)
+        ):
+            continue
+        want, tied = window_funnel_levels(
+            client,
+            funnel.steps,
+            funnel.window_ms,
+            CONFIG.session_timeout_ms,
+            strict=funnel.mode == "strict",
+        )
+        got = attempt_levels(client, funnel.name)
+        compared = {key: got.get(key) for key in want}
+        assert compared == want, funnel.name
+        # The worker's other entities are the segments left out for ties, no more.
+        assert len(set(got) - set(want)) <= tied, funnel.name
+        assert len(want) > 50, f"{funnel.name}: too few segments to compare ({len(want)})"
+        print(
+            f"\nwindowFunnel {funnel.name}: {len(want)} segments equal, {tied} with ties left out"
+        )
+    client.close()
 
 
 def changelog_configs(env: PipelineEnv) -> dict[str, str]:
@@ -134,7 +180,7 @@ def test_sigkill_at_random_points_leaves_every_aggregate_exact(
 ) -> None:
     """Traffic is produced live while the worker is SIGKILLed three times mid-stream."""
     records, truth = simulated
-    env = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path)
+    env = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path, funnels=MIXED_FUNNELS)
     _create_topics(env)
     # Slow enough that input is still arriving when the last worker is killed.
     rate = len(records) / 60.0

@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,45 +24,36 @@ from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.records import SimRecord
 from simulator.truth import compute_truth
-from simulator.truth_model import LifecycleParams, Truth
+from simulator.truth_model import LifecycleParams, Truth, funnel_specs
 from streams.batch import BatchResult
 from streams.checkpoint import meta_key
 from streams.funnels import load_funnels
 from streams.lifecycle import DAY_MS, LifecycleRules
-from streams.outputs import AGGREGATES
 from streams.outputs.dead_letters import TABLE as DEAD_LETTERS
-from streams.outputs.funnel_outcomes import TABLE as FUNNEL_OUTCOMES
-from streams.outputs.funnel_steps import TABLE as FUNNEL_STEPS
-from streams.outputs.funnel_ttc import TABLE as FUNNEL_TTC
-from streams.outputs.kpi import TABLE as KPI_MINUTE
 from streams.outputs.late_events import TABLE as LATE_EVENTS
-from streams.outputs.order_gaps import TABLE as ORDER_GAPS
-from streams.outputs.retention import TABLE as RETENTION_COHORTS
 from streams.outputs.segment_transitions import TABLE as SEGMENT_TRANSITIONS
 from streams.outputs.user_rfm import TABLE as USER_RFM
 from streams.processor import PartitionProcessor
 from streams.records import Record as InputRecord
 from streams.visitor import Rules
-from tests.unit.fakes import DictStore
+from tests.unit.fakes import DictStore, row_layouts
 
 TOPICS = {"clickstream": "c", "cart": "k", "orders": "o"}
-KEY_WIDTH = {
-    FUNNEL_STEPS: 10,
-    FUNNEL_OUTCOMES: 9,
-    FUNNEL_TTC: 9,
-    KPI_MINUTE: 8,
-    RETENTION_COHORTS: 8,
-    ORDER_GAPS: 4,
-}
+MIXED_FUNNELS = Path(__file__).parents[2] / "bench" / "funnels_mixed.yaml"
 
-READERS = {family.table: family for family in AGGREGATES}
+
+LAYOUTS = row_layouts()
 
 
 class Sink:
     """Newest version per ClickHouse key, like ReplacingMergeTree ... FINAL."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, tuple[object, ...]], tuple[int, tuple[object, ...], int]] = {}
+        # (table, key) -> (version, values, counters, is_final) of the newest row.
+        self.rows: dict[
+            tuple[str, tuple[object, ...]],
+            tuple[int, tuple[object, ...], tuple[object, ...], bool],
+        ] = {}
         self.late_ids: set[str] = set()
         self.dead: Counter[tuple[str, str]] = Counter()
         self.rfm: dict[str, tuple[int, tuple[object, ...]]] = {}
@@ -69,12 +62,18 @@ class Sink:
 
     def write(self, result: BatchResult) -> None:
         for spec, rows in result.rows.items():
-            if spec in KEY_WIDTH:
-                width = KEY_WIDTH[spec]
+            if spec in LAYOUTS:
+                at = LAYOUTS[spec]
                 for row in rows:
-                    key = (spec.name, row[:width])
-                    if key not in self.rows or self.rows[key][0] <= row[-1]:  # type: ignore[operator]
-                        self.rows[key] = (row[-1], row[width:-2], row[-2])  # type: ignore[assignment]
+                    key = (spec.name, at.key(row))
+                    version = at.version(row)
+                    if key not in self.rows or self.rows[key][0] <= version:
+                        self.rows[key] = (
+                            version,
+                            at.values(row),
+                            at.counters(row),
+                            at.is_final(row),
+                        )
             elif spec is LATE_EVENTS:
                 self.late_ids.update(str(r[0]) for r in rows)
             elif spec is DEAD_LETTERS:
@@ -91,25 +90,29 @@ class Sink:
 
     def open_keys(self, partition: int) -> list[tuple[object, ...]]:
         """What the worker reads back at recovery: non-final, non-zero rows' keys."""
-        specs = {spec.name: spec for spec in KEY_WIDTH}
+        specs = {spec.name: spec for spec in LAYOUTS}
         keys = []
-        for (name, key), (_, values, final) in self.rows.items():
-            if key[-1] == partition and not final and any(values):
-                columns = key[:8] if name == FUNNEL_STEPS.name else key[:-1]  # no step_name
-                keys.append(READERS[specs[name]].read_key(columns))
+        for (name, key), (_, _values, counters, final) in self.rows.items():
+            if key[-1] == partition and not final and any(counters):
+                keys.append(LAYOUTS[specs[name]].read_key(key))
         return keys
 
     def summed(self, table: str) -> dict[tuple[object, ...], tuple[int, ...]]:
         """Rows summed over the partition column, zero rows dropped."""
-        out: dict[tuple[object, ...], list[int]] = {}
-        for (name, key), (_, values, _final) in self.rows.items():
+        out: dict[tuple[object, ...], list[object]] = {}
+        for (name, key), (_, values, _counters, _final) in self.rows.items():
             if name != table:
                 continue
             head = key[:-1]  # the partition is the last key column
-            acc = out.setdefault(head, [0] * len(values))
+            acc = out.setdefault(head, [0 if isinstance(v, int) else v for v in values])
             for i, v in enumerate(values):
-                acc[i] += int(v)  # type: ignore[call-overload]
-        return {k: tuple(v) for k, v in out.items() if any(v)}
+                if isinstance(v, int):
+                    acc[i] += v  # type: ignore[operator]
+        return {
+            k: tuple(v)  # type: ignore[misc]
+            for k, v in out.items()
+            if any(x for x in v if isinstance(x, int))
+        }
 
 
 def day_s(text: str) -> int:
@@ -204,75 +207,62 @@ def lifecycle_pipeline(sink: Sink) -> dict[str, object]:
     }
 
 
-def truth_tables(truth: object) -> dict[str, dict[tuple[object, ...], tuple[int, ...]]]:
+def _dims(r: Any) -> tuple[str, str, str, str, str]:
+    return (r.channel, r.campaign, r.device, r.platform, r.country)
+
+
+def truth_tables(truth: Truth) -> dict[str, dict[tuple[object, ...], tuple[object, ...]]]:
+    """The truth keyed like :meth:`Sink.summed`: key columns, then values."""
     t = truth
-    steps = {
-        (
-            r.funnel,
-            r.window_start_ms // 1000,
-            r.channel,
-            r.campaign,
-            r.device,
-            r.platform,
-            r.country,
-            r.step,
-            r.step_name,
-        ): (r.entered,)
-        for r in t.funnel_steps
-    }  # type: ignore[attr-defined]
-    outcomes = {
-        (
-            r.funnel,
-            r.window_start_ms // 1000,
-            r.channel,
-            r.campaign,
-            r.device,
-            r.platform,
-            r.country,
-            r.outcome,
-        ): (r.entities,)
-        for r in t.funnel_outcomes
-    }  # type: ignore[attr-defined]
-    ttc = {
-        (
-            r.funnel,
-            r.window_start_ms // 1000,
-            r.channel,
-            r.campaign,
-            r.device,
-            r.platform,
-            r.country,
-            r.le_seconds,
-        ): (r.converted,)
-        for r in t.funnel_ttc
-    }  # type: ignore[attr-defined]
-    kpi = {
-        (
-            r.window_start_ms // 1000,
-            r.channel,
-            r.campaign,
-            r.device,
-            r.platform,
-            r.country,
-            r.currency,
-        ): tuple(r[7:])
-        for r in t.kpi
-    }  # type: ignore[attr-defined]
     return {
-        "funnel_steps_minute": steps,
-        "funnel_outcomes_minute": outcomes,
-        "funnel_ttc_minute": ttc,
-        "kpi_minute": kpi,
+        "funnel_steps_minute": {
+            (r.funnel, r.window_start_ms // 1000, *_dims(r), r.step, r.breakdown): (
+                r.step_name,
+                r.entered,
+            )
+            for r in t.funnel_steps
+        },
+        "funnel_outcomes_minute": {
+            (r.funnel, r.window_start_ms // 1000, *_dims(r), r.outcome, r.breakdown): (r.entities,)
+            for r in t.funnel_outcomes
+        },
+        "funnel_ttc_minute": {
+            (r.funnel, r.window_start_ms // 1000, *_dims(r), r.le_seconds, r.breakdown): (
+                r.converted,
+            )
+            for r in t.funnel_ttc
+        },
+        "funnel_attempts": {
+            (
+                r.funnel,
+                r.window_start_ms // 1000,
+                *_dims(r),
+                r.anonymous_id,
+                r.entity,
+                r.start_event_id,
+                r.outcome,
+                r.level,
+                r.step_times_ms,
+                r.breakdown,
+            ): (1,)
+            for r in t.funnel_attempts
+        },
+        "kpi_minute": {
+            (r.window_start_ms // 1000, *_dims(r), r.currency): tuple(r[7:]) for r in t.kpi
+        },
     }
 
 
-def pipeline_tables(sink: Sink) -> dict[str, dict[tuple[object, ...], tuple[int, ...]]]:
-    steps = sink.summed("funnel_steps_minute")
+def pipeline_tables(sink: Sink) -> dict[str, dict[tuple[object, ...], tuple[object, ...]]]:
     return {
-        "funnel_steps_minute": steps,
-        "funnel_outcomes_minute": sink.summed("funnel_outcomes_minute"),
-        "funnel_ttc_minute": sink.summed("funnel_ttc_minute"),
-        "kpi_minute": sink.summed("kpi_minute"),
+        name: sink.summed(name)
+        for name in (
+            "funnel_steps_minute",
+            "funnel_outcomes_minute",
+            "funnel_ttc_minute",
+            "funnel_attempts",
+            "kpi_minute",
+        )
     }
 
 
@@ -329,10 +319,11 @@ def run_core(
     crashes: int = 0,
     cache_visitors: int = 0,
     lifecycle: LifecycleRules | None = None,
+    funnels: Path | None = None,
 ) -> Sink:
     rnd = random.Random(seed)
     rules = Rules(
-        load_funnels(),
+        load_funnels(funnels),
         window_ms=config.window_ms,
         session_timeout_ms=config.session_timeout_ms,
         lateness_ms=config.lateness_ms,
@@ -393,8 +384,8 @@ def simulated() -> tuple[list[SimRecord], object]:
 
 
 def assert_tables_equal(
-    got: dict[str, dict[tuple[object, ...], tuple[int, ...]]],
-    want: dict[str, dict[tuple[object, ...], tuple[int, ...]]],
+    got: dict[str, dict[tuple[object, ...], tuple[object, ...]]],
+    want: dict[str, dict[tuple[object, ...], tuple[object, ...]]],
 ) -> None:
     for table, rows in want.items():
         mismatched = {
@@ -425,6 +416,47 @@ def test_random_crashes_leave_every_row_equal_to_the_truth(
     # 50 cached visitors: the optional decoded-state cache, evicting all the time.
     records, truth = simulated
     sink = run_core(records, CONFIG, seed=seed, crashes=3, cache_visitors=cache_visitors)
+    assert_tables_equal(pipeline_tables(sink), truth_tables(truth))
+
+
+@pytest.fixture(scope="module")
+def simulated_mixed(
+    simulated: tuple[list[SimRecord], Truth],
+) -> tuple[list[SimRecord], Truth]:
+    """The same traffic under ten funnels: every mode, both scopes, filters, exclusions,
+    per-step windows, breakdowns and a custom event (bench/funnels_mixed.yaml)."""
+    records = simulated[0]
+    truth = compute_truth(
+        records,
+        lateness_ms=CONFIG.lateness_ms,
+        session_timeout_ms=CONFIG.session_timeout_ms,
+        window_ms=CONFIG.window_ms,
+        funnels=funnel_specs(load_funnels(MIXED_FUNNELS)),
+    )
+    return records, truth
+
+
+def _funnels_with_rows(truth: Truth) -> set[str]:
+    return {r.funnel for r in truth.funnel_steps}
+
+
+@pytest.mark.parametrize(("seed", "crashes", "cache_visitors"), [(1, 0, 0), (6, 3, 0), (8, 3, 40)])
+def test_mixed_funnels_equal_the_truth_with_crashes(
+    simulated_mixed: tuple[list[SimRecord], Truth], seed: int, crashes: int, cache_visitors: int
+) -> None:
+    records, truth = simulated_mixed
+    # Every funnel of the file has rows (the scenario exercises each feature), and the
+    # breakdowns have values other than empty.
+    assert _funnels_with_rows(truth) == {f.name for f in load_funnels(MIXED_FUNNELS)}
+    assert {r.breakdown for r in truth.funnel_steps if r.funnel == "size_guide"} - {("",)}
+    sink = run_core(
+        records,
+        CONFIG,
+        seed=seed,
+        crashes=crashes,
+        cache_visitors=cache_visitors,
+        funnels=MIXED_FUNNELS,
+    )
     assert_tables_equal(pipeline_tables(sink), truth_tables(truth))
 
 

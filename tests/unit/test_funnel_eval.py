@@ -28,7 +28,7 @@ def test_full_conversion_reports_time_to_convert() -> None:
         (30, "begin_checkout"),
         (45, "purchase"),
     )
-    assert evaluate(SHOP, evs) == Credit(5, 0, "e000", 0, 45)
+    assert evaluate(SHOP, evs) == Credit(5, 0, "e000", 0, 45, tuple(evs))
 
 
 def test_no_step_one_means_not_in_funnel() -> None:

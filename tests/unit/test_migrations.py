@@ -129,3 +129,20 @@ def test_cluster_form_of_a_replaced_view() -> None:
     assert for_cluster(view, "c1").startswith(
         "CREATE OR REPLACE VIEW v_segment_sizes_daily ON CLUSTER c1 AS"
     )
+
+
+def test_cluster_form_of_an_alter_table() -> None:
+    statements = [s for m in load_migrations(MIGRATIONS_DIR) for s in m.statements]
+    alter = next(s for s in statements if s.startswith("ALTER TABLE events_raw ADD COLUMN"))
+    assert for_cluster(alter, "c1") == (
+        "ALTER TABLE events_raw ON CLUSTER c1 ADD COLUMN IF NOT EXISTS properties "
+        "Map(String, String) DEFAULT map()"
+    )
+
+
+def test_events_raw_properties_column_is_added_by_0006() -> None:
+    client = migrated()
+    columns = {r[0]: r[1] for r in client.query("DESCRIBE TABLE events_raw").result_rows}
+    assert columns["properties"] == "Map(String, String)"
+    names = [m.name for m in load_migrations()]
+    assert "0006_events_raw_properties" in names

@@ -17,6 +17,7 @@ import pytest
 from sinks.clickhouse import apply_migrations
 from streams.outputs import AGGREGATES, ALL_TABLES, FAMILY_MODULES, aggregate_rows
 from streams.outputs.family import AggregateFamily, RowContext
+from streams.outputs.funnel_attempts import FunnelAttemptKey
 from streams.outputs.funnel_outcomes import FunnelOutcomeKey, OpenAttemptKey
 from streams.outputs.funnel_steps import FunnelStepKey
 from streams.outputs.funnel_ttc import FunnelTtcKey
@@ -30,8 +31,20 @@ MINUTE = 1_764_000_000_000 - 1_764_000_000_000 % 60_000
 DAY = MINUTE - MINUTE % 86_400_000
 # One key per aggregate family, with values that survive a ClickHouse round trip.
 SAMPLE_KEYS: dict[type, Any] = {
-    FunnelStepKey: FunnelStepKey("shop", MINUTE, DIMS, 2),
+    FunnelStepKey: FunnelStepKey("shop", MINUTE, DIMS, 2, ("gold", "B")),
     FunnelOutcomeKey: FunnelOutcomeKey("shop", MINUTE, DIMS, "dropped"),
+    FunnelAttemptKey: FunnelAttemptKey(
+        "shop",
+        MINUTE,
+        DIMS,
+        ("organic",),
+        "anon-1",
+        "s-9#2",
+        "e-17",
+        "dropped",
+        3,
+        (MINUTE + 1, MINUTE + 61_234, MINUTE + 61_234),
+    ),
     FunnelTtcKey: FunnelTtcKey("shop", MINUTE, DIMS, 300.0),
     KpiKey: KpiKey(MINUTE, DIMS, "JPY"),
     RetentionKey: RetentionKey(

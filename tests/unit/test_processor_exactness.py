@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import pytest
 
@@ -17,17 +18,12 @@ from schemas.model import Event, Item
 from sinks.tables import TableSpec
 from streams.checkpoint import meta_key
 from streams.funnels import load_funnels
-from streams.outputs import AGGREGATES
-from streams.outputs.funnel_outcomes import TABLE as FUNNEL_OUTCOMES
-from streams.outputs.funnel_steps import TABLE as FUNNEL_STEPS
-from streams.outputs.funnel_ttc import TABLE as FUNNEL_TTC
-from streams.outputs.kpi import TABLE as KPI_MINUTE
 from streams.outputs.late_events import TABLE as LATE_EVENTS
 from streams.outputs.raw_events import TABLE as EVENTS_RAW
 from streams.processor import PartitionProcessor
 from streams.records import Record as InputRecord
 from streams.visitor import Rules
-from tests.unit.fakes import DictDecoder, DictStore, SimpleChannels
+from tests.unit.fakes import DictDecoder, DictStore, SimpleChannels, row_layouts
 
 MIN = 60_000
 T0 = 1_790_000_000_000 - 1_790_000_000_000 % MIN
@@ -50,14 +46,8 @@ STREAM = {
     "purchase": "orders",
     "refund": "orders",
 }
-AGG_TABLES = {
-    FUNNEL_STEPS: 10,
-    FUNNEL_OUTCOMES: 9,
-    FUNNEL_TTC: 9,
-    KPI_MINUTE: 8,
-}  # key width incl. partition
-
-READERS = {family.table: family for family in AGGREGATES}
+# Every aggregate table, read as ReplacingMergeTree would (newest version per key).
+LAYOUTS = row_layouts()
 
 
 def traffic(seed: int, visitors: int = 40) -> list[Event]:
@@ -186,21 +176,21 @@ class Harness:
         self.store = self.store_from_log(len(self.log))
         self.row_log = self.row_log[: rnd.randint(self.rows_durable_upto, len(self.row_log))]
 
-    def open_keys(self) -> list[tuple[object, ...]]:
+    def open_keys(self) -> list[Any]:
         """Keys of the newest non-final, non-zero aggregate rows that reached ClickHouse."""
-        newest: dict[tuple[str, tuple[object, ...]], tuple[object, ...]] = {}
+        newest: dict[tuple[TableSpec, tuple[object, ...]], tuple[object, ...]] = {}
         for spec, rows in self.row_log:
-            if spec in AGG_TABLES:
+            if spec in LAYOUTS:
+                at = LAYOUTS[spec]
                 for row in rows:
-                    key = (spec.name, row[: AGG_TABLES[spec]])
-                    if key not in newest or newest[key][-1] <= row[-1]:  # type: ignore[operator]
+                    key = (spec, at.key(row))
+                    if key not in newest or at.version(newest[key]) <= at.version(row):
                         newest[key] = row
-        specs = {spec.name: spec for spec in AGG_TABLES}
         keys = []
-        for (name, key), row in newest.items():
-            if not row[-2] and any(row[AGG_TABLES[specs[name]] : -2]):
-                columns = key[:8] if name == FUNNEL_STEPS.name else key[:-1]
-                keys.append(READERS[specs[name]].read_key(columns))
+        for (spec, key), row in newest.items():
+            at = LAYOUTS[spec]
+            if not at.is_final(row) and any(at.counters(row)):
+                keys.append(at.read_key(key))
         return keys
 
     def commit(self) -> None:
@@ -208,13 +198,13 @@ class Harness:
         self.rows_durable_upto = len(self.row_log)
 
     def _write_rows(self, spec: TableSpec, rows: list[tuple[object, ...]]) -> None:
-        if spec in AGG_TABLES:
-            cut = AGG_TABLES[spec]
+        if spec in LAYOUTS:
+            at = LAYOUTS[spec]
             for row in rows:
-                key = (spec.name, row[:cut])
-                version = int(row[-1])  # type: ignore[call-overload]
+                key = (spec.name, at.key(row))
+                version = at.version(row)
                 if key not in self.rows or self.rows[key][0] <= version:
-                    self.rows[key] = (version, row[cut:-2])
+                    self.rows[key] = (version, at.values(row), any(at.counters(row)))
         elif spec is EVENTS_RAW:
             for row in rows:
                 self.raw_ids[str(row[0])] = self.raw_ids.get(str(row[0]), 0) + 1
@@ -225,7 +215,7 @@ class Harness:
         self.rows, self.raw_ids, self.late_ids = {}, {}, set()
         for spec, rows in self.row_log:
             self._write_rows(spec, rows)
-        return {k: v for k, (_, v) in self.rows.items() if any(x != 0 for x in v)}  # type: ignore[union-attr]
+        return {k: v for k, (_, v, counts) in self.rows.items() if counts}
 
 
 def run(sent: Sent, seed: int, crashes: int = 0, rewinds: int = 0) -> Harness:

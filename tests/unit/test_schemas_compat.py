@@ -102,7 +102,14 @@ def test_badly_named_file_is_refused(tmp_path: Path) -> None:
 def test_cli_check_prints_a_table_and_passes() -> None:
     result = CliRunner().invoke(app, ["check"])
     assert result.exit_code == 0, result.output
-    for text in ("clickstream", "v1 -> v2", "backward", "forward", "all 5 schemas compatible"):
+    for text in (
+        "clickstream",
+        "v1 -> v2",
+        "v2 -> v3",
+        "backward",
+        "forward",
+        "all 6 schemas compatible",
+    ):
         assert text in result.output
 
 

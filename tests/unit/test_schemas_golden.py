@@ -55,6 +55,16 @@ CLICK = Event(
     currency="CNY",
     value_minor=12900,
 )
+# A custom event with properties: event_type "custom" + event_name on the wire (v3).
+CUSTOM = replace(
+    CLICK,
+    event_type="custom:size_guide_opened",
+    event_id="5e1f0a2b-3c4d-4e5f-8a6b-7c8d9e0f1a2b",
+    items=(),
+    currency=None,
+    value_minor=None,
+    properties={"size_system": "eu", "membership_tier": "gold", "size_label": "尺码 42"},
+)
 CART = Event(
     stream="cart",
     event_type="add_to_cart",
@@ -151,6 +161,8 @@ def _golden(name: str) -> str:
 GOLDEN_EVENTS = [
     ("clickstream.v1", CLICK, 1),
     ("clickstream.v2", CLICK, 2),
+    ("clickstream.v3", CLICK, 3),
+    ("clickstream.v3.custom", CUSTOM, 3),
     ("cart.v1", CART, 1),
     ("orders.v1", ORDER, 1),
 ]
@@ -172,12 +184,23 @@ def test_golden_bytes_decode_to_the_event(
 
 
 def test_latest_clickstream_version_is_written_by_default(codec: EventCodec) -> None:
-    assert codec.encode_avro(CLICK) == bytes.fromhex(_golden("clickstream.v2"))
+    assert codec.encode_avro(CLICK) == bytes.fromhex(_golden("clickstream.v3"))
+
+
+def test_v3_adds_only_the_two_defaulted_fields_after_v2(codec: EventCodec) -> None:
+    # Same body as v2 plus event_name null (one byte) and an empty properties map (one).
+    v2, v3 = bytes.fromhex(_golden("clickstream.v2")), bytes.fromhex(_golden("clickstream.v3"))
+    assert v3[5:] == v2[5:] + b"\x00\x00"
 
 
 def test_experiment_order_does_not_change_the_bytes(codec: EventCodec) -> None:
     reordered = replace(CLICK, experiments={"checkout_v2": "treatment", "search_v2": "b"})
     assert codec.encode_avro(reordered, version=2) == codec.encode_avro(CLICK, version=2)
+
+
+def test_property_order_does_not_change_the_bytes(codec: EventCodec) -> None:
+    reordered = replace(CUSTOM, properties=dict(reversed(CUSTOM.properties.items())))
+    assert codec.encode_avro(reordered) == codec.encode_avro(CUSTOM)
 
 
 def test_dead_letter_matches_golden_bytes(codec: EventCodec) -> None:

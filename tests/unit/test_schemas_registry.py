@@ -26,8 +26,8 @@ def copy_shipped(tmp_path: Path) -> Path:
 def test_shipped_registry_lists_every_schema() -> None:
     registry = SchemaRegistry.load()
     assert registry.names() == ("cart", "clickstream", "deadletter", "orders", "trigger")
-    assert [s.version for s in registry.versions("clickstream")] == [1, 2]
-    assert registry.latest("clickstream").schema_id == 102
+    assert [s.version for s in registry.versions("clickstream")] == [1, 2, 3]
+    assert registry.latest("clickstream").schema_id == 103
     by_id = registry.by_id(201)
     assert by_id is not None
     assert (by_id.name, by_id.version) == ("cart", 1)
@@ -42,10 +42,14 @@ def test_every_input_schema_carries_every_event_field() -> None:
                "value_minor": "value", "tax_minor": "tax", "shipping_minor": "shipping",
                "discount_minor": "discount"}  # fmt: skip
     expected = {renames.get(name, name) for name in Event.__dataclass_fields__} - {"stream"}
+    # Custom events (event_name on the wire) and properties: clickstream v3 on only.
+    custom = {"event_name", "properties"}
     registry = SchemaRegistry.load()
     for stream in ("clickstream", "cart", "orders"):
         for schema in registry.versions(stream):
-            assert expected <= set(schema.field_names), (stream, schema.version)
+            assert expected - custom <= set(schema.field_names), (stream, schema.version)
+            has_custom = stream == "clickstream" and schema.version >= 3
+            assert (custom <= set(schema.field_names)) is has_custom, (stream, schema.version)
 
 
 def test_missing_avsc_file_is_named(tmp_path: Path) -> None:

@@ -135,8 +135,37 @@ def test_decode_rejects_with_reason(raw: bytes, reason: Reason, detail: str) -> 
     assert detail in rejection.detail
 
 
+CLICK = replace(BASE, stream="clickstream", event_type="view_item")
+CLICK_JSON: dict[str, Any] = orjson.loads(CODEC.encode_json(CLICK))
+
+# Custom events and properties exist on the clickstream only (schema v3); every case of
+# each rule is in tests/unit/test_custom_events.py.
+CLICK_CASES: list[tuple[str, bytes, Reason, str]] = [
+    ("custom without event_name", orjson.dumps({**CLICK_JSON, "event_type": "custom"}),
+     Reason.INVALID_CUSTOM_EVENT, "event_type 'custom' needs event_name"),
+    ("custom named like a built-in", CODEC.encode_avro(replace(CLICK,
+     event_type="custom:purchase")), Reason.INVALID_CUSTOM_EVENT, "is a built-in event type"),
+    ("property key with a dash", CODEC.encode_avro(replace(CLICK,
+     properties={"membership-tier": "gold"})), Reason.INVALID_PROPERTIES,
+     "properties key 'membership-tier'"),
+    ("property value not a string", orjson.dumps({**CLICK_JSON, "properties": {"n": 3}}),
+     Reason.INVALID_PROPERTIES, "must be a string"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "detail"), [c[1:] for c in CLICK_CASES], ids=[c[0] for c in CLICK_CASES]
+)
+def test_decode_rejects_clickstream_records_with_reason(
+    raw: bytes, reason: Reason, detail: str
+) -> None:
+    rejection = rejected(raw, stream="clickstream")
+    assert rejection.reason is reason
+    assert detail in rejection.detail
+
+
 def test_every_reason_code_is_exercised() -> None:
-    exercised = {case[2] for case in CASES} | {Reason.PAYLOAD_TOO_LARGE}
+    exercised = {case[2] for case in CASES + CLICK_CASES} | {Reason.PAYLOAD_TOO_LARGE}
     assert exercised == set(Reason)
 
 
@@ -211,9 +240,9 @@ def test_json_null_for_a_defaulted_field_takes_the_default() -> None:
     assert event.items == ()
 
 
-def test_clickstream_v1_and_v2_records_both_decode() -> None:
+def test_clickstream_v1_v2_and_v3_records_all_decode() -> None:
     click = replace(BASE, stream="clickstream", event_type="view_item")
-    for version in (1, 2):
+    for version in (1, 2, 3):
         raw = CODEC.encode_avro(click, version=version)
         assert int.from_bytes(raw[1:5], "big") == 100 + version
         assert CODEC.decode(raw, "clickstream", NOW) == click

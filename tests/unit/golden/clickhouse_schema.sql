@@ -55,11 +55,38 @@ CREATE TABLE events_raw
     `source_partition` UInt16,
     `source_offset` UInt64,
     `ingested_at` DateTime64(3, 'UTC'),
-    `version` UInt8
+    `version` UInt8,
+    `properties` Map(String, String) DEFAULT map()
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(event_time)
 ORDER BY (anonymous_id, event_id)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE funnel_attempts
+(
+    `funnel` LowCardinality(String),
+    `window_start` DateTime('UTC'),
+    `channel` LowCardinality(String),
+    `campaign` String,
+    `device` LowCardinality(String),
+    `platform` LowCardinality(String),
+    `country` LowCardinality(String),
+    `breakdown` Array(LowCardinality(String)),
+    `anonymous_id` String,
+    `entity` String,
+    `start_event_id` String,
+    `outcome` LowCardinality(String),
+    `level` UInt8,
+    `step_times` Array(DateTime64(3, 'UTC')),
+    `partition` UInt16,
+    `attempts` UInt64,
+    `is_final` UInt8,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (funnel, window_start, channel, campaign, device, platform, country, anonymous_id, entity, start_event_id, outcome, level, step_times, partition, breakdown)
 SETTINGS index_granularity = 8192;
 
 CREATE TABLE funnel_outcomes_minute
@@ -71,6 +98,7 @@ CREATE TABLE funnel_outcomes_minute
     `device` LowCardinality(String),
     `platform` LowCardinality(String),
     `country` LowCardinality(String),
+    `breakdown` Array(LowCardinality(String)),
     `outcome` LowCardinality(String),
     `partition` UInt16,
     `entities` UInt64,
@@ -79,7 +107,8 @@ CREATE TABLE funnel_outcomes_minute
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
-ORDER BY (funnel, window_start, channel, campaign, device, platform, country, outcome, partition)
+PRIMARY KEY (funnel, window_start, channel, campaign, device, platform, country, outcome, partition)
+ORDER BY (funnel, window_start, channel, campaign, device, platform, country, outcome, partition, breakdown)
 SETTINGS index_granularity = 8192;
 
 CREATE TABLE funnel_steps_minute
@@ -91,6 +120,7 @@ CREATE TABLE funnel_steps_minute
     `device` LowCardinality(String),
     `platform` LowCardinality(String),
     `country` LowCardinality(String),
+    `breakdown` Array(LowCardinality(String)),
     `step` UInt8,
     `step_name` LowCardinality(String),
     `partition` UInt16,
@@ -100,7 +130,8 @@ CREATE TABLE funnel_steps_minute
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
-ORDER BY (funnel, window_start, channel, campaign, device, platform, country, step, partition)
+PRIMARY KEY (funnel, window_start, channel, campaign, device, platform, country, step, partition)
+ORDER BY (funnel, window_start, channel, campaign, device, platform, country, step, partition, breakdown)
 SETTINGS index_granularity = 8192;
 
 CREATE TABLE funnel_ttc_minute
@@ -112,6 +143,7 @@ CREATE TABLE funnel_ttc_minute
     `device` LowCardinality(String),
     `platform` LowCardinality(String),
     `country` LowCardinality(String),
+    `breakdown` Array(LowCardinality(String)),
     `le_seconds` Float64,
     `partition` UInt16,
     `converted` UInt64,
@@ -120,7 +152,8 @@ CREATE TABLE funnel_ttc_minute
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(window_start)
-ORDER BY (funnel, window_start, channel, campaign, device, platform, country, le_seconds, partition)
+PRIMARY KEY (funnel, window_start, channel, campaign, device, platform, country, le_seconds, partition)
+ORDER BY (funnel, window_start, channel, campaign, device, platform, country, le_seconds, partition, breakdown)
 SETTINGS index_granularity = 8192;
 
 CREATE TABLE kpi_minute
