@@ -2,6 +2,8 @@
 
     .venv/bin/python -m bench.state_memory [--records 300000] [--days 30]
 
+``FUNNEL_FUNNELS_FILE=bench/funnels_mixed.yaml`` measures another set of funnels.
+
 Feeds one partition's share of simulated traffic (``--days`` of event time) through
 ``streams.processor.PartitionProcessor`` into an in-memory table, as the worker does per
 batch, and reports per run: events per CPU-second, resident memory added and the stored
@@ -88,11 +90,17 @@ class CoreRun:
         }
 
 
+def _funnels_file() -> Path | None:
+    """FUNNEL_FUNNELS_FILE, as the worker's setting (e.g. bench/funnels_mixed.yaml)."""
+    chosen = os.environ.get("FUNNEL_FUNNELS_FILE")
+    return Path(chosen) if chosen else None
+
+
 def new_processor(table: MemoryTable, cache_visitors: int) -> PartitionProcessor:
     decoder: Any = EventCodec(bounds=ValidationBounds(replay=True))  # typed per stream name
     return PartitionProcessor(
         0,
-        Rules(load_funnels()),
+        Rules(load_funnels(_funnels_file())),
         decoder,
         ChannelRules.load(),
         TOPICS,

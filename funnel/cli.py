@@ -204,7 +204,9 @@ def backfill(
     ],
     until_idle: Annotated[
         float,
-        typer.Option(min=0.5, help="Stop once every input has been read to the end this long."),
+        typer.Option(
+            min=0.5, help="Stop once every input has been read to the end for this many seconds."
+        ),
     ] = 15.0,
     app_id: Annotated[
         str | None,

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     max_future_seconds: int = Field(default=300, ge=0)
     max_past_seconds: int = Field(default=7 * 86400, ge=0)
     replay: bool = False
+    # Funnel definitions (docs/semantics.md section 3); `funnel worker --funnels` wins.
+    # None: the packaged streams/funnels.yaml.
+    funnels_file: Path | None = None
     # Oldest event/sent time accepted, epoch ms; None: 2000-01-01, or 1971-01-01 with replay.
     earliest_event_time_ms: int | None = Field(default=None, ge=0)
 

@@ -49,6 +49,15 @@ class Credit:
 
 def _candidates(funnel: FunnelDef, events: Sequence[FunnelEvent]) -> list[list[int]]:
     """Per step, the positions of the events matching it (in event order)."""
+    if funnel.plain:
+        # No filters: a step's candidates are the events of its type (the common case,
+        # and the hot path; steps of the same type share one list).
+        by_type: dict[str, list[int]] = {t: [] for t in funnel.steps_of_type}
+        for position, event in enumerate(events):
+            positions = by_type.get(event.event_type)
+            if positions is not None:
+                positions.append(position)
+        return [by_type[step.event] for step in funnel.step_defs]
     out: list[list[int]] = [[] for _ in funnel.step_defs]
     steps_of_type = funnel.steps_of_type
     definitions = funnel.step_defs
@@ -178,7 +187,7 @@ def evaluate(
     if not starts:
         return None
     n_steps = len(funnel.step_defs)
-    times = [event.t for event in events]
+    times = [event.t for event in events] if funnel.mode == "ordered" else []
     step_sets = [set(c) for c in candidates] if funnel.mode == "unordered" else []
     best: list[int] | None = None
     for first in starts:

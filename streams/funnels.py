@@ -155,6 +155,7 @@ class FunnelDef:
     # steps (0-based) it may fill.
     property_names: frozenset[str] = field(init=False, compare=False, repr=False)
     steps_of_type: dict[str, tuple[int, ...]] = field(init=False, compare=False, repr=False)
+    plain: bool = field(init=False, compare=False, repr=False)  # no step has filters
 
     def __post_init__(self) -> None:
         if not self.step_defs:
@@ -171,6 +172,7 @@ class FunnelDef:
         for index, step in enumerate(self.step_defs):
             by_type.setdefault(step.event, []).append(index)
         object.__setattr__(self, "steps_of_type", {k: tuple(v) for k, v in by_type.items()})
+        object.__setattr__(self, "plain", not any(s.filters for s in self.step_defs))
 
     @property
     def matchers(self) -> tuple[EventMatcher, ...]:

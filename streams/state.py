@@ -144,7 +144,12 @@ def encode_state(state: VisitorState) -> bytes:
         [
             s.session_id,
             s.closed_segments,
-            [_encode_event(e, remap) for e in s.events],
+            [
+                [e.t, e.event_id, e.event_type, remap[e.dims]]
+                if not e.props
+                else _encode_event(e, remap)
+                for e in s.events
+            ],
         ]
         for s in state.sessions.values()
     ]
@@ -177,7 +182,10 @@ def encode_state(state: VisitorState) -> bytes:
         ]
         for o in state.orders
     ]
-    user_events = [_encode_event(e, remap) for e in state.user_events]
+    user_events = [
+        [e.t, e.event_id, e.event_type, remap[e.dims]] if not e.props else _encode_event(e, remap)
+        for e in state.user_events
+    ]
     payload: list[Any] = [
         FORMAT_VERSION,
         state.partition,
@@ -202,7 +210,6 @@ def encode_state(state: VisitorState) -> bytes:
         state.stage,
         state.lifecycle_as_of,
         state.user_consumed,
-        state.anonymous_id,
     ]
     # orjson hands back a bytes object on a buffer of at least 4 KiB whatever its length
     # (measured, orjson 3.13); the table keeps this value for as long as the visitor
@@ -211,8 +218,8 @@ def encode_state(state: VisitorState) -> bytes:
 
 
 def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
-    """The state stored under ``anonymous_id`` (states written before the id was stored
-    get it from the caller)."""
+    """The state stored under the table key ``anonymous_id`` (not repeated in the value:
+    the caller knows it)."""
     try:
         payload = orjson.loads(raw)
         if payload[0] != FORMAT_VERSION:
@@ -243,14 +250,16 @@ def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
         ) = payload[:19]
         # Appended in place of a format bump: states written before it have none.
         user_consumed = payload[19] if len(payload) > 19 else {}
-        if len(payload) > 20:
-            anonymous_id = payload[20]
         return VisitorState(
             partition=partition,
             anonymous_id=anonymous_id,
             dims=[tuple(d) for d in dims],
             sessions={
-                sid: OpenSession(sid, closed_segments, [_decode_event(e) for e in events])
+                sid: OpenSession(
+                    sid,
+                    closed_segments,
+                    [FunnelEvent(*e) if len(e) == 4 else _decode_event(e) for e in events],
+                )
                 for sid, closed_segments, events in sessions
             },
             closed=[_decode_credit(c) for c in closed],
@@ -261,7 +270,9 @@ def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
             last_seen_t=last_seen_t,
             user_id=user_id,
             applied=dict(applied),
-            user_events=[_decode_event(e) for e in user_events],
+            user_events=[
+                FunnelEvent(*e) if len(e) == 4 else _decode_event(e) for e in user_events
+            ],
             user_closed_groups=user_closed_groups,
             days=[DayActivity(*d) for d in days],
             purchases=[Purchase(*p) for p in purchases],

@@ -293,8 +293,8 @@ def _freeze(
         credit.time_to_convert_ms,
         entity,
         credit.start_event_id,
-        tuple(e.t for e in credit.steps),
-        breakdown_values(funnel, credit, state),
+        tuple([e.t for e in credit.steps]),
+        breakdown_values(funnel, credit, state) if funnel.breakdown is not None else (),
     )
 
 

@@ -176,7 +176,7 @@ def run_worker(
     that read its inputs to the end from an interrupted one.
     """
     install_log_throttle()  # a broker outage must not flood the log (aiokafka retries)
-    funnels = load_funnels(funnels_file)
+    funnels = load_funnels(funnels_file or settings.funnels_file)
     ensure_topics(settings)
     client = connect_clickhouse(clickhouse_target(settings), settings.clickhouse_wait_seconds)
     applied = apply_migrations(client)

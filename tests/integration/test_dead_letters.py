@@ -21,7 +21,7 @@ from schemas.deadletter import DeadLetter
 from schemas.model import Event, Item
 from schemas.reasons import Reason
 from simulator.config import SimConfig
-from simulator.malformed import MalformedFactory
+from simulator.malformed import CLICKSTREAM_ONLY, MalformedFactory
 from streams.topics import ensure_topics
 from tests.pipeline_harness import PipelineEnv, clickhouse, ids, read_topic, run_until_idle
 
@@ -30,7 +30,21 @@ pytestmark = [pytest.mark.broker, pytest.mark.slow]
 T0 = 1_793_491_200_000  # 2026-11-01T00:00Z; the worker runs in replay mode
 
 
-def valid_event(n: int) -> Event:
+def valid_event(n: int, stream: str = "cart") -> Event:
+    """A valid cart event, or a clickstream one (custom-event and property reasons)."""
+    if stream == "clickstream":
+        return Event(
+            stream="clickstream",
+            event_type="page_view",
+            event_id=f"00000000-0000-4000-8000-{n:012d}",
+            event_time_ms=T0 + n * 1000,
+            sent_time_ms=T0 + n * 1000,
+            anonymous_id=f"visitor-{n}",
+            session_id=f"session-{n}",
+            country="CN",
+            page_url="https://shop.example/",
+            properties={"page_type": "home"},
+        )
     return Event(
         stream="cart",
         event_type="add_to_cart",
@@ -46,13 +60,13 @@ def valid_event(n: int) -> Event:
     )
 
 
-async def _produce(env: PipelineEnv, records: list[tuple[bytes, bytes]]) -> list[int]:
+async def _produce(env: PipelineEnv, records: list[tuple[str, bytes, bytes]]) -> list[int]:
     producer = AIOKafkaProducer(bootstrap_servers=env.bootstrap, enable_idempotence=True)
     await producer.start()
     try:
         offsets = []
-        for key, value in records:
-            meta = await producer.send_and_wait(env.topics.cart, value, key=key, partition=0)
+        for topic, key, value in records:
+            meta = await producer.send_and_wait(topic, value, key=key, partition=0)
             offsets.append(meta.offset)
         return offsets
     finally:
@@ -62,7 +76,7 @@ async def _produce(env: PipelineEnv, records: list[tuple[bytes, bytes]]) -> list
 @pytest.fixture(scope="module")
 def dead_letter_run(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[PipelineEnv, dict[str, DeadLetter], dict[Reason, tuple[int, bytes]], list[Event]]:
+) -> tuple[PipelineEnv, dict[str, DeadLetter], dict[Reason, tuple[str, int, bytes]], list[Event]]:
     env = PipelineEnv.with_fresh_topics(
         kafka_bootstrap, tmp_path_factory.mktemp("dlq"), partitions=1
     )
@@ -70,19 +84,22 @@ def dead_letter_run(
     codec = EventCodec()
     factory = MalformedFactory(codec, SimConfig(include_too_old=True))
     rng = random.Random(7)
-    records: list[tuple[bytes, bytes]] = []
-    bad: list[tuple[Reason, bytes]] = []
+    records: list[tuple[str, bytes, bytes]] = []
+    bad: list[tuple[Reason, str, bytes]] = []
     good: list[Event] = []
     for n, reason in enumerate(Reason):
-        event = valid_event(2 * n)
+        # Custom-event and property reasons exist on the clickstream only.
+        stream = "clickstream" if reason in CLICKSTREAM_ONLY else "cart"
+        topic = env.topics.clickstream if stream == "clickstream" else env.topics.cart
+        event = valid_event(2 * n, stream)
         raw = factory.build(reason, event, rng)
-        records.append((event.anonymous_id.encode(), raw))
-        bad.append((reason, raw))
-        follower = valid_event(2 * n + 1)
-        records.append((follower.anonymous_id.encode(), codec.encode_avro(follower)))
+        records.append((topic, event.anonymous_id.encode(), raw))
+        bad.append((reason, topic, raw))
+        follower = valid_event(2 * n + 1, stream)
+        records.append((topic, follower.anonymous_id.encode(), codec.encode_avro(follower)))
         good.append(follower)
     offsets = asyncio.run(_produce(env, records))
-    sent = {reason: (offsets[2 * i], raw) for i, (reason, raw) in enumerate(bad)}
+    sent = {reason: (topic, offsets[2 * i], raw) for i, (reason, topic, raw) in enumerate(bad)}
     run_until_idle(env)
     letters = [codec.decode_dead_letter(v) for v in read_topic(env.bootstrap, env.topics.dlq)]
     by_reason = {letter.reason: letter for letter in letters}
@@ -93,15 +110,15 @@ def dead_letter_run(
 @pytest.mark.parametrize("reason", list(Reason), ids=[r.value for r in Reason])
 def test_bad_record_lands_in_the_dead_letter_topic_with_its_reason(
     dead_letter_run: tuple[
-        PipelineEnv, dict[str, DeadLetter], dict[Reason, tuple[int, bytes]], list[Event]
+        PipelineEnv, dict[str, DeadLetter], dict[Reason, tuple[str, int, bytes]], list[Event]
     ],
     reason: Reason,
 ) -> None:
-    env, letters, sent, _ = dead_letter_run
+    _, letters, sent, _ = dead_letter_run
     letter = letters[reason.value]
-    offset, raw = sent[reason]
+    topic, offset, raw = sent[reason]
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == (
-        env.topics.cart,
+        topic,
         0,
         offset,
     )
@@ -111,7 +128,7 @@ def test_bad_record_lands_in_the_dead_letter_topic_with_its_reason(
 
 def test_worker_kept_going_and_kept_every_valid_event(
     dead_letter_run: tuple[
-        PipelineEnv, dict[str, DeadLetter], dict[Reason, tuple[int, bytes]], list[Event]
+        PipelineEnv, dict[str, DeadLetter], dict[Reason, tuple[str, int, bytes]], list[Event]
     ],
     tmp_path: Path,
 ) -> None:

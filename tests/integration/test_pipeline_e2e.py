@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import statistics
+import subprocess
+import sys
 import threading
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from funnel.settings import load_settings
+from reports import queries
 from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.produce import produce
@@ -37,6 +42,7 @@ from tests.pipeline_harness import (
     attempt_levels,
     clickhouse,
     differences,
+    free_port,
     pipeline_tables,
     run_until_idle,
     truth_tables,
@@ -116,6 +122,44 @@ def test_worker_rows_equal_the_ground_truth(
     # The state changelog is created with small segments, so restarts replay a bounded log.
     assert changelog_configs(env) == {**changelog_configs(env), **CHANGELOG_TOPIC_CONFIGS}
     _assert_window_funnel_agrees(env)
+    _assert_report_timings_equal_the_truth(env, simulated[1])
+
+
+def _assert_report_timings_equal_the_truth(env: PipelineEnv, truth: Truth) -> None:
+    """`funnel report funnel`'s time between steps and time to convert (mean and median,
+    from funnel_attempts) equal the same statistics over the truth's attempts; and the
+    command prints each funnel's own breakdown with them."""
+    client = clickhouse(env)
+    between: dict[tuple[str, int], list[int]] = defaultdict(list)
+    to_convert: dict[tuple[str, tuple[str, ...]], list[int]] = defaultdict(list)
+    for row in truth.funnel_attempts:
+        times = row.step_times_ms
+        for k in range(2, len(times) + 1):
+            between[(row.funnel, k)].append(times[k - 1] - times[k - 2])
+        if row.outcome == "converted":
+            to_convert[(row.funnel, row.breakdown)].append(times[-1] - times[0])
+    for got, want in (
+        (queries.step_timings(client), between),
+        (queries.time_to_convert(client), to_convert),
+    ):
+        assert set(got) == set(want)
+        for key, values in want.items():
+            timing = got[key]  # type: ignore[index]
+            assert timing.entities == len(values), key
+            assert timing.avg_s == pytest.approx(statistics.fmean(values) / 1000, abs=1e-9)
+            assert timing.median_s == pytest.approx(statistics.median(values) / 1000, abs=1e-9)
+    client.close()
+    shown = subprocess.run(
+        [sys.executable, "-m", "funnel.cli", "report", "funnel", "--funnels", str(MIXED_FUNNELS)],
+        env={**env.env(free_port()), "COLUMNS": "250"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    assert "Time to convert" in shown and "avg time from previous" in shown
+    assert "cart_no_removal by channel, experiment:checkout_button" in shown, shown
+    assert "size_guide by properties.membership_tier" in shown, shown
 
 
 def _assert_window_funnel_agrees(env: PipelineEnv) -> None:

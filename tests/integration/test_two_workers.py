@@ -49,18 +49,24 @@ NEWEST = {
     # Key columns, value columns and version of each aggregate table's rows.
     "funnel_steps_minute": (
         "funnel, toUnixTimestamp(window_start), channel, campaign, device, "
-        "platform, country, step, step_name, partition",
+        "platform, country, breakdown, step, step_name, partition",
         "entered",
     ),
     "funnel_outcomes_minute": (
         "funnel, toUnixTimestamp(window_start), channel, campaign, device, "
-        "platform, country, outcome, partition",
+        "platform, country, breakdown, outcome, partition",
         "entities",
     ),
     "funnel_ttc_minute": (
         "funnel, toUnixTimestamp(window_start), channel, campaign, device, "
-        "platform, country, le_seconds, partition",
+        "platform, country, breakdown, le_seconds, partition",
         "converted",
+    ),
+    "funnel_attempts": (
+        "funnel, toUnixTimestamp(window_start), channel, campaign, device, platform, country, "
+        "breakdown, anonymous_id, entity, start_event_id, outcome, level, "
+        "arrayMap(t -> toUnixTimestamp64Milli(t), step_times), partition",
+        "attempts",
     ),
     "kpi_minute": (
         "toUnixTimestamp(window_start), channel, campaign, device, platform, country, "
@@ -98,16 +104,29 @@ def rows_of(env: PipelineEnv, sql: str) -> list[list[Any]]:
     return list(json.loads(done.stdout))
 
 
+def _column_count(columns: str) -> int:
+    """Columns of a SELECT list: commas outside parentheses, plus one."""
+    depth, count = 0, 1
+    for char in columns:
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        count += char == "," and depth == 0
+    return count
+
+
 def newest_rows(envs: list[PipelineEnv]) -> dict[str, dict[tuple[Any, ...], tuple[int, ...]]]:
     """Per table: newest row per key across the workers' ClickHouses, summed over partitions."""
     out: dict[str, dict[tuple[Any, ...], tuple[int, ...]]] = {}
     for table, (keys, values) in NEWEST.items():
         newest: dict[tuple[Any, ...], tuple[int, tuple[int, ...]]] = {}
-        width = len(keys.split(","))
+        width = _column_count(keys)
         for env in envs:
             for row in rows_of(env, f"SELECT {keys}, {values}, version FROM {table} FINAL"):
                 key = tuple(
-                    float(k) if table == "funnel_ttc_minute" and i == 7 else k
+                    float(k)
+                    if table == "funnel_ttc_minute" and i == 8
+                    else tuple(k)
+                    if isinstance(k, list)
+                    else k
                     for i, k in enumerate(row[:width])
                 )
                 vals, version = tuple(int(v) for v in row[width:-1]), int(row[-1])

@@ -53,7 +53,7 @@ def no_kafka(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
     def leftovers(settings: Settings) -> list[str]:
-        return seen.get("leftovers", [])
+        return list(seen.get("leftovers", []))
 
     def run_worker(settings: Settings, **kwargs: Any) -> None:
         seen.update(settings=settings, **kwargs)

@@ -166,17 +166,15 @@ def test_every_funnel_counts_the_same_alone_and_with_others(
 
 
 def test_states_written_before_user_consumed_still_decode() -> None:
-    """The per-funnel consumed times, then the anonymous id, were appended to the state
-    record: records written by earlier versions (shorter) read back with none, and with
-    the id the caller read them under."""
+    """The per-funnel consumed times were appended to the state record: a record written
+    by the previous version (one element shorter) reads back with none. The anonymous id
+    is the table key, not stored in the value: the reader passes it."""
     state = VisitorState(3, "anon-7")
     state.user_consumed = {"signup_cart": T0}
     payload = orjson.loads(encode_state(state))
-    assert payload[-2:] == [{"signup_cart": T0}, "anon-7"]
-    again = decode_state(encode_state(state))
+    assert payload[-1] == {"signup_cart": T0}
+    assert "anon-7" not in payload
+    again = decode_state(encode_state(state), "anon-7")
     assert again.user_consumed == {"signup_cart": T0} and again.anonymous_id == "anon-7"
-    without_id = decode_state(orjson.dumps(payload[:-1]), "key-id")
-    assert without_id.user_consumed == {"signup_cart": T0}
-    assert without_id.anonymous_id == "key-id"
-    older = decode_state(orjson.dumps(payload[:-2]))
+    older = decode_state(orjson.dumps(payload[:-1]), "anon-7")
     assert older.user_consumed == {} and older.partition == 3
