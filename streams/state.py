@@ -270,9 +270,7 @@ def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
             last_seen_t=last_seen_t,
             user_id=user_id,
             applied=dict(applied),
-            user_events=[
-                FunnelEvent(*e) if len(e) == 4 else _decode_event(e) for e in user_events
-            ],
+            user_events=[FunnelEvent(*e) if len(e) == 4 else _decode_event(e) for e in user_events],
             user_closed_groups=user_closed_groups,
             days=[DayActivity(*d) for d in days],
             purchases=[Purchase(*p) for p in purchases],
