@@ -7,7 +7,7 @@ after a crash is recognised and skipped (no double counting without ``exactly_on
 
 Wire format: orjson of nested lists (compact, fast); ``FORMAT_VERSION`` first.
 Bytes per visitor are reported by ``streams.processor`` (``state_bytes`` metric) and
-documented in docs/state.md.
+measured by ``bench.state_memory`` (BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -339,16 +339,16 @@ def _close_user_groups(state: VisitorState, watermark: int, rules: Rules) -> Non
 
     A group closes once the watermark passes ``low + 2W`` (its last attempt may start at
     ``low + W`` and run for ``W``). Its events are consumed for that funnel only: up to the
-    next group's first step-1 event (which may lie inside ``(low + W, low + 2W]``), or up
-    to the horizon when there is none yet (a later group starts at an on-time event, at
-    or after the watermark). An event is dropped once every user funnel that could use it
-    has consumed it (docs/semantics.md section 3).
+    next group's first start event (which may lie inside ``(low + W, low + 2W]``), or up
+    to the watermark when there is none yet. An event is dropped once every user funnel
+    that could use it has consumed it (docs/semantics.md section 3).
     """
-    closed_any = False
+    changed = False
     for funnel in rules.user_funnels:
         events = user_funnel_events(state, funnel)
         ranges = user_group_ranges(funnel, events)
-        for index, (low, high) in enumerate(ranges):
+        closed = 0
+        for low, high in ranges:
             horizon = low + 2 * funnel.window_ms
             if horizon >= watermark:
                 break
@@ -356,10 +356,20 @@ def _close_user_groups(state: VisitorState, watermark: int, rules: Rules) -> Non
             if frozen is not None:
                 state.closed.append(frozen)
             state.user_closed_groups += 1
-            following = ranges[index + 1][0] if index + 1 < len(ranges) else horizon + 1
-            state.user_consumed[funnel.name] = following
-            closed_any = True
-    if closed_any:
+            closed += 1
+        # What this funnel can still use: the events from its first open group on, or,
+        # with none open, from the watermark on (a later group starts at an on-time
+        # event, at or after the watermark, and uses no earlier event). Without this,
+        # events that start no group (a purchase without a sign_up) stayed for good.
+        floor = ranges[closed][0] if closed < len(ranges) else watermark
+        if (
+            floor > state.user_consumed.get(funnel.name, floor - 1)
+            and events
+            and (events[0].t < floor)
+        ):
+            state.user_consumed[funnel.name] = floor
+            changed = True
+    if changed:
         _drop_consumed_user_events(state, rules)
 
 

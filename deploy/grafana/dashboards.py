@@ -389,6 +389,29 @@ RETENTION: Final = Dashboard(
             description="Converted entities per time-to-convert bucket (upper bound, seconds).",
         ),
         Panel(
+            "Time between steps (exact mean and median)",
+            "table",
+            (
+                SqlQuery(
+                    "SELECT k AS step, count() AS reached,\n"
+                    "       round(avg(d) / 1000, 1) AS mean_seconds,\n"
+                    "       round(quantileExactInclusive(0.5)(d) / 1000, 1) AS median_seconds\n"
+                    "FROM (\n"
+                    "    SELECT arrayJoin(arrayEnumerate(step_times)) AS k,\n"
+                    "           if(k = 1, 0, toUnixTimestamp64Milli(step_times[k])\n"
+                    "                        - toUnixTimestamp64Milli(step_times[k - 1])) AS d\n"
+                    "    FROM funnel_attempts FINAL\n"
+                    "    WHERE attempts > 0 AND funnel = '${funnel}'"
+                    " AND $__timeFilter(window_start)\n"
+                    ")\nWHERE k > 1\nGROUP BY k\nORDER BY k",
+                    table=True,
+                ),
+            ),
+            width=24,
+            description="From step k-1 to step k, over the entities that reached step k "
+            "(funnel_attempts, one row per credited session or user attempt group).",
+        ),
+        Panel(
             "Funnel outcomes per hour",
             "timeseries",
             (

@@ -203,3 +203,27 @@ def test_an_interrupted_backfill_says_so(funnels_file: Path, no_kafka: dict[str,
     out = text(result)
     assert "the backfill stopped before reading its inputs to the end" in out
     assert f"DROP DATABASE {name}, and run again with a new --app-id" in out
+
+
+def test_worker_refuses_to_start_on_an_invalid_funnel_file(tmp_path: Path) -> None:
+    """The real `funnel worker`: the file is validated first, so it exits with the funnel,
+    the field and the fix before it reaches Kafka (none runs here) or ClickHouse."""
+    bad = tmp_path / "funnels.yaml"
+    bad.write_text(GOOD_FUNNELS.replace("add_to_cart]\n    window: 30m", "add_to_kart]"))
+    env = {**LIVE, "FUNNEL_BOOTSTRAP_SERVERS": "127.0.0.1:1"}  # nothing listens there
+    result = runner.invoke(app, ["worker", "--funnels", str(bad)], env=env)
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert "funnel browse_to_cart" in output
+    assert "steps[2]" in output and "add_to_kart" in output
+    assert "custom:add_to_kart" in output  # the fix for a custom event
+
+
+def test_worker_reads_the_funnel_file_setting(tmp_path: Path) -> None:
+    """FUNNEL_FUNNELS_FILE names the definitions when --funnels is not given."""
+    bad = tmp_path / "funnels.yaml"
+    bad.write_text("funnels:\n  - name: Bad Name\n    steps: [view_item, purchase]\n")
+    env = {**LIVE, "FUNNEL_BOOTSTRAP_SERVERS": "127.0.0.1:1", "FUNNEL_FUNNELS_FILE": str(bad)}
+    result = runner.invoke(app, ["worker"], env=env)
+    assert result.exit_code == 2, result.output
+    assert "field 'name'" in result.output and "lower_snake_case" in result.output

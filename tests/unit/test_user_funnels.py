@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import orjson
 from hypothesis import given, settings
@@ -23,7 +24,7 @@ from streams.funnels import FunnelDef
 from streams.outputs.funnel_outcomes import FunnelOutcomeKey
 from streams.outputs.funnel_steps import FunnelStepKey
 from streams.state import VisitorState, decode_state, encode_state
-from streams.visitor import Rules, apply_event, close_expired, contributions
+from streams.visitor import Rules, apply_event, close_expired, contributions, expired
 from tests.unit.truth_builders import (
     DAY,
     HOUR,
@@ -178,3 +179,42 @@ def test_states_written_before_user_consumed_still_decode() -> None:
     assert again.user_consumed == {"signup_cart": T0} and again.anonymous_id == "anon-7"
     older = decode_state(orjson.dumps(payload[:-1]), "anon-7")
     assert older.user_consumed == {} and older.partition == 3
+
+
+def _visitor_after(events: Sequence[Event], funnels: Sequence[FunnelDef], watermark: int) -> Any:
+    rules = Rules(tuple(funnels), lateness_ms=LATENESS, session_timeout_ms=TIMEOUT)
+    state = VisitorState(0, "a1")
+    for offset, event in enumerate(sorted(events, key=lambda e: (e.event_time_ms, e.event_id))):
+        apply_event(state, event, DIMS, "clickstream", offset, rules)
+    close_expired(state, watermark, rules)
+    return state, rules
+
+
+def test_events_that_start_no_user_group_are_dropped_behind_the_watermark() -> None:
+    """A purchase with no sign_up before it can join no group of [sign_up, purchase]: once
+    the watermark passes it, the visitor keeps no user events (they used to stay for the
+    visitor's whole life, and kept it from ever expiring)."""
+    funnel = FunnelDef("signup_buy", ("sign_up", "add_to_cart"), "user", DAY)
+    events = [ev("add_to_cart", T0, "c1"), ev("add_to_cart", T0 + HOUR, "c2")]
+    state, rules = _visitor_after(events, [funnel], T0 + HOUR - 1)
+    assert [e.event_id for e in state.user_events] == ["c2"]  # c2 may still join a group
+    close_expired(state, T0 + 2 * HOUR, rules)
+    assert state.user_events == []
+    assert not expired(state, T0 + 2 * HOUR, rules)  # the visitor's life is not over
+    assert expired(state, T0 + 40 * DAY, rules)
+
+
+def test_a_strict_user_funnel_keeps_every_event_only_while_a_group_can_use_it() -> None:
+    strict = FunnelDef("strict", ("sign_up", "add_to_cart"), "user", HOUR, mode="strict")
+    events = [
+        ev("view_item", T0, "v0"),
+        ev("sign_up", T0 + MIN, "s1"),
+        ev("search", T0 + 2 * MIN, "x1"),
+        ev("login", T0 + 3 * HOUR, "l1"),
+    ]
+    state, rules = _visitor_after(events, [strict], T0 + 2 * MIN)
+    # Every type is kept for a strict funnel, from the open group's start on.
+    assert [e.event_id for e in state.user_events] == ["s1", "x1", "l1"]
+    close_expired(state, T0 + 4 * HOUR, rules)  # the group closed (t0 + 2W passed)
+    assert state.user_events == []
+    assert [(c.funnel, c.level) for c in state.closed] == [("strict", 1)]
