@@ -10,7 +10,7 @@ import sys
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -376,8 +376,9 @@ def _duration(seconds: float | None) -> str:
     return f"{whole // 60}m {whole % 60:02d}s"
 
 
-def _breakdown_names(funnels_file: Path | None) -> dict[str, tuple[str, ...]]:
-    """Breakdown dimension names per funnel, from the definitions the worker runs."""
+def _breakdowns(funnels_file: Path | None) -> dict[str, Breakdown]:
+    """Each funnel's breakdown (dimension names, attribution), from the definitions the
+    worker runs: the rows hold only the values."""
     from streams.funnels import load_funnels
 
     try:
@@ -385,7 +386,11 @@ def _breakdown_names(funnels_file: Path | None) -> dict[str, tuple[str, ...]]:
     except FunnelError as exc:
         _fail(exc)
         raise
-    return {f.name: f.breakdown.dimensions for f in funnels if f.breakdown is not None}
+    return {f.name: f.breakdown for f in funnels if f.breakdown is not None}
+
+
+if TYPE_CHECKING:
+    from streams.funnels import Breakdown
 
 
 @report_app.command("funnel")
@@ -440,13 +445,16 @@ def report_funnel(
             name, f"{total.entities:,}", _duration(total.avg_s), _duration(total.median_s)
         )
     console.print(overall)
-    dimension_names = _breakdown_names(funnels)
+    breakdowns = _breakdowns(funnels)
     for name in names:
         steps = [r.step_name for r in rows if r.funnel == name]
         values = reports.funnel_by_breakdown(client, name)
         if values:
-            header = dimension_names.get(name) or ("breakdown",)
+            known = breakdowns.get(name)
+            header = known.dimensions if known else ("breakdown",)
             labels = header if len(header) == len(values[0][0]) else ("breakdown",)
+            # Empty values: the attributed event had none (step:N: step N not reached).
+            caption = f"attribution: {known.attribution}; (none): no value" if known else None
             breakdown_table = Table(
                 *labels,
                 *steps,
@@ -454,6 +462,7 @@ def report_funnel(
                 "avg time to convert",
                 "median",
                 title=f"{name} by {', '.join(labels)}",
+                caption=caption,
             )
             for value, counts in values:
                 counts = counts + [0] * (len(steps) - len(counts))

@@ -246,6 +246,7 @@ def test_sigkill_at_random_points_leaves_every_aggregate_exact(
     final = run_until_idle(env, name="final")
     assert ingested_at_kill < len(records), "the kills must happen before the input is consumed"
     counts = assert_matches_truth(env, truth, records)
+    _assert_window_funnel_agrees(env)  # the second oracle, after the kills too
     print(
         f"\nkill test: 3 SIGKILLs, restart-to-first-batch {[round(r, 1) for r in recoveries]} s, "
         f"rows compared {counts}; final log tail:\n{final.log_tail(5)}"
