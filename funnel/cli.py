@@ -348,12 +348,31 @@ def topics(
     console.print(table)
 
 
-def _report_client() -> object:
+@report_app.callback()
+def report_options(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the embedded ClickHouse under this data directory (default: "
+            "FUNNEL_DATA_DIR, .data; `make demo` writes to .data/demo)."
+        ),
+    ] = None,
+) -> None:
+    """Where the reports read from."""
+    ctx.obj = data_dir
+
+
+def _report_client(ctx: typer.Context) -> object:
     from sinks.clickhouse import open_client
     from streams.worker import clickhouse_target
 
+    settings = _settings()
+    data_dir = ctx.obj  # `funnel report --data-dir D ...` (the group's option)
+    if isinstance(data_dir, Path):
+        settings = settings.model_copy(update={"data_dir": data_dir})
     try:
-        return open_client(clickhouse_target(_settings()), create_database=False)
+        return open_client(clickhouse_target(settings), create_database=False)
     except FunnelError as exc:
         _fail(exc)
         raise
@@ -395,6 +414,7 @@ if TYPE_CHECKING:
 
 @report_app.command("funnel")
 def report_funnel(
+    ctx: typer.Context,
     funnel: Annotated[str | None, typer.Option(help="Only this funnel (default: all).")] = None,
     by_channel: Annotated[bool, typer.Option(help="Also break the funnel down by channel.")] = True,
     funnels: Annotated[
@@ -406,7 +426,7 @@ def report_funnel(
     convert (mean and median, exact), and each funnel's own breakdown."""
     from reports import queries as reports
 
-    client = _report_client()
+    client = _report_client(ctx)
     rows = reports.funnel_steps(client, funnel)
     if not rows:
         err_console.print("no funnel rows yet: run `funnel worker` and `funnel simulate` first")
@@ -487,12 +507,12 @@ def report_funnel(
 
 
 @report_app.command("kpi")
-def report_kpi() -> None:
+def report_kpi(ctx: typer.Context) -> None:
     """Orders, GMV, AOV, refunds and coupon use per currency, plus pipeline counts."""
     from reports import queries as reports
     from reports.money import format_money
 
-    client = _report_client()
+    client = _report_client(ctx)
     # Money in each currency's own units (ISO 4217 exponent); amounts never wrap or end in
     # "…" (a cut number misleads), so the order mix gets a table of its own.
     money = Table(
@@ -549,6 +569,7 @@ class Activity(StrEnum):
 
 @report_app.command("retention")
 def report_retention(
+    ctx: typer.Context,
     cohort: Annotated[
         CohortKind, typer.Option(help="Cohorts by first visit or by first purchase.")
     ] = CohortKind.first_visit,
@@ -569,7 +590,7 @@ def report_retention(
     from reports import queries as reports
 
     chosen = activity or (Activity.visit if cohort == CohortKind.first_visit else Activity.purchase)
-    client = _report_client()
+    client = _report_client(ctx)
     rows = reports.retention_triangle(client, cohort.value, granularity.value, chosen.value)
     if not rows:
         err_console.print(
@@ -595,12 +616,13 @@ def report_retention(
 
 @report_app.command("segments")
 def report_segments(
+    ctx: typer.Context,
     days: Annotated[int, typer.Option(min=1, help="Daily sizes for this many days.")] = 7,
 ) -> None:
     """Lifecycle stages (new/active/dormant/churned), RFM scores and triggers."""
     from reports import queries as reports
 
-    client = _report_client()
+    client = _report_client(ctx)
     summary = reports.rfm_summary(client)
     if not summary.buyers:
         err_console.print("no buyers yet: run `funnel worker` and `funnel simulate` first")

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
 import re
 import struct
@@ -62,19 +63,76 @@ class ClickHouseTarget:
 
     def describe(self) -> str:
         parts = urlsplit(self.dsn)
-        return f"{parts.scheme}://{parts.hostname or ''}{parts.path}"  # never the password
+        port = f":{parts.port}" if parts.port else ""
+        return f"{parts.scheme}://{parts.hostname or ''}{port}{parts.path}"  # no password
+
+
+def embedded_holder(path: Path) -> bool:
+    """Does another process hold the embedded ClickHouse directory ``path``?
+
+    chDB takes an exclusive ``flock`` on ``<path>/status`` while it has the directory open
+    (ClickHouse's status file). Its own error says so only on stderr (chDB 4.4), so the
+    lock is tested directly: a non-blocking ``flock`` that fails means it is held.
+    """
+    status = path / "status"
+    if not status.exists() or _opened_here(status):
+        return False
+    with status.open("rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+    return False
+
+
+def _opened_here(status: Path) -> bool:
+    """This process has ``status`` open (its own chDB session holds the lock: flock
+    conflicts between two opens of a file even within one process)."""
+    target = str(status.resolve())
+    fds = Path("/proc/self/fd")
+    if not fds.is_dir():
+        return False
+    for fd in fds.iterdir():
+        try:
+            if str(fd.readlink()) == target:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _embedded_dir(target: ClickHouseTarget) -> Path | None:
+    path = target.dsn[len("chdb://") :]
+    if not path.startswith("/") or path == "/memory":
+        return None
+    return Path("/" + path.lstrip("/"))  # chdb:////abs/path has an extra slash
 
 
 def open_client(target: ClickHouseTarget, *, create_database: bool = True) -> Any:
-    """A clickhouse-connect client on ``target.database`` (created if missing)."""
+    """A clickhouse-connect client on ``target.database`` (created if missing).
+
+    ``create_database=False`` is the readers' way (reports): nothing is created, not even
+    the embedded directory, and a missing directory or database is an error that says
+    where the data was looked for.
+    """
+    directory = _embedded_dir(target) if target.is_embedded else None
+    if directory is not None and not create_database:
+        _check_readable(directory, target)
     try:
         if target.is_embedded:
-            path = target.dsn[len("chdb://") :]
-            if path.startswith("/") and path != "/memory":
-                Path(path).mkdir(parents=True, exist_ok=True)
+            if directory is not None:
+                directory.mkdir(parents=True, exist_ok=True)
             admin = clickhouse_connect.get_client(dsn=target.dsn)
             if create_database:
                 admin.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
+            elif not _database_exists(admin, target.database):
+                raise ClickHouseUnavailableError(
+                    f"the embedded ClickHouse at {directory} has no database "
+                    f"{target.database}: nothing was written there yet; run `funnel worker` "
+                    "first, or point at the data you mean (--data-dir, FUNNEL_DATA_DIR, "
+                    "FUNNEL_CLICKHOUSE_DATABASE; `make demo` writes to .data/demo)"
+                )
             return clickhouse_connect.get_client(dsn=target.dsn, database=target.database)
         parts = urlsplit(target.dsn)
         common: dict[str, Any] = {
@@ -88,17 +146,43 @@ def open_client(target: ClickHouseTarget, *, create_database: bool = True) -> An
             admin = clickhouse_connect.get_client(**common)
             admin.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
         return clickhouse_connect.get_client(database=target.database, **common)
+    except ClickHouseUnavailableError:
+        raise
     except Exception as exc:
-        hint = (
-            "another process (a running worker?) holds this embedded ClickHouse directory: "
-            "stop it, or point FUNNEL_CLICKHOUSE_DSN at a ClickHouse server"
-            if target.is_embedded and "lock" in str(exc).lower()
-            else "check FUNNEL_CLICKHOUSE_DSN, that the server is up, and the credentials"
-        )
+        if directory is not None and embedded_holder(directory):
+            raise _held_error(directory) from exc
         raise ClickHouseUnavailableError(
             f"cannot open ClickHouse at {target.describe()}: "
-            f"{str(exc).splitlines()[0][:300]}; {hint}"
+            f"{str(exc).splitlines()[0][:300]}; check FUNNEL_CLICKHOUSE_DSN, that the "
+            "server is up, and the credentials"
         ) from exc
+
+
+def _check_readable(directory: Path, target: ClickHouseTarget) -> None:
+    if not (directory / "status").exists() and not (directory / "metadata").exists():
+        raise ClickHouseUnavailableError(
+            f"no embedded ClickHouse data at {directory}: run `funnel worker` first, or "
+            "point at the data you mean (--data-dir or FUNNEL_DATA_DIR; `make demo` "
+            "writes to .data/demo)"
+        )
+    if embedded_holder(directory):
+        raise _held_error(directory)
+
+
+def _held_error(directory: Path) -> ClickHouseUnavailableError:
+    return ClickHouseUnavailableError(
+        f"the embedded ClickHouse at {directory} is in use by another process (a running "
+        "`funnel worker`?): one process at a time can open it. Read it after the worker "
+        "stops, or run the worker against a ClickHouse server (FUNNEL_CLICKHOUSE_DSN)"
+    )
+
+
+def _database_exists(admin: Any, database: str) -> bool:
+    rows = admin.query(
+        "SELECT count() FROM system.databases WHERE name = {name:String}",
+        parameters={"name": database},
+    ).result_rows
+    return bool(rows[0][0])
 
 
 @dataclass(frozen=True, slots=True)

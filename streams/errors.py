@@ -13,3 +13,7 @@ class FunnelConfigError(ConfigError):
 
 class StateCorruptError(StreamError):
     """A stored state record cannot be read back (wrong format version or truncated)."""
+
+
+class WorkerStartError(StreamError):
+    """The worker could not start within the time it was given (``--duration``)."""

@@ -28,6 +28,7 @@ from sinks.clickhouse import (
 from sinks.errors import ClickHouseUnavailableError
 from sinks.metrics import PipelineMetrics
 from streams.app import build_worker
+from streams.errors import WorkerStartError
 from streams.faust_private import StopSignalWorker
 from streams.funnels import load_funnels
 from streams.garbage import tune_garbage_collector
@@ -151,6 +152,32 @@ def bound_shutdown(writer: ClickHouseWriter, grace_seconds: float) -> None:
 EXIT_SHUTDOWN_TIMEOUT = 75
 
 
+def _within(budget: float | None, what: str, where: str, step: Callable[[], object]) -> None:
+    """Run ``step``; with a ``budget`` (seconds), give up on it when the budget is spent."""
+    if budget is None:
+        step()
+        return
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            step()
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, name=f"start-up: {what}", daemon=True)
+    thread.start()
+    thread.join(budget)
+    if not outcome:
+        raise WorkerStartError(
+            f"could not {what} at {where} within --duration {budget:g}s; stopping as asked "
+            "(start the broker, or check FUNNEL_BOOTSTRAP_SERVERS)"
+        )
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
 def _stop_after(seconds: float) -> None:
     timer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
     timer.daemon = True
@@ -176,9 +203,18 @@ def run_worker(
     that read its inputs to the end from an interrupted one.
     """
     install_log_throttle()  # a broker outage must not flood the log (aiokafka retries)
+    started = time.monotonic()
     funnels = load_funnels(funnels_file or settings.funnels_file)
-    ensure_topics(settings)
-    client = connect_clickhouse(clickhouse_target(settings), settings.clickhouse_wait_seconds)
+    # --duration bounds the start-up too: an unreachable Kafka or ClickHouse must not
+    # keep a 10-second run alive for the clients' own timeouts (30 s, 60 s).
+    budget = None if not duration_seconds else max(0.0, duration_seconds)
+    _within(budget, "reach Kafka", settings.bootstrap_servers, lambda: ensure_topics(settings))
+    wait = settings.clickhouse_wait_seconds
+    if budget is not None:
+        wait = min(wait, max(0.0, budget - (time.monotonic() - started)))
+    client = connect_clickhouse(clickhouse_target(settings), wait)
+    if budget is not None:
+        duration_seconds = max(0.1, budget - (time.monotonic() - started))
     applied = apply_migrations(client)
     if applied:
         log.info("applied ClickHouse migrations: %s", ", ".join(applied))

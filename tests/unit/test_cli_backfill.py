@@ -227,3 +227,13 @@ def test_worker_reads_the_funnel_file_setting(tmp_path: Path) -> None:
     result = runner.invoke(app, ["worker"], env=env)
     assert result.exit_code == 2, result.output
     assert "field 'name'" in result.output and "lower_snake_case" in result.output
+
+
+def test_duration_bounds_the_start_up_while_kafka_is_unreachable(tmp_path: Path) -> None:
+    """`funnel worker --duration 2` with no broker stops on its duration, saying so, instead
+    of waiting out the Kafka client's own bootstrap timeout (30 s, another message)."""
+    env = {**LIVE, "FUNNEL_BOOTSTRAP_SERVERS": "127.0.0.1:1", "FUNNEL_METRICS_PORT": "0"}
+    result = runner.invoke(app, ["worker", "--duration", "2"], env=env)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2, output
+    assert "could not reach Kafka at 127.0.0.1:1 within --duration 2s" in output
