@@ -32,8 +32,13 @@ app = typer.Typer(
 )
 report_app = typer.Typer(help="Print reports from ClickHouse.", no_args_is_help=True)
 broker_app = typer.Typer(help="The local Kafka broker (no Docker needed).", no_args_is_help=True)
+query_app = typer.Typer(
+    help="Explore raw events (events_raw) at query time: funnels, paths, retention.",
+    no_args_is_help=True,
+)
 app.add_typer(report_app, name="report")
 app.add_typer(broker_app, name="broker")
+app.add_typer(query_app, name="query")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -661,6 +666,246 @@ def report_segments(
     for kind, count in reports.trigger_counts(client).items():
         triggers.add_row(kind, f"{count:,}")
     console.print(triggers)
+
+
+class OutputFormat(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class FunnelMode(StrEnum):
+    ordered = "ordered"
+    strict = "strict"
+    unordered = "unordered"
+
+
+FromOption = Annotated[
+    str, typer.Option("--from", help="Start of the range, inclusive: ISO date or datetime (UTC).")
+]
+ToOption = Annotated[
+    str, typer.Option("--to", help="End of the range, exclusive: ISO date or datetime (UTC).")
+]
+FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table (rich), csv or json.")]
+
+
+@query_app.callback()
+def query_options(
+    ctx: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the embedded ClickHouse under this data directory (default: "
+            "FUNNEL_DATA_DIR, .data; `make demo` writes to .data/demo)."
+        ),
+    ] = None,
+) -> None:
+    """Where the queries read from."""
+    ctx.obj = data_dir
+
+
+def _emit(
+    title: str, header: list[str], rows: list[list[object]], fmt: OutputFormat, caption: str = ""
+) -> None:
+    """Rows as a rich table, CSV or JSON (a list of objects) on stdout."""
+    import csv
+    import json
+
+    if fmt == OutputFormat.json:
+        sys.stdout.write(json.dumps([dict(zip(header, row, strict=True)) for row in rows]) + "\n")
+    elif fmt == OutputFormat.csv:
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+    else:
+        # Folded, never cut with "…": a cut event name or number misleads.
+        columns = [Column(h, overflow="fold") for h in header]
+        table = Table(*columns, title=title, caption=caption or None)
+        for row in rows:
+            table.add_row(*("-" if v is None else escape(str(v)) for v in row))
+        console.print(table)
+
+
+def _range(start: str, end: str) -> tuple[int, int]:
+    from reports.exploration import time_range
+
+    try:
+        return time_range(start, end)
+    except FunnelError as exc:
+        _fail(exc)
+        raise
+
+
+@query_app.command("funnel")
+def query_funnel(
+    ctx: typer.Context,
+    steps: Annotated[
+        str, typer.Option(help="Event types, comma separated (custom:<name> for custom events).")
+    ],
+    start: FromOption,
+    end: ToOption,
+    mode: Annotated[FunnelMode, typer.Option(help="Step order.")] = FunnelMode.ordered,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(help="EVENT:FROM:TO: drop people with EVENT between steps FROM and TO."),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(help="PROPERTY=VALUE: step events must have it (repeatable; all hold)."),
+    ] = None,
+    window: Annotated[
+        str, typer.Option(help="Conversion window from step 1 (30m, 2h, 1d).")
+    ] = "1d",
+    by: Annotated[
+        str | None,
+        typer.Option(
+            help="Break down by channel, device, platform, country, campaign, "
+            "experiment:<name> or properties.<key>."
+        ),
+    ] = None,
+    attribution: Annotated[
+        str, typer.Option(help="Which step's event gives --by: first_touch, last_touch, step:N.")
+    ] = "first_touch",
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """People (each counted once in the range) reaching each step, conversion, and the
+    average and median time between steps (docs/semantics.md section 3a)."""
+    from reports import exploration as x
+
+    from_ms, to_ms = _range(start, end)
+    try:
+        names = x.parse_steps(steps)
+        query = x.FunnelQuery(
+            steps=names,
+            from_ms=from_ms,
+            to_ms=to_ms,
+            window_ms=x.parse_window(window),
+            mode=mode.value,
+            exclusions=tuple(x.parse_exclusion(e, len(names)) for e in exclude or []),
+            where=tuple(where or []),
+            by=by,
+            attribution=attribution,
+        )
+        x.funnel_sql(query)  # validates every option before opening the store
+    except FunnelError as exc:
+        _fail(exc)
+        raise
+    rows = x.run_funnel(_report_client(ctx), query)
+    header = ["step", "event", "people", "from previous", "from first", "avg time", "median time"]
+    if by:
+        header.insert(0, by)
+    table_rows: list[list[object]] = []
+    for r in rows:
+        if fmt == OutputFormat.table:
+            cells: list[object] = [
+                r.step, r.event, f"{r.people:,}", _pct(r.from_previous), _pct(r.from_first),
+                _duration(r.avg_s), _duration(r.median_s),
+            ]  # fmt: skip
+        else:
+            cells = [r.step, r.event, r.people, r.from_previous, r.from_first, r.avg_s, r.median_s]
+        if by:
+            cells.insert(0, r.breakdown or ("(none)" if fmt == OutputFormat.table else ""))
+        table_rows.append(cells)
+    _emit(
+        f"Funnel ({mode.value}, window {window}), people counted once",
+        header,
+        table_rows,
+        fmt,
+        caption=f"attribution: {attribution}; times from the previous step" if by else "",
+    )
+
+
+@query_app.command("paths")
+def query_paths(
+    ctx: typer.Context,
+    start: FromOption,
+    end: ToOption,
+    after: Annotated[
+        str | None, typer.Option("--after", "--from-event", help="Paths after this event.")
+    ] = None,
+    before: Annotated[
+        str | None, typer.Option("--before", "--to-event", help="Paths before this event.")
+    ] = None,
+    depth: Annotated[int, typer.Option(help="How many events along the path (1-20).")] = 3,
+    limit: Annotated[int, typer.Option(help="The most common pairs per step (1-10000).")] = 20,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """The most common next (--after) or previous (--before) events within a session,
+    as (step, source, target, sessions) rows ready for a Sankey chart."""
+    from reports import exploration as x
+
+    from_ms, to_ms = _range(start, end)
+    try:
+        if (after is None) == (before is None):
+            raise FunnelError(
+                "give exactly one of --after EVENT (paths after it) or --before EVENT "
+                "(paths leading to it)"
+            )
+        anchor = x.parse_event(after or before or "", "--after" if after else "--before")
+        direction = "after" if after else "before"
+        x.paths_sql(anchor, direction, from_ms, to_ms, depth, limit)
+    except FunnelError as exc:
+        _fail(exc)
+        raise
+    edges = x.run_paths(_report_client(ctx), anchor, direction, from_ms, to_ms, depth, limit)
+    _emit(
+        f"Paths {direction} {anchor} (sessions)",
+        ["step", "source", "target", "sessions"],
+        [[e.step, e.source, e.target, e.count] for e in edges],
+        fmt,
+    )
+
+
+@query_app.command("retention")
+def query_retention(
+    ctx: typer.Context,
+    start_event: Annotated[
+        str, typer.Option("--start", help="The event that puts a person in a cohort.")
+    ],
+    return_event: Annotated[
+        str, typer.Option("--return", help="The event that counts as returning.")
+    ],
+    start: FromOption,
+    end: ToOption,
+    period: Annotated[Granularity, typer.Option(help="Cohort and period length (UTC).")] = (
+        Granularity.week
+    ),
+    periods: Annotated[int, typer.Option(help="Periods 0 .. this many - 1 (1-120).")] = 8,
+    fmt: FormatOption = OutputFormat.table,
+) -> None:
+    """Cohorts by the period of each person's first --start event in the range; the share
+    with a --return event in each later period."""
+    from reports import exploration as x
+
+    from_ms, to_ms = _range(start, end)
+    try:
+        first = x.parse_event(start_event, "--start")
+        back = x.parse_event(return_event, "--return")
+        x.retention_sql(first, back, period.value, periods, from_ms, to_ms)
+    except FunnelError as exc:
+        _fail(exc)
+        raise
+    cohorts = x.run_retention(
+        _report_client(ctx), first, back, period.value, periods, from_ms, to_ms
+    )
+    unit = period.value[0].upper()
+    header = ["cohort", "size", *(f"{unit}{k}" for k in range(periods))]
+    rows: list[list[object]] = []
+    for c in cohorts:
+        if fmt == OutputFormat.table:
+            cells: list[object] = [
+                _pct(c.rate(k)) if c.returned[k] is not None else "" for k in range(periods)
+            ]
+        else:
+            cells = list(c.returned)
+        rows.append([c.cohort.isoformat(), c.size, *cells])
+    _emit(
+        f"Retention: first {first} by {period.value}, share with {back} in period N",
+        header,
+        rows,
+        fmt,
+        caption="blank: the period ends after --to",
+    )
 
 
 def _kafka_script(command: str) -> None:

@@ -62,6 +62,21 @@ class Settings(BaseSettings):
     # How long a starting worker waits for ClickHouse before giving up.
     clickhouse_wait_seconds: float = Field(default=60.0, ge=0)
 
+    # Read-only ClickHouse HTTP endpoint served by a worker that owns the embedded store
+    # (sinks/sql_endpoint.py); 0 turns it off. A password is required off loopback.
+    sql_port: int = Field(default=8124, ge=0, le=65535)
+    sql_host: str = "127.0.0.1"
+    sql_user: str = "default"
+    sql_password: SecretStr = SecretStr("")
+    # Per-query limits on that endpoint, so a heavy query cannot stall ingestion.
+    sql_max_execution_seconds: float = Field(default=10.0, gt=0)
+    sql_max_result_rows: int = Field(default=1_000_000, ge=1)
+    sql_max_result_bytes: int = Field(default=100_000_000, ge=1)
+    sql_max_threads: int = Field(default=1, ge=1)
+    # Rows read per second per query (ClickHouse's max_execution_speed): above it the
+    # engine slows the query down, so heavy queries leave the CPU to ingestion.
+    sql_max_rows_per_second: int = Field(default=20_000_000, ge=1)
+
     metrics_port: int = Field(default=9108, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
 

@@ -13,12 +13,16 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import fcntl
+import json
 import logging
+import os
 import re
 import struct
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -56,6 +60,12 @@ class ClickHouseTarget:
     database: str
     username: str = "default"
     password: str = ""
+    # The read-only SQL endpoint a worker holding the embedded directory serves
+    # (sinks/sql_endpoint.py); readers use it when the directory is held. Port 0: none.
+    endpoint_host: str = "127.0.0.1"
+    endpoint_port: int = 0
+    endpoint_username: str = "default"
+    endpoint_password: str = ""
 
     @property
     def is_embedded(self) -> bool:
@@ -102,7 +112,8 @@ def _opened_here(status: Path) -> bool:
     return False
 
 
-def _embedded_dir(target: ClickHouseTarget) -> Path | None:
+def embedded_directory(target: ClickHouseTarget) -> Path | None:
+    """The data directory of an embedded ``target`` (None: in memory)."""
     path = target.dsn[len("chdb://") :]
     if not path.startswith("/") or path == "/memory":
         return None
@@ -116,9 +127,15 @@ def open_client(target: ClickHouseTarget, *, create_database: bool = True) -> An
     the embedded directory, and a missing directory or database is an error that says
     where the data was looked for.
     """
-    directory = _embedded_dir(target) if target.is_embedded else None
+    directory = embedded_directory(target) if target.is_embedded else None
     if directory is not None and not create_database:
-        _check_readable(directory, target)
+        try:
+            _check_readable(directory, target)
+        except _HeldError as held:
+            endpoint = _endpoint_client(target, directory)
+            if endpoint is None:
+                raise held from None
+            return endpoint
     try:
         if target.is_embedded:
             if directory is not None:
@@ -169,11 +186,71 @@ def _check_readable(directory: Path, target: ClickHouseTarget) -> None:
         raise _held_error(directory)
 
 
+class _HeldError(ClickHouseUnavailableError):
+    """The embedded directory is held by another process."""
+
+
+def _endpoint_client(target: ClickHouseTarget, directory: Path) -> Any | None:
+    """A client on the SQL endpoint of the worker holding ``directory``, or None when no
+    endpoint answers at the configured port or it serves another directory."""
+    if not target.endpoint_port:
+        return None
+    served = _endpoint_store(target)
+    if served is None or os.path.realpath(served) != os.path.realpath(directory):
+        if served is not None:
+            log.warning(
+                "the SQL endpoint at %s:%d serves %s, not %s: not used",
+                target.endpoint_host,
+                target.endpoint_port,
+                served,
+                directory,
+            )
+        return None
+    try:
+        client = clickhouse_connect.get_client(
+            host=target.endpoint_host,
+            port=target.endpoint_port,
+            username=target.endpoint_username,
+            password=target.endpoint_password,
+            database=target.database,
+            connect_timeout=2,
+        )
+    except Exception as exc:
+        log.debug("no SQL endpoint at %s:%d: %s", target.endpoint_host, target.endpoint_port, exc)
+        return None
+    log.info(
+        "reading through the running worker's SQL endpoint at %s:%d",
+        target.endpoint_host,
+        target.endpoint_port,
+    )
+    return client
+
+
+def _endpoint_store(target: ClickHouseTarget) -> str | None:
+    """The data directory the SQL endpoint at the target's port serves (None: none)."""
+    request = urllib.request.Request(
+        f"http://{target.endpoint_host}:{target.endpoint_port}/funnel/store",
+        headers={
+            "Authorization": "Basic "
+            + base64.b64encode(
+                f"{target.endpoint_username}:{target.endpoint_password}".encode()
+            ).decode()
+        },
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return str(json.loads(response.read())["path"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _held_error(directory: Path) -> ClickHouseUnavailableError:
-    return ClickHouseUnavailableError(
+    return _HeldError(
         f"the embedded ClickHouse at {directory} is in use by another process (a running "
-        "`funnel worker`?): one process at a time can open it. Read it after the worker "
-        "stops, or run the worker against a ClickHouse server (FUNNEL_CLICKHOUSE_DSN)"
+        "`funnel worker`?): one process at a time can open it, and no SQL endpoint of that "
+        "worker answered (FUNNEL_SQL_PORT, FUNNEL_SQL_USER/FUNNEL_SQL_PASSWORD). Read it "
+        "after the worker stops, or run the worker against a ClickHouse server "
+        "(FUNNEL_CLICKHOUSE_DSN)"
     )
 
 

@@ -22,11 +22,18 @@ from sinks.clickhouse import (
     ClickHouseTarget,
     ClickHouseWriter,
     apply_migrations,
+    embedded_directory,
     open_client,
     open_rows,
 )
 from sinks.errors import ClickHouseUnavailableError
 from sinks.metrics import PipelineMetrics
+from sinks.sql_endpoint import (
+    EndpointConfigError,
+    EndpointLimits,
+    SqlEndpoint,
+    check_endpoint_config,
+)
 from streams.app import build_worker
 from streams.errors import WorkerStartError
 from streams.faust_private import StopSignalWorker
@@ -64,7 +71,51 @@ def clickhouse_target(settings: Settings) -> ClickHouseTarget:
         database=settings.clickhouse_database,
         username=settings.clickhouse_user,
         password=settings.clickhouse_password.get_secret_value(),
+        endpoint_host=_reachable(settings.sql_host),
+        endpoint_port=settings.sql_port,
+        endpoint_username=settings.sql_user,
+        endpoint_password=settings.sql_password.get_secret_value(),
     )
+
+
+def _reachable(host: str) -> str:
+    """Where a local reader finds an endpoint bound to ``host`` (any address: loopback)."""
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host
+
+
+def start_sql_endpoint(settings: Settings, target: ClickHouseTarget) -> SqlEndpoint | None:
+    """The read-only SQL endpoint on the embedded store this worker holds (or None: off,
+    or the store is a ClickHouse server, which readers reach directly)."""
+    directory = embedded_directory(target) if target.is_embedded else None
+    if directory is None or not settings.sql_port:
+        return None
+    endpoint = SqlEndpoint(
+        os.path.realpath(directory),
+        host=settings.sql_host,
+        port=settings.sql_port,
+        username=settings.sql_user,
+        password=settings.sql_password.get_secret_value(),
+        database=target.database,
+        limits=EndpointLimits(
+            max_execution_time=settings.sql_max_execution_seconds,
+            max_result_rows=settings.sql_max_result_rows,
+            max_result_bytes=settings.sql_max_result_bytes,
+            max_threads=settings.sql_max_threads,
+            max_rows_per_second=settings.sql_max_rows_per_second,
+        ),
+    )
+    try:
+        endpoint.start()
+    except OSError as exc:  # ingestion matters more than the endpoint: go on without it
+        log.warning(
+            "the read-only SQL endpoint cannot listen on %s:%d (%s); the worker runs "
+            "without it: choose a free FUNNEL_SQL_PORT (0 turns it off)",
+            settings.sql_host,
+            settings.sql_port,
+            exc,
+        )
+        return None
+    return endpoint
 
 
 def kafka_leftovers(settings: Settings) -> list[str]:
@@ -205,6 +256,11 @@ def run_worker(
     install_log_throttle()  # a broker outage must not flood the log (aiokafka retries)
     started = time.monotonic()
     funnels = load_funnels(funnels_file or settings.funnels_file)
+    if settings.sql_port and clickhouse_target(settings).is_embedded:
+        try:  # refused before anything is opened
+            check_endpoint_config(settings.sql_host, settings.sql_password.get_secret_value())
+        except EndpointConfigError as exc:
+            raise WorkerStartError(str(exc)) from exc
     # --duration bounds the start-up too: an unreachable Kafka or ClickHouse must not
     # keep a 10-second run alive for the clients' own timeouts (30 s, 60 s).
     budget = None if not duration_seconds else max(0.0, duration_seconds)
@@ -233,6 +289,7 @@ def run_worker(
     )
     writer.start()
     reader = open_client(clickhouse_target(settings))
+    endpoint = start_sql_endpoint(settings, clickhouse_target(settings))
 
     def written_keys(partition: int) -> list[RowKey]:
         keys: list[RowKey] = []
@@ -285,4 +342,6 @@ def run_worker(
     try:
         faust_worker.execute_from_commandline()
     finally:
+        if endpoint is not None:
+            endpoint.stop()
         writer.stop(settings.shutdown_grace_seconds)
