@@ -474,7 +474,8 @@ def window_funnel_levels(
     time alone, so segments where two step events share a millisecond are left out (the
     worker orders those by event id): returns the levels of the rest and how many were
     left out. ``strict``: windowFunnel's 'strict_order' (no other event between two
-    steps) for strict mode; then ties between any two events are left out.
+    steps) for strict mode, which stops at the first other event after the first step-1
+    event (no retry), so only segments with one step-1 event and no tied events count.
     """
     mode = ", 'strict_order'" if strict else ""
     conditions = ", ".join(f"event_type = '{step}'" for step in steps)
@@ -506,7 +507,8 @@ def window_funnel_levels(
         SELECT anonymous_id,
                concat(session_id, '@', toString(min(t))) AS segment,
                windowFunnel({window_ms}{mode})(toUInt64(t), {conditions}) AS level,
-               if({int(strict)}, count() = uniqExact(t),
+               if({int(strict)},
+                  count() = uniqExact(t) AND countIf(event_type = '{steps[0]}') = 1,
                   countIf(event_type IN ({in_steps})) = uniqExactIf(t, event_type IN ({in_steps})))
                    AS no_ties
         FROM segments
