@@ -167,6 +167,7 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
             account = self._account(tp)
             committed = faust_private.read_offset(self, tp)
             if committed is not None:
+                self._log_read_again(tp, account, committed, "seek to the committed offset")
                 account.restart(committed)
                 continue
             # Nothing committed, and aiokafka's seek to committed offsets left the
@@ -187,7 +188,19 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
     async def seek(self, partition: TP, offset: int) -> None:
         await super().seek(partition, offset)
         if partition.topic in self._batch_topics():
-            self._account(partition).restart(offset)
+            account = self._account(partition)
+            self._log_read_again(partition, account, offset, "seek")
+            account.restart(offset)
+
+    def _log_read_again(self, tp: TP, account: _Account, offset: int, why: str) -> None:
+        if account.next_expected is not None and offset < account.next_expected:
+            self.log.info(
+                "%s: %s: delivering again from %d (delivered up to %d)",
+                tp,
+                why,
+                offset,
+                account.next_expected - 1,
+            )
 
     def batch_processed(self, batch: RecordBatch) -> None:
         """The agent applied ``batch``: its offsets may be committed (after the barrier).

@@ -35,6 +35,7 @@ from sinks.sql_endpoint import (
     check_endpoint_config,
 )
 from streams.app import build_worker
+from streams.diagnostics import install_stack_dumps
 from streams.errors import WorkerStartError
 from streams.faust_private import StopSignalWorker
 from streams.funnels import load_funnels
@@ -254,6 +255,7 @@ def run_worker(
     that read its inputs to the end from an interrupted one.
     """
     install_log_throttle()  # a broker outage must not flood the log (aiokafka retries)
+    install_stack_dumps()  # kill -USR1 / -USR2: where a worker that makes no progress waits
     started = time.monotonic()
     funnels = load_funnels(funnels_file or settings.funnels_file)
     if settings.sql_port and clickhouse_target(settings).is_embedded:

@@ -130,13 +130,24 @@ class WorkerProcess:
         try:
             return self.process.wait(timeout)
         except subprocess.TimeoutExpired:
+            dumps = self.stack_dumps()
             self.process.kill()
             self.process.wait(10)
             raise AssertionError(
-                f"worker did not stop within {timeout}s; log:\n{self.log_tail()}"
+                f"worker did not stop within {timeout}s; log:\n{self.log_tail()}\n"
+                f"stacks on request (streams/diagnostics.py):\n{dumps}"
             ) from None
         finally:
             self._log.close()
+
+    def stack_dumps(self) -> str:
+        """Ask the live worker for its thread and task stacks; return what it logged."""
+        self._log.flush()
+        start = self.log_path.stat().st_size
+        for sig in (signal.SIGUSR1, signal.SIGUSR2):
+            self.process.send_signal(sig)
+            time.sleep(2)
+        return self.log_path.read_bytes()[start:].decode(errors="replace")[-30000:]
 
     def terminate(self) -> None:
         """SIGTERM: the operator's stop (the worker's shutdown is bounded)."""

@@ -1,0 +1,49 @@
+"""Stack dumps of a running worker, on request (``kill -USR1 <pid>``, ``kill -USR2 <pid>``).
+
+A worker that stops making progress without an error leaves nothing in its log. These
+two signals let an operator (and the integration harness, before it kills a worker that
+did not stop in time) see where it waits:
+
+- ``SIGUSR1``: every thread's Python stack, written by :mod:`faulthandler` from C, so it
+  works even while the event loop is stuck in a busy loop;
+- ``SIGUSR2``: every asyncio task's stack, logged by the event loop's thread (shows which
+  ``await`` each task waits on; needs the loop to be responsive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import faulthandler
+import io
+import logging
+import signal
+import sys
+from types import FrameType
+
+log = logging.getLogger(__name__)
+
+
+def install_stack_dumps() -> None:
+    """Register both signals (idempotent; does nothing where they do not exist)."""
+    if not hasattr(signal, "SIGUSR1"):  # pragma: no cover - not on Windows
+        return
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    signal.signal(signal.SIGUSR2, _log_tasks)
+
+
+def describe_tasks() -> str:
+    """Every task of the running event loop with its stack ("" outside a loop)."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:  # no running loop in this thread
+        return ""
+    out = io.StringIO()
+    for task in sorted(tasks, key=lambda t: t.get_name()):
+        out.write(f"--- {task.get_name()}: {task.get_coro()!r}\n")
+        task.print_stack(limit=12, file=out)
+    return out.getvalue()
+
+
+def _log_tasks(signum: int, frame: FrameType | None) -> None:
+    text = describe_tasks()
+    log.warning("asyncio tasks on request (signal %d):\n%s", signum, text or "(no running loop)")

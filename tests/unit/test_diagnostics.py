@@ -1,0 +1,50 @@
+"""kill -USR1 / -USR2 on a worker: thread stacks and asyncio task stacks in its log."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+from tests.pipeline_harness import REPO_ROOT
+
+PROGRAM = """
+import asyncio, logging, sys
+from streams.diagnostics import install_stack_dumps
+logging.basicConfig(stream=sys.stderr, level=logging.INFO)
+install_stack_dumps()
+
+async def waits_on_something_that_never_comes():
+    await asyncio.Event().wait()
+
+async def main():
+    asyncio.ensure_future(waits_on_something_that_never_comes()).set_name("stuck-task")
+    print("ready", flush=True)
+    await asyncio.sleep(30)
+
+asyncio.run(main())
+"""
+
+
+def test_both_signals_dump_stacks_and_the_process_keeps_running() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROGRAM],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGUSR2)
+        time.sleep(0.5)
+        assert proc.poll() is None, "a dump must not stop the process"
+    finally:
+        proc.kill()
+        _out, err = proc.communicate(timeout=10)
+    assert "Current thread" in err or "Thread 0x" in err, err  # faulthandler's thread dump
+    assert "asyncio tasks on request" in err, err
+    assert "stuck-task" in err and "waits_on_something_that_never_comes" in err, err
