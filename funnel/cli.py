@@ -353,16 +353,20 @@ def topics(
     console.print(table)
 
 
+# `funnel report --data-dir D ...` and `funnel query --data-dir D ...`: the group's option.
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Read the embedded ClickHouse under this data directory (default: "
+        "FUNNEL_DATA_DIR, .data; `make demo` writes to .data/demo)."
+    ),
+]
+
+
 @report_app.callback()
 def report_options(
     ctx: typer.Context,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Read the embedded ClickHouse under this data directory (default: "
-            "FUNNEL_DATA_DIR, .data; `make demo` writes to .data/demo)."
-        ),
-    ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Where the reports read from."""
     ctx.obj = data_dir
@@ -692,13 +696,7 @@ FormatOption = Annotated[OutputFormat, typer.Option("--format", help="table (ric
 @query_app.callback()
 def query_options(
     ctx: typer.Context,
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(
-            help="Read the embedded ClickHouse under this data directory (default: "
-            "FUNNEL_DATA_DIR, .data; `make demo` writes to .data/demo)."
-        ),
-    ] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Where the queries read from."""
     ctx.obj = data_dir
@@ -904,7 +902,7 @@ def query_retention(
         header,
         rows,
         fmt,
-        caption="blank: the period ends after --to",
+        caption="blank: the period starts at or after --to",
     )
 
 

@@ -93,6 +93,10 @@ class Settings(BaseSettings):
     # watermark of the others (its later records for closed windows count as late).
     idle_input_seconds: float = Field(default=60.0, gt=0)
     consumer_session_timeout_seconds: float = Field(default=10.0, ge=6, le=300)
+    # An input partition with records to read from which nothing was delivered for this
+    # long (while the agent was free) is read again from its processed position; the
+    # wait doubles after each attempt (streams/runtime.py, docs/architecture.md).
+    input_stall_seconds: float = Field(default=30.0, gt=0)
 
     # Decoded visitor states kept in memory per partition (LRU, ~5 KB each; the table
     # keeps every visitor's encoded state, ~300 B, whatever this is). Off by default:

@@ -437,7 +437,10 @@ def paths_sql(
     before (``'before'``) its last one: per step, the most common (source, target) pairs.
     For 'before', source is the earlier event (left to right, as a Sankey reads)."""
     if direction not in ("after", "before"):
-        raise ExplorationError("give exactly one of --from EVENT or --to EVENT")
+        raise ExplorationError(
+            f"direction {direction!r}: give exactly one of --after EVENT (paths after it) "
+            "or --before EVENT (paths before it)"
+        )
     if not 1 <= depth <= 20:
         raise ExplorationError(f"--depth {depth} is out of range: use 1 to 20")
     if not 1 <= limit <= 10_000:
@@ -514,6 +517,9 @@ _PERIOD_INDEX: Final = {
 }
 
 
+_RETENTION_CHUNK: Final = 31
+
+
 def retention_sql(
     start: str, returning: str, period: str, periods: int, from_ms: int, to_ms: int
 ) -> tuple[str, dict[str, Any]]:
@@ -532,10 +538,17 @@ def retention_sql(
     }
     cohort = _PERIOD_START[period].format("fromUnixTimestamp64Milli(f.t0, 'UTC')")
     index = _PERIOD_INDEX[period].format(a="cohort", b="toDate(c.event_time)")
-    conditions = ", ".join(
+    conditions = [
         f"c.event_type = {{ret:String}} AND {index} = {k}" + (" AND c.t >= f.t0" if k == 0 else "")
         for k in range(periods)
+    ]
+    # ClickHouse's retention takes at most 32 conditions: 1 and up to 31 periods per call.
+    n = _RETENTION_CHUNK
+    calls = ",\n           ".join(
+        f"retention(1, {', '.join(conditions[i : i + n])}) AS r{i // n}"
+        for i in range(0, periods, n)
     )
+    sums = ", ".join(f"sum(r{k // n}[{k % n + 2}])" for k in range(periods))
     sql = f"""
 WITH {_COUNTED.strip()},
 firsts AS (
@@ -544,12 +557,12 @@ firsts AS (
 ),
 per_person AS (
     SELECT f.anonymous_id AS anonymous_id, {cohort} AS cohort,
-           retention(1, {conditions}) AS r
+           {calls}
     FROM firsts AS f INNER JOIN counted AS c ON c.anonymous_id = f.anonymous_id
     GROUP BY f.anonymous_id, cohort
 )
 SELECT cohort, count() AS size,
-       {", ".join(f"sum(r[{k + 2}])" for k in range(periods))}
+       {sums}
 FROM per_person
 GROUP BY cohort ORDER BY cohort
 """

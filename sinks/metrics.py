@@ -181,6 +181,13 @@ class PipelineMetrics:
             ["topic"],
             registry=registry,
         )
+        self.input_stalls = Counter(
+            f"{PREFIX}_input_stalls",
+            "Times an input partition with records to read delivered none for "
+            "FUNNEL_INPUT_STALL_SECONDS and was read again.",
+            ["topic"],
+            registry=registry,
+        )
         self.dead_letters = Counter(
             f"{PREFIX}_dead_letters",
             "Records that failed decoding or validation and went to the dead-letter topic.",

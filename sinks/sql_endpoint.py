@@ -349,6 +349,20 @@ class SqlEndpoint:
             body = with_native_revision(body, protocol_version)
         return QueryResult(body, fmt, _summary(result))
 
+    def is_insert(self, sql: str) -> bool:
+        """Whether ClickHouse's parser reads ``sql`` as an INSERT (its data may follow in
+        the POST body: clickhouse-go's batches send ``INSERT ... FORMAT Native`` in the
+        URL and the rows in the body)."""
+        with self._slots:
+            conn = _connect(self._connection_string)
+            try:
+                ast = bytes(conn.query(f"EXPLAIN AST {sql}", "TabSeparatedRaw").bytes() or b"")
+            except Exception:
+                return False
+            finally:
+                conn.close()
+        return ast.decode().startswith("InsertQuery")
+
     def _check(self, conn: Any, sql: str, params: Mapping[str, str]) -> None:
         """Refuse what readonly = 1 allows but a reader must not do, by the parser."""
         formatted = conn.query(f"SELECT formatQuery({_quote(sql)})", "TabSeparatedRaw")
@@ -678,6 +692,14 @@ def _make_handler(endpoint: SqlEndpoint) -> type[BaseHTTPRequestHandler]:
                         code=1,
                     )
                 body = _decompress(body, (self.headers.get("Content-Encoding") or "").lower())
+                url_query = params.get("query", "")
+                if body and url_query.strip() and endpoint.is_insert(url_query):
+                    # the body is the INSERT's data (not SQL): refused as ClickHouse does
+                    user = self._credentials(params)[0] or "default"
+                    raise QueryRefused(
+                        f"Code: 164. DB::Exception: {user}: Cannot execute query in readonly "
+                        "mode. (READONLY)"
+                    )
                 sql = " ".join(
                     part for part in (params.get("query", ""), body.decode()) if part.strip()
                 )

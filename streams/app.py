@@ -159,6 +159,7 @@ def build_worker(
         conversion=ConversionTracker({f.name: f.steps for f in funnels}),
         dead_letters=FaustDeadLetters(dlq, codec),
         idle_input_seconds=settings.idle_input_seconds,
+        input_stall_seconds=settings.input_stall_seconds,
         cache_visitors=settings.state_cache_visitors,
         written_keys=written_keys,
         triggers=TriggerPublisher(app, topics.triggers, codec, settings.bootstrap_servers),
@@ -197,6 +198,15 @@ def build_worker(
         )
         with contextlib.suppress(IllegalStateError):  # revoked meanwhile
             await app.consumer.seek(TP(batch.topic, batch.partition), offset)
+
+    async def read_stalled_input_again(stream: str, partition: int, offset: int) -> None:
+        tp = TP(runtime.topics_by_stream[stream], partition)
+        await app.consumer.read_again(tp, offset)  # type: ignore[attr-defined]  # ours
+
+    runtime.on_input_stall = read_stalled_input_again
+    runtime.inputs_flowing = lambda: (
+        not app.rebalancing and not app.in_recovery and app.flow_control.is_active()
+    )
 
     @app.timer(interval=1.0)  # type: ignore[untyped-decorator]
     async def advance_watermarks() -> None:

@@ -27,7 +27,13 @@ def install_stack_dumps() -> None:
     """Register both signals (idempotent; does nothing where they do not exist)."""
     if not hasattr(signal, "SIGUSR1"):  # pragma: no cover - not on Windows
         return
-    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    try:
+        sys.stderr.fileno()
+        stream = sys.stderr
+    except (AttributeError, ValueError, io.UnsupportedOperation):  # captured (tests, CliRunner)
+        stream = sys.__stderr__
+    if stream is not None:
+        faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True)
     signal.signal(signal.SIGUSR2, _log_tasks)
 
 

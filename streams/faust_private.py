@@ -133,9 +133,30 @@ CONTRACT: tuple[PrivateUse, ...] = (
         _CONSUMER,
         "_buffered_partitions",
         "attribute",
-        "read",
+        "read + write",
         "partitions with buffered records are delivered even when not active"
-        " (buffered_partitions), as in Faust's own getmany",
+        " (buffered_partitions), as in Faust's own getmany; a stalled partition is"
+        " taken out of it when it is made active again (reactivate)",
+        holds=AbstractSet,
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_active_partitions",
+        "attribute",
+        "read",
+        "the partitions Faust's fetch asks aiokafka for; reported when a partition"
+        " stalls (flow_state)",
+        holds=AbstractSet,
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER,
+        "_paused_partitions",
+        "attribute",
+        "read",
+        "the partitions Faust paused (recovery, rebalance); reported when a partition"
+        " stalls (flow_state)",
         holds=AbstractSet,
     ),
     PrivateUse(
@@ -277,6 +298,21 @@ def forget_read_offset(consumer: FaustConsumer, tp: TP) -> None:
 def buffered_partitions(consumer: FaustConsumer) -> AbstractSet[TP]:
     """Partitions whose records Faust buffered: delivered even when not active."""
     return consumer._buffered_partitions
+
+
+def flow_state(consumer: FaustConsumer, tp: TP) -> str:
+    """Faust's view of ``tp``'s fetching: is it asked for, paused, held as buffered."""
+    active = consumer._active_partitions
+    return (
+        f"active={active is None or tp in active}, paused={tp in consumer._paused_partitions}, "
+        f"buffered={tp in consumer._buffered_partitions}"
+    )
+
+
+def reactivate(consumer: FaustConsumer, tp: TP) -> None:
+    """Make Faust's fetch ask for ``tp`` again, as its own buffer-drop callback would."""
+    consumer._buffered_partitions.discard(tp)
+    consumer.resume_partitions({tp})
 
 
 async def wait_next_records(

@@ -56,6 +56,10 @@ class TopicPosition:
     caught_up_since: float | None = None
     # The processed position the previous tick saw: a change means records were processed.
     ticked_offset: int | None = None
+    # Seconds, summed over ticks that found the agent free, that this input had records
+    # to read and processed none; and how often it was read again for that.
+    stalled_seconds: float = 0.0
+    stall_attempts: int = 0
 
 
 @dataclass
@@ -79,10 +83,19 @@ class Runtime:
     # Before an idle stop, declare the inputs finished (the watermark moves past the last
     # event time; the default for replays, see streams/worker.py).
     finish_inputs_when_idle: bool = False
+    # An input with records to read that processed none for this long (counted while the
+    # agent was free) is read again: ``on_input_stall(stream, partition, offset)``, from
+    # the processed position; the wait doubles after each attempt, up to 32 times.
+    input_stall_seconds: float = 30.0
+    on_input_stall: Any = None
+    # False while a rebalance or table recovery holds the inputs (no stall then).
+    inputs_flowing: Any = None
     processors: dict[int, PartitionProcessor] = field(default_factory=dict)
     positions: dict[tuple[str, int], TopicPosition] = field(default_factory=dict)
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     _versions: VersionClock = field(default_factory=VersionClock)
+    _batches_running: int = 0
+    _last_tick_at: float | None = None
 
     def __post_init__(self) -> None:
         self.stream_by_topic = {topic: stream for stream, topic in self.topics_by_stream.items()}
@@ -155,11 +168,15 @@ class Runtime:
         stream = self.stream_by_topic[batch.topic]
         records: list[InputRecord] = list(batch.records)  # same shape: (offset, key, value, ts)
         started = time.perf_counter()
-        async with self._lock(batch.partition):
-            processor = await self._processor(batch.partition)
-            result = processor.process(stream, records, committed)
-            arrived = max(r.timestamp_ms for r in records) if records else None
-            await self._apply(processor, result, arrived)
+        self._batches_running += 1
+        try:
+            async with self._lock(batch.partition):
+                processor = await self._processor(batch.partition)
+                result = processor.process(stream, records, committed)
+                arrived = max(r.timestamp_ms for r in records) if records else None
+                await self._apply(processor, result, arrived)
+        finally:
+            self._batches_running -= 1
         log.debug(
             "%s p%d %d-%d: %d visitors written",
             stream,
@@ -180,6 +197,12 @@ class Runtime:
         partition) to (its committed offset, the partition's end offset).
         """
         now = time.monotonic()
+        since_last_tick = now - self._last_tick_at if self._last_tick_at is not None else 0.0
+        self._last_tick_at = now
+        agent_free = self._batches_running == 0 and (
+            self.inputs_flowing is None or self.inputs_flowing()
+        )
+        stalled: list[tuple[str, int, int]] = []
         caught_up: dict[int, dict[str, int]] = {}
         idle: dict[int, set[str]] = {}
         # Idle means EVERY input idle: the stop clock runs from the last moment any input
@@ -198,6 +221,9 @@ class Runtime:
             # caught up at both: only the moved position tells that it was not quiet.
             processed = position.ticked_offset not in (None, next_offset)
             position.ticked_offset = next_offset
+            lagging = end is not None and next_offset < end
+            if self._stalled(position, lagging, processed, since_last_tick if agent_free else 0.0):
+                stalled.append((stream, partition, next_offset))
             if end is None or next_offset < end:
                 position.caught_up_since = None
                 all_caught_up = False
@@ -217,7 +243,29 @@ class Runtime:
                 result = processor.tick(caught_up.get(partition, {}), idle.get(partition, set()))
                 await self._apply(processor, result)
         self.observed.export_gauges(self.processors)
+        for stream, partition, offset in stalled:
+            self.observed.input_stalled(stream)
+            if self.on_input_stall is not None:
+                await self.on_input_stall(stream, partition, offset)
         await self._maybe_stop_when_idle(all_idle_since if all_caught_up else None, now, caught_up)
+
+    def _stalled(
+        self, position: TopicPosition, lagging: bool, processed: bool, free_seconds: float
+    ) -> bool:
+        """Has this input had records to read, and processed none, for long enough while
+        the agent was free (``free_seconds``: this tick's share of that time)?"""
+        if processed:
+            position.stall_attempts = 0
+        if not lagging or processed:
+            position.stalled_seconds = 0.0
+            return False
+        position.stalled_seconds += free_seconds
+        wait = self.input_stall_seconds * 2 ** min(position.stall_attempts, 5)
+        if position.stalled_seconds < wait:
+            return False
+        position.stalled_seconds = 0.0
+        position.stall_attempts += 1
+        return True
 
     async def _maybe_stop_when_idle(
         self, idle_since: float | None, now: float, caught_up: Mapping[int, Mapping[str, int]]

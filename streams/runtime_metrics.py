@@ -54,6 +54,9 @@ class RuntimeMetrics:
         topic = self.topics_by_stream[stream]
         self.metrics.consumer_lag.labels(topic, str(partition)).set(max(0, records))
 
+    def input_stalled(self, stream: str) -> None:
+        self.metrics.input_stalls.labels(self.topics_by_stream[stream]).inc()
+
     def batch_applied(self, partition: int, result: BatchResult) -> None:
         """Counters of one applied batch, and the partition's watermark."""
         stats = result.stats

@@ -202,6 +202,32 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
                 account.next_expected - 1,
             )
 
+    async def read_again(self, tp: TP, offset: int) -> None:
+        """``tp`` has records to read but delivered nothing for a long time: fetch it again
+        from ``offset`` (the processed position), asked for and unpaused.
+
+        A safety net for a stall whose cause is not yet known (docs/architecture.md,
+        "Partitions that stop being read"): the warning records what Faust and this
+        consumer held about the partition, the evidence for finding the cause.
+        """
+        account = self._accounts().get(tp)
+        self.log.warning(
+            "%s: records to read but none delivered for a while: reading again from %d "
+            "(%s; this consumer: next expected %s, uncommitted batches %d)",
+            tp,
+            offset,
+            faust_private.flow_state(self, tp),
+            account.next_expected if account is not None else None,
+            len(account.batches) if account is not None else 0,
+        )
+        if tp not in self.assignment():
+            return
+        faust_private.reactivate(self, tp)
+        try:
+            await self.seek(tp, offset)
+        except IllegalStateError:  # revoked meanwhile: its next owner starts from commits
+            self._accounts().pop(tp, None)
+
     def batch_processed(self, batch: RecordBatch) -> None:
         """The agent applied ``batch``: its offsets may be committed (after the barrier).
 

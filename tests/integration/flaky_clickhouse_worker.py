@@ -1,4 +1,4 @@
-"""`funnel worker` whose ClickHouse inserts fail for FLAKY_CLICKHOUSE_SECONDS after start.
+"""`funnel worker` whose ClickHouse inserts fail for FLAKY_CLICKHOUSE_SECONDS from the first.
 
 Run as ``python -m tests.integration.flaky_clickhouse_worker worker ...``: the real CLI
 and worker, with the client wrapped so inserts raise like an unreachable server would.
@@ -17,13 +17,19 @@ from funnel.cli import main
 class FlakyClient:
     def __init__(self, client: Any, fail_for_seconds: float) -> None:
         self._client = client
-        self._until = time.monotonic() + fail_for_seconds
+        self._fail_for = fail_for_seconds
+        # The outage starts at the first insert of rows, not at start-up: a slow start
+        # (a loaded machine) must not let it pass before anything was written.
+        self._until: float | None = None
 
     def insert(self, table: str | None = None, *args: Any, **kwargs: Any) -> Any:
         context = kwargs.get("context")
         name = table if context is None else context.table
-        if name != "schema_migrations" and time.monotonic() < self._until:
-            raise ConnectionError("simulated outage: ClickHouse is unreachable")
+        if name != "schema_migrations":
+            if self._until is None:
+                self._until = time.monotonic() + self._fail_for
+            if time.monotonic() < self._until:
+                raise ConnectionError("simulated outage: ClickHouse is unreachable")
         return self._client.insert(table, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:

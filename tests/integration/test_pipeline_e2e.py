@@ -9,14 +9,16 @@ replay into fresh state, and across a ClickHouse outage.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import statistics
 import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,8 @@ from kafka.admin import ConfigResource, ConfigResourceType
 
 from funnel.settings import load_settings
 from reports import exploration, queries
+from schemas.model import Event
+from simulator import truth_exploration as tx
 from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.produce import produce
@@ -108,11 +112,20 @@ def loaded(
     return env
 
 
+@pytest.fixture(scope="module")
+def processed(
+    loaded: PipelineEnv, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[PipelineEnv, WorkerProcess]:
+    """One worker run over the loaded topics (fresh group and state), shared by the tests
+    that only read what it wrote."""
+    env = loaded.fork(tmp_path_factory.mktemp("processed"))
+    return env, run_until_idle(env)
+
+
 def test_worker_rows_equal_the_ground_truth(
-    loaded: PipelineEnv, simulated: tuple[list[SimRecord], Truth], tmp_path: Path
+    processed: tuple[PipelineEnv, WorkerProcess], simulated: tuple[list[SimRecord], Truth]
 ) -> None:
-    env = loaded.fork(tmp_path)
-    worker = run_until_idle(env)
+    env, worker = processed
     counts = assert_matches_truth(env, simulated[1], simulated[0])
     # 0.3 simulated days hold no repeat purchase, so no order gap; every other table has rows.
     assert all(n for table, n in counts.items() if table != "order_gaps_daily"), counts
@@ -234,6 +247,189 @@ def _assert_window_funnel_agrees(env: PipelineEnv) -> None:
             "(tied times; strict: also several step-1 events)"
         )
     client.close()
+
+
+# -- `funnel query paths | retention` against the truth (docs/semantics.md 3a) ----------
+
+# Paths cases: (anchor, direction, depth).
+PATH_CASES = (
+    ("add_to_cart", "after", 3),
+    ("view_item", "after", 5),
+    ("custom:size_guide_opened", "after", 2),
+    ("purchase", "before", 3),
+    ("begin_checkout", "before", 6),
+    ("session_start", "after", 1),
+    # Anchors that recur in a session: --after from the first, --before to the last.
+    ("view_item", "before", 3),
+    ("page_view", "before", 2),
+    ("page_view", "after", 4),
+)
+# Retention cases: (start, return).
+RETENTION_CASES = (
+    ("session_start", "purchase"),
+    ("view_item", "add_to_cart"),
+    ("page_view", "page_view"),
+    # Returns that often come before the start event: period 0 counts only those at or
+    # after the person's first start event.
+    ("add_to_cart", "view_item"),
+    ("purchase", "page_view"),
+)
+DAY_MS = 86_400_000
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp() * 1000)
+
+
+def _exploration_ranges(records: list[SimRecord]) -> list[tuple[int, int]]:
+    """The whole run, and the two sides of a cut 1 ms after the winning copy of a
+    purchase re-sent with a new event_id later: on the right side that later copy is in
+    the range, yet must not count (its transaction's winner is before --from)."""
+    copies: dict[tuple[str, str], set[tuple[int, str]]] = defaultdict(set)
+    for r in records:
+        if r.event is not None and r.event.event_type == "purchase":
+            copies[(r.event.anonymous_id, r.event.transaction_id or "")].add(
+                (r.event.event_time_ms, r.event.event_id)
+            )
+    resent = sorted(
+        sorted(c) for c in copies.values() if len({t for t, _ in c}) > 1
+    )  # re-sent later in time, not just byte copies
+    assert resent, "the run should re-send a purchase later with a new event_id"
+    cut = resent[0][0][0] + 1
+    times = [r.event.event_time_ms for r in records if r.event is not None]
+    lo, hi = min(times), max(times) + 1
+    assert lo < cut < hi
+    return [(lo, hi), (cut, hi), (lo, cut)]
+
+
+def _naive_events(records: list[SimRecord]) -> list[Event]:
+    """Every decoded event, late copies, duplicates and re-sent purchases included: what
+    the query would see if it ignored section 1 (the tests show this differs)."""
+    return [r.event for r in records if r.event is not None]
+
+
+def test_query_paths_equal_the_truth(
+    processed: tuple[PipelineEnv, WorkerProcess], simulated: tuple[list[SimRecord], Truth]
+) -> None:
+    """`funnel query paths --after/--before` over the worker's events_raw equals the
+    plain-Python paths over the simulator's counted events: every (step, source, target,
+    sessions) row, in order; all links (limit 10000) and the top 2 of each step."""
+    env, _ = processed
+    records = simulated[0]
+    counted = tx.counted_events(records, CONFIG.lateness_ms)
+    naive = _naive_events(records)
+    client = clickhouse(env)
+    rows = differing = 0
+    for from_ms, to_ms in _exploration_ranges(records):
+        for anchor, direction, depth in PATH_CASES:
+            for limit in (10_000, 2):
+                got = exploration.run_paths(
+                    client, anchor, direction, from_ms, to_ms, depth=depth, limit=limit
+                )
+                want = tx.paths(counted, anchor, direction, from_ms, to_ms, depth, limit)
+                got_rows = [(e.step, e.source, e.target, e.count) for e in got]
+                assert got_rows == [tuple(w) for w in want], (anchor, direction, from_ms, to_ms)
+                rows += len(got_rows)
+                if limit == 10_000:
+                    assert {w.step for w in want} == set(range(1, depth + 1)), (anchor, depth)
+                    wrong = tx.paths(naive, anchor, direction, from_ms, to_ms, depth, limit)
+                    differing += wrong != want
+    client.close()
+    # Section 1 matters here: ignoring it would change some of these results.
+    assert differing > 0
+    assert rows > 500, rows
+    print(f"\nquery paths = truth: {rows} rows; {differing} results differ without section 1")
+
+
+def test_query_retention_equals_the_truth(
+    processed: tuple[PipelineEnv, WorkerProcess], simulated: tuple[list[SimRecord], Truth]
+) -> None:
+    """`funnel query retention` by day, week and month over the worker's events_raw
+    equals the truth's cohorts: sizes and returned people per period, a period starting
+    at or after --to blank. The run lies within Sunday 2026-11-01 (its week began on
+    Monday 2026-10-26), so only period 0 has people; --to at midnight two days later
+    makes day periods 1 (0 people) and 2 (blank, starts exactly at --to) differ."""
+    env, _ = processed
+    records = simulated[0]
+    counted = tx.counted_events(records, CONFIG.lateness_ms)
+    naive = _naive_events(records)
+    ranges = _exploration_ranges(records)
+    ranges[0] = (ranges[0][0], _ms("2026-11-03T00:00:00"))
+    client = clickhouse(env)
+    cohorts = differing = returned_first = 0
+    for from_ms, to_ms in ranges:
+        for period in ("day", "week", "month"):
+            for start, back in RETENTION_CASES:
+                got = exploration.run_retention(client, start, back, period, 3, from_ms, to_ms)
+                want = tx.retention(counted, start, back, period, 3, from_ms, to_ms)
+                got_rows = [(c.cohort, c.size, c.returned) for c in got]
+                assert got_rows == [tuple(w) for w in want], (start, back, period, from_ms, to_ms)
+                cohorts += len(want)
+                returned_first += want[0].returned[0] or 0
+                differing += tx.retention(naive, start, back, period, 3, from_ms, to_ms) != want
+    client.close()
+    assert differing > 0 and returned_first > 0
+    print(
+        f"\nquery retention = truth: {cohorts} cohorts, {returned_first} returns in period 0; "
+        f"{differing} differ without section 1"
+    )
+
+
+# Five hours around a Sunday midnight that is also a month's end (2026-05-31 -> 06-01):
+# returns one day, one ISO week and one month later.
+MIDNIGHT = dataclasses.replace(CONFIG, start_ms=_ms("2026-05-31T20:00:00"))
+
+
+@pytest.fixture(scope="module")
+def across_midnight(
+    kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[PipelineEnv, list[SimRecord]]:
+    records = list(generate(MIDNIGHT))
+    env = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path_factory.mktemp("midnight"))
+    _create_topics(env)
+    _produce(env, records)
+    run_until_idle(env)
+    return env, records
+
+
+def test_query_retention_across_day_week_and_month_boundaries_equals_the_truth(
+    across_midnight: tuple[PipelineEnv, list[SimRecord]],
+) -> None:
+    env, records = across_midnight
+    counted = tx.counted_events(records, MIDNIGHT.lateness_ms)
+    lo = min(r.event.event_time_ms for r in records if r.event is not None)
+    midnight = _ms("2026-06-01T00:00:00")
+    ranges = [
+        (lo, midnight + 40 * DAY_MS),  # period 2 of the June cohort by month is blank
+        (lo, midnight),  # every period after 0 is blank: it starts at --to
+        (midnight - 2 * 3_600_000, midnight + 2 * 3_600_000 + 1),
+    ]
+    client = clickhouse(env)
+    cohorts = 0
+    returned_later: Counter[str] = Counter()
+    for from_ms, to_ms in ranges:
+        for period in ("day", "week", "month"):
+            for start, back in RETENTION_CASES:
+                got = exploration.run_retention(client, start, back, period, 3, from_ms, to_ms)
+                want = tx.retention(counted, start, back, period, 3, from_ms, to_ms)
+                got_rows = [(c.cohort, c.size, c.returned) for c in got]
+                assert got_rows == [tuple(w) for w in want], (start, back, period, from_ms, to_ms)
+                cohorts += len(want)
+                returned_later[period] += sum(w.returned[1] or 0 for w in want)
+    # More periods than one ClickHouse retention() call takes (31), some blank.
+    for start, back in RETENTION_CASES:
+        got = exploration.run_retention(client, start, back, "day", 40, lo, midnight + 35 * DAY_MS)
+        want = tx.retention(counted, start, back, "day", 40, lo, midnight + 35 * DAY_MS)
+        assert [(c.cohort, c.size, c.returned) for c in got] == [tuple(w) for w in want], start
+        assert want and all(w.returned[34] == 0 and w.returned[36] is None for w in want)
+        cohorts += len(want)
+    client.close()
+    # Some people return the next day, ISO week and month (all cross the same midnight).
+    assert all(returned_later[p] for p in ("day", "week", "month")), returned_later
+    print(
+        f"\nquery retention across midnight = truth: {cohorts} cohorts; returns in period 1: "
+        f"{dict(returned_later)}"
+    )
 
 
 def changelog_configs(env: PipelineEnv) -> dict[str, str]:

@@ -41,6 +41,7 @@ CONTRACT: dict[str, tuple[type, str, str, set[str]]] = {
     "dead_letters": (Counter, "shopfunnel_dead_letters", "counter", {"topic", "reason"}),
     "late_events": (Counter, "shopfunnel_late_events", "counter", {"topic", "reason"}),
     "duplicates": (Counter, "shopfunnel_duplicate_events", "counter", {"topic"}),
+    "input_stalls": (Counter, "shopfunnel_input_stalls", "counter", {"topic"}),
     "step_conversion": (
         Gauge,
         "shopfunnel_funnel_step_conversion_ratio",

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from faust.types import TP
 from mode.utils.logging import CompositeLogger
 
@@ -227,3 +228,32 @@ def test_nothing_is_delivered_while_faust_flow_control_is_suspended() -> None:
     out = consumer.delivered()
     assert [tp for tp, _ in out] == [CHANGELOG]  # recovery reads changelogs meanwhile
     assert consumer.seeks == [(CLICKS, 0)]
+
+
+def test_a_stalled_partition_is_asked_for_again_and_read_from_the_processed_position(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    consumer = ProbeConsumer({CLICKS: fetched(0, 9)}, None)
+    [(_, applied)] = consumer.delivered()
+    consumer.batch_processed(applied.value)
+    # Faust took it out of the fetch (buffer pressure) and the drop callback never came.
+    consumer._active_partitions = {CART}
+    consumer._paused_partitions = set()
+    consumer._buffered_partitions.add(CLICKS)
+    with caplog.at_level(logging.WARNING):
+        asyncio.run(consumer.read_again(CLICKS, 10))
+    assert CLICKS in consumer._active_partitions and CLICKS not in consumer._buffered_partitions
+    assert consumer.seeks == [(CLICKS, 10)]
+    assert consumer._account(CLICKS).next_expected == 10
+    message = caplog.records[-1].getMessage()
+    assert "reading again from 10" in message and "active=False" in message, message
+    assert "buffered=True" in message and "next expected 10" in message, message
+
+
+def test_a_stalled_partition_no_longer_assigned_is_left_alone() -> None:
+    consumer = ProbeConsumer({}, None)
+    consumer.assigned = {CART}
+    consumer._active_partitions = {CART}
+    consumer._paused_partitions = set()
+    asyncio.run(consumer.read_again(CLICKS, 3))
+    assert consumer.seeks == [] and CLICKS not in consumer._active_partitions
