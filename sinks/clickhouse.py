@@ -226,10 +226,15 @@ def _endpoint_client(target: ClickHouseTarget, directory: Path) -> Any | None:
     return client
 
 
+def _uri_host(host: str) -> str:
+    """``host`` as it goes in a URL: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
 def _endpoint_store(target: ClickHouseTarget) -> str | None:
     """The data directory the SQL endpoint at the target's port serves (None: none)."""
     request = urllib.request.Request(
-        f"http://{target.endpoint_host}:{target.endpoint_port}/funnel/store",
+        f"http://{_uri_host(target.endpoint_host)}:{target.endpoint_port}/funnel/store",
         headers={
             "Authorization": "Basic "
             + base64.b64encode(

@@ -32,6 +32,7 @@ import ipaddress
 import json
 import logging
 import re
+import socket
 import threading
 import time
 import uuid
@@ -216,6 +217,10 @@ def _clamp(name: str, asked: str, cap: str) -> str:
     return asked if 0 < value <= limit else cap
 
 
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class SqlEndpoint:
     """The HTTP server; :meth:`start` binds it, :meth:`stop` ends it."""
 
@@ -256,7 +261,8 @@ class SqlEndpoint:
         info = self._run_once("SELECT version(), timezone()", "TabSeparated")
         self._version, self._timezone = info.decode().strip().split("\t")
         handler = _make_handler(self)
-        server = ThreadingHTTPServer((self._host, self._port), handler)
+        server_class = _IPv6Server if ":" in self._host else ThreadingHTTPServer
+        server = server_class((self._host.strip("[]"), self._port), handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(

@@ -348,3 +348,23 @@ def test_a_worker_off_loopback_without_password_refuses_to_start(tmp_path: Path)
     assert result.returncode != 0, text
     assert "not a loopback address" in text and "FUNNEL_SQL_PASSWORD" in text, text
     assert not (tmp_path / "clickhouse").exists()
+
+
+def test_an_ipv6_loopback_endpoint_is_served_and_found_by_readers(
+    store: tuple[Path, Any],
+) -> None:
+    from sinks.clickhouse import _endpoint_client
+
+    endpoint = SqlEndpoint(str(store[0].resolve()), host="::1", port=0, database="shop")
+    endpoint.start()
+    try:
+        target = ClickHouseTarget(
+            dsn=f"chdb:///{store[0]}",
+            database="shop",
+            endpoint_host="::1",
+            endpoint_port=endpoint.port,
+        )
+        reader = _endpoint_client(target, store[0])
+        assert reader is not None and reader.command("SELECT count() FROM t") == ROWS
+    finally:
+        endpoint.stop()
