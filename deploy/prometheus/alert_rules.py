@@ -35,6 +35,7 @@ LAG: Final = "shopfunnel_consumer_lag_records"
 WATERMARK: Final = "shopfunnel_watermark_timestamp_seconds"
 SINK_FAILURES: Final = "shopfunnel_sink_failures_total"
 SINK_ROWS: Final = "shopfunnel_sink_rows_total"
+INPUT_STALLS: Final = "shopfunnel_input_stalls_total"
 
 
 FUNNEL_DASHBOARD_UID: Final = "shopfunnel-funnel"
@@ -98,6 +99,8 @@ class RuleParams:
     watermark_for: int = 5 * MINUTE
     sink_window: int = 5 * MINUTE
     sink_for: int = 5 * MINUTE
+    input_stall_window: int = 30 * MINUTE
+    input_stall_for: int = MINUTE
     # Short and long windows of the recorded rates and conversions.
     short_window: int = 5 * MINUTE
     grafana_url: str = "http://localhost:3000"
@@ -431,7 +434,7 @@ def _tracking_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
 
 def _pipeline_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
     dash = f"{p.grafana_url}/d/{PIPELINE_DASHBOARD_UID}"
-    ww, sw = d(p.watermark_window), d(p.sink_window)
+    ww, sw, iw = d(p.watermark_window), d(p.sink_window), d(p.input_stall_window)
     return [
         {
             "alert": "ConsumerLagHigh",
@@ -462,6 +465,24 @@ def _pipeline_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
                 "events: windows do not close and numbers stop being final.",
                 "Look for an idle or stuck input partition, clock skew in producers "
                 "(future event times), or a worker stuck in a batch.",
+                dash,
+            ),
+        },
+        {
+            # The safety net of docs/architecture.md ("Partitions that stop being read"):
+            # the worker recovered by reading the partition again, but each time is a bug.
+            "alert": "InputPartitionStalled",
+            "expr": f"sum by (instance, topic) (increase({INPUT_STALLS}[{iw}])) > 0",
+            "for": d(p.input_stall_for),
+            "labels": {"severity": "warning", "category": "pipeline"},
+            "annotations": _annotations(
+                "An input partition of {{ $labels.topic }} on {{ $labels.instance }} "
+                "stopped being delivered",
+                f"In the last {iw} the worker found a partition of {{{{ $labels.topic }}}} "
+                "with records to read and none delivered, and read it again "
+                "(FUNNEL_INPUT_STALL_SECONDS); its numbers were late meanwhile.",
+                "Numbers catch up by themselves. Report the worker's warning 'records to read "
+                "but none delivered' (it names Faust's view of the partition) with its log.",
                 dash,
             ),
         },

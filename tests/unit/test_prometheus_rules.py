@@ -117,6 +117,7 @@ def test_every_alert_has_routing_labels_and_operator_annotations() -> None:
         "TrackingBroken",
         "ConsumerLagHigh",
         "WatermarkStalled",
+        "InputPartitionStalled",
         "SinkFailing",
     }
     for alert in _alerts():
