@@ -113,12 +113,15 @@ class RuleParams:
         funnel_steps = self.funnels.get(self.checkout_funnel, ())
         if self.checkout_step not in funnel_steps or self.purchase_step not in funnel_steps:
             raise GeneratorError(
-                f"funnel {self.checkout_funnel!r} must contain the steps {self.checkout_step!r} "
-                f"and {self.purchase_step!r}; fix RuleParams.checkout_* or the funnels"
+                f"the CheckoutPurchaseCollapse alert needs a funnel {self.checkout_funnel!r} "
+                f"with the steps {self.checkout_step!r} and {self.purchase_step!r}; add it to "
+                "the funnel file (as in streams/funnels.yaml), or change RuleParams.checkout_*"
             )
         if self.sessions_funnel not in self.funnels:
             raise GeneratorError(
-                f"sessions funnel {self.sessions_funnel!r} is not a configured funnel"
+                f"the NoOrders alert measures traffic with the funnel {self.sessions_funnel!r}, "
+                "which is not in the funnel file; add it (as in streams/funnels.yaml), or "
+                "change RuleParams.sessions_funnel"
             )
 
 

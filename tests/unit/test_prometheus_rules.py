@@ -169,8 +169,24 @@ def test_impossible_parameters_are_rejected() -> None:
         build_rule_groups(0)
     with pytest.raises(GeneratorError, match="inhibition"):
         RuleParams(tracking_for=900)
-    with pytest.raises(GeneratorError, match="must contain the steps"):
+    with pytest.raises(GeneratorError, match="needs a funnel 'checkout' with the steps"):
         RuleParams(checkout_step="nope")
+
+
+def test_rules_render_from_the_funnel_file_the_workers_run_with(tmp_path: Path) -> None:
+    """`rules.py --funnels F`: a custom FUNNEL_FUNNELS_FILE gets its own drop alerts."""
+    from deploy.prometheus import rules
+
+    out = tmp_path / "mixed.rules.yml"
+    assert rules.main(["--funnels", str(REPO / "bench/funnels_mixed.yaml"), "-o", str(out)]) == 0
+    document = yaml.safe_load(out.read_text())
+    funnels = {funnel for funnel, _, _ in _step_pairs(document)}
+    assert funnels == {f.name for f in load_funnels(REPO / "bench/funnels_mixed.yaml")}
+    assert funnels != {f.name for f in load_funnels()}
+    lacking = tmp_path / "lacking.yaml"
+    lacking.write_text("funnels:\n  - name: x\n    steps: [view_item, purchase]\n")
+    assert rules.main(["--funnels", str(lacking), "-o", str(tmp_path / "x.yml")]) == 2
+    assert not (tmp_path / "x.yml").exists()
 
 
 def _step_pairs(document: dict[str, Any]) -> set[tuple[str, str, str]]:
