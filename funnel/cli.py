@@ -39,6 +39,10 @@ query_app = typer.Typer(
 app.add_typer(report_app, name="report")
 app.add_typer(broker_app, name="broker")
 app.add_typer(query_app, name="query")
+experiments_app = typer.Typer(
+    help="Experiment definitions (experiments.yaml).", no_args_is_help=True
+)
+app.add_typer(experiments_app, name="experiments")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -88,6 +92,13 @@ def worker(
     funnels: Annotated[
         Path | None, typer.Option(help="Funnel definitions YAML (default: streams/funnels.yaml).")
     ] = None,
+    experiments: Annotated[
+        Path | None,
+        typer.Option(
+            help="Experiment definitions YAML (default: FUNNEL_EXPERIMENTS_FILE, else "
+            "streams/experiments.yaml with the default funnels); validated at start-up."
+        ),
+    ] = None,
     loglevel: Annotated[
         str, typer.Option(help="Log level: debug, info, warning, error.")
     ] = "warning",
@@ -115,6 +126,7 @@ def worker(
             stop_when_idle_seconds=until_idle,
             finish_inputs=finish_inputs,
             funnels_file=funnels,
+            experiments_file=experiments,
             loglevel=loglevel,
         )
     except FunnelError as exc:
@@ -941,6 +953,62 @@ def broker_stop() -> None:
 def broker_status() -> None:
     """Is the local broker running?"""
     _kafka_script("status")
+
+
+def _metric_text(metric: object) -> str:
+    from streams.experiments import FunnelStepMetric
+
+    if isinstance(metric, FunnelStepMetric):
+        return f"{metric.funnel}: step {metric.step} ({metric.label})"
+    currency = getattr(metric, "currency", None)
+    return f"revenue per user ({currency})" if currency else "revenue per user (each currency)"
+
+
+@experiments_app.command("check")
+def experiments_check(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Experiment file (default: FUNNEL_EXPERIMENTS_FILE, else the packaged one)."
+        ),
+    ] = None,
+    funnels: Annotated[
+        Path | None,
+        typer.Option(help="The funnel file the workers run with (default: FUNNEL_FUNNELS_FILE)."),
+    ] = None,
+    dump: Annotated[
+        bool, typer.Option("--dump", help="Print the file with every default written out.")
+    ] = False,
+) -> None:
+    """Validate experiment definitions against the funnels, as a worker does at start-up."""
+    from streams.experiments import dump_experiments, load_experiments
+    from streams.funnels import load_funnels
+
+    settings = _settings()
+    try:
+        definitions = load_experiments(
+            file or settings.experiments_file, load_funnels(funnels or settings.funnels_file)
+        )
+    except FunnelError as exc:
+        _fail(exc)
+        raise  # unreachable: _fail exits
+    if dump:
+        sys.stdout.write(dump_experiments(definitions))
+        return
+    table = Table("variants (split)", "control", "primary", "guardrails", "alpha")
+    table.columns.insert(0, Column("experiment", no_wrap=True))  # the name, never cut
+    for e in definitions:
+        split = ", ".join(f"{v.name} {float(v.weight):.0%}" for v in e.variants)
+        table.add_row(
+            e.name,
+            split,
+            e.control,
+            _metric_text(e.primary),
+            ", ".join(g.metric for g in e.guardrails) or "-",
+            f"{float(e.alpha):g}",
+        )
+    console.print(table)
+    console.print(f"{len(definitions)} experiment(s) valid")
 
 
 def main() -> None:

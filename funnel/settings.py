@@ -131,6 +131,10 @@ class Settings(BaseSettings):
     # Funnel definitions (docs/semantics.md section 3); `funnel worker --funnels` wins.
     # None: the packaged streams/funnels.yaml.
     funnels_file: Path | None = None
+    # Experiment definitions (streams/experiments.py); `funnel worker --experiments` wins.
+    # None: the packaged streams/experiments.yaml with the packaged funnels, and no
+    # experiments with another funnel file (they name funnel steps of their own file).
+    experiments_file: Path | None = None
     # Oldest event/sent time accepted, epoch ms; None: 2000-01-01, or 1971-01-01 with replay.
     earliest_event_time_ms: int | None = Field(default=None, ge=0)
 

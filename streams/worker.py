@@ -37,8 +37,9 @@ from sinks.sql_endpoint import (
 from streams.app import build_worker
 from streams.diagnostics import install_stack_dumps
 from streams.errors import WorkerStartError
+from streams.experiments import ExperimentDef, load_experiments
 from streams.faust_private import StopSignalWorker
-from streams.funnels import load_funnels
+from streams.funnels import FunnelDef, load_funnels
 from streams.garbage import tune_garbage_collector
 from streams.outputs import AGGREGATES, RowKey, dead_letters
 from streams.topics import TopicSetupError, ensure_topics
@@ -230,6 +231,22 @@ def _within(budget: float | None, what: str, where: str, step: Callable[[], obje
         raise outcome[0]
 
 
+def worker_experiments(
+    experiments_file: Path | None, funnels_file: Path | None, funnels: tuple[FunnelDef, ...]
+) -> tuple[ExperimentDef, ...]:
+    """The experiments a worker runs with, validated against its funnels at start-up
+    (ExperimentConfigError names the experiment, the field and the fix).
+
+    Without an experiment file the packaged one applies to the packaged funnels only:
+    its primary metrics are steps of those funnels, so with another funnel file there
+    are no experiments until FUNNEL_EXPERIMENTS_FILE names some.
+    """
+    if experiments_file is None and funnels_file is not None:
+        log.info("funnel file %s and no FUNNEL_EXPERIMENTS_FILE: no experiments", funnels_file)
+        return ()
+    return load_experiments(experiments_file, funnels)
+
+
 def _stop_after(seconds: float) -> None:
     timer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
     timer.daemon = True
@@ -243,6 +260,7 @@ def run_worker(
     stop_when_idle_seconds: float | None = None,
     finish_inputs: bool | None = None,
     funnels_file: Path | None = None,
+    experiments_file: Path | None = None,
     loglevel: str = "warning",
     on_idle_stop: Callable[[], None] | None = None,
 ) -> None:
@@ -258,6 +276,13 @@ def run_worker(
     install_stack_dumps()  # kill -USR1 / -USR2: where a worker that makes no progress waits
     started = time.monotonic()
     funnels = load_funnels(funnels_file or settings.funnels_file)
+    experiments = worker_experiments(
+        experiments_file or settings.experiments_file,
+        funnels_file or settings.funnels_file,
+        funnels,
+    )
+    if experiments:
+        log.info("experiments: %s", ", ".join(e.name for e in experiments))
     if settings.sql_port and clickhouse_target(settings).is_embedded:
         try:  # refused before anything is opened
             check_endpoint_config(settings.sql_host, settings.sql_password.get_secret_value())
