@@ -981,13 +981,16 @@ def experiments_check(
     ] = False,
 ) -> None:
     """Validate experiment definitions against the funnels, as a worker does at start-up."""
-    from streams.experiments import dump_experiments, load_experiments
+    from streams.experiments import dump_experiments
     from streams.funnels import load_funnels
+    from streams.worker import worker_experiments
 
     settings = _settings()
+    funnels_file = funnels or settings.funnels_file
     try:
-        definitions = load_experiments(
-            file or settings.experiments_file, load_funnels(funnels or settings.funnels_file)
+        # The worker's own rule: which file applies with which funnels.
+        definitions = worker_experiments(
+            file or settings.experiments_file, funnels_file, load_funnels(funnels_file)
         )
     except FunnelError as exc:
         _fail(exc)
@@ -1009,6 +1012,11 @@ def experiments_check(
         )
     console.print(table)
     console.print(f"{len(definitions)} experiment(s) valid")
+    if not definitions and (file or settings.experiments_file) is None:
+        console.print(
+            "(the packaged experiments measure steps of the packaged funnels: with another "
+            "funnel file, name an experiment file, e.g. FUNNEL_EXPERIMENTS_FILE)"
+        )
 
 
 def main() -> None:

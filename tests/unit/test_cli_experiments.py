@@ -59,3 +59,19 @@ def test_default_experiments_apply_to_the_default_funnels_only(tmp_path: Path) -
     other = tmp_path / "funnels.yaml"
     other.write_text("funnels:\n  - name: only_one\n    steps: [view_item, purchase]\n")
     assert worker_experiments(None, other, load_funnels(other)) == ()
+
+
+def test_experiments_check_applies_the_workers_rule_to_another_funnel_file(
+    tmp_path: Path,
+) -> None:
+    other = tmp_path / "funnels.yaml"
+    other.write_text("funnels:\n  - name: only_one\n    steps: [view_item, purchase]\n")
+    result = runner.invoke(app, ["experiments", "check", "--funnels", str(other)], env=LIVE)
+    assert result.exit_code == 0 and "0 experiment(s) valid" in result.output, result.output
+    bad = tmp_path / "experiments.yaml"
+    bad.write_text(BAD.replace("control: C", "control: A"))
+    result = runner.invoke(
+        app, ["experiments", "check", str(bad), "--funnels", str(other)], env=LIVE
+    )
+    output = " ".join(result.output.split())
+    assert result.exit_code == 2 and "no funnel 'checkout'" in output, output
