@@ -242,7 +242,8 @@ class SessionSimulator:
         self.rng = rng
         self.effects = effects
         self.end_of_run_ms = end_of_run_ms
-        self.checkout_lift = checkout_lift
+        # The configured lift of checkout_button B, unless an experiment scenario sets it.
+        self.checkout_lift = effects.checkout_lift(checkout_lift)
         self.t = start_ms
         self.w = SessionWriter(visitor, source, short_id(rng, "s-"), rng)
         self.cart: list[_CartLine] = []
@@ -335,6 +336,9 @@ class SessionSimulator:
         source = self.w.source
         funnel = source.funnel
         returning = visitor.sessions > 0
+        if not returning:
+            # Before the visitor's first event: experiment-srm breaks the split.
+            self.effects.assign_variants(visitor.anonymous_id, visitor.experiments)
         if visitor.platform in ("app", "mini_program") and visitor.user_id is not None:
             self.w.user_id = visitor.user_id  # apps keep you logged in
         landing = rng.choice(PRODUCTS)
@@ -507,7 +511,8 @@ class SessionSimulator:
         transaction_id = short_id(rng, "T-")
         for attempt in range(MAX_PAYMENT_ATTEMPTS):
             self._advance(8)
-            if not self._chance(self.effects.payment_failure_probability(self.t)):
+            failure = self.effects.payment_failure_probability(self.t, self.w.visitor.experiments)
+            if not self._chance(failure):
                 self._purchase(transaction_id, payment_type, order)
                 return
             self.w.emit(

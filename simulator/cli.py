@@ -30,6 +30,7 @@ from simulator.costs import campaign_costs, write_costs
 from simulator.generate import generate
 from simulator.produce import ProduceReport, ensure_topics, produce
 from simulator.records import SimRecord
+from simulator.scenarios import ScenarioEffects
 from simulator.summary import RunFacts, summary_table
 from simulator.truth import compute_truth, write_truth
 from simulator.truth_model import LifecycleParams
@@ -51,6 +52,9 @@ class Scenario(StrEnum):
     tracking_broken = "tracking-broken"
     traffic_spike = "traffic-spike"
     campaign_launch = "campaign-launch"
+    experiment_lift = "experiment-lift"
+    experiment_payment_failures = "experiment-payment-failures"
+    experiment_srm = "experiment-srm"
 
 
 def parse_duration_ms(text: str) -> int:
@@ -279,7 +283,11 @@ def _run(
             lateness_ms=config.lateness_ms,
             session_timeout_ms=config.session_timeout_ms,
             window_ms=config.window_ms,
-            true_effects={"checkout_button": config.checkout_button_lift},
+            true_effects={
+                "checkout_button": ScenarioEffects(config).checkout_lift(
+                    config.checkout_button_lift
+                )
+            },
             lifecycle=lifecycle_params(settings),
         )
         write_truth(truth, truth_path)

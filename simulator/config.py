@@ -12,12 +12,20 @@ from simulator.errors import SimConfigError
 # the wall clock is used only when the CLI is asked for "now".
 DEFAULT_START_MS: Final = 1_793_491_200_000
 
+# Experiment scenarios (issue #14): a known true effect on the checkout_button experiment
+# for the whole run (simulator/scenarios.py). They have no window.
+EXPERIMENT_SCENARIOS: Final = (
+    "experiment-lift",
+    "experiment-payment-failures",
+    "experiment-srm",
+)
 SCENARIOS: Final = (
     "checkout-outage",
     "payment-degraded",
     "tracking-broken",
     "traffic-spike",
     "campaign-launch",
+    *EXPERIMENT_SCENARIOS,
 )
 
 _DAY_MS: Final = 86_400_000
@@ -50,7 +58,8 @@ class SimConfig:
     include_too_old: bool = False
 
     scenario: str | None = None
-    # None: the scenario starts 40% into the run and lasts 20% of it.
+    # None: the scenario starts 40% into the run and lasts 20% of it. The experiment
+    # scenarios apply to the whole run and refuse a start or duration.
     scenario_start_s: float | None = None
     scenario_duration_s: float | None = None
 
@@ -66,7 +75,8 @@ class SimConfig:
     max_past_ms: int = 7 * _DAY_MS
 
     # The checkout_button experiment: variant B multiplies P(purchase | begin_checkout)
-    # by (1 + this). The truth file records it.
+    # by (1 + this). The truth file records it. The experiment scenarios replace it with
+    # their own (simulator/scenarios.py ScenarioEffects.checkout_lift).
     checkout_button_lift: float = 0.15
 
     def __post_init__(self) -> None:
@@ -93,6 +103,11 @@ class SimConfig:
         for name in ("scenario_start_s", "scenario_duration_s"):
             value = getattr(self, name)
             _require(
+                value is None or self.scenario not in EXPERIMENT_SCENARIOS,
+                f"scenario {self.scenario} applies to the whole run; drop {name} "
+                "(--scenario-start / --scenario-duration)",
+            )
+            _require(
                 value is None or (math.isfinite(value) and value >= 0),
                 f"{name} must be a non-negative number of simulated seconds",
             )
@@ -118,6 +133,8 @@ class SimConfig:
         """[start, end) of the scenario in event time, or None without a scenario."""
         if self.scenario is None:
             return None
+        if self.scenario in EXPERIMENT_SCENARIOS:
+            return (self.start_ms, self.end_ms)
         if self.scenario_start_s is None:
             begin = self.start_ms + int(self.span_ms * 0.4)
         else:
