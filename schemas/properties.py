@@ -18,11 +18,33 @@ from collections.abc import Callable
 from typing import Final
 from urllib.parse import urlsplit
 
-from schemas.model import Event
+from schemas.custom import CUSTOM_EVENT_NAME
+from schemas.model import STREAM_OF_EVENT, Event
 
 CUSTOM_PREFIX: Final = "properties."
 EXPERIMENT_PREFIX: Final = "experiment:"
 CUSTOM_EVENT_PREFIX: Final = "custom:"
+
+
+def event_type_problem(value: str) -> str | None:
+    """What is wrong with ``value`` as an event a definition names (a built-in type or
+    ``custom:<event_name>``), with the fix; None when it is fine. Funnel and experiment
+    files share it, so both explain a bad name the same way."""
+    if value.startswith(CUSTOM_EVENT_PREFIX):
+        custom = value[len(CUSTOM_EVENT_PREFIX) :]
+        if not CUSTOM_EVENT_NAME.fullmatch(custom) or custom in STREAM_OF_EVENT:
+            return (
+                f"{value!r} is not a valid custom event: after 'custom:' write the name "
+                "producers send in event_name (a letter, then letters, digits or _, at "
+                "most 40; not a built-in type)"
+            )
+        return None
+    if value not in STREAM_OF_EVENT:
+        return (
+            f"no schema can produce event {value!r}; use a built-in type "
+            f"({', '.join(sorted(STREAM_OF_EVENT))}) or a custom event as custom:{value}"
+        )
+    return None
 
 
 def _one(value: object) -> tuple[str, ...]:

@@ -26,12 +26,10 @@ from typing import Any, Final, Literal, get_args
 
 import yaml
 
-from schemas.custom import CUSTOM_EVENT_NAME
 from schemas.iso4217 import is_active_currency
-from schemas.model import STREAM_OF_EVENT
-from schemas.properties import CUSTOM_EVENT_PREFIX
+from schemas.properties import event_type_problem
 from streams.errors import FunnelConfigError
-from streams.funnels import FunnelDef, parse_duration_ms
+from streams.funnels import FunnelDef, TextLoader, parse_duration_ms
 
 GuardrailMetric = Literal["payment_failure_rate", "refund_rate", "checkout_error_rate"]
 Direction = Literal["increase", "any"]
@@ -518,22 +516,9 @@ class _ExperimentParser:
     def event(self, at: str, value: Any) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail(at, "must name an event type, like begin_checkout")
-        if value.startswith(CUSTOM_EVENT_PREFIX):
-            custom = value[len(CUSTOM_EVENT_PREFIX) :]
-            if not CUSTOM_EVENT_NAME.fullmatch(custom) or custom in STREAM_OF_EVENT:
-                raise self.fail(
-                    at,
-                    f"{value!r} is not a valid custom event: after 'custom:' write the name "
-                    "producers send in event_name (a letter, then letters, digits or _, at "
-                    "most 40; not a built-in type)",
-                )
-            return value
-        if value not in STREAM_OF_EVENT:
-            raise self.fail(
-                at,
-                f"no schema can produce event {value!r}; use a built-in type "
-                f"({', '.join(sorted(STREAM_OF_EVENT))}) or a custom event as custom:{value}",
-            )
+        problem = event_type_problem(value)
+        if problem is not None:
+            raise self.fail(at, problem)
         return value
 
     def exposure(self, raw: Any) -> ExposureRule:
@@ -586,7 +571,7 @@ class _DuplicateKeyError(yaml.YAMLError):
     pass
 
 
-class _ExperimentLoader(yaml.SafeLoader):
+class _ExperimentLoader(TextLoader):
     """SafeLoader whose only implicit types are null and plain decimal integers (as the
     funnel file's): ``alpha: 0.05`` stays the text ``0.05`` and is read exactly by
     :func:`parse_fraction`; a variant ``NO`` stays ``NO``. A key twice in one mapping is
@@ -603,18 +588,6 @@ class _ExperimentLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
-
-
-_KEPT_TAGS: Final = frozenset(
-    f"tag:yaml.org,2002:{name}" for name in ("null", "merge", "value", "yaml")
-)
-_ExperimentLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag in _KEPT_TAGS]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_ExperimentLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:int", re.compile(r"^-?(?:0|[1-9][0-9]*)$"), list("-0123456789")
-)
 
 
 def parse_experiments(

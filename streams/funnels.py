@@ -18,12 +18,10 @@ from typing import Any, Final, Literal
 
 import yaml
 
-from schemas.custom import CUSTOM_EVENT_NAME
-from schemas.model import STREAM_OF_EVENT
 from schemas.properties import (
-    CUSTOM_EVENT_PREFIX,
     EXPERIMENT_PREFIX,
     NUMERIC_PROPERTIES,
+    event_type_problem,
     is_known_property,
 )
 from streams.errors import FunnelConfigError
@@ -257,23 +255,9 @@ class _FunnelParser:
     def event(self, field_name: str, value: Any) -> str:
         if not isinstance(value, str) or not value:
             raise self.fail(field_name, "must name an event type, like view_item")
-        if value.startswith(CUSTOM_EVENT_PREFIX):
-            custom = value[len(CUSTOM_EVENT_PREFIX) :]
-            if not CUSTOM_EVENT_NAME.fullmatch(custom) or custom in STREAM_OF_EVENT:
-                raise self.fail(
-                    field_name,
-                    f"{value!r} is not a valid custom event: after 'custom:' write the "
-                    "name producers send in event_name (a letter, then letters, digits "
-                    "or _, at most 40; not a built-in type)",
-                )
-            return value
-        if value not in STREAM_OF_EVENT:
-            raise self.fail(
-                field_name,
-                f"no schema can produce event {value!r}; use a built-in type "
-                f"({', '.join(sorted(STREAM_OF_EVENT))}) or a custom event as "
-                f"custom:{value}",
-            )
+        problem = event_type_problem(value)
+        if problem is not None:
+            raise self.fail(field_name, problem)
         return value
 
     def filters(self, field_name: str, where: Any) -> tuple[PropertyFilter, ...]:
@@ -459,8 +443,9 @@ def _scalar(value: Any) -> str:
     return str(value)
 
 
-class _FunnelLoader(yaml.SafeLoader):
-    """SafeLoader whose only implicit types are null and plain decimal integers.
+class TextLoader(yaml.SafeLoader):
+    """SafeLoader whose only implicit types are null and plain decimal integers (the
+    funnel and experiment files both load with it).
 
     YAML 1.1 would turn filter values into something else than the analyst wrote, and
     the worker would then count that: ``country: NO`` into "false", ``coupon: 010``
@@ -473,18 +458,18 @@ class _FunnelLoader(yaml.SafeLoader):
 _KEPT_TAGS: Final = frozenset(
     f"tag:yaml.org,2002:{name}" for name in ("null", "merge", "value", "yaml")
 )
-_FunnelLoader.yaml_implicit_resolvers = {
+TextLoader.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in resolvers if tag in _KEPT_TAGS]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_FunnelLoader.add_implicit_resolver(
+TextLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int", re.compile(r"^-?(?:0|[1-9][0-9]*)$"), list("-0123456789")
 )
 
 
 def parse_funnels(text: str, source: str = "<funnels>") -> tuple[FunnelDef, ...]:
     try:
-        doc = yaml.load(text, Loader=_FunnelLoader)  # a SafeLoader
+        doc = yaml.load(text, Loader=TextLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         raise FunnelConfigError(f"{source}: not valid YAML ({exc}); fix the syntax") from exc
     if not isinstance(doc, dict) or not isinstance(doc.get("funnels"), list):
