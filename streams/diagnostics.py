@@ -18,6 +18,7 @@ import io
 import logging
 import signal
 import sys
+import threading
 from types import FrameType
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ def install_stack_dumps() -> None:
     """Register both signals (idempotent; does nothing where they do not exist)."""
     if not hasattr(signal, "SIGUSR1"):  # pragma: no cover - not on Windows
         return
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread (an embedding caller)
     try:
         sys.stderr.fileno()
         stream = sys.stderr
