@@ -83,6 +83,8 @@ class PartitionProcessor:
         self.visitors = VisitorCache(partition, rules, store, cache_visitors)
         # Offset in the triggers partition after the last trigger published (runtime sets it).
         self.triggers_next_offset: int | None = None
+        # Version of the rows recover() wrote (logged: it orders recoveries across workers).
+        self.recovered_version: int | None = None
 
     @property
     def state_keys(self) -> int:
@@ -129,6 +131,7 @@ class PartitionProcessor:
         stale = set(written_keys).difference(live)
         result = BatchResult()
         ctx = self._row_context(False, self._versions.next())
+        self.recovered_version = ctx.version
         merge_rows(result.rows, aggregate_rows([*live, *stale], self.aggregates.value, ctx))
         return result
 

@@ -131,12 +131,14 @@ class Runtime:
             await self._emit_rows(recovered)
             self.processors[partition] = processor
             log.info(
-                "partition %d: rebuilt %d visitors (%d bytes) and %d live rows in %.2fs",
+                "partition %d: rebuilt %d visitors (%d bytes) and %d live rows in %.2fs "
+                "(row version %d)",
                 partition,
                 processor.state_keys,
                 processor.state_bytes,
                 sum(len(r) for r in recovered.rows.values()),
                 time.perf_counter() - started,
+                processor.recovered_version,
             )
         return processor
 

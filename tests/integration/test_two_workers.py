@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -113,14 +114,36 @@ def _column_count(columns: str) -> int:
     return count
 
 
-def newest_rows(envs: list[PipelineEnv]) -> dict[str, dict[tuple[Any, ...], tuple[int, ...]]]:
-    """Per table: newest row per key across the workers' ClickHouses, summed over partitions."""
+RECOVERED = re.compile(r"partition (\d+): rebuilt .* \(row version (\d+)\)")
+
+
+def recoveries(workers: list[WorkerProcess]) -> dict[int, list[int]]:
+    """Per partition: the row versions at which a worker rebuilt it (from their logs)."""
+    out: dict[int, list[int]] = {}
+    for worker in workers:
+        for match in RECOVERED.finditer(worker.log_path.read_text(errors="replace")):
+            out.setdefault(int(match[1]), []).append(int(match[2]))
+    return out
+
+
+def newest_rows(
+    envs: list[PipelineEnv], recovered: dict[int, list[int]]
+) -> dict[str, dict[tuple[Any, ...], tuple[int, ...]]]:
+    """Per table: what one ClickHouse shared by the workers would hold, summed over partitions.
+
+    Each key's newest row across the workers' stores, and one more rule a shared store
+    applies: a worker that rebuilds a partition re-writes as zero every key whose newest
+    row is non-final and non-zero and that its rebuilt state does not have (it reads them
+    with ``open_rows``). Here a worker sees only its own store, so a key another worker
+    wrote before the rebuild, and that no store has a row of since, counts as zero.
+    """
     out: dict[str, dict[tuple[Any, ...], tuple[int, ...]]] = {}
     for table, (keys, values) in NEWEST.items():
-        newest: dict[tuple[Any, ...], tuple[int, tuple[int, ...]]] = {}
+        newest: dict[tuple[Any, ...], tuple[int, bool, tuple[int, ...]]] = {}
         width = _column_count(keys)
         for env in envs:
-            for row in rows_of(env, f"SELECT {keys}, {values}, version FROM {table} FINAL"):
+            sql = f"SELECT {keys}, {values}, is_final, version FROM {table} FINAL"
+            for row in rows_of(env, sql):
                 key = tuple(
                     float(k)
                     if table == "funnel_ttc_minute" and i == 8
@@ -129,12 +152,16 @@ def newest_rows(envs: list[PipelineEnv]) -> dict[str, dict[tuple[Any, ...], tupl
                     else k
                     for i, k in enumerate(row[:width])
                 )
-                vals, version = tuple(int(v) for v in row[width:-1]), int(row[-1])
+                vals = tuple(int(v) for v in row[width:-2])
+                final, version = bool(row[-2]), int(row[-1])
                 if key not in newest or newest[key][0] < version:
-                    newest[key] = (version, vals)
+                    newest[key] = (version, final, vals)
         summed: dict[tuple[Any, ...], list[int]] = {}
-        for key, (_, vals) in newest.items():
-            head = key[:-1]  # drop the partition
+        for key, (version, final, vals) in newest.items():
+            head, partition = key[:-1], int(key[-1])
+            rebuilt_since = any(v > version for v in recovered.get(partition, []))
+            if rebuilt_since and not final:
+                continue  # re-written as zero by that rebuild
             acc = summed.setdefault(head, [0] * len(vals))
             for i, v in enumerate(vals):
                 acc[i] += v
@@ -181,7 +208,9 @@ def test_two_workers_share_partitions_through_a_rebalance(
     for worker in (worker_1, worker_2):
         worker.process.terminate()
         assert worker.wait(60) == 0, worker.log_tail()
-    got = newest_rows([first, second])
+    recovered = recoveries([worker_1, worker_2])
+    assert set(recovered) == set(range(4)), recovered  # each worker logs its rebuilds
+    got = newest_rows([first, second], recovered)
     # The funnel and KPI tables, merged across both stores by version (the lifecycle
     # tables are compared in the kill and lifecycle tests, on one store).
     want = {table: rows for table, rows in truth_tables(truth).items() if table in NEWEST}
