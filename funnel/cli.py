@@ -10,7 +10,7 @@ import sys
 import threading
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -962,6 +962,148 @@ def _metric_text(metric: object) -> str:
         return f"{metric.funnel}: step {metric.step} ({metric.label})"
     currency = getattr(metric, "currency", None)
     return f"revenue per user ({currency})" if currency else "revenue per user (each currency)"
+
+
+@report_app.command("experiments")
+def report_experiments(
+    ctx: typer.Context,
+    experiments: Annotated[
+        Path | None,
+        typer.Option(
+            "--experiments",
+            help="Experiment file (default: FUNNEL_EXPERIMENTS_FILE, else the packaged one).",
+        ),
+    ] = None,
+    funnels: Annotated[
+        Path | None,
+        typer.Option(help="The funnel file the workers run with (default: FUNNEL_FUNNELS_FILE)."),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--experiment", help="Only this experiment.")] = None,
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the queries behind the numbers and stop.")
+    ] = False,
+) -> None:
+    """Live experiment readouts: exposure, lift with always-valid intervals and p-values
+    beside the fixed-horizon test, guardrails, sample-ratio checks and the decision."""
+    from reports.experiment_readout import experiment_sums, parameters, queries, readout
+    from streams.funnels import load_funnels
+    from streams.worker import worker_experiments
+
+    settings = _settings()
+    funnels_file = funnels or settings.funnels_file
+    try:
+        definitions = worker_experiments(
+            experiments or settings.experiments_file, funnels_file, load_funnels(funnels_file)
+        )
+    except FunnelError as exc:
+        _fail(exc)
+        raise
+    if name is not None:
+        definitions = tuple(e for e in definitions if e.name == name)
+        if not definitions:
+            _fail(
+                FunnelError(
+                    f"no experiment {name!r} in the experiment file; "
+                    "`funnel experiments check` lists them"
+                )
+            )
+    if not definitions:
+        console.print("no experiments configured (`funnel experiments check` says why)")
+        return
+    if sql:
+        for exp in definitions:
+            for part, text in queries(exp).items():
+                sys.stdout.write(f"-- {exp.name}: {part}; parameters {parameters(exp)}\n")
+                sys.stdout.write(text.strip() + ";\n\n")
+        return
+    client = _report_client(ctx)
+    for exp in definitions:
+        try:
+            result = readout(exp, experiment_sums(client, exp))
+        except Exception as exc:  # a store without the tables yet, or an engine error
+            _fail(FunnelError(f"cannot read experiment {exp.name}: {exc}; run a worker first"))
+            raise
+        _print_experiment(result, _live_status(client, exp.name))
+
+
+def _live_status(client: Any, experiment: str) -> tuple[str, str, str] | None:
+    """The worker monitor's newest (evaluated_at, verdict, reason), if it ran."""
+    try:
+        rows = client.query(
+            "SELECT toString(evaluated_at), verdict, reason FROM experiment_status "
+            "WHERE experiment = {e:String} ORDER BY evaluated_at DESC LIMIT 1",
+            parameters={"e": experiment},
+        ).result_rows
+    except Exception:  # before migration 0008: no monitor output
+        return None
+    return (str(rows[0][0]), str(rows[0][1]), str(rows[0][2])) if rows else None
+
+
+def _interval_text(low: float, high: float) -> str:
+    def one(x: float) -> str:
+        return "-inf" if x == float("-inf") else "+inf" if x == float("inf") else f"{x:+.1%}"
+
+    return f"[{one(low)}, {one(high)}]"
+
+
+def _print_experiment(r: Any, live: tuple[str, str, str] | None) -> None:
+    from reports.money import format_money
+
+    exp, sums = r.exp, r.sums
+    counts = sums.counts()
+    split = ", ".join(
+        f"{v}: {counts[v]:,} ({float(exp.weight_of(v)):.0%} planned)" for v in exp.variant_names
+    )
+    console.print(f"[bold]{exp.name}[/bold]  {exp.description}")
+    console.print(
+        f"exposed {split}; mixed (excluded) {sums.mixed:,}; unknown variant {sums.unknown:,}"
+    )
+    console.print(
+        f"sample ratio: chi-square p={r.srm_chi_square.p_value:.3g}, "
+        f"sequential p={r.srm_sequential.p_value:.3g}"
+    )
+    table = Table(
+        Column("variant", no_wrap=True),
+        Column("metric", no_wrap=True),
+        Column(exp.control, justify="right", no_wrap=True),
+        Column("variant", justify="right", no_wrap=True),
+        Column("lift", justify="right", no_wrap=True),
+        Column(f"{1 - float(exp.alpha):.0%} CI (AV)", justify="right", no_wrap=True),
+        Column("p AV", justify="right", no_wrap=True),
+        Column("p fixed", justify="right", no_wrap=True),
+        title=f"{exp.name}: each variant against {exp.control}",
+        caption="AV: always valid (mSPRT, safe to watch); fixed: one look at a planned size",
+    )
+    for variant, metrics in r.metrics.items():
+        for m in metrics:
+            av = m.always_valid
+            if m.metric == "revenue_per_user":
+                label = f"revenue/user {m.currency}"
+                control = format_money(av.control_mean, m.currency)
+                value = format_money(av.treatment_mean, m.currency)
+            else:
+                label = "primary" if m.metric == "primary" else m.metric
+                control, value = f"{av.control_mean:.2%}", f"{av.treatment_mean:.2%}"
+            ci = av.relative_ci
+            table.add_row(
+                variant,
+                label,
+                control,
+                value,
+                "-" if av.relative_lift is None else f"{av.relative_lift:+.1%}",
+                "-" if ci is None else _interval_text(ci.low, ci.high),
+                f"{av.p_value:.3g}",
+                f"{m.fixed_horizon.p_value:.3g}",
+            )
+    console.print(table)
+    d = r.decision
+    console.print(f"decision now: [bold]{d.verdict.value}[/bold] ({d.reason})")
+    if live is not None:
+        console.print(
+            f"worker's live readout at {live[0]} UTC: {live[1]} ({live[2]}); its p-values "
+            "and intervals run over every evaluation"
+        )
+    console.print()
 
 
 @experiments_app.command("check")

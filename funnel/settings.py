@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     # None: the packaged streams/experiments.yaml with the packaged funnels, and no
     # experiments with another funnel file (they name funnel steps of their own file).
     experiments_file: Path | None = None
+    # How often the worker that holds input partition 0 reads the experiments out
+    # (streams/experiment_monitor.py): statistics, gauges, readout rows, decisions.
+    experiment_eval_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
     # Oldest event/sent time accepted, epoch ms; None: 2000-01-01, or 1971-01-01 with replay.
     earliest_event_time_ms: int | None = Field(default=None, ge=0)
 

@@ -19,6 +19,9 @@ TRIGGER_TYPES: Final = (
     "user_churned",
     "user_reactivated",
     "segment_changed",
+    # An experiment reached a decision (streams/experiment_monitor.py); anonymous_id is
+    # empty and ``detail`` says which experiment, verdict, variant and metric.
+    "experiment_decision",
 )
 # Fixed namespace so ids are stable across processes and releases; never change it.
 _TRIGGER_NAMESPACE: Final = uuid.UUID("5b0e6f64-0d5e-4c43-9a53-6f7c1d2b9e10")

@@ -26,14 +26,13 @@ Definitions implemented, per experiment ``X`` (all orders are (event_time, event
   make a visitor mixed. This is the end-of-data state: the live readout excludes the
   visitor from the moment the second value is seen.
 - **Primary, funnel step** ``{funnel: F, step: S}`` (:class:`FunnelStepMetric`): the
-  visitor converted when it has an attempt of ``F`` whose step-1 event is at or after its
-  exposure, that qualifies (no exclusion disqualifies it) and reaches level >= S within
-  the funnel's window. Attempts are §3's, for every scope and mode, built by the truth's
-  funnel engine on the visitor's counted events: session scope, per session segment (the
-  segment's events, pre-exposure ones included, may fill later steps only if they come
-  after the step-1 event, so in practice none do); user scope, over all the visitor's
-  counted events. Any such attempt counts, not only the entity's credited one: an
-  entity's credit may go to an earlier attempt that started before the exposure.
+  visitor converted when one of its entities' *credited* attempts of ``F`` (§3: the
+  ``funnel_attempts`` rows, for every scope and mode: session scope per session segment,
+  user scope per attempt group) starts at or after its exposure (by (event_time,
+  event_id) of the attempt's start event) and reaches level >= S. The credited attempt is
+  the one the funnel report counts, so the experiment's conversions reconcile with the
+  funnel's; an entity whose credit went to an attempt started before the exposure does
+  not convert the visitor, even if a later attempt of the same entity also reaches S.
 - **Revenue per user** (:class:`RevenuePerUser`), computed for every experiment: per
   currency, over *all* exposed non-mixed visitors of the variant (zeros included, also
   for visitors who paid only in another currency), the sum of ``value_minor`` (minor
@@ -57,7 +56,12 @@ from dataclasses import dataclass, field
 from schemas.model import Event
 from simulator.records import SimRecord
 from simulator.truth import _Intake
-from simulator.truth_funnel import EntityEvents, event_order, split_segments
+from simulator.truth_funnel import (
+    EntityEvents,
+    event_order,
+    split_segments,
+    user_attempt_groups,
+)
 from simulator.truth_model import FunnelSpec, funnel_specs
 from streams.experiments import ExperimentDef, FunnelStepMetric
 
@@ -326,7 +330,11 @@ class _Readout:
         elif self.first_type not in after or self.target_type not in after:
             return False
         if funnel.scope == "user":
-            return self._entity_converts(EntityEvents(events, funnel), start_order)
+            entity = EntityEvents(events, funnel)
+            return any(
+                self._credit_converts(entity, group, start_order)
+                for group in user_attempt_groups(entity.start_positions(), events, funnel.window_ms)
+            )
         sessions: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             sessions[event.session_id].append(event)
@@ -336,15 +344,19 @@ class _Readout:
             for _, segment in split_segments(session_events, self.timeout_ms):
                 if event_order(segment[-1]) < start_order:
                     continue
-                if self._entity_converts(EntityEvents(segment, funnel), start_order):
+                entity = EntityEvents(segment, funnel)
+                if self._credit_converts(entity, entity.start_positions(), start_order):
                     return True
         return False
 
-    def _entity_converts(self, entity: EntityEvents, start_order: tuple[int, str]) -> bool:
-        for start in entity.start_positions():
-            if event_order(entity.events[start]) < start_order:
-                continue
-            attempt = entity.attempt(start)
-            if attempt.level >= self.step and entity.qualifies(attempt):
-                return True
-        return False
+    def _credit_converts(
+        self, entity: EntityEvents, starts: Sequence[int], start_order: tuple[int, str]
+    ) -> bool:
+        """The entity's credited attempt (§3) starts at or after the exposure and reaches
+        the primary's step."""
+        attempt = entity.credited(starts)
+        return (
+            attempt is not None
+            and event_order(entity.events[attempt.start]) >= start_order
+            and attempt.level >= self.step
+        )

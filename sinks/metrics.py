@@ -9,7 +9,13 @@ or garbage into ``utm_campaign`` must not be able to create millions of series.
   campaigns this worker sees, sanitised; everything after that is ``other``, an absent
   campaign is ``none``. ClickHouse keeps the full value for analysis;
 - ``topic``, ``table``, ``store``, ``type``: names from the configuration;
-- ``reason``: ``schemas.reasons.Reason`` values; ``partition``: Kafka partition numbers.
+- ``reason``: ``schemas.reasons.Reason`` values (on the experiment metrics: ``mixed`` or
+  ``unknown``); ``partition``: Kafka partition numbers;
+- ``experiment``, ``variant``: names from the validated experiments file (at most 20
+  experiments of at most 10 variants each);
+- ``metric``: ``primary`` or a guardrail name of the experiments file;
+- ``test`` (``always_valid``, ``fixed_horizon``; ``chi_square``, ``sequential``) and
+  ``verdict`` (``streams.experiment_stats.Verdict``): fixed sets.
 
 The campaign set is per worker (first come, first kept), so two workers may keep different
 campaigns; pass the campaigns that matter as ``known_campaigns`` to make every worker agree.
@@ -97,6 +103,7 @@ class PipelineMetrics:
         self._create_funnel_metrics(registry)
         self._create_ingest_metrics(registry)
         self._create_sink_and_state_metrics(registry)
+        self._create_experiment_metrics(registry)
 
     # -- label bounding -------------------------------------------------------------------
 
@@ -127,6 +134,20 @@ class PipelineMetrics:
     def observe_full_collection(self, seconds: float, collected: int) -> None:
         self.gc_full_seconds.observe(seconds)
         self.gc_collected.inc(collected)
+
+    def set_experiment_verdict(self, experiment: str, verdict: str) -> None:
+        """Set ``experiment``'s verdict gauge: 1 for ``verdict``, 0 for every other verdict.
+
+        ``verdict`` must be a ``streams.experiment_stats.Verdict`` value.
+        """
+        # Imported when needed: the statistics engine pulls in numpy and scipy.
+        from streams.experiment_stats import Verdict
+
+        values = [v.value for v in Verdict]
+        if verdict not in values:
+            raise SinkError(f"unknown experiment verdict {verdict!r}; expected one of {values}")
+        for value in values:
+            self.experiment_verdict.labels(experiment, value).set(1 if value == verdict else 0)
 
     def set_worker_info(self, worker: str, version: str) -> None:
         """Publish ``shopfunnel_worker_info{worker,version} 1``."""
@@ -312,5 +333,79 @@ class PipelineMetrics:
         self.worker_info = Info(
             f"{PREFIX}_worker",
             "Worker identity; the value is always 1.",
+            registry=registry,
+        )
+
+    def _create_experiment_metrics(self, registry: CollectorRegistry) -> None:
+        # Live experiment readouts (issue #14, docs/semantics.md section 3b), set by the
+        # experiment monitor at every evaluation; ClickHouse keeps the full history
+        # (experiment_readouts, experiment_status).
+        self.experiment_exposed = Gauge(
+            f"{PREFIX}_experiment_exposed_users",
+            "Visitors exposed to an experiment variant at the last evaluation (mixed "
+            "visitors excluded).",
+            ["experiment", "variant"],
+            registry=registry,
+        )
+        self.experiment_excluded = Gauge(
+            f"{PREFIX}_experiment_excluded_users",
+            "Visitors excluded from an experiment's readout at the last evaluation: mixed "
+            "(saw two variants after exposure) or unknown (a variant not in the experiment "
+            "file).",
+            ["experiment", "reason"],
+            registry=registry,
+        )
+        lift_labels = ["experiment", "variant", "metric"]
+        self.experiment_lift = Gauge(
+            f"{PREFIX}_experiment_relative_lift",
+            "Relative lift of a treatment variant over the control (mean_B / mean_A - 1) of "
+            "the primary metric or a guardrail (metric), at the last evaluation.",
+            lift_labels,
+            registry=registry,
+        )
+        self.experiment_ci_low = Gauge(
+            f"{PREFIX}_experiment_relative_lift_ci_low",
+            "Lower bound of the always-valid (mSPRT) interval of the relative lift, "
+            "intersected over every evaluation so far.",
+            lift_labels,
+            registry=registry,
+        )
+        self.experiment_ci_high = Gauge(
+            f"{PREFIX}_experiment_relative_lift_ci_high",
+            "Upper bound of the always-valid (mSPRT) interval of the relative lift, "
+            "intersected over every evaluation so far.",
+            lift_labels,
+            registry=registry,
+        )
+        self.experiment_p_value = Gauge(
+            f"{PREFIX}_experiment_p_value",
+            "p-value of a treatment vs the control: always_valid (mSPRT, running minimum; "
+            "safe to act on at any evaluation) or fixed_horizon (valid at one pre-planned "
+            "look only, shown for comparison).",
+            [*lift_labels, "test"],
+            registry=registry,
+        )
+        self.experiment_srm_p_value = Gauge(
+            f"{PREFIX}_experiment_srm_p_value",
+            "Sample-ratio mismatch p-value of the exposed visitors against the configured "
+            "split: chi_square (fixed horizon) or sequential (always valid).",
+            ["experiment", "test"],
+            registry=registry,
+        )
+        self.experiment_verdict = Gauge(
+            f"{PREFIX}_experiment_verdict",
+            "1 for an experiment's current verdict (none, win, lose, guardrail_breach, srm), "
+            "0 for the others.",
+            ["experiment", "verdict"],
+            registry=registry,
+        )
+        self.experiment_last_evaluation = Gauge(
+            f"{PREFIX}_experiment_last_evaluation_timestamp_seconds",
+            "Unix time of the last successful evaluation of the experiment readouts.",
+            registry=registry,
+        )
+        self.experiment_evaluation_failures = Counter(
+            f"{PREFIX}_experiment_evaluation_failures",
+            "Evaluations of the experiment readouts that failed (query or statistics error).",
             registry=registry,
         )

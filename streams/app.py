@@ -30,6 +30,8 @@ from sinks.metrics import PipelineMetrics
 from streams import faust_private, transport
 from streams.changelog import ChangelogWriter
 from streams.conversion import ConversionTracker
+from streams.experiment_monitor import ExperimentMonitor
+from streams.experiments import ExperimentDef
 from streams.funnels import FunnelDef
 from streams.garbage import collect_full
 from streams.lifecycle import LifecycleRules
@@ -121,6 +123,8 @@ def build_worker(
     registry: CollectorRegistry,
     metrics: PipelineMetrics,
     written_keys: Callable[[int], list[RowKey]] | None = None,
+    experiments: tuple[ExperimentDef, ...] = (),
+    experiment_reader: Callable[[], Any] | None = None,
 ) -> Worker:
     """The Faust app with its agent, table, timer and rebalance hook, wired to the sinks."""
     app = build_app(settings)
@@ -226,6 +230,25 @@ def build_worker(
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = set(args[0] if args else kwargs.get("revoked", ()))
         runtime.forget_partitions({tp.partition for tp in revoked if tp.topic in topics.inputs()})
+
+    if experiments and experiment_reader is not None:
+        monitor = ExperimentMonitor(
+            experiments,
+            experiment_reader,
+            writer,
+            metrics,
+            codec,
+            topics.triggers,
+            settings.bootstrap_servers,
+            producer=lambda: app.producer,
+        )
+        leader = TP(topics.clickstream, 0)
+
+        @app.timer(interval=settings.experiment_eval_seconds)  # type: ignore[untyped-decorator]
+        async def read_experiments_out() -> None:
+            # One worker of the group evaluates: the one holding clickstream partition 0.
+            if leader in app.consumer.assignment() and not app.rebalancing:
+                await monitor.evaluate()
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode types the kwarg strictly
 

@@ -327,7 +327,16 @@ def run_worker(
             keys.extend(family.read_key(row) for row in rows)
         return keys
 
-    worker = build_worker(settings, funnels, writer, registry, metrics, written_keys)
+    worker = build_worker(
+        settings,
+        funnels,
+        writer,
+        registry,
+        metrics,
+        written_keys,
+        experiments=experiments,
+        experiment_reader=lambda: open_client(clickhouse_target(settings)),
+    )
     faust_worker = BoundedShutdownWorker(
         worker.app,
         on_stop_signal=lambda: bound_shutdown(writer, settings.shutdown_grace_seconds),

@@ -43,7 +43,135 @@ FUNNEL_VARIABLE: Final = Variable(
 CHANNEL_VARIABLE: Final = Variable(
     "channel", "Channel", "label_values(shopfunnel_funnel_step_entries_total, channel)", multi=True
 )
+EXPERIMENT_VARIABLE: Final = Variable(
+    "experiment", "Experiment", "label_values(shopfunnel_experiment_exposed_users, experiment)"
+)
 RATIO: Final = "percentunit"
+
+
+def _finite(column: str) -> str:
+    # An interval without information yet is unbounded (+-inf): no point instead.
+    return f"if(isFinite({column}), {column}, NULL)"
+
+
+# Rows of the selected experiment's primary metric in experiment_readouts (migration 0008).
+_EXPERIMENT_PRIMARY: Final = (
+    "FROM experiment_readouts\nWHERE experiment = '${experiment}' AND metric = 'primary'"
+)
+
+# The Experiments row of the funnel dashboard (issue #14, docs/semantics.md section 3b):
+# readouts the worker's experiment monitor writes to ClickHouse at every evaluation.
+EXPERIMENT_ITEMS: Final[tuple[Panel | Row, ...]] = (
+    Row("Experiments (live readouts)"),
+    Panel(
+        "Experiment verdicts",
+        "stat",
+        (
+            PromQuery(
+                "max by (experiment, verdict) (shopfunnel_experiment_verdict) == 1",
+                "{{experiment}}: {{verdict}}",
+                instant=True,
+            ),
+        ),
+        width=6,
+        height=6,
+        base_colour="blue",
+        description="Each experiment's current verdict (none, win, lose, guardrail_breach, "
+        "srm) from the worker's gauges; alerts fire on guardrail_breach, srm, win and lose.",
+    ),
+    Panel(
+        "Experiment status (latest evaluation)",
+        "table",
+        (
+            SqlQuery(
+                "SELECT experiment, evaluated_at, exposed, mixed, unknown,\n"
+                "       srm_chi_square_p, srm_sequential_p,\n"
+                "       verdict, verdict_variant, verdict_metric, reason\n"
+                "FROM experiment_status\n"
+                "ORDER BY experiment, evaluated_at DESC\n"
+                "LIMIT 1 BY experiment",
+                table=True,
+            ),
+        ),
+        width=18,
+        height=6,
+        description="The newest experiment_status row of every experiment: exposed visitors, "
+        "mixed and unknown-variant visitors (excluded), the sample-ratio p-values (chi-square: "
+        "one look only; sequential: always valid) and the decision.",
+    ),
+    Panel(
+        "Exposed visitors per variant",
+        "timeseries",
+        (
+            SqlQuery(
+                "SELECT $__timeInterval(evaluated_at) AS time, variant,\n"
+                "       argMax(n, evaluated_at) AS exposed\n"
+                f"{_EXPERIMENT_PRIMARY}\n"
+                "  AND $__timeFilter(evaluated_at)\n"
+                "GROUP BY time, variant\nORDER BY time"
+            ),
+        ),
+        description="Exposed, non-mixed visitors of each variant of $experiment at each "
+        "evaluation; the lines should keep the configured split.",
+    ),
+    Panel(
+        "Relative lift of the primary metric (always-valid interval)",
+        "timeseries",
+        (
+            SqlQuery(
+                "SELECT $__timeInterval(evaluated_at) AS time, variant,\n"
+                f"       {_finite('argMax(relative_lift, evaluated_at)')} AS lift,\n"
+                f"       {_finite('argMax(ci_low, evaluated_at)')} AS ci_low,\n"
+                f"       {_finite('argMax(ci_high, evaluated_at)')} AS ci_high\n"
+                f"{_EXPERIMENT_PRIMARY} AND is_control = 0\n"
+                "  AND $__timeFilter(evaluated_at)\n"
+                "GROUP BY time, variant\nORDER BY time"
+            ),
+        ),
+        unit=RATIO,
+        description="Each treatment against the control: mean_B / mean_A - 1, between the "
+        "always-valid (mSPRT) interval, intersected over every evaluation so it only narrows. "
+        "Decided when the interval leaves 0.",
+    ),
+    Panel(
+        "Primary metric p-values: always valid vs fixed horizon",
+        "timeseries",
+        (
+            SqlQuery(
+                "SELECT $__timeInterval(evaluated_at) AS time, variant,\n"
+                "       min(p_always_valid) AS p_always_valid,\n"
+                "       min(p_fixed_horizon) AS p_fixed_horizon\n"
+                f"{_EXPERIMENT_PRIMARY} AND is_control = 0\n"
+                "  AND $__timeFilter(evaluated_at)\n"
+                "GROUP BY time, variant\nORDER BY time"
+            ),
+        ),
+        max_value=1,
+        description="The always-valid p-value may be read at every evaluation. The "
+        "fixed-horizon p-value is valid at one planned look only: peeked at like this it dips "
+        "below alpha (0.05 by default) by chance in about half of A/A tests "
+        "(docs/semantics.md section 3b); never decide on it.",
+    ),
+    Panel(
+        "Latest readout per variant and metric",
+        "table",
+        (
+            SqlQuery(
+                "SELECT variant, metric, currency, n, total, denominator,\n"
+                f"       relative_lift, {_finite('ci_low')} AS ci_low,\n"
+                f"       {_finite('ci_high')} AS ci_high,\n"
+                "       p_always_valid, p_fixed_horizon, evaluated_at\n"
+                "FROM v_experiment_readouts_latest\n"
+                "WHERE experiment = '${experiment}'\n"
+                "ORDER BY metric, currency, is_control DESC, variant",
+                table=True,
+            ),
+        ),
+        description="The newest evaluation of $experiment: the sufficient statistics "
+        "(n visitors; total and denominator per metric, see migration 0008) and the lift of "
+        "each treatment over the control (empty on the control's rows).",
+    ),
+)
 
 # The first and last step of the selected funnel, for whole-funnel conversion.
 _FUNNEL_BOUNDS: Final = (
@@ -54,9 +182,9 @@ _FUNNEL_BOUNDS: Final = (
 FUNNEL_OVERVIEW: Final = Dashboard(
     uid=FUNNEL_DASHBOARD_UID,
     title="Shop funnel: overview",
-    description="Live step conversion from Prometheus (summed over workers) and the last hour "
-    "of event time from ClickHouse.",
-    variables=(FUNNEL_VARIABLE, CHANNEL_VARIABLE),
+    description="Live step conversion from Prometheus (summed over workers), the last hour "
+    "of event time from ClickHouse, and the live experiment readouts.",
+    variables=(FUNNEL_VARIABLE, CHANNEL_VARIABLE, EXPERIMENT_VARIABLE),
     items=(
         Row("Live conversion (Prometheus, all workers)"),
         Panel(
@@ -192,6 +320,7 @@ FUNNEL_OVERVIEW: Final = Dashboard(
             ),
             width=24,
         ),
+        *EXPERIMENT_ITEMS,
     ),
 )
 

@@ -8,10 +8,11 @@ people in production. Thresholds (ratios, minimum counts) are not scaled: they a
 of events, and a test simply sends enough events.
 
 Conventions: recording rules are named ``shopfunnel:<what>:<operation><window>``; every
-alert has ``severity`` (critical pages, warning notifies) and ``category`` (``funnel``:
-customers are affected; ``tracking``: the data is wrong, the shop may be fine;
-``pipeline``: our processing is behind or failing). Alertmanager inhibits funnel alerts
-while a tracking or pipeline alert explains them (deploy/alertmanager/alertmanager.yml).
+alert has ``severity`` (critical pages, warning notifies, info only informs) and
+``category`` (``funnel``: customers are affected, experiments included; ``tracking``: the
+data is wrong, the shop may be fine; ``pipeline``: our processing is behind or failing).
+Alertmanager inhibits funnel alerts while a tracking or pipeline alert explains them
+(deploy/alertmanager/alertmanager.yml).
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ WATERMARK: Final = "shopfunnel_watermark_timestamp_seconds"
 SINK_FAILURES: Final = "shopfunnel_sink_failures_total"
 SINK_ROWS: Final = "shopfunnel_sink_rows_total"
 INPUT_STALLS: Final = "shopfunnel_input_stalls_total"
+EXPERIMENT_VERDICT: Final = "shopfunnel_experiment_verdict"
+EXPERIMENT_EXPOSED: Final = "shopfunnel_experiment_exposed_users"
+EXPERIMENT_LAST_EVALUATION: Final = "shopfunnel_experiment_last_evaluation_timestamp_seconds"
+EXPERIMENT_FAILURES: Final = "shopfunnel_experiment_evaluation_failures_total"
 
 
 FUNNEL_DASHBOARD_UID: Final = "shopfunnel-funnel"
@@ -101,6 +106,12 @@ class RuleParams:
     sink_for: int = 5 * MINUTE
     input_stall_window: int = 30 * MINUTE
     input_stall_for: int = MINUTE
+    # Experiments (issue #14). The verdicts are cumulative (always-valid readouts never
+    # un-declare), so a short hold is enough.
+    experiment_verdict_for: int = MINUTE
+    experiment_stale_after: int = 5 * MINUTE
+    experiment_stale_for: int = 5 * MINUTE
+    experiment_failure_window: int = 10 * MINUTE
     # Short and long windows of the recorded rates and conversions.
     short_window: int = 5 * MINUTE
     grafana_url: str = "http://localhost:3000"
@@ -155,6 +166,10 @@ class _Durations:
 
     def __call__(self, seconds: int) -> str:
         return format_duration(seconds / self.time_scale)
+
+    def number(self, seconds: int) -> str:
+        """``seconds`` scaled, as a PromQL number (to compare with ``time()`` differences)."""
+        return f"{seconds / self.time_scale:g}"
 
 
 def _sel(metric: str, **labels: str) -> str:
@@ -511,6 +526,99 @@ def _pipeline_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
     ]
 
 
+def _experiment_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
+    # The verdict gauge is 1 for an experiment's current verdict; max by experiment keeps
+    # a second worker's copy (or a stale one after a rebalance) from firing twice.
+    dash = f"{p.grafana_url}/d/{FUNNEL_DASHBOARD_UID}?var-experiment={{{{ $labels.experiment }}}}"
+    report = "funnel report experiments"
+    stale = d.number(p.experiment_stale_after)
+    fw = d(p.experiment_failure_window)
+    return [
+        {
+            "alert": "ExperimentGuardrailBreached",
+            "expr": f"max by (experiment) ({_sel(EXPERIMENT_VERDICT, verdict='guardrail_breach')})"
+            " == 1",
+            "for": d(p.experiment_verdict_for),
+            "labels": {"severity": "critical", "category": "funnel"},
+            "annotations": _annotations(
+                "Experiment {{ $labels.experiment }}: a treatment made a guardrail "
+                "significantly worse; stop the experiment",
+                "The always-valid readout of experiment {{ $labels.experiment }} shows a "
+                "treatment variant moving a guardrail metric (payment failures, errors...) "
+                "significantly in its bad direction. Customers in that variant are being "
+                "harmed: stop the experiment now, whatever the primary metric says.",
+                f"Stop the experiment (send everyone to the control). `{report}` names the "
+                "variant, the guardrail and its lift with the always-valid interval; then "
+                "investigate the treatment.",
+                dash,
+            ),
+        },
+        {
+            "alert": "ExperimentSampleRatioMismatch",
+            "expr": f"max by (experiment) ({_sel(EXPERIMENT_VERDICT, verdict='srm')}) == 1",
+            "for": d(p.experiment_verdict_for),
+            "labels": {"severity": "warning", "category": "funnel"},
+            "annotations": _annotations(
+                "Experiment {{ $labels.experiment }}: the split of exposed visitors differs "
+                "from the configured one (sample-ratio mismatch)",
+                "The exposed visitors per variant of {{ $labels.experiment }} are "
+                "significantly off the split of the experiment file (sequential SRM test). "
+                "The assignment or the exposure logging is broken, so none of its results "
+                "can be trusted until the cause is found.",
+                f"`{report}` names the most off-split variant. Check the assignment service "
+                "(a variant that crashes, redirects or caches), exposure logging per "
+                "variant (trackers, bots, dead letters) and the mixed and unknown visitors.",
+                dash,
+            ),
+        },
+        {
+            "alert": "ExperimentDecided",
+            "expr": f'max by (experiment, verdict) ({EXPERIMENT_VERDICT}{{verdict=~"win|lose"}})'
+            " == 1",
+            "for": d(p.experiment_verdict_for),
+            "labels": {"severity": "info", "category": "funnel"},
+            "annotations": _annotations(
+                "Experiment {{ $labels.experiment }} is decided: {{ $labels.verdict }}",
+                "The primary metric of {{ $labels.experiment }} moved significantly "
+                "({{ $labels.verdict }}) by the always-valid test, which stays valid however "
+                "often the readout is looked at, and no guardrail was breached.",
+                f"Review the result with `{report}` and roll the winner out (or the "
+                "control back); then stop the experiment.",
+                dash,
+            ),
+        },
+        {
+            # Stale: no successful evaluation for a while, while experiments are being read
+            # out (their gauges exist) or evaluations keep failing (which also covers a
+            # monitor that never succeeded since the worker started). max: any worker's
+            # fresh evaluation keeps the readouts fresh.
+            "alert": "ExperimentReadoutStale",
+            "expr": (
+                f"time() - max({EXPERIMENT_LAST_EVALUATION}) > {stale}\n"
+                "and on ()\n(\n"
+                f"  count({EXPERIMENT_EXPOSED}) > 0\n"
+                "  or on ()\n"
+                f"  sum(increase({EXPERIMENT_FAILURES}[{fw}])) > 0\n"
+                ")"
+            ),
+            "for": d(p.experiment_stale_for),
+            "labels": {"severity": "warning", "category": "pipeline"},
+            "annotations": _annotations(
+                "Experiment readouts were last evaluated {{ $value | humanizeDuration }} ago",
+                f"No successful evaluation of the experiment readouts for more than "
+                f"{d(p.experiment_stale_after)} while experiments are configured or "
+                f"evaluations fail (within {fw}); gauges, the ClickHouse readouts and the "
+                "decision triggers are stale. (An age of decades means never since the "
+                "worker started.)",
+                "Read the worker log for the experiment monitor's error (ClickHouse "
+                "queries, the experiments file); check shopfunnel_experiment_evaluation_"
+                "failures_total and the sink alerts.",
+                f"{p.grafana_url}/d/{PIPELINE_DASHBOARD_UID}",
+            ),
+        },
+    ]
+
+
 def build_rule_groups(time_scale: float = 1.0, params: RuleParams | None = None) -> dict[str, Any]:
     """The rules document (as data) for ``time_scale`` (1 = production)."""
     p = params or RuleParams()
@@ -524,6 +632,7 @@ def build_rule_groups(time_scale: float = 1.0, params: RuleParams | None = None)
             {"name": "shopfunnel.funnel.alerts", "rules": _funnel_alerts(p, d)},
             {"name": "shopfunnel.tracking.alerts", "rules": _tracking_alerts(p, d)},
             {"name": "shopfunnel.pipeline.alerts", "rules": _pipeline_alerts(p, d)},
+            {"name": "shopfunnel.experiment.alerts", "rules": _experiment_alerts(p, d)},
         ]
     }
 

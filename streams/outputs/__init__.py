@@ -15,6 +15,9 @@ from collections.abc import Iterable
 from sinks.tables import TableSpec
 from streams.outputs import (
     dead_letters,
+    experiment_decisions,
+    experiment_readouts,
+    experiment_status,
     funnel_attempts,
     funnel_outcomes,
     funnel_steps,
@@ -51,6 +54,9 @@ FAMILY_MODULES = (
     user_rfm,
     segment_transitions,
     triggers,
+    experiment_readouts,
+    experiment_status,
+    experiment_decisions,
 )
 ALL_TABLES: tuple[TableSpec, ...] = tuple(m.TABLE for m in FAMILY_MODULES)
 AGGREGATES: tuple[AggregateFamily, ...] = (

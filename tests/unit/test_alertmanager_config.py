@@ -65,7 +65,7 @@ def test_every_rule_alert_has_the_labels_the_routing_uses() -> None:
     for group in build_rule_groups()["groups"]:
         for rule in group["rules"]:
             if "alert" in rule:
-                assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+                assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
                 assert rule["labels"]["category"] in {"funnel", "tracking", "pipeline"}, rule[
                     "alert"
                 ]

@@ -55,6 +55,8 @@ GRAFANA_VARIABLES = {
     "${funnel}": "shop",
     "$funnel": "shop",
     "$channel": ".*",
+    "${experiment}": "checkout_button",
+    "$experiment": "checkout_button",
     "$__rate_interval": "1m",
     "$__interval": "1m",
 }

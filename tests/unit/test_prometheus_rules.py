@@ -119,9 +119,13 @@ def test_every_alert_has_routing_labels_and_operator_annotations() -> None:
         "WatermarkStalled",
         "InputPartitionStalled",
         "SinkFailing",
+        "ExperimentGuardrailBreached",
+        "ExperimentSampleRatioMismatch",
+        "ExperimentDecided",
+        "ExperimentReadoutStale",
     }
     for alert in _alerts():
-        assert alert["labels"]["severity"] in {"critical", "warning"}
+        assert alert["labels"]["severity"] in {"critical", "warning", "info"}
         assert alert["labels"]["category"] in {"funnel", "tracking", "pipeline"}
         assert set(alert["annotations"]) == {"summary", "description", "runbook", "dashboard"}
         assert alert["annotations"]["dashboard"].startswith("http://localhost:3000/d/")

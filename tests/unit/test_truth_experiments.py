@@ -119,7 +119,13 @@ def test_explicit_exposure_event() -> None:
     truth = truth_of(events, AT_CHECKOUT)
     assert truth.counts() == {"A": 0, "B": 1}  # the earlier 'A' is before exposure: not mixed
     assert truth.mixed == 0
-    assert primary(truth, "B") == ProportionCounts(1, 1)
+    # The session's credited checkout attempt is the one begun at T0 + MIN (before the
+    # exposure; it reaches purchase through the later events): the funnel report counts
+    # that one, so the experiment does not count the visitor as converted.
+    assert primary(truth, "B") == ProportionCounts(1, 0)
+    # In a session of its own, the attempt begun at the exposure is the credited one.
+    alone = [*checkout("a1", T0 + MIN, None, txn=None), *checkout("a1", T0 + 90 * MIN, "B")]
+    assert primary(truth_of(alone, AT_CHECKOUT), "B") == ProportionCounts(1, 1)
     # With first_event exposure the same visitor is exposed to A and then mixed.
     first = truth_of(events)
     assert (first.counts(), first.mixed) == ({"A": 0, "B": 1}, 1)

@@ -63,6 +63,64 @@ PARTITION BY toYYYYMM(event_time)
 ORDER BY (anonymous_id, event_id)
 SETTINGS index_granularity = 8192;
 
+CREATE TABLE experiment_decisions
+(
+    `decided_at` DateTime64(3, 'UTC'),
+    `experiment` LowCardinality(String),
+    `verdict` LowCardinality(String),
+    `variant` String,
+    `metric` String,
+    `reason` String,
+    `triggers_offset` Int64
+)
+ENGINE = ReplacingMergeTree(decided_at)
+ORDER BY (experiment, verdict, variant)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE experiment_readouts
+(
+    `evaluated_at` DateTime64(3, 'UTC'),
+    `experiment` LowCardinality(String),
+    `variant` LowCardinality(String),
+    `is_control` UInt8,
+    `metric` LowCardinality(String),
+    `currency` LowCardinality(String),
+    `n` UInt64,
+    `total` Int128,
+    `total_sq` Int128,
+    `denominator` Int128,
+    `denominator_sq` Int128,
+    `cross_products` Int128,
+    `relative_lift` Nullable(Float64),
+    `ci_low` Nullable(Float64),
+    `ci_high` Nullable(Float64),
+    `p_always_valid` Nullable(Float64),
+    `p_fixed_horizon` Nullable(Float64)
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(evaluated_at)
+ORDER BY (experiment, evaluated_at, variant, metric, currency)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE experiment_status
+(
+    `evaluated_at` DateTime64(3, 'UTC'),
+    `experiment` LowCardinality(String),
+    `exposed` UInt64,
+    `mixed` UInt64,
+    `unknown` UInt64,
+    `srm_chi_square_p` Float64,
+    `srm_sequential_p` Float64,
+    `verdict` LowCardinality(String),
+    `verdict_variant` String,
+    `verdict_metric` String,
+    `reason` String
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(evaluated_at)
+ORDER BY (experiment, evaluated_at)
+SETTINGS index_granularity = 8192;
+
 CREATE TABLE funnel_attempts
 (
     `funnel` LowCardinality(String),
@@ -291,6 +349,36 @@ CREATE TABLE user_rfm
 ENGINE = ReplacingMergeTree(version)
 ORDER BY anonymous_id
 SETTINGS index_granularity = 8192;
+
+CREATE VIEW v_experiment_readouts_latest
+(
+    `evaluated_at` DateTime64(3, 'UTC'),
+    `experiment` LowCardinality(String),
+    `variant` LowCardinality(String),
+    `is_control` UInt8,
+    `metric` LowCardinality(String),
+    `currency` LowCardinality(String),
+    `n` UInt64,
+    `total` Int128,
+    `total_sq` Int128,
+    `denominator` Int128,
+    `denominator_sq` Int128,
+    `cross_products` Int128,
+    `relative_lift` Nullable(Float64),
+    `ci_low` Nullable(Float64),
+    `ci_high` Nullable(Float64),
+    `p_always_valid` Nullable(Float64),
+    `p_fixed_horizon` Nullable(Float64)
+)
+AS SELECT *
+FROM experiment_readouts
+WHERE (experiment, evaluated_at) IN (
+    SELECT
+        experiment,
+        max(evaluated_at)
+    FROM experiment_readouts
+    GROUP BY experiment
+);
 
 CREATE VIEW v_funnel_now
 (

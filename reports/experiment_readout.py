@@ -1,0 +1,482 @@
+"""An experiment's sufficient statistics, by SQL over the counted events (issue #14).
+
+Everything the readout needs, per experiment and variant, is computed by ClickHouse from
+``events_raw`` (the counted events of docs/semantics.md §1: on time, one copy per
+``event_id``, a purchase only in its earliest copy per transaction) and, for a
+funnel-step primary metric, ``funnel_attempts`` (the credited attempts of §3). The
+definitions are those of docs/semantics.md §3b; ``simulator/truth_experiments.py`` is the
+independent oracle the tests compare these numbers with.
+
+Being SQL over the stored events, the readout is exact under duplicates, late events and
+crashes exactly when those tables are, and any number of it can be recomputed by hand
+(``funnel report experiments --sql`` prints the queries).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from streams.experiment_stats import (
+    DEFAULT_MIXING,
+    AlwaysValidResult,
+    Decision,
+    FixedHorizonResult,
+    Guardrail,
+    MeanStats,
+    Moments,
+    ProportionStats,
+    SrmResult,
+    Verdict,
+    accumulate,
+    always_valid_test,
+    decide,
+    significant_direction,
+    srm_chi_square,
+    srm_sequential,
+    two_proportion_z_test,
+    welch_z_test,
+)
+from streams.experiments import ExperimentDef, FunnelStepMetric
+
+# The counted events of §1 over all stored time (reports/exploration.py has the same rule
+# over a time range), with the experiment's value on each event that carries it.
+_VISITORS: Final = """
+WITH
+counted AS (
+    SELECT anonymous_id, event_id, event_type, toUnixTimestamp64Milli(event_time) AS t,
+           experiments, currency, ifNull(value_minor, 0) AS value_minor
+    FROM events_raw FINAL
+    WHERE is_late = 0
+      AND (event_type != 'purchase' OR (anonymous_id, event_id) IN (
+          SELECT anonymous_id, argMin(event_id, (event_time, event_id))
+          FROM events_raw FINAL
+          WHERE is_late = 0 AND event_type = 'purchase'
+          GROUP BY anonymous_id, transaction_id))
+),
+carrying AS (
+    SELECT anonymous_id, t, event_id, experiments[{experiment:String}] AS value,
+           has({variants:Array(String)}, value) AS known,
+           ({exposure_event:String} = '' OR event_type = {exposure_event:String}) AS exposing
+    FROM counted
+    WHERE mapContains(experiments, {experiment:String})
+),
+first_exposure AS (
+    SELECT anonymous_id,
+           countIf(exposing AND known) > 0 AS exposed,
+           argMinIf(value, (t, event_id), exposing AND known) AS variant,
+           minIf((t, event_id), exposing AND known) AS at
+    FROM carrying
+    GROUP BY anonymous_id
+),
+visitors AS (
+    SELECT c.anonymous_id AS anonymous_id,
+           any(e.exposed) AS exposed,
+           any(e.variant) AS variant,
+           any(e.at) AS at,
+           countIf(e.exposed AND (c.t, c.event_id) >= e.at AND c.value != e.variant) > 0
+               AS mixed,
+           groupUniqArrayIf(
+               c.value,
+               c.exposing AND NOT c.known AND (NOT e.exposed OR (c.t, c.event_id) < e.at)
+           ) AS unknown_values
+    FROM carrying AS c
+    INNER JOIN first_exposure AS e USING (anonymous_id)
+    GROUP BY c.anonymous_id
+),
+units AS (
+    SELECT anonymous_id, variant, at FROM visitors WHERE exposed AND NOT mixed
+)
+"""
+
+_STATUS: Final = (
+    _VISITORS
+    + """
+SELECT 'exposed' AS what, variant AS name, count() AS visitors
+FROM units GROUP BY variant
+UNION ALL
+SELECT 'mixed', '', count() FROM visitors WHERE exposed AND mixed
+UNION ALL
+SELECT 'unknown', '', count() FROM visitors WHERE notEmpty(unknown_values)
+UNION ALL
+SELECT 'unknown_value', value, count()
+FROM visitors ARRAY JOIN unknown_values AS value GROUP BY value
+"""
+)
+
+# Per exposed visitor: its counted events at or after the exposure.
+_AFTER: Final = """,
+after AS (
+    SELECT u.anonymous_id AS anonymous_id, u.variant AS variant, c.event_type AS event_type,
+           c.currency AS currency, c.value_minor AS value_minor
+    FROM units AS u
+    INNER JOIN counted AS c ON c.anonymous_id = u.anonymous_id
+    WHERE (c.t, c.event_id) >= u.at
+)
+"""
+
+_REVENUE: Final = (
+    _VISITORS
+    + _AFTER
+    + """
+SELECT variant, currency, sum(revenue) AS total, sum(toInt128(revenue) * revenue) AS total_sq
+FROM (
+    SELECT variant, anonymous_id, currency, sum(value_minor) AS revenue
+    FROM after
+    WHERE event_type = 'purchase' AND currency != ''
+    GROUP BY variant, anonymous_id, currency
+)
+GROUP BY variant, currency
+"""
+)
+
+_CONVERTED: Final = (
+    _VISITORS
+    + """
+SELECT u.variant AS variant, uniqExact(u.anonymous_id) AS converted
+FROM units AS u
+INNER JOIN (
+    SELECT anonymous_id, toUnixTimestamp64Milli(step_times[1]) AS start_t, start_event_id
+    FROM funnel_attempts FINAL
+    WHERE attempts > 0 AND funnel = {funnel:String} AND level >= {step:UInt32}
+) AS a ON a.anonymous_id = u.anonymous_id
+WHERE (a.start_t, a.start_event_id) >= u.at
+GROUP BY u.variant
+"""
+)
+
+
+def _per_visitor_counts(guardrails: int) -> str:
+    """Orders and, per guardrail ``g``, its numerator and denominator events per visitor,
+    then their sums, squares and cross products per variant."""
+    inner = ["countIf(event_type = 'purchase') AS orders"]
+    outer = ["sum(orders) AS orders"]
+    for g in range(guardrails):
+        inner.append(f"countIf(has({{num_{g}:Array(String)}}, event_type)) AS num_{g}")
+        inner.append(f"countIf(has({{den_{g}:Array(String)}}, event_type)) AS den_{g}")
+        outer.append(
+            f"sum(num_{g}), sum(den_{g}), sum(toInt128(num_{g}) * num_{g}), "
+            f"sum(toInt128(den_{g}) * den_{g}), sum(toInt128(num_{g}) * den_{g})"
+        )
+    return (
+        _VISITORS
+        + _AFTER
+        + f"""
+SELECT variant, {", ".join(outer)}
+FROM (
+    SELECT variant, anonymous_id, {", ".join(inner)}
+    FROM after
+    GROUP BY variant, anonymous_id
+)
+GROUP BY variant
+"""
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RatioSums:
+    """A guardrail of one variant: numerator and denominator events of its ``n`` exposed
+    visitors, with the per-visitor squares and cross products (the delta method's input)."""
+
+    n: int
+    numerator: int
+    denominator: int
+    numerator_sq: int
+    denominator_sq: int
+    cross: int
+
+
+@dataclass(frozen=True, slots=True)
+class RevenueSums:
+    """Revenue per exposed visitor in one currency: ``n`` visitors (zeros included), the
+    sum and the sum of squares of their post-exposure revenue in minor units."""
+
+    n: int
+    total: int
+    total_sq: int
+
+
+@dataclass(frozen=True, slots=True)
+class VariantSums:
+    variant: str
+    exposed: int  # exposed and not mixed
+    converted: int | None  # None unless the primary metric is a funnel step
+    orders: int
+    revenue: Mapping[str, RevenueSums]  # every currency seen in the experiment
+    guardrails: Mapping[str, RatioSums]  # by guardrail metric name
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentSums:
+    """One experiment's sufficient statistics, every configured variant in file order."""
+
+    name: str
+    variants: Mapping[str, VariantSums]
+    mixed: int
+    unknown: int
+    unknown_values: Mapping[str, int] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        """Exposed, non-mixed visitors per variant: the sample-ratio check's input."""
+        return {name: v.exposed for name, v in self.variants.items()}
+
+
+def parameters(exp: ExperimentDef) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "experiment": exp.name,
+        "variants": list(exp.variant_names),
+        "exposure_event": exp.exposure.event or "",
+    }
+    if isinstance(exp.primary, FunnelStepMetric):
+        params["funnel"] = exp.primary.funnel
+        params["step"] = exp.primary.step
+    for g, guard in enumerate(exp.guardrails):
+        params[f"num_{g}"] = list(guard.numerator_events)
+        params[f"den_{g}"] = list(guard.denominator_events)
+    return params
+
+
+def queries(exp: ExperimentDef) -> dict[str, str]:
+    """The SQL of each part of the readout (bound with :func:`parameters`)."""
+    out = {
+        "status": _STATUS,
+        "counts": _per_visitor_counts(len(exp.guardrails)),
+        "revenue": _REVENUE,
+    }
+    if isinstance(exp.primary, FunnelStepMetric):
+        out["converted"] = _CONVERTED
+    return out
+
+
+def experiment_sums(client: Any, exp: ExperimentDef) -> ExperimentSums:
+    """Read one experiment's sufficient statistics from ClickHouse (``client``: a
+    clickhouse-connect client on the pipeline's database)."""
+    params = parameters(exp)
+    sql = queries(exp)
+
+    def rows(part: str) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in client.query(sql[part], parameters=params).result_rows]
+
+    exposed: Counter[str] = Counter()
+    mixed = unknown = 0
+    unknown_values: dict[str, int] = {}
+    for what, name, visitors in rows("status"):
+        if what == "exposed":
+            exposed[name] = int(visitors)
+        elif what == "mixed":
+            mixed = int(visitors)
+        elif what == "unknown":
+            unknown = int(visitors)
+        else:
+            unknown_values[name] = int(visitors)
+    counts = {row[0]: [int(v) for v in row[1:]] for row in rows("counts")}
+    revenue: dict[tuple[str, str], tuple[int, int]] = {
+        (variant, currency): (int(total), int(total_sq))
+        for variant, currency, total, total_sq in rows("revenue")
+    }
+    currencies = sorted({currency for _, currency in revenue})
+    converted = (
+        {variant: int(n) for variant, n in rows("converted")} if "converted" in sql else None
+    )
+    variants: dict[str, VariantSums] = {}
+    for name in exp.variant_names:
+        n = exposed[name]
+        sums = counts.get(name, [0] * (1 + 5 * len(exp.guardrails)))
+        guards: dict[str, RatioSums] = {
+            guard.metric: RatioSums(n, *sums[1 + 5 * g : 6 + 5 * g])
+            for g, guard in enumerate(exp.guardrails)
+        }
+        variants[name] = VariantSums(
+            variant=name,
+            exposed=n,
+            converted=None if converted is None else converted.get(name, 0),
+            orders=sums[0],
+            revenue={c: RevenueSums(n, *revenue.get((name, c), (0, 0))) for c in currencies},
+            guardrails=guards,
+        )
+    return ExperimentSums(
+        name=exp.name,
+        variants=variants,
+        mixed=mixed,
+        unknown=unknown,
+        unknown_values=dict(sorted(unknown_values.items())),
+    )
+
+
+# -- the readout: what the statistics engine makes of the sums ----------------------------
+
+# A sample-ratio mismatch stops the readout at this sequential p-value (GrowthBook and
+# Optimizely use 0.001 too: a broken split must be certain, a false alarm stops a test).
+SRM_ALPHA: Final = 0.001
+
+
+@dataclass(frozen=True, slots=True)
+class MetricReadout:
+    """One metric of one treatment against the control: the always-valid result (running
+    over every evaluation when ``previous`` results are folded in) and the fixed-horizon
+    test of the same numbers, shown for comparison only."""
+
+    metric: str  # primary | revenue_per_user | a guardrail name
+    currency: str  # revenue_per_user only
+    always_valid: AlwaysValidResult
+    fixed_horizon: FixedHorizonResult
+
+
+@dataclass(frozen=True, slots=True)
+class ExperimentReadout:
+    exp: ExperimentDef
+    sums: ExperimentSums
+    srm_chi_square: SrmResult
+    srm_sequential: SrmResult
+    metrics: Mapping[str, tuple[MetricReadout, ...]]  # per treatment variant
+    decision: Decision
+
+    def key_of(self, variant: str, m: MetricReadout) -> tuple[str, str, str]:
+        return (variant, m.metric, m.currency)
+
+
+def ratio_moments(r: RatioSums) -> Moments:
+    """A ratio of sums with the visitor as the unit (delta method): mean R = num / den,
+    variance of the linearised per-visitor value (num_i - R den_i) / mean(den)."""
+    n = r.n
+    if r.denominator == 0:
+        return Moments(n, 0.0, 0.0)
+    ratio = r.numerator / r.denominator
+    if n < 2:
+        return Moments(n, ratio, 0.0)
+    mean_den = r.denominator / n
+    var_num = (r.numerator_sq - r.numerator**2 / n) / (n - 1)
+    var_den = (r.denominator_sq - r.denominator**2 / n) / (n - 1)
+    cov = (r.cross - r.numerator * r.denominator / n) / (n - 1)
+    variance = (var_num - 2 * ratio * cov + ratio * ratio * var_den) / mean_den**2
+    return Moments(n, ratio, max(variance, 0.0))
+
+
+def _primary_stats(exp: ExperimentDef, v: VariantSums) -> dict[str, ProportionStats | MeanStats]:
+    """The primary's input per currency ('' for a funnel step)."""
+    if isinstance(exp.primary, FunnelStepMetric):
+        return {"": ProportionStats(v.exposed, v.converted or 0)}
+    currencies = [exp.primary.currency] if exp.primary.currency is not None else sorted(v.revenue)
+    out: dict[str, ProportionStats | MeanStats] = {}
+    for currency in currencies:
+        r = v.revenue.get(currency, RevenueSums(v.exposed, 0, 0))
+        out[currency] = MeanStats(r.n, float(r.total), float(r.total_sq))
+    return out
+
+
+def _compare(
+    metric: str,
+    currency: str,
+    control: ProportionStats | MeanStats | Moments,
+    treatment: ProportionStats | MeanStats | Moments,
+    alpha: float,
+    previous: AlwaysValidResult | None,
+) -> MetricReadout:
+    if isinstance(control, ProportionStats) and isinstance(treatment, ProportionStats):
+        fixed = two_proportion_z_test(control, treatment, alpha)
+    else:
+        assert not isinstance(control, ProportionStats)
+        assert not isinstance(treatment, ProportionStats)
+        fixed = welch_z_test(control, treatment, alpha)
+    current = always_valid_test(control, treatment, alpha, DEFAULT_MIXING)
+    return MetricReadout(metric, currency, accumulate(previous, current), fixed)
+
+
+def _breached(exp: ExperimentDef, readouts: tuple[MetricReadout, ...]) -> list[Guardrail]:
+    """Guardrails significantly worse (beyond their threshold, if any), as ``decide``
+    takes them."""
+    out = []
+    for guard in exp.guardrails:
+        m = next(r for r in readouts if r.metric == guard.metric)
+        side = significant_direction(m.always_valid, float(exp.alpha))
+        if side is None or (guard.direction == "increase" and side != "increase"):
+            continue
+        rel = m.always_valid.relative_ci
+        if guard.threshold is not None:
+            beyond = rel is not None and (
+                rel.low > guard.threshold if side == "increase" else rel.high < -guard.threshold
+            )
+            if not beyond:
+                continue
+        out.append(Guardrail(guard.metric, m.always_valid, side))
+    return out
+
+
+def readout(
+    exp: ExperimentDef,
+    sums: ExperimentSums,
+    previous: Mapping[tuple[str, str, str], AlwaysValidResult] | None = None,
+    previous_srm_p: float = 1.0,
+) -> ExperimentReadout:
+    """Every treatment against the control. ``previous``: the last evaluation's
+    always-valid results by (variant, metric, currency), folded in (running minimum
+    p-value, intersected intervals); ``previous_srm_p``: the sequential SRM's last p."""
+    alpha = float(exp.alpha)
+    weights = {v.name: float(v.weight) for v in exp.variants}
+    counts = sums.counts()
+    chi = srm_chi_square(counts, weights)
+    seq = srm_sequential(counts, weights, previous_p_value=max(previous_srm_p, 1e-300))
+    control = sums.variants[exp.control]
+    metrics: dict[str, tuple[MetricReadout, ...]] = {}
+    decisions = []
+    for name in exp.treatments:
+        v = sums.variants[name]
+        prev = previous or {}
+        rows: list[MetricReadout] = []
+        control_primary = _primary_stats(exp, control)
+        treatment_primary = _primary_stats(exp, v)
+        metric = "primary" if isinstance(exp.primary, FunnelStepMetric) else "revenue_per_user"
+        for currency in sorted(set(control_primary) | set(treatment_primary)):
+            empty = MeanStats(0, 0.0, 0.0)
+            rows.append(
+                _compare(
+                    metric,
+                    currency,
+                    control_primary.get(currency, empty),
+                    treatment_primary.get(currency, empty),
+                    alpha,
+                    prev.get((name, metric, currency)),
+                )
+            )
+        primaries = list(rows)
+        for guard in exp.guardrails:
+            rows.append(
+                _compare(
+                    guard.metric,
+                    "",
+                    ratio_moments(control.guardrails[guard.metric]),
+                    ratio_moments(v.guardrails[guard.metric]),
+                    alpha,
+                    prev.get((name, guard.metric, "")),
+                )
+            )
+        metrics[name] = tuple(rows)
+        breached = _breached(exp, metrics[name])
+        # With revenue per user in several currencies, the first currency (by code) with
+        # a significant result decides; else the first one's "no decision yet".
+        per_currency = [
+            decide(
+                variant=name,
+                primary=p.always_valid,
+                alpha=alpha,
+                primary_metric=p.metric if not p.currency else f"{p.metric}:{p.currency}",
+                guardrails=breached,
+                srm=seq,
+                srm_alpha=SRM_ALPHA,
+            )
+            for p in primaries
+        ] or [
+            Decision(Verdict.NONE, name, None, "no primary data yet"),
+        ]
+        decisions.append(
+            next((d for d in per_currency if d.verdict != Verdict.NONE), per_currency[0])
+        )
+    order = [Verdict.SRM, Verdict.GUARDRAIL_BREACH, Verdict.LOSE, Verdict.WIN, Verdict.NONE]
+    decision = (
+        min(decisions, key=lambda d: order.index(d.verdict))
+        if decisions
+        else Decision(Verdict.NONE, None, None, "no treatment variant")
+    )
+    return ExperimentReadout(exp, sums, chi, seq, metrics, decision)
