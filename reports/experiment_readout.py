@@ -22,6 +22,7 @@ from typing import Any, Final
 from streams.experiment_stats import (
     DEFAULT_MIXING,
     AlwaysValidResult,
+    CovariateStats,
     Decision,
     FixedHorizonResult,
     Guardrail,
@@ -32,6 +33,7 @@ from streams.experiment_stats import (
     Verdict,
     accumulate,
     always_valid_test,
+    cuped_adjust,
     decide,
     significant_direction,
     srm_chi_square,
@@ -39,7 +41,7 @@ from streams.experiment_stats import (
     two_proportion_z_test,
     welch_z_test,
 )
-from streams.experiments import ExperimentDef, FunnelStepMetric
+from streams.experiments import ExperimentDef, FunnelStepMetric, RevenuePerUser
 
 # The counted events of §1 over all stored time (reports/exploration.py has the same rule
 # over a time range), with the experiment's value on each event that carries it.
@@ -148,6 +150,85 @@ GROUP BY u.variant
 )
 
 
+# CUPED (docs/semantics.md §3b): per exposed visitor the primary's value y and the
+# pre-exposure covariate x (its counted events, or its purchases' value in y's currency,
+# in the lookback before the exposure), summed per variant (and currency) with squares
+# and cross products.
+_PER_VISITOR_CUPED: Final = """,
+per_visitor AS (
+    SELECT u.anonymous_id AS anonymous_id, u.variant AS variant,
+           countIf(c.t >= tupleElement(u.at, 1) - {lookback:Int64} AND (c.t, c.event_id) < u.at)
+               AS activity,
+           sumMapIf([c.currency], [c.value_minor],
+                    c.event_type = 'purchase' AND c.currency != '' AND (c.t, c.event_id) >= u.at)
+               AS post,
+           sumMapIf([c.currency], [c.value_minor],
+                    c.event_type = 'purchase' AND c.currency != ''
+                    AND c.t >= tupleElement(u.at, 1) - {lookback:Int64}
+                    AND (c.t, c.event_id) < u.at)
+               AS pre
+    FROM units AS u
+    INNER JOIN counted AS c ON c.anonymous_id = u.anonymous_id
+    GROUP BY u.anonymous_id, u.variant
+)
+"""
+_CUPED_SUMS: Final = """
+SELECT variant, currency, count() AS n, sum(y), sum(toInt128(y) * y), sum(x),
+       sum(toInt128(x) * x), sum(toInt128(x) * y)
+"""
+_CUPED_FUNNEL: Final = (
+    _VISITORS
+    + _PER_VISITOR_CUPED
+    + _CUPED_SUMS
+    + """
+FROM (
+    SELECT variant, '' AS currency, activity AS x,
+           toInt64(anonymous_id IN (
+               SELECT u.anonymous_id
+               FROM units AS u
+               INNER JOIN (
+                   SELECT anonymous_id, toUnixTimestamp64Milli(step_times[1]) AS start_t,
+                          start_event_id
+                   FROM funnel_attempts FINAL
+                   WHERE attempts > 0 AND funnel = {funnel:String} AND level >= {step:UInt32}
+               ) AS a ON a.anonymous_id = u.anonymous_id
+               WHERE (a.start_t, a.start_event_id) >= u.at)) AS y
+    FROM per_visitor
+)
+GROUP BY variant, currency
+"""
+)
+
+
+def _cuped_revenue(covariate: str, fixed_currency: bool) -> str:
+    currencies = (
+        "[{currency:String}]"
+        if fixed_currency
+        else "(SELECT groupUniqArrayArray(tupleElement(post, 1)) FROM per_visitor)"
+    )
+    x = (
+        "activity"
+        if covariate == "pre_exposure_activity"
+        else "if(indexOf(tupleElement(pre, 1), currency) = 0, 0, "
+        "tupleElement(pre, 2)[indexOf(tupleElement(pre, 1), currency)])"
+    )
+    return (
+        _VISITORS
+        + _PER_VISITOR_CUPED
+        + _CUPED_SUMS
+        + f"""
+FROM (
+    SELECT variant, currency, toInt64({x}) AS x,
+           toInt64(if(indexOf(tupleElement(post, 1), currency) = 0, 0,
+                      tupleElement(post, 2)[indexOf(tupleElement(post, 1), currency)])) AS y
+    FROM per_visitor
+    ARRAY JOIN {currencies} AS currency
+)
+GROUP BY variant, currency
+"""
+    )
+
+
 def _per_visitor_counts(guardrails: int) -> str:
     """Orders and, per guardrail ``g``, its numerator and denominator events per visitor,
     then their sums, squares and cross products per variant."""
@@ -199,6 +280,19 @@ class RevenueSums:
 
 
 @dataclass(frozen=True, slots=True)
+class CovariateSums:
+    """CUPED's input in one variant (and currency): per exposed visitor the primary's
+    value ``y`` and the pre-exposure covariate ``x``, summed with squares and products."""
+
+    n: int
+    total_y: int
+    total_y_sq: int
+    total_x: int
+    total_x_sq: int
+    total_xy: int
+
+
+@dataclass(frozen=True, slots=True)
 class VariantSums:
     variant: str
     exposed: int  # exposed and not mixed
@@ -206,6 +300,8 @@ class VariantSums:
     orders: int
     revenue: Mapping[str, RevenueSums]  # every currency seen in the experiment
     guardrails: Mapping[str, RatioSums]  # by guardrail metric name
+    # With ``cuped`` configured: by currency ('' for a funnel-step primary).
+    cuped: Mapping[str, CovariateSums] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,6 +328,10 @@ def parameters(exp: ExperimentDef) -> dict[str, Any]:
     if isinstance(exp.primary, FunnelStepMetric):
         params["funnel"] = exp.primary.funnel
         params["step"] = exp.primary.step
+    if exp.cuped is not None:
+        params["lookback"] = exp.cuped.lookback_ms
+    if isinstance(exp.primary, RevenuePerUser) and exp.primary.currency is not None:
+        params["currency"] = exp.primary.currency
     for g, guard in enumerate(exp.guardrails):
         params[f"num_{g}"] = list(guard.numerator_events)
         params[f"den_{g}"] = list(guard.denominator_events)
@@ -247,6 +347,12 @@ def queries(exp: ExperimentDef) -> dict[str, str]:
     }
     if isinstance(exp.primary, FunnelStepMetric):
         out["converted"] = _CONVERTED
+    if exp.cuped is not None:
+        out["cuped"] = (
+            _CUPED_FUNNEL
+            if isinstance(exp.primary, FunnelStepMetric)
+            else _cuped_revenue(exp.cuped.covariate, exp.primary.currency is not None)
+        )
     return out
 
 
@@ -280,6 +386,10 @@ def experiment_sums(client: Any, exp: ExperimentDef) -> ExperimentSums:
     converted = (
         {variant: int(n) for variant, n in rows("converted")} if "converted" in sql else None
     )
+    cuped: dict[str, dict[str, CovariateSums]] = {}
+    if "cuped" in sql:
+        for variant, currency, *numbers in rows("cuped"):
+            cuped.setdefault(variant, {})[currency] = CovariateSums(*(int(x) for x in numbers))
     variants: dict[str, VariantSums] = {}
     for name in exp.variant_names:
         n = exposed[name]
@@ -295,6 +405,7 @@ def experiment_sums(client: Any, exp: ExperimentDef) -> ExperimentSums:
             orders=sums[0],
             revenue={c: RevenueSums(n, *revenue.get((name, c), (0, 0))) for c in currencies},
             guardrails=guards,
+            cuped=dict(sorted(cuped.get(name, {}).items())),
         )
     return ExperimentSums(
         name=exp.name,
@@ -318,7 +429,7 @@ class MetricReadout:
     over every evaluation when ``previous`` results are folded in) and the fixed-horizon
     test of the same numbers, shown for comparison only."""
 
-    metric: str  # primary | revenue_per_user | a guardrail name
+    metric: str  # primary | revenue_per_user (+ _cuped when adjusted) | a guardrail name
     currency: str  # revenue_per_user only
     always_valid: AlwaysValidResult
     fixed_horizon: FixedHorizonResult
@@ -404,6 +515,25 @@ def _breached(exp: ExperimentDef, readouts: tuple[MetricReadout, ...]) -> list[G
     return out
 
 
+def _cuped_moments(sums: ExperimentSums) -> dict[str, dict[str, Moments]]:
+    """Per currency ('' for a funnel step): every variant's CUPED-adjusted moments."""
+    by_currency: dict[str, dict[str, CovariateStats]] = {}
+    for name, v in sums.variants.items():
+        for currency, c in v.cuped.items():
+            by_currency.setdefault(currency, {})[name] = CovariateStats(
+                c.n,
+                float(c.total_y),
+                float(c.total_y_sq),
+                float(c.total_x),
+                float(c.total_x_sq),
+                float(c.total_xy),
+            )
+    return {
+        currency: dict(cuped_adjust(variants).adjusted)
+        for currency, variants in by_currency.items()
+    }
+
+
 def readout(
     exp: ExperimentDef,
     sums: ExperimentSums,
@@ -441,6 +571,21 @@ def readout(
                 )
             )
         primaries = list(rows)
+        if exp.cuped is not None:
+            # The adjusted primary decides; the raw one stays beside it.
+            primaries = [
+                _compare(
+                    f"{metric}_cuped",
+                    currency,
+                    adjusted[exp.control],
+                    adjusted[name],
+                    alpha,
+                    prev.get((name, f"{metric}_cuped", currency)),
+                )
+                for currency, adjusted in _cuped_moments(sums).items()
+                if exp.control in adjusted and name in adjusted
+            ] or primaries
+            rows.extend(p for p in primaries if p.metric.endswith("_cuped"))
         for guard in exp.guardrails:
             rows.append(
                 _compare(

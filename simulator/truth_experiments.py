@@ -63,9 +63,10 @@ from simulator.truth_funnel import (
     user_attempt_groups,
 )
 from simulator.truth_model import FunnelSpec, funnel_specs
-from streams.experiments import ExperimentDef, FunnelStepMetric
+from streams.experiments import ExperimentDef, FunnelStepMetric, RevenuePerUser
 
 __all__ = [
+    "CovariateTruth",
     "ExperimentTruth",
     "MeanSums",
     "ProportionCounts",
@@ -136,6 +137,19 @@ class RatioSums:
 
 
 @dataclass(frozen=True, slots=True)
+class CovariateTruth:
+    """CUPED: over ``n`` exposed visitors, the primary's per-visitor value ``y`` and the
+    pre-exposure covariate ``x``, summed with squares and products."""
+
+    n: int
+    total_y: int
+    total_y_sq: int
+    total_x: int
+    total_x_sq: int
+    total_xy: int
+
+
+@dataclass(frozen=True, slots=True)
 class VariantTruth:
     variant: str
     exposed: int  # exposed, not mixed
@@ -143,6 +157,8 @@ class VariantTruth:
     revenue: Mapping[str, MeanSums]  # per currency
     orders: int
     guardrails: Mapping[str, RatioSums]  # per guardrail metric name
+    # With cuped configured, per currency ('' for a funnel-step primary).
+    cuped: Mapping[str, CovariateTruth] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +247,8 @@ class _Readout:
         self.mixed = 0
         self.unknown = 0
         self.unknown_values: Counter[str] = Counter()
+        # CUPED: per exposed visitor (variant, activity, pre and post revenue, converted).
+        self.covariates: list[tuple[str, int, Counter[str], Counter[str], bool]] = []
 
     def run(self, by_visitor: Mapping[str, Sequence[Event]]) -> ExperimentTruth:
         for events in by_visitor.values():
@@ -253,6 +271,7 @@ class _Readout:
                 revenue=revenue,
                 orders=self.orders[name],
                 guardrails=guards,
+                cuped=self.cuped_sums(name),
             )
         return ExperimentTruth(
             name=exp.name,
@@ -262,6 +281,33 @@ class _Readout:
             unknown=self.unknown,
             unknown_values=dict(sorted(self.unknown_values.items())),
         )
+
+    def cuped_sums(self, variant: str) -> dict[str, CovariateTruth]:
+        """Per currency ('' for a funnel step): y is the conversion (0/1) or the
+        post-exposure revenue in that currency; x the pre-exposure events in the lookback,
+        or (pre_exposure_revenue) the revenue in that currency in the lookback."""
+        exp = self.exp
+        if exp.cuped is None:
+            return {}
+        if self.funnel is not None:
+            currencies = [""]
+        elif isinstance(exp.primary, RevenuePerUser) and exp.primary.currency is not None:
+            currencies = [exp.primary.currency]
+        else:
+            currencies = sorted(self.currencies)
+        out: dict[str, CovariateTruth] = {}
+        for currency in currencies:
+            sums = [0, 0, 0, 0, 0, 0]
+            for name, activity, pre, post, converted in self.covariates:
+                if name != variant:
+                    continue
+                y = int(converted) if self.funnel is not None else post[currency]
+                x = activity if exp.cuped.covariate == "pre_exposure_activity" else pre[currency]
+                for i, value in enumerate((1, y, y * y, x, x * x, x * y)):
+                    sums[i] += value
+            if sums[0]:
+                out[currency] = CovariateTruth(*sums)
+        return out
 
     def visitor(self, events: Sequence[Event]) -> None:
         """One visitor's counted events, in order."""
@@ -291,8 +337,19 @@ class _Readout:
             return
         self.exposed[variant] += 1
         start_order = event_order(events[exposure])
-        if self.funnel is not None and self.converts(events, start_order):
+        converted = self.funnel is not None and self.converts(events, start_order)
+        if converted:
             self.converted[variant] += 1
+        if exp.cuped is not None:
+            since = events[exposure].event_time_ms - exp.cuped.lookback_ms
+            before = [e for e in events[:exposure] if e.event_time_ms >= since]
+            pre: Counter[str] = Counter()
+            post: Counter[str] = Counter()
+            for part, events_of in ((pre, before), (post, after)):
+                for e in events_of:
+                    if e.event_type == "purchase" and e.currency is not None:
+                        part[e.currency] += e.value_minor or 0
+            self.covariates.append((variant, len(before), pre, post, converted))
         by_currency: Counter[str] = Counter()
         for event in after:
             if event.event_type != "purchase":

@@ -128,11 +128,6 @@ class _Account:
         earlier = [d.covers_from for d in self.batches.values() if d.generation_id != generation_id]
         return min(earlier) if earlier else None
 
-    def first_unapplied(self) -> int | None:
-        """Start of the first delivered batch the agent has not applied (yet)."""
-        waiting = [d.covers_from for d in self.batches.values() if not d.processed]
-        return min(waiting) if waiting else None
-
     def processed(self, batch: RecordBatch) -> None:
         delivered = self.batches.get(batch.last_offset)
         if delivered is not None and delivered.batch is batch:
@@ -176,21 +171,11 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
                 account.restart(committed)
                 continue
             # Nothing committed, and aiokafka's seek to committed offsets left the
-            # position where it was: read again what the stream may have skipped. That is
-            # a batch of an earlier generation, or one delivered while the tables were
-            # recovering (Faust's stream drops those; with nothing after it, no hole
-            # would ever show). Reading again one that is applied after all is harmless.
-            starts = [
-                start
-                for start in (
-                    account.first_of_earlier_generation(self.app.consumer_generation_id),
-                    account.first_unapplied(),
-                )
-                if start is not None
-            ]
-            if starts:
-                self.log.info("%s: reading again from %d after the seek", tp, min(starts))
-                await self.seek(tp, min(starts))
+            # position where it was: read again what the stream may have skipped.
+            earlier = account.first_of_earlier_generation(self.app.consumer_generation_id)
+            if earlier is not None:
+                self.log.info("%s: reading again from %d after the rebalance", tp, earlier)
+                await self.seek(tp, earlier)
             elif not account.batches:
                 account.restart(None)  # nothing delivered yet: the first batch decides
 

@@ -8,7 +8,10 @@
 --   metric: primary (conversions of a funnel step: total = converted visitors),
 --           revenue_per_user (per currency, minor units: total, total_sq per visitor),
 --           orders (total = purchases), or a guardrail name (total = numerator events,
---           denominator = denominator events, with per-visitor squares and cross products).
+--           denominator = denominator events, with per-visitor squares and cross products),
+--           or primary_cuped / revenue_per_user_cuped (CUPED: total, total_sq = the primary's
+--           per-visitor value y; denominator, denominator_sq = the pre-exposure covariate x;
+--           cross_products = sum of x * y).
 --   n: the variant's exposed, non-mixed visitors. Lift columns are relative to the
 --   control and NULL on the control's rows; ci_low/ci_high are the always-valid (mSPRT)
 --   interval of the relative lift, intersected over every evaluation so far.
@@ -74,7 +77,7 @@ ENGINE = ReplacingMergeTree(decided_at)
 ORDER BY (experiment, verdict, variant);
 
 -- The newest readout of every experiment, variant, metric and currency.
-CREATE OR REPLACE VIEW v_experiment_readouts_latest AS
+CREATE VIEW IF NOT EXISTS v_experiment_readouts_latest AS
 SELECT *
 FROM experiment_readouts
 WHERE (experiment, evaluated_at) IN (

@@ -67,6 +67,12 @@ def _variant_rows(
     for metric, g in v.guardrails.items():
         stats = (g.numerator, g.numerator_sq, g.denominator, g.denominator_sq, g.cross)
         out.append((metric, "", stats))
+    # CUPED: y (the primary's value) in total/total_sq, the covariate x in
+    # denominator/denominator_sq, and sum(x * y) in cross_products.
+    primary = "primary" if v.converted is not None else "revenue_per_user"
+    for currency, c in v.cuped.items():
+        stats = (c.total_y, c.total_y_sq, c.total_x, c.total_x_sq, c.total_xy)
+        out.append((f"{primary}_cuped", currency, stats))
     return out
 
 

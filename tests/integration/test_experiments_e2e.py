@@ -69,6 +69,7 @@ experiments:
     control: A
     primary: {funnel: checkout, step: purchase}
     guardrails: [payment_failure_rate, refund_rate]
+    cuped: pre_exposure_activity
   - name: free_shipping_banner
     description: "revenue per user as the primary, exposure at the first view_item"
     variants: [control, treatment]
@@ -76,6 +77,7 @@ experiments:
     primary: revenue_per_user
     guardrails: [payment_failure_rate]
     exposure: {event: view_item}
+    cuped: {covariate: pre_exposure_revenue, lookback: 1d}
 """
 
 
@@ -93,6 +95,7 @@ def normalised(sums: ExperimentSums | ExperimentTruth) -> dict[str, Any]:
             "orders": v.orders,
             "revenue": {c: (r.n, r.total, r.total_sq) for c, r in v.revenue.items()},
             "guardrails": {g: tuple(asdict(r).values()) for g, r in v.guardrails.items()},
+            "cuped": {c: tuple(asdict(x).values()) for c, x in v.cuped.items()},
         }
     return {
         "variants": variants,
@@ -172,6 +175,9 @@ def test_the_sufficient_statistics_equal_the_truth(
     for v in truth["checkout_button"].variants.values():
         assert v.orders > 0 and v.primary is not None and v.primary.conversions > 0
         assert any(r.total > 0 for r in v.revenue.values())
+        assert v.cuped[""].total_y == v.primary.conversions
+    for v in truth["free_shipping_banner"].variants.values():
+        assert any(c.total_y > 0 for c in v.cuped.values())
 
 
 def test_the_monitor_wrote_the_readout_and_published_each_decision_once(
@@ -198,6 +204,16 @@ def test_the_monitor_wrote_the_readout_and_published_each_decision_once(
             for c, rev in v.revenue.items():
                 want[(name, "revenue_per_user", c)] = (n, rev.total, rev.total_sq, 0, 0, 0)
             want[(name, "orders", "")] = (n, v.orders, 0, 0, 0, 0)
+            primary = "primary" if v.converted is not None else "revenue_per_user"
+            for c, x in v.cuped.items():
+                want[(name, f"{primary}_cuped", c)] = (
+                    n,
+                    x.total_y,
+                    x.total_y_sq,
+                    x.total_x,
+                    x.total_x_sq,
+                    x.total_xy,
+                )
             for g, r in v.guardrails.items():
                 want[(name, g, "")] = (
                     n,

@@ -149,3 +149,39 @@ def test_the_guardrail_delta_method_agrees_with_the_truths_own(numbers: tuple[in
     ours = ratio_moments(RatioSums(n, num, den, num_sq, den_sq, cross))
     theirs = TruthRatioSums(n, num, den, num_sq, den_sq, cross).moments()
     assert (ours.n, ours.mean, ours.variance) == pytest.approx(theirs)
+
+
+def test_cuped_adjusts_the_primary_and_decides_with_it() -> None:
+    from reports.experiment_readout import CovariateSums
+    from streams.experiments import CupedRule
+
+    # Revenue per user whose pre-exposure revenue x explains most of y: CUPED narrows
+    # the interval of the same lift.
+    exp = replace(
+        EXP,
+        primary=RevenuePerUser("CNY"),
+        guardrails=(),
+        cuped=CupedRule("pre_exposure_revenue", 86_400_000),
+    )
+
+    def rev(name: str, n: int, y: int, y_sq: int, x: int, x_sq: int, xy: int) -> VariantSums:
+        return VariantSums(
+            name,
+            n,
+            None,
+            0,
+            {"CNY": RevenueSums(n, y, y_sq)},
+            {},
+            cuped={"CNY": CovariateSums(n, y, y_sq, x, x_sq, xy)},
+        )
+
+    a = rev("A", 1000, 100_000, 20_000_000, 100_000, 20_000_000, 19_500_000)
+    b = rev("B", 1000, 108_000, 22_000_000, 100_000, 20_000_000, 20_300_000)
+    r = readout(exp, sums(a, b))
+    by_metric = {m.metric: m for m in r.metrics["B"]}
+    assert set(by_metric) == {"revenue_per_user", "revenue_per_user_cuped"}
+    raw, adjusted = by_metric["revenue_per_user"], by_metric["revenue_per_user_cuped"]
+    raw_ci, adj_ci = raw.fixed_horizon.relative_ci, adjusted.fixed_horizon.relative_ci
+    assert raw_ci is not None and adj_ci is not None
+    assert adj_ci.high - adj_ci.low < (raw_ci.high - raw_ci.low) / 2
+    assert r.decision.metric == "revenue_per_user_cuped:CNY"

@@ -279,3 +279,39 @@ def test_primary_respects_the_funnel_window_and_session_segments() -> None:
     truth = truth_of([*window, *segments])
     assert primary(truth, "A") == ProportionCounts(2, 0)
     assert truth.variants["A"].orders == 2
+
+
+def test_cuped_covariates_come_from_the_lookback_before_the_exposure() -> None:
+    from simulator.truth_experiments import CovariateTruth
+    from streams.experiments import CupedRule, RevenuePerUser
+
+    hour = 60 * MIN
+    revenue = replace(
+        CB,
+        primary=RevenuePerUser(),
+        guardrails=(),
+        exposure=ExposureRule("begin_checkout"),
+        cuped=CupedRule("pre_exposure_revenue", 2 * hour),
+    )
+    events = [
+        # Before the exposure: a purchase 3 h before it (outside the 2 h lookback) and
+        # one 1 h before it (inside), both untagged.
+        buy(T0, "b1-T0", value=300, anon="b1"),
+        buy(T0 + 2 * hour, "b1-T1", value=400, anon="b1"),
+        *checkout("b1", T0 + 3 * hour, "B", txn="T2"),  # exposed here, then buys 1000
+        *checkout("b2", T0 + 3 * hour, "B", txn=None),  # exposed, no revenue at all
+    ]
+    truth = truth_of(events, revenue)
+    # y = post-exposure revenue (1000, 0), x = pre-exposure revenue in the lookback (400, 0).
+    assert truth.variants["B"].cuped == {
+        "CNY": CovariateTruth(2, 1000, 1000**2, 400, 400**2, 400 * 1000)
+    }
+    activity = replace(revenue, cuped=CupedRule("pre_exposure_activity", 2 * hour))
+    # x = counted events in the lookback: b1's purchase an hour before (1), b2 none.
+    assert truth_of(events, activity).variants["B"].cuped["CNY"] == CovariateTruth(
+        2, 1000, 1000**2, 1, 1, 1000
+    )
+    # A funnel-step primary: y is the conversion.
+    funnel = replace(AT_CHECKOUT, cuped=CupedRule("pre_exposure_activity", 2 * hour))
+    assert truth_of(events, funnel).variants["B"].cuped == {"": CovariateTruth(2, 1, 1, 1, 1, 1)}
+    assert truth_of(events).variants["B"].cuped == {}  # no cuped configured
