@@ -1046,6 +1046,54 @@ def _interval_text(low: float, high: float) -> str:
     return f"[{one(low)}, {one(high)}]"
 
 
+def _print_variants(r: Any) -> None:
+    """What each variant's exposed visitors did: the primary funnel's steps reached,
+    orders, rates, and per currency revenue per user and AOV."""
+    from reports.money import format_money
+
+    exp, sums = r.exp, r.sums
+    table = Table(
+        Column("variant", no_wrap=True),
+        Column("exposed", justify="right"),
+        Column("funnel steps reached" if exp.primary.kind == "funnel_step" else "", no_wrap=True),
+        Column("orders", justify="right"),
+        *(Column(g.metric, justify="right", no_wrap=True) for g in exp.rates),
+        title=f"{exp.name}: exposed visitors, from their exposure on",
+    )
+    for name, v in sums.variants.items():
+        table.add_row(
+            name,
+            f"{v.exposed:,}",
+            " > ".join(f"{n:,}" for n in v.reached) or "-",
+            f"{v.orders:,}",
+            *(_rate_text(v.guardrails[g.metric]) for g in exp.rates),
+        )
+    console.print(table)
+    money = Table(
+        "variant",
+        "currency",
+        Column("orders", justify="right"),
+        Column("revenue / exposed visitor", justify="right", no_wrap=True),
+        Column("AOV", justify="right", no_wrap=True),
+        title=f"{exp.name}: revenue per currency",
+    )
+    for name, v in sums.variants.items():
+        for currency, rev in v.revenue.items():
+            money.add_row(
+                name,
+                currency,
+                f"{rev.orders:,}",
+                format_money(rev.total / rev.n if rev.n else 0, currency),
+                "-" if rev.aov is None else format_money(rev.aov, currency),
+            )
+    if money.row_count:
+        console.print(money)
+
+
+def _rate_text(r: Any) -> str:
+    return "-" if not r.denominator else f"{r.numerator / r.denominator:.2%} of {r.denominator:,}"
+
+
 def _print_experiment(r: Any, live: tuple[str, str, str] | None) -> None:
     from reports.money import format_money
 
@@ -1062,6 +1110,7 @@ def _print_experiment(r: Any, live: tuple[str, str, str] | None) -> None:
         f"sample ratio: chi-square p={r.srm_chi_square.p_value:.3g}, "
         f"sequential p={r.srm_sequential.p_value:.3g}"
     )
+    _print_variants(r)
     table = Table(
         Column("variant", no_wrap=True),
         Column("metric", no_wrap=True),
@@ -1077,12 +1126,15 @@ def _print_experiment(r: Any, live: tuple[str, str, str] | None) -> None:
     for variant, metrics in r.metrics.items():
         for m in metrics:
             av = m.always_valid
-            if m.metric == "revenue_per_user":
-                label = f"revenue/user {m.currency}"
+            cuped = " (CUPED)" if m.metric.endswith("_cuped") else ""
+            if m.metric.startswith("revenue_per_user"):
+                label = f"revenue/user {m.currency}{cuped}"
                 control = format_money(av.control_mean, m.currency)
                 value = format_money(av.treatment_mean, m.currency)
             else:
-                label = "primary" if m.metric == "primary" else m.metric
+                label = m.metric
+                if m.metric.startswith("primary"):
+                    label = f"{exp.primary.funnel}: {exp.primary.label}{cuped}"
                 control, value = f"{av.control_mean:.2%}", f"{av.treatment_mean:.2%}"
             ci = av.relative_ci
             table.add_row(

@@ -65,28 +65,22 @@ carrying AS (
     FROM counted
     WHERE mapContains(experiments, {experiment:String})
 ),
-first_exposure AS (
+visitors AS (
+    -- One pass per visitor over its events carrying the experiment, in (t, event_id)
+    -- order: e = (t, event_id, value, known, exposing).
     SELECT anonymous_id,
-           countIf(exposing AND known) > 0 AS exposed,
-           argMinIf(value, (t, event_id), exposing AND known) AS variant,
-           minIf((t, event_id), exposing AND known) AS at
+           arraySort(groupArray((t, event_id, value, known, exposing))) AS evs,
+           arrayFilter(e -> e.4 AND e.5, evs) AS exposing_known,
+           notEmpty(exposing_known) AS exposed,
+           exposing_known[1].3 AS variant,
+           (exposing_known[1].1, exposing_known[1].2) AS at,
+           exposed AND arrayExists(e -> (e.1, e.2) >= at AND e.3 != variant, evs) AS mixed,
+           arrayDistinct(arrayMap(
+               e -> e.3,
+               arrayFilter(e -> e.5 AND NOT e.4 AND (NOT exposed OR (e.1, e.2) < at), evs)
+           )) AS unknown_values
     FROM carrying
     GROUP BY anonymous_id
-),
-visitors AS (
-    SELECT c.anonymous_id AS anonymous_id,
-           any(e.exposed) AS exposed,
-           any(e.variant) AS variant,
-           any(e.at) AS at,
-           countIf(e.exposed AND (c.t, c.event_id) >= e.at AND c.value != e.variant) > 0
-               AS mixed,
-           groupUniqArrayIf(
-               c.value,
-               c.exposing AND NOT c.known AND (NOT e.exposed OR (c.t, c.event_id) < e.at)
-           ) AS unknown_values
-    FROM carrying AS c
-    INNER JOIN first_exposure AS e USING (anonymous_id)
-    GROUP BY c.anonymous_id
 ),
 units AS (
     SELECT anonymous_id, variant, at FROM visitors WHERE exposed AND NOT mixed
@@ -96,15 +90,11 @@ units AS (
 _STATUS: Final = (
     _VISITORS
     + """
-SELECT 'exposed' AS what, variant AS name, count() AS visitors
-FROM units GROUP BY variant
-UNION ALL
-SELECT 'mixed', '', count() FROM visitors WHERE exposed AND mixed
-UNION ALL
-SELECT 'unknown', '', count() FROM visitors WHERE notEmpty(unknown_values)
-UNION ALL
-SELECT 'unknown_value', value, count()
-FROM visitors ARRAY JOIN unknown_values AS value GROUP BY value
+SELECT variant, exposed, mixed, count() AS visitors,
+       countIf(notEmpty(unknown_values)) AS with_unknown,
+       sumMap(unknown_values, arrayMap(v -> toUInt64(1), unknown_values)) AS per_value
+FROM visitors
+GROUP BY variant, exposed, mixed
 """
 )
 
@@ -123,9 +113,10 @@ _REVENUE: Final = (
     _VISITORS
     + _AFTER
     + """
-SELECT variant, currency, sum(revenue) AS total, sum(toInt128(revenue) * revenue) AS total_sq
+SELECT variant, currency, sum(revenue) AS total, sum(toInt128(revenue) * revenue) AS total_sq,
+       sum(purchases) AS orders
 FROM (
-    SELECT variant, anonymous_id, currency, sum(value_minor) AS revenue
+    SELECT variant, anonymous_id, currency, sum(value_minor) AS revenue, count() AS purchases
     FROM after
     WHERE event_type = 'purchase' AND currency != ''
     GROUP BY variant, anonymous_id, currency
@@ -134,18 +125,25 @@ GROUP BY variant, currency
 """
 )
 
-_CONVERTED: Final = (
+# Per visitor the highest step its credited attempts started at or after the exposure
+# reached; visitors per (variant, highest step).
+_REACHED: Final = (
     _VISITORS
     + """
-SELECT u.variant AS variant, uniqExact(u.anonymous_id) AS converted
-FROM units AS u
-INNER JOIN (
-    SELECT anonymous_id, toUnixTimestamp64Milli(step_times[1]) AS start_t, start_event_id
-    FROM funnel_attempts FINAL
-    WHERE attempts > 0 AND funnel = {funnel:String} AND level >= {step:UInt32}
-) AS a ON a.anonymous_id = u.anonymous_id
-WHERE (a.start_t, a.start_event_id) >= u.at
-GROUP BY u.variant
+SELECT variant, level, count() AS visitors
+FROM (
+    SELECT u.variant AS variant, u.anonymous_id AS anonymous_id, max(a.level) AS level
+    FROM units AS u
+    INNER JOIN (
+        SELECT anonymous_id, toUnixTimestamp64Milli(step_times[1]) AS start_t, start_event_id,
+               level
+        FROM funnel_attempts FINAL
+        WHERE attempts > 0 AND funnel = {funnel:String}
+    ) AS a ON a.anonymous_id = u.anonymous_id
+    WHERE (a.start_t, a.start_event_id) >= u.at
+    GROUP BY u.variant, u.anonymous_id
+)
+GROUP BY variant, level
 """
 )
 
@@ -272,11 +270,17 @@ class RatioSums:
 @dataclass(frozen=True, slots=True)
 class RevenueSums:
     """Revenue per exposed visitor in one currency: ``n`` visitors (zeros included), the
-    sum and the sum of squares of their post-exposure revenue in minor units."""
+    sum and the sum of squares of their post-exposure revenue in minor units, and the
+    purchases in that currency (``total / orders`` is the AOV)."""
 
     n: int
     total: int
     total_sq: int
+    orders: int = 0
+
+    @property
+    def aov(self) -> float | None:
+        return self.total / self.orders if self.orders else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +303,13 @@ class VariantSums:
     converted: int | None  # None unless the primary metric is a funnel step
     orders: int
     revenue: Mapping[str, RevenueSums]  # every currency seen in the experiment
-    guardrails: Mapping[str, RatioSums]  # by guardrail metric name
+    # Every guardrail metric by name (ExperimentDef.rates): the configured guardrails with
+    # their events, the others with their default events (reported, never deciding).
+    guardrails: Mapping[str, RatioSums]
+    # Visitors whose credited attempt of the primary funnel, started at or after their
+    # exposure, reached step k (index k - 1; up to the highest step reached). Funnel-step
+    # primary only.
+    reached: tuple[int, ...] = ()
     # With ``cuped`` configured: by currency ('' for a funnel-step primary).
     cuped: Mapping[str, CovariateSums] = field(default_factory=dict)
 
@@ -332,7 +342,7 @@ def parameters(exp: ExperimentDef) -> dict[str, Any]:
         params["lookback"] = exp.cuped.lookback_ms
     if isinstance(exp.primary, RevenuePerUser) and exp.primary.currency is not None:
         params["currency"] = exp.primary.currency
-    for g, guard in enumerate(exp.guardrails):
+    for g, guard in enumerate(exp.rates):
         params[f"num_{g}"] = list(guard.numerator_events)
         params[f"den_{g}"] = list(guard.denominator_events)
     return params
@@ -342,11 +352,11 @@ def queries(exp: ExperimentDef) -> dict[str, str]:
     """The SQL of each part of the readout (bound with :func:`parameters`)."""
     out = {
         "status": _STATUS,
-        "counts": _per_visitor_counts(len(exp.guardrails)),
+        "counts": _per_visitor_counts(len(exp.rates)),
         "revenue": _REVENUE,
     }
     if isinstance(exp.primary, FunnelStepMetric):
-        out["converted"] = _CONVERTED
+        out["reached"] = _REACHED
     if exp.cuped is not None:
         out["cuped"] = (
             _CUPED_FUNNEL
@@ -354,6 +364,12 @@ def queries(exp: ExperimentDef) -> dict[str, str]:
             else _cuped_revenue(exp.cuped.covariate, exp.primary.currency is not None)
         )
     return out
+
+
+def _reached(highest: Counter[int]) -> tuple[int, ...]:
+    """Visitors reaching step k (any highest step >= k), k = 1 .. the highest reached."""
+    top = max(highest, default=0)
+    return tuple(sum(n for level, n in highest.items() if level >= k) for k in range(1, top + 1))
 
 
 def experiment_sums(client: Any, exp: ExperimentDef) -> ExperimentSums:
@@ -367,25 +383,25 @@ def experiment_sums(client: Any, exp: ExperimentDef) -> ExperimentSums:
 
     exposed: Counter[str] = Counter()
     mixed = unknown = 0
-    unknown_values: dict[str, int] = {}
-    for what, name, visitors in rows("status"):
-        if what == "exposed":
-            exposed[name] = int(visitors)
-        elif what == "mixed":
-            mixed = int(visitors)
-        elif what == "unknown":
-            unknown = int(visitors)
-        else:
-            unknown_values[name] = int(visitors)
+    per_value: Counter[str] = Counter()
+    for variant, is_exposed, is_mixed, visitors, with_unknown, (values, ns) in rows("status"):
+        if is_exposed and not is_mixed:
+            exposed[variant] += int(visitors)
+        elif is_exposed:
+            mixed += int(visitors)
+        unknown += int(with_unknown)
+        per_value.update(dict(zip(values, (int(n) for n in ns), strict=True)))
+    unknown_values = {value: n for value, n in per_value.items() if n}
     counts = {row[0]: [int(v) for v in row[1:]] for row in rows("counts")}
-    revenue: dict[tuple[str, str], tuple[int, int]] = {
-        (variant, currency): (int(total), int(total_sq))
-        for variant, currency, total, total_sq in rows("revenue")
+    revenue: dict[tuple[str, str], tuple[int, int, int]] = {
+        (variant, currency): (int(total), int(total_sq), int(orders))
+        for variant, currency, total, total_sq, orders in rows("revenue")
     }
     currencies = sorted({currency for _, currency in revenue})
-    converted = (
-        {variant: int(n) for variant, n in rows("converted")} if "converted" in sql else None
-    )
+    highest: dict[str, Counter[int]] = {}
+    if "reached" in sql:
+        for variant, level, visitors in rows("reached"):
+            highest.setdefault(variant, Counter())[int(level)] += int(visitors)
     cuped: dict[str, dict[str, CovariateSums]] = {}
     if "cuped" in sql:
         for variant, currency, *numbers in rows("cuped"):
@@ -393,17 +409,23 @@ def experiment_sums(client: Any, exp: ExperimentDef) -> ExperimentSums:
     variants: dict[str, VariantSums] = {}
     for name in exp.variant_names:
         n = exposed[name]
-        sums = counts.get(name, [0] * (1 + 5 * len(exp.guardrails)))
+        sums = counts.get(name, [0] * (1 + 5 * len(exp.rates)))
         guards: dict[str, RatioSums] = {
             guard.metric: RatioSums(n, *sums[1 + 5 * g : 6 + 5 * g])
-            for g, guard in enumerate(exp.guardrails)
+            for g, guard in enumerate(exp.rates)
         }
+        reached = _reached(highest.get(name, Counter()))
+        converted = None
+        if isinstance(exp.primary, FunnelStepMetric):
+            step = exp.primary.step
+            converted = reached[step - 1] if len(reached) >= step else 0
         variants[name] = VariantSums(
             variant=name,
             exposed=n,
-            converted=None if converted is None else converted.get(name, 0),
+            converted=converted,
+            reached=reached,
             orders=sums[0],
-            revenue={c: RevenueSums(n, *revenue.get((name, c), (0, 0))) for c in currencies},
+            revenue={c: RevenueSums(n, *revenue.get((name, c), (0, 0, 0))) for c in currencies},
             guardrails=guards,
             cuped=dict(sorted(cuped.get(name, {}).items())),
         )

@@ -120,6 +120,7 @@ def main() -> None:
     print("==> reports from ClickHouse")
     run(["report", "funnel"], env)
     run(["report", "kpi"], env)
+    run(["report", "experiments"], env)
     compare_with_truth(env, truth_path)
 
 

@@ -156,7 +156,14 @@ class VariantTruth:
     primary: ProportionCounts | None  # None when the primary is revenue_per_user
     revenue: Mapping[str, MeanSums]  # per currency
     orders: int
-    guardrails: Mapping[str, RatioSums]  # per guardrail metric name
+    # Per guardrail metric name: every metric of ExperimentDef.rates (the configured
+    # guardrails, then the others with their default events).
+    guardrails: Mapping[str, RatioSums]
+    # Purchases at or after exposure per currency (AOV = revenue total / these).
+    orders_by_currency: Mapping[str, int] = field(default_factory=dict)
+    # Visitors whose credited attempt started at or after exposure reached step k
+    # (index k - 1, up to the highest step any reached); funnel-step primary only.
+    reached: tuple[int, ...] = ()
     # With cuped configured, per currency ('' for a funnel-step primary).
     cuped: Mapping[str, CovariateTruth] = field(default_factory=dict)
 
@@ -237,12 +244,14 @@ class _Readout:
         self.exposed: Counter[str] = Counter()
         self.converted: Counter[str] = Counter()
         self.orders: Counter[str] = Counter()
+        self.orders_by_currency: Counter[tuple[str, str]] = Counter()
+        self.reached: Counter[tuple[str, int]] = Counter()  # (variant, step) -> visitors
         # (variant, currency) -> [total, total_sq]; per-visitor values are summed first.
         self.revenue: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
         self.currencies: set[str] = set()
         # (variant, guardrail) -> [num, den, num_sq, den_sq, cross]
         self.guard: dict[tuple[str, str], list[int]] = {
-            (v, g.metric): [0, 0, 0, 0, 0] for v in names for g in exp.guardrails
+            (v, g.metric): [0, 0, 0, 0, 0] for v in names for g in exp.rates
         }
         self.mixed = 0
         self.unknown = 0
@@ -262,7 +271,7 @@ class _Readout:
                 total, total_sq = self.revenue.get((name, currency), (0, 0))
                 revenue[currency] = MeanSums(n, total, total_sq)
             guards: dict[str, RatioSums] = {
-                g.metric: RatioSums(n, *self.guard[(name, g.metric)]) for g in exp.guardrails
+                g.metric: RatioSums(n, *self.guard[(name, g.metric)]) for g in exp.rates
             }
             variants[name] = VariantTruth(
                 variant=name,
@@ -270,6 +279,10 @@ class _Readout:
                 primary=None if self.funnel is None else ProportionCounts(n, self.converted[name]),
                 revenue=revenue,
                 orders=self.orders[name],
+                orders_by_currency={
+                    c: self.orders_by_currency[(name, c)] for c in sorted(self.currencies)
+                },
+                reached=self._reached(name),
                 guardrails=guards,
                 cuped=self.cuped_sums(name),
             )
@@ -281,6 +294,10 @@ class _Readout:
             unknown=self.unknown,
             unknown_values=dict(sorted(self.unknown_values.items())),
         )
+
+    def _reached(self, variant: str) -> tuple[int, ...]:
+        steps = [n for (v, _), n in sorted(self.reached.items()) if v == variant]
+        return tuple(steps)
 
     def cuped_sums(self, variant: str) -> dict[str, CovariateTruth]:
         """Per currency ('' for a funnel step): y is the conversion (0/1) or the
@@ -337,9 +354,12 @@ class _Readout:
             return
         self.exposed[variant] += 1
         start_order = event_order(events[exposure])
-        converted = self.funnel is not None and self.converts(events, start_order)
+        highest = 0 if self.funnel is None else self.highest_step(events, start_order)
+        converted = self.funnel is not None and highest >= self.step
         if converted:
             self.converted[variant] += 1
+        for level in range(1, highest + 1):
+            self.reached[(variant, level)] += 1
         if exp.cuped is not None:
             since = events[exposure].event_time_ms - exp.cuped.lookback_ms
             before = [e for e in events[:exposure] if e.event_time_ms >= since]
@@ -356,15 +376,16 @@ class _Readout:
                 continue
             self.orders[variant] += 1
             if event.currency is not None:
+                self.orders_by_currency[(variant, event.currency)] += 1
                 by_currency[event.currency] += event.value_minor or 0
                 self.currencies.add(event.currency)
         for currency, amount in by_currency.items():
             sums = self.revenue[(variant, currency)]
             sums[0] += amount
             sums[1] += amount * amount
-        if exp.guardrails:
+        if exp.rates:
             types = Counter(e.event_type for e in after)
-            for guard in exp.guardrails:
+            for guard in exp.rates:
                 num = sum(types[t] for t in guard.numerator_events)
                 den = sum(types[t] for t in guard.denominator_events)
                 sums = self.guard[(variant, guard.metric)]
@@ -374,27 +395,27 @@ class _Readout:
                 sums[3] += den * den
                 sums[4] += num * den
 
-    def converts(self, events: Sequence[Event], start_order: tuple[int, str]) -> bool:
-        """An attempt starting at or after the exposure reaches the primary's step."""
+    def highest_step(self, events: Sequence[Event], start_order: tuple[int, str]) -> int:
+        """The highest level among the visitor's credited attempts (§3) that start at or
+        after the exposure (0: none)."""
         funnel = self.funnel
         assert funnel is not None
-        # Shortcut: an attempt needs events of step 1's and step S's types after exposure
+        # Shortcut: an attempt needs an event of step 1's type after the exposure
         # (unordered mode: of any step's type).
         after = [e.event_type for e in events if event_order(e) >= start_order]
         if funnel.mode == "unordered":
             if not any(t in self.step_types for t in after):
-                return False
-        elif self.first_type not in after or self.target_type not in after:
-            return False
+                return 0
+        elif self.first_type not in after:
+            return 0
         if funnel.scope == "user":
             entity = EntityEvents(events, funnel)
-            return any(
-                self._credit_converts(entity, group, start_order)
-                for group in user_attempt_groups(entity.start_positions(), events, funnel.window_ms)
-            )
+            groups = user_attempt_groups(entity.start_positions(), events, funnel.window_ms)
+            return max((self._credit_level(entity, g, start_order) for g in groups), default=0)
         sessions: dict[str, list[Event]] = defaultdict(list)
         for event in events:
             sessions[event.session_id].append(event)
+        best = 0
         for session_events in sessions.values():
             if event_order(session_events[-1]) < start_order:
                 continue
@@ -402,18 +423,15 @@ class _Readout:
                 if event_order(segment[-1]) < start_order:
                     continue
                 entity = EntityEvents(segment, funnel)
-                if self._credit_converts(entity, entity.start_positions(), start_order):
-                    return True
-        return False
+                best = max(best, self._credit_level(entity, entity.start_positions(), start_order))
+        return best
 
-    def _credit_converts(
+    def _credit_level(
         self, entity: EntityEvents, starts: Sequence[int], start_order: tuple[int, str]
-    ) -> bool:
-        """The entity's credited attempt (§3) starts at or after the exposure and reaches
-        the primary's step."""
+    ) -> int:
+        """The level of the entity's credited attempt (§3) if it starts at or after the
+        exposure, else 0."""
         attempt = entity.credited(starts)
-        return (
-            attempt is not None
-            and event_order(entity.events[attempt.start]) >= start_order
-            and attempt.level >= self.step
-        )
+        if attempt is None or event_order(entity.events[attempt.start]) < start_order:
+            return 0
+        return attempt.level

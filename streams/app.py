@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +81,9 @@ class Worker:
     app: faust.App
     runtime: Runtime
     registry: CollectorRegistry
+    # Reads the experiments out once more now, after a flush (an idle stop ends a replay
+    # with its final readout); a no-op without experiments or partition 0.
+    final_readout: Callable[[], Awaitable[None]] | None = None
 
 
 def broker_urls(bootstrap_servers: str) -> list[str]:
@@ -247,9 +250,19 @@ def build_worker(
         @app.timer(interval=settings.experiment_eval_seconds)  # type: ignore[untyped-decorator]
         async def read_experiments_out() -> None:
             # One worker of the group evaluates: the one holding clickstream partition 0.
-            if leader in app.consumer.assignment() and not app.rebalancing:
+            if leader in app.consumer.assignment() and not app.rebalancing and monitor.due():
                 await monitor.evaluate()
+
+        async def final_readout() -> None:
+            if leader in app.consumer.assignment():
+                await writer.flush()
+                await monitor.evaluate()
+                await writer.flush()
+
+        worker_final_readout: Callable[[], Awaitable[None]] | None = final_readout
+    else:
+        worker_final_readout = None
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode types the kwarg strictly
 
-    return Worker(app=app, runtime=runtime, registry=registry)
+    return Worker(app=app, runtime=runtime, registry=registry, final_readout=worker_final_readout)

@@ -70,6 +70,15 @@ class ExperimentMonitor:
     _previous_srm: dict[str, float] = field(default_factory=dict)
     _sent: set[str] | None = None
     _client: Any = None
+    _next_at: float = 0.0  # monotonic seconds
+
+    # An evaluation's SQL reads every stored event (BENCHMARKS.md: about 0.75 s per
+    # experiment at 240,000 events): the next one waits at least this many times as long
+    # as the last took, so the readout never takes more than a tenth of a core.
+    BACKOFF = 9.0
+
+    def due(self) -> bool:
+        return time.monotonic() >= self._next_at
 
     def _reader(self) -> Any:
         if self._client is None:
@@ -79,6 +88,7 @@ class ExperimentMonitor:
     async def evaluate(self) -> list[ExperimentReadout]:
         """One evaluation of every experiment (a failure is logged and counted; the next
         evaluation tries again)."""
+        started = time.monotonic()
         try:
             if self._sent is None:
                 self._sent = await self._recover()
@@ -110,6 +120,8 @@ class ExperimentMonitor:
             self.metrics.experiment_evaluation_failures.inc()
             log.exception("experiment evaluation failed; trying again at the next one")
             return []
+        finally:
+            self._next_at = time.monotonic() + self.BACKOFF * (time.monotonic() - started)
 
     def _observe(self, r: ExperimentReadout) -> None:
         m, name = self.metrics, r.exp.name

@@ -50,12 +50,13 @@ GUARDRAIL_EVENTS: Final[dict[GuardrailMetric, tuple[tuple[str, ...], tuple[str, 
     "checkout_error_rate": ((DEFAULT_CHECKOUT_ERROR_EVENT,), ("begin_checkout",)),
 }
 # Bounds: every (experiment, variant) is a label value of the readout metrics and rows, and
-# every visitor keeps one (exposure time, variant) per experiment in state; 20 x 10 keeps
-# a readout family at most 200 series per metric (the primary and three guardrails: 800).
+# every experiment is one more SQL evaluation of the stored events per readout; 20 x 10
+# keeps a readout family at most 200 series per metric (the primary and three guardrails:
+# 800).
 MAX_EXPERIMENTS: Final = 20
 MAX_VARIANTS: Final = 10
 MAX_DESCRIPTION: Final = 200
-# CUPED keeps a per-visitor pre-exposure accumulator this long, for every visitor.
+# The longest pre-exposure lookback the CUPED covariate reads.
 MAX_CUPED_LOOKBACK_MS: Final = 30 * 86_400_000
 DEFAULT_CUPED_LOOKBACK: Final = "14d"
 DEFAULT_ALPHA: Final = Fraction(1, 20)
@@ -191,6 +192,14 @@ class ExperimentDef:
     @property
     def variant_names(self) -> tuple[str, ...]:
         return tuple(v.name for v in self.variants)
+
+    @property
+    def rates(self) -> tuple[Guardrail, ...]:
+        """Every rate the readout reports per variant: the guardrails (which decide), then
+        the other guardrail metrics with their default events (reported only)."""
+        configured = {g.metric for g in self.guardrails}
+        others = tuple(Guardrail(m) for m in GUARDRAIL_METRICS if m not in configured)
+        return self.guardrails + others
 
     @property
     def treatments(self) -> tuple[str, ...]:
@@ -561,8 +570,8 @@ class _ExperimentParser:
         if lookback_ms > MAX_CUPED_LOOKBACK_MS:
             raise self.fail(
                 "cuped.lookback",
-                f"{lookback!r} is longer than 30d, the longest pre-exposure history a "
-                "visitor's state keeps for CUPED; shorten it",
+                f"{lookback!r} is longer than 30d, the longest pre-exposure history the "
+                "readout reads for CUPED; shorten it",
             )
         return CupedRule(covariate, lookback_ms)
 

@@ -365,6 +365,11 @@ def run_worker(
             except Exception as exc:  # nothing is lost: the next worker closes them again
                 log.warning("state records before the idle stop not acknowledged: %r", exc)
             finally:
+                try:
+                    if worker.final_readout is not None:
+                        await worker.final_readout()  # the readout of everything consumed
+                except Exception as exc:  # the stop goes on; the next worker reads out again
+                    log.warning("final experiment readout before the idle stop failed: %r", exc)
                 os.kill(os.getpid(), signal.SIGTERM)
 
         def idle_stop() -> None:

@@ -94,6 +94,12 @@ def normalised(sums: ExperimentSums | ExperimentTruth) -> dict[str, Any]:
             "converted": converted,
             "orders": v.orders,
             "revenue": {c: (r.n, r.total, r.total_sq) for c, r in v.revenue.items()},
+            "orders_by_currency": (
+                {c: r.orders for c, r in v.revenue.items()}
+                if isinstance(v, VariantSums)
+                else dict(v.orders_by_currency)
+            ),
+            "reached": v.reached,
             "guardrails": {g: tuple(asdict(r).values()) for g, r in v.guardrails.items()},
             "cuped": {c: tuple(asdict(x).values()) for c, x in v.cuped.items()},
         }
@@ -176,6 +182,8 @@ def test_the_sufficient_statistics_equal_the_truth(
         assert v.orders > 0 and v.primary is not None and v.primary.conversions > 0
         assert any(r.total > 0 for r in v.revenue.values())
         assert v.cuped[""].total_y == v.primary.conversions
+        assert len(v.reached) >= 4 and v.reached[3] == v.primary.conversions
+        assert set(v.guardrails) == {"payment_failure_rate", "refund_rate", "checkout_error_rate"}
     for v in truth["free_shipping_banner"].variants.values():
         assert any(c.total_y > 0 for c in v.cuped.values())
 

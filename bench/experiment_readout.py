@@ -1,0 +1,67 @@
+"""What one live experiment evaluation costs, on a store a worker filled.
+
+    python -m bench.experiment_readout --data-dir DIR [--experiments FILE] [--repeat 5]
+
+Times ``reports.experiment_readout.experiment_sums`` (the SQL of one evaluation) for
+every configured experiment on the embedded store under ``DIR``, beside a baseline in
+the same run: one ``SELECT count() FROM events_raw FINAL`` (a full deduplicating scan of
+the counted events). Figures are medians; quote them as ratios against the baseline, and
+as the share of one core an evaluation takes at the monitor's interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import clickhouse_connect
+
+from reports.experiment_readout import experiment_sums
+from streams.experiments import load_experiments
+from streams.funnels import load_funnels
+
+
+def _median_seconds(action: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", type=Path, required=True, help="a worker's data dir")
+    parser.add_argument("--experiments", type=Path, default=None, help="experiment file")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per query")
+    parser.add_argument("--interval", type=float, default=30.0, help="evaluation interval, s")
+    args = parser.parse_args()
+    client = clickhouse_connect.get_client(
+        dsn=f"chdb://{(args.data_dir / 'clickhouse').resolve()}", database="shop"
+    )
+    experiments = load_experiments(args.experiments, load_funnels())
+    events = int(client.query("SELECT count() FROM events_raw").result_rows[0][0])
+    baseline = _median_seconds(
+        lambda: client.query("SELECT count() FROM events_raw FINAL"), args.repeat
+    )
+    print(f"events_raw rows: {events:,}; baseline scan (count FINAL): {baseline * 1000:.0f} ms")
+    print("| experiment | evaluation ms | x baseline | share of a core at the interval |")
+    print("|---|---|---|---|")
+    total = 0.0
+    for exp in experiments:
+        seconds = _median_seconds(partial(experiment_sums, client, exp), args.repeat)
+        total += seconds
+        print(
+            f"| {exp.name} | {seconds * 1000:.0f} | {seconds / baseline:.1f} "
+            f"| {seconds / args.interval:.1%} |"
+        )
+    print(f"| all | {total * 1000:.0f} | {total / baseline:.1f} | {total / args.interval:.1%} |")
+
+
+if __name__ == "__main__":
+    main()

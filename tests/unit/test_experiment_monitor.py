@@ -1,0 +1,170 @@
+"""streams.experiment_monitor without a broker or ClickHouse: what one evaluation writes,
+sets and sends, and that a decision goes out once. The SQL it runs and the once-only
+decision across SIGKILLs are tested end to end in tests/integration/test_experiments_e2e.py."""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from reports.experiment_readout import ExperimentSums, RatioSums, RevenueSums, VariantSums
+from schemas.codec import EventCodec
+from sinks.metrics import PipelineMetrics
+from sinks.tables import TableSpec
+from streams import experiment_monitor
+from streams.experiment_monitor import ExperimentMonitor, decision_trigger_id
+from streams.experiments import ExperimentDef, FunnelStepMetric, Guardrail, VariantDef
+from streams.outputs import experiment_decisions, experiment_readouts, experiment_status
+
+EXP = ExperimentDef(
+    name="cb",
+    variants=(VariantDef("A", Fraction(1, 2)), VariantDef("B", Fraction(1, 2))),
+    control="A",
+    primary=FunnelStepMetric("checkout", 4, "purchase"),
+    guardrails=(Guardrail("payment_failure_rate"),),
+)
+
+
+def sums(a: int, b: int, converted_b: int = 500) -> ExperimentSums:
+    def v(name: str, n: int, converted: int) -> VariantSums:
+        guard = RatioSums(n, 10, 100, 10, 100, 10)
+        return VariantSums(
+            name,
+            n,
+            converted,
+            converted,
+            {"CNY": RevenueSums(n, 0, 0)},
+            {"payment_failure_rate": guard},
+        )
+
+    return ExperimentSums("cb", {"A": v("A", a, 500), "B": v("B", b, converted_b)}, 0, 0)
+
+
+class FakeWriter:
+    def __init__(self) -> None:
+        self.rows: dict[str, list[tuple[Any, ...]]] = {}
+        self.flushes = 0
+
+    async def submit(self, table: TableSpec, rows: list[tuple[Any, ...]]) -> None:
+        self.rows.setdefault(table.name, []).extend(rows)
+
+    async def flush(self) -> None:
+        self.flushes += 1
+
+
+class FakeFuture:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+    def __await__(self) -> Any:
+        yield from asyncio.sleep(0).__await__()
+        return self
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, int]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes, partition: int) -> FakeFuture:
+        self.sent.append((topic, value, partition))
+        return FakeFuture(len(self.sent) - 1)
+
+
+class FaustProducer:
+    def __init__(self, producer: FakeProducer) -> None:
+        self._producer = producer
+
+
+def monitor(
+    monkeypatch: pytest.MonkeyPatch, current: list[ExperimentSums]
+) -> tuple[ExperimentMonitor, FakeWriter, FakeProducer, CollectorRegistry]:
+    monkeypatch.setattr(experiment_monitor, "experiment_sums", lambda client, exp: current[0])
+    registry = CollectorRegistry()
+    writer, producer = FakeWriter(), FakeProducer()
+    m = ExperimentMonitor(
+        [EXP],
+        reader=lambda: object(),
+        writer=writer,  # type: ignore[arg-type]
+        metrics=PipelineMetrics(registry),
+        codec=EventCodec(),
+        triggers_topic="shop.triggers",
+        bootstrap="unused:9092",
+        producer=lambda: FaustProducer(producer),
+        now_ms=lambda: 1_800_000_000_000,
+    )
+    m._sent = set()  # nothing sent before: skip the broker read of _recover
+    return m, writer, producer, registry
+
+
+def test_an_evaluation_writes_rows_and_gauges(monkeypatch: pytest.MonkeyPatch) -> None:
+    m, writer, producer, registry = monitor(monkeypatch, [sums(5000, 5000, 505)])
+    [result] = asyncio.run(m.evaluate())
+    assert result.decision.verdict.value == "none"
+    assert producer.sent == []
+    readouts = writer.rows[experiment_readouts.TABLE.name]
+    # A and B: primary, revenue in CNY, orders, the guardrail.
+    assert len(readouts) == 8
+    assert len(writer.rows[experiment_status.TABLE.name]) == 1
+    value = registry.get_sample_value
+    assert (
+        value("shopfunnel_experiment_exposed_users", {"experiment": "cb", "variant": "B"}) == 5000
+    )
+    assert value("shopfunnel_experiment_verdict", {"experiment": "cb", "verdict": "none"}) == 1
+    assert value("shopfunnel_experiment_verdict", {"experiment": "cb", "verdict": "win"}) == 0
+    labels = {"experiment": "cb", "variant": "B", "metric": "primary", "test": "fixed_horizon"}
+    assert value("shopfunnel_experiment_p_value", labels) == pytest.approx(
+        result.metrics["B"][0].fixed_horizon.p_value
+    )
+    assert value("shopfunnel_experiment_last_evaluation_timestamp_seconds") is not None
+
+
+def test_a_decision_is_sent_once_and_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    current = [sums(5000, 5000, 800)]
+    m, writer, producer, _ = monitor(monkeypatch, current)
+    for _ in range(3):
+        asyncio.run(m.evaluate())
+    assert len(producer.sent) == 1
+    topic, value, partition = producer.sent[0]
+    trigger = EventCodec().decode_trigger(value)
+    assert (topic, partition, trigger.trigger_type) == ("shop.triggers", 0, "experiment_decision")
+    assert trigger.trigger_id == decision_trigger_id("cb", "win", "B")
+    assert trigger.detail["verdict"] == "win" and trigger.detail["experiment"] == "cb"
+    [row] = writer.rows[experiment_decisions.TABLE.name]
+    assert row[1:4] == ("cb", "win", "B") and row[-1] == 0  # its offset in the topic
+    assert writer.flushes == 1
+    # A broken split later is another decision: sent once more.
+    current[0] = sums(4000, 6000, 1200)
+    asyncio.run(m.evaluate())
+    assert [EventCodec().decode_trigger(v).detail["verdict"] for _, v, _ in producer.sent] == [
+        "win",
+        "srm",
+    ]
+
+
+def test_a_decision_sent_before_a_restart_is_not_sent_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    m, _, producer, _ = monitor(monkeypatch, [sums(5000, 5000, 800)])
+    m._sent = {decision_trigger_id("cb", "win", "B")}  # what _recover found
+    asyncio.run(m.evaluate())
+    assert producer.sent == []
+
+
+def test_a_failed_evaluation_is_counted_and_the_next_waits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    m, _, _, registry = monitor(monkeypatch, [sums(5000, 5000)])
+
+    def broken(client: object, exp: object) -> ExperimentSums:
+        raise RuntimeError("engine gone")
+
+    monkeypatch.setattr(experiment_monitor, "experiment_sums", broken)
+    assert m.due()
+    assert asyncio.run(m.evaluate()) == []
+    assert registry.get_sample_value("shopfunnel_experiment_evaluation_failures_total") == 1
+    m._next_at += 3600  # as after an evaluation that took 400 s
+    assert not m.due()
