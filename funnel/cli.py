@@ -1053,11 +1053,13 @@ def _print_variants(r: Any) -> None:
 
     exp, sums = r.exp, r.sums
     table = Table(
-        Column("variant", no_wrap=True),
-        Column("exposed", justify="right"),
-        Column("funnel steps reached" if exp.primary.kind == "funnel_step" else "", no_wrap=True),
-        Column("orders", justify="right"),
-        *(Column(g.metric, justify="right", no_wrap=True) for g in exp.rates),
+        Column("variant", overflow="fold"),
+        Column("exposed", justify="right", overflow="fold"),
+        Column(
+            "funnel steps reached" if exp.primary.kind == "funnel_step" else "", overflow="fold"
+        ),
+        Column("orders", justify="right", overflow="fold"),
+        *(Column(g.metric, justify="right", overflow="fold") for g in exp.rates),
         title=f"{exp.name}: exposed visitors, from their exposure on",
     )
     for name, v in sums.variants.items():
@@ -1073,8 +1075,8 @@ def _print_variants(r: Any) -> None:
         "variant",
         "currency",
         Column("orders", justify="right"),
-        Column("revenue / exposed visitor", justify="right", no_wrap=True),
-        Column("AOV", justify="right", no_wrap=True),
+        Column("revenue / exposed visitor", justify="right", overflow="fold"),
+        Column("AOV", justify="right", overflow="fold"),
         title=f"{exp.name}: revenue per currency",
     )
     for name, v in sums.variants.items():
@@ -1111,15 +1113,16 @@ def _print_experiment(r: Any, live: tuple[str, str, str] | None) -> None:
         f"sequential p={r.srm_sequential.p_value:.3g}"
     )
     _print_variants(r)
+    # Numbers fold onto a second line in a narrow terminal, never end in "…".
     table = Table(
-        Column("variant", no_wrap=True),
-        Column("metric", no_wrap=True),
-        Column(exp.control, justify="right", no_wrap=True),
-        Column("variant", justify="right", no_wrap=True),
-        Column("lift", justify="right", no_wrap=True),
-        Column(f"{1 - float(exp.alpha):.0%} CI (AV)", justify="right", no_wrap=True),
-        Column("p AV", justify="right", no_wrap=True),
-        Column("p fixed", justify="right", no_wrap=True),
+        Column("variant", overflow="fold"),
+        Column("metric", overflow="fold"),
+        Column(exp.control, justify="right", overflow="fold"),
+        Column("variant", justify="right", overflow="fold"),
+        Column("lift", justify="right", overflow="fold"),
+        Column(f"{1 - float(exp.alpha):.0%} CI (AV)", justify="right", overflow="fold"),
+        Column("p AV", justify="right", overflow="fold"),
+        Column("p fixed", justify="right", overflow="fold"),
         title=f"{exp.name}: each variant against {exp.control}",
         caption="AV: always valid (mSPRT, safe to watch); fixed: one look at a planned size",
     )

@@ -37,7 +37,13 @@ from schemas.codec import EventCodec
 from schemas.triggers import Trigger, trigger_id
 from sinks.clickhouse import ClickHouseWriter
 from sinks.metrics import PipelineMetrics
-from streams.experiment_stats import AlwaysValidResult, Verdict
+from streams.experiment_stats import (
+    DEFAULT_MIXING,
+    EVERYTHING,
+    AlwaysValidResult,
+    Interval,
+    Verdict,
+)
 from streams.experiments import ExperimentDef
 from streams.faust_private import underlying_producer
 from streams.outputs import experiment_decisions, experiment_readouts, experiment_status
@@ -50,6 +56,51 @@ DECISIONS_PARTITION = 0
 
 def decision_trigger_id(experiment: str, verdict: str, variant: str) -> str:
     return trigger_id(DECISION_TRIGGER, "", experiment, verdict, variant)
+
+
+def restored_running(
+    experiments: Sequence[ExperimentDef],
+    status: Sequence[Sequence[Any]],
+    readouts: Sequence[Sequence[Any]],
+) -> tuple[dict[str, dict[tuple[str, str, str], AlwaysValidResult]], dict[str, float]]:
+    """The running state of the newest stored readout: per experiment, the always-valid
+    p-value and relative interval of every (variant, metric, currency), and the
+    sequential SRM p-value. ``status``: (experiment, srm_sequential_p, alpha, mixing_tau2);
+    ``readouts``: (experiment, variant, metric, currency, ci_low, ci_high, p_always_valid).
+    An experiment whose alpha or mixing changed since is left out."""
+    tau2 = DEFAULT_MIXING.tau2
+    current = {e.name: e for e in experiments}
+    kept: dict[str, float] = {}
+    for name, srm_p, alpha, mixing in status:
+        exp = current.get(str(name))
+        if exp is not None and float(alpha) == float(exp.alpha) and float(mixing) == tau2:
+            kept[str(name)] = float(srm_p)
+    previous: dict[str, dict[tuple[str, str, str], AlwaysValidResult]] = {}
+    for name, variant, metric, currency, low, high, p in readouts:
+        if str(name) not in kept or p is None:
+            continue
+        exp = current[str(name)]
+        previous.setdefault(str(name), {})[(str(variant), str(metric), str(currency))] = (
+            AlwaysValidResult(
+                method="msprt_normal_mixture",
+                alpha=float(exp.alpha),
+                tau2=tau2,
+                control_mean=0.0,
+                treatment_mean=0.0,
+                absolute_lift=0.0,
+                relative_lift=None,
+                z=0.0,
+                log_likelihood_ratio=0.0,
+                p_value=float(p),
+                absolute_ci=EVERYTHING,
+                relative_ci=(
+                    Interval(float(low), float(high))
+                    if low is not None and high is not None
+                    else None
+                ),
+            )
+        )
+    return previous, {name: p for name, p in kept.items() if 0 < p <= 1}
 
 
 @dataclass
@@ -91,6 +142,10 @@ class ExperimentMonitor:
         started = time.monotonic()
         try:
             if self._sent is None:
+                try:
+                    await self._restore_running()
+                except Exception:  # starting afresh is valid, only less tight
+                    log.warning("could not resume the running readouts; starting afresh")
                 self._sent = await self._recover()
             out = []
             for exp in self.experiments:
@@ -203,6 +258,38 @@ class ExperimentMonitor:
         )
         metadata = await future
         return int(metadata.offset)
+
+    async def _restore_running(self) -> None:
+        """Fold the newest stored readout into the running state, so that a restart keeps
+        the running p-values and intervals (docs/semantics.md §3b); only for experiments
+        whose alpha and mixing are unchanged. The absolute intervals are not stored: they
+        start again."""
+        status = await asyncio.to_thread(
+            lambda: (
+                self._reader()
+                .query(
+                    "SELECT experiment, argMax(srm_sequential_p, evaluated_at), "
+                    "argMax(alpha, evaluated_at), argMax(mixing_tau2, evaluated_at) "
+                    "FROM experiment_status GROUP BY experiment"
+                )
+                .result_rows
+            )
+        )
+        readouts = await asyncio.to_thread(
+            lambda: (
+                self._reader()
+                .query(
+                    "SELECT experiment, variant, metric, currency, ci_low, ci_high, p_always_valid "
+                    "FROM v_experiment_readouts_latest WHERE p_always_valid IS NOT NULL"
+                )
+                .result_rows
+            )
+        )
+        previous, srm = restored_running(self.experiments, status, readouts)
+        self._previous.update(previous)
+        self._previous_srm.update(srm)
+        if previous:
+            log.info("experiment readouts resumed from ClickHouse: %s", ", ".join(previous))
 
     async def _recover(self) -> set[str]:
         """Decision triggers already sent: those recorded in ClickHouse, and any in the

@@ -55,7 +55,11 @@ CREATE TABLE IF NOT EXISTS experiment_status
     verdict             LowCardinality(String),
     verdict_variant     String,
     verdict_metric      String,
-    reason              String
+    reason              String,
+    -- What the always-valid results were computed with: a restarted worker folds the
+    -- newest readout into its running p-values and intervals only if these are unchanged.
+    alpha               Float64,
+    mixing_tau2         Float64
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(evaluated_at)

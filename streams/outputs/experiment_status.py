@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from reports.experiment_readout import ExperimentReadout
 from sinks.tables import TableSpec
+from streams.experiment_stats import DEFAULT_MIXING
 from streams.outputs.family import Row
 
 TABLE = TableSpec(
@@ -21,6 +22,8 @@ TABLE = TableSpec(
         "verdict_variant",
         "verdict_metric",
         "reason",
+        "alpha",
+        "mixing_tau2",
     ),
     order_by=("experiment", "evaluated_at"),
 )
@@ -40,4 +43,6 @@ def build_row(r: ExperimentReadout, evaluated_at_ms: int) -> Row:
         d.variant or "",
         d.metric or "",
         d.reason,
+        float(r.exp.alpha),
+        DEFAULT_MIXING.tau2,
     )

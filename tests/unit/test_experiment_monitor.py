@@ -168,3 +168,44 @@ def test_a_failed_evaluation_is_counted_and_the_next_waits(
     assert registry.get_sample_value("shopfunnel_experiment_evaluation_failures_total") == 1
     m._next_at += 3600  # as after an evaluation that took 400 s
     assert not m.due()
+
+
+def test_a_restart_resumes_the_running_readout_from_clickhouse() -> None:
+    from streams.experiment_monitor import restored_running
+    from streams.experiment_stats import DEFAULT_MIXING
+
+    tau2 = DEFAULT_MIXING.tau2
+    status = [("cb", 0.2, 0.05, tau2), ("gone", 0.5, 0.05, tau2)]
+    readouts = [
+        ("cb", "B", "primary", "", 0.10, 0.30, 1e-6),
+        ("cb", "B", "payment_failure_rate", "", None, None, 0.9),
+        ("gone", "B", "primary", "", 0.1, 0.2, 0.01),  # no longer configured
+    ]
+    previous, srm = restored_running([EXP], status, readouts)
+    assert srm == {"cb": 0.2}
+    primary = previous["cb"][("B", "primary", "")]
+    assert primary.p_value == 1e-6 and primary.relative_ci is not None
+    assert (primary.relative_ci.low, primary.relative_ci.high) == (0.10, 0.30)
+    assert previous["cb"][("B", "payment_failure_rate", "")].relative_ci is None
+    # A changed alpha or mixing: the stored intervals are of another level; start again.
+    assert restored_running([EXP], [("cb", 0.2, 0.10, tau2)], readouts) == ({}, {})
+    assert restored_running([EXP], [("cb", 0.2, 0.05, tau2 * 2)], readouts) == ({}, {})
+
+
+def test_after_a_restart_an_earlier_win_stays_a_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streams.experiment_monitor import restored_running
+    from streams.experiment_stats import DEFAULT_MIXING
+
+    m, _, _, _ = monitor(monkeypatch, [sums(5000, 5000, 505)])  # alone: no difference
+    previous, srm = restored_running(
+        [EXP],
+        [("cb", 1.0, 0.05, DEFAULT_MIXING.tau2)],
+        [("cb", "B", "primary", "", 0.05, 0.30, 1e-6)],
+    )
+    m._previous.update(previous)
+    m._previous_srm.update(srm)
+    [result] = asyncio.run(m.evaluate())
+    primary = result.metrics["B"][0].always_valid
+    assert primary.p_value == 1e-6  # the running minimum
+    assert primary.relative_ci is not None and primary.relative_ci.low >= 0.05
+    assert result.decision.verdict.value == "win"

@@ -114,7 +114,9 @@ CREATE TABLE experiment_status
     `verdict` LowCardinality(String),
     `verdict_variant` String,
     `verdict_metric` String,
-    `reason` String
+    `reason` String,
+    `alpha` Float64,
+    `mixing_tau2` Float64
 )
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(evaluated_at)
