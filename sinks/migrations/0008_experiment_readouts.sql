@@ -6,7 +6,10 @@
 -- of reports/experiment_readout.py over events_raw and funnel_attempts), and what the
 -- statistics engine (streams/experiment_stats.py) made of them against the control.
 --   metric: primary (conversions of a funnel step: total = converted visitors),
---           revenue_per_user (per currency, minor units: total, total_sq per visitor),
+--           step_1 .. step_k (total = visitors whose credited attempt of the primary's
+--           funnel, started at or after their exposure, reached that step),
+--           revenue_per_user (per currency, minor units: total, total_sq per visitor;
+--           denominator = purchases in that currency, so total / denominator is the AOV),
 --           orders (total = purchases), or a guardrail name (total = numerator events,
 --           denominator = denominator events, with per-visitor squares and cross products),
 --           or primary_cuped / revenue_per_user_cuped (CUPED: total, total_sq = the primary's

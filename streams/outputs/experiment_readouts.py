@@ -61,8 +61,11 @@ def _variant_rows(
     out: list[tuple[str, str, tuple[int, ...]]] = []
     if v.converted is not None:
         out.append(("primary", "", (v.converted, v.converted, 0, 0, 0)))
+    for step, visitors in enumerate(v.reached, start=1):
+        out.append((f"step_{step}", "", (visitors, visitors, 0, 0, 0)))
     for currency, rev in v.revenue.items():
-        out.append(("revenue_per_user", currency, (rev.total, rev.total_sq, 0, 0, 0)))
+        # denominator: the purchases in that currency (AOV = total / denominator).
+        out.append(("revenue_per_user", currency, (rev.total, rev.total_sq, rev.orders, 0, 0)))
     out.append(("orders", "", (v.orders, 0, 0, 0, 0)))
     for metric, g in v.guardrails.items():
         stats = (g.numerator, g.numerator_sq, g.denominator, g.denominator_sq, g.cross)

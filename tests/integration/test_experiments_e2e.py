@@ -210,7 +210,9 @@ def test_the_monitor_wrote_the_readout_and_published_each_decision_once(
             if v.converted is not None:
                 want[(name, "primary", "")] = (n, v.converted, v.converted, 0, 0, 0)
             for c, rev in v.revenue.items():
-                want[(name, "revenue_per_user", c)] = (n, rev.total, rev.total_sq, 0, 0, 0)
+                want[(name, "revenue_per_user", c)] = (n, rev.total, rev.total_sq, rev.orders, 0, 0)
+            for step, visitors in enumerate(v.reached, start=1):
+                want[(name, f"step_{step}", "")] = (n, visitors, visitors, 0, 0, 0)
             want[(name, "orders", "")] = (n, v.orders, 0, 0, 0, 0)
             primary = "primary" if v.converted is not None else "revenue_per_user"
             for c, x in v.cuped.items():

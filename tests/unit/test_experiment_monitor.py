@@ -209,3 +209,23 @@ def test_after_a_restart_an_earlier_win_stays_a_win(monkeypatch: pytest.MonkeyPa
     assert primary.p_value == 1e-6  # the running minimum
     assert primary.relative_ci is not None and primary.relative_ci.low >= 0.05
     assert result.decision.verdict.value == "win"
+
+
+def test_readout_rows_carry_every_step_reached_and_the_orders_behind_the_aov() -> None:
+    from dataclasses import replace
+
+    from reports.experiment_readout import readout
+
+    base = sums(5000, 5000, 505)
+    a = replace(
+        base.variants["A"],
+        reached=(900, 700, 600, 500),
+        revenue={"CNY": RevenueSums(5000, 90_000, 9_000_000, 120)},
+    )
+    r = readout(EXP, replace(base, variants={"A": a, "B": base.variants["B"]}))
+    rows = {(row[2], row[4], row[5]): row for row in experiment_readouts.build_rows(r, 1)}
+    steps = [rows[("A", f"step_{k}", "")][7] for k in range(1, 5)]
+    assert steps == [900, 700, 600, 500]
+    assert ("A", "step_5", "") not in rows
+    revenue = rows[("A", "revenue_per_user", "CNY")]
+    assert revenue[7:10] == (90_000, 9_000_000, 120)  # total, total_sq, purchases
