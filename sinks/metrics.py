@@ -24,7 +24,7 @@ campaigns; pass the campaigns that matter as ``known_campaigns`` to make every w
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -135,18 +135,16 @@ class PipelineMetrics:
         self.gc_full_seconds.observe(seconds)
         self.gc_collected.inc(collected)
 
-    def set_experiment_verdict(self, experiment: str, verdict: str) -> None:
-        """Set ``experiment``'s verdict gauge: 1 for ``verdict``, 0 for every other verdict.
-
-        ``verdict`` must be a ``streams.experiment_stats.Verdict`` value.
-        """
-        # Imported when needed: the statistics engine pulls in numpy and scipy.
-        from streams.experiment_stats import Verdict
-
-        values = [v.value for v in Verdict]
-        if verdict not in values:
-            raise SinkError(f"unknown experiment verdict {verdict!r}; expected one of {values}")
-        for value in values:
+    def set_experiment_verdict(
+        self, experiment: str, verdict: str, verdicts: Sequence[str]
+    ) -> None:
+        """Set ``experiment``'s verdict gauge: 1 for ``verdict``, 0 for every other one of
+        ``verdicts`` (the values of ``streams.experiment_stats.Verdict``)."""
+        if verdict not in verdicts:
+            raise SinkError(
+                f"unknown experiment verdict {verdict!r}; expected one of {list(verdicts)}"
+            )
+        for value in verdicts:
             self.experiment_verdict.labels(experiment, value).set(1 if value == verdict else 0)
 
     def set_worker_info(self, worker: str, version: str) -> None:

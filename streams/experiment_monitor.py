@@ -186,8 +186,7 @@ class ExperimentMonitor:
         m.experiment_excluded.labels(name, "unknown").set(r.sums.unknown)
         m.experiment_srm_p_value.labels(name, "chi_square").set(r.srm_chi_square.p_value)
         m.experiment_srm_p_value.labels(name, "sequential").set(r.srm_sequential.p_value)
-        for verdict in Verdict:
-            m.experiment_verdict.labels(name, verdict.value).set(int(verdict == r.decision.verdict))
+        m.set_experiment_verdict(name, r.decision.verdict.value, [v.value for v in Verdict])
         for variant, readouts in r.metrics.items():
             for x in readouts:
                 if x.currency:  # revenue per currency: ClickHouse and the report only

@@ -130,11 +130,14 @@ def test_readout_values_read_back_from_the_registry() -> None:
     )
 
 
+VERDICTS = [v.value for v in Verdict]
+
+
 def test_the_verdict_gauge_is_one_for_the_current_verdict_and_zero_for_the_others() -> None:
     m = _metrics()
-    m.set_experiment_verdict("checkout_button", Verdict.NONE)
-    m.set_experiment_verdict("checkout_button", "guardrail_breach")
-    m.set_experiment_verdict("hero_banner", Verdict.WIN)
+    m.set_experiment_verdict("checkout_button", Verdict.NONE, VERDICTS)
+    m.set_experiment_verdict("checkout_button", "guardrail_breach", VERDICTS)
+    m.set_experiment_verdict("hero_banner", Verdict.WIN, VERDICTS)
     by_verdict = {
         v.value: m.registry.get_sample_value(
             "shopfunnel_experiment_verdict",
@@ -150,7 +153,7 @@ def test_the_verdict_gauge_is_one_for_the_current_verdict_and_zero_for_the_other
         == 1
     )
     with pytest.raises(SinkError, match="unknown experiment verdict 'winning'"):
-        m.set_experiment_verdict("checkout_button", "winning")
+        m.set_experiment_verdict("checkout_button", "winning", VERDICTS)
     # A rejected verdict leaves the gauge as it was.
     assert (
         m.registry.get_sample_value(
@@ -165,7 +168,7 @@ def test_the_exposition_passes_promtool_check_metrics() -> None:
     m = _metrics()
     m.experiment_exposed.labels("checkout_button", "A").set(5)
     m.experiment_p_value.labels("checkout_button", "B", "primary", "always_valid").set(0.5)
-    m.set_experiment_verdict("checkout_button", Verdict.SRM)
+    m.set_experiment_verdict("checkout_button", Verdict.SRM, VERDICTS)
     m.experiment_last_evaluation.set(1_700_000_000)
     m.experiment_evaluation_failures.inc()
     text = generate_latest(m.registry).decode("utf-8")
