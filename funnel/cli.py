@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from funnel.cli_attribution import report_attribution
+from funnel.cli_promotions import report_promotions, report_tiers
 from funnel.errors import FunnelError
 from funnel.settings import DEFAULT_DATA_DIR, Settings, load_settings
 
@@ -24,6 +26,7 @@ from funnel.settings import DEFAULT_DATA_DIR, Settings, load_settings
 # non-editable install it is absent and `funnel broker` says so (_kafka_script).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = REPO_ROOT / "deploy" / "local" / "kafka.sh"
+
 
 app = typer.Typer(
     help="Real-time e-commerce funnels, KPIs and alerts (Kafka, Faust, ClickHouse, Prometheus).",
@@ -63,11 +66,13 @@ def _settings() -> Settings:
 
 
 def _mount_optional_commands() -> None:
+    from funnel.cli_costs import costs_app
     from schemas.cli import app as schemas_app
     from simulator.cli import simulate
 
     app.add_typer(schemas_app, name="schemas", help="Check the Avro contract.")
     app.command("simulate")(simulate)
+    app.add_typer(costs_app, name="costs")
 
 
 @app.command()
@@ -1214,6 +1219,12 @@ def experiments_check(
             "(the packaged experiments measure steps of the packaged funnels: with another "
             "funnel file, name an experiment file, e.g. FUNNEL_EXPERIMENTS_FILE)"
         )
+
+
+# Commands whose code lives in their own modules (they import this one lazily).
+report_app.command("attribution")(report_attribution)
+report_app.command("promotions")(report_promotions)
+report_app.command("tiers")(report_tiers)
 
 
 def main() -> None:

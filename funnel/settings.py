@@ -29,6 +29,8 @@ class TopicNames(BaseSettings):
     orders: str = "shop.orders"
     dlq: str = "shop.dlq"
     triggers: str = "shop.triggers"
+    # Daily marketing spend (schemas/avro/marketing_costs.v1.avsc), one record per day.
+    marketing_costs: str = "shop.marketing_costs"
 
     def inputs(self) -> tuple[str, str, str]:
         return (self.clickstream, self.cart, self.orders)
@@ -123,6 +125,16 @@ class Settings(BaseSettings):
     rfm_churn_days: float = Field(default=180.0, gt=0)
     cart_abandon_minutes: float = Field(default=30.0, gt=0)
 
+    # Attribution (docs/semantics.md section 10): sessions this far before an order are
+    # its touchpoints (at most attribution_max_touches, the latest); time-decay halves a
+    # touchpoint's weight every attribution_half_life_days. Days may be fractional.
+    attribution_lookback_days: float = Field(default=30.0, gt=0, le=400)
+    attribution_half_life_days: float = Field(default=7.0, gt=0, le=400)
+    attribution_max_touches: int = Field(default=50, ge=1, le=1000)
+    # How often the worker that holds input partition 0 reads today's ROAS per channel
+    # into the Prometheus gauges (streams/attribution_monitor.py).
+    attribution_eval_seconds: float = Field(default=30.0, ge=1.0, le=3600.0)
+
     # Input validation bounds (schemas/validation.py).
     max_payload_bytes: int = Field(default=64 * 1024, ge=256)
     max_future_seconds: int = Field(default=300, ge=0)
@@ -181,6 +193,14 @@ class Settings(BaseSettings):
     @property
     def session_timeout_ms(self) -> int:
         return self.session_timeout_seconds * 1000
+
+    def attribution_ms(self) -> dict[str, int]:
+        day = 86_400_000
+        return {
+            "lookback_ms": round(self.attribution_lookback_days * day),
+            "half_life_ms": round(self.attribution_half_life_days * day),
+            "max_touches": self.attribution_max_touches,
+        }
 
     def lifecycle_ms(self) -> dict[str, int]:
         day = 86_400_000

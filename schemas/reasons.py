@@ -33,9 +33,22 @@ class Reason(StrEnum):
     INVALID_PROPERTIES = "invalid_properties"
 
 
+class CostReason(StrEnum):
+    """Dead-letter reasons of the marketing-cost topic only (``schemas/costs.py``).
+
+    Kept apart from :class:`Reason`, which is exactly what an input *event* can fail with
+    (the simulator builds a malformed event for every one of them). A cost record that is
+    too large, not Confluent-framed Avro or of another schema gets the event reasons
+    ``payload_too_large``, ``undecodable`` and ``unknown_schema_id``; every problem with
+    its content is ``invalid_cost_record``, with a detail naming the field.
+    """
+
+    INVALID_COST_RECORD = "invalid_cost_record"
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A record that must go to the dead-letter topic; ``detail`` names the field and the fix."""
 
-    reason: Reason
+    reason: Reason | CostReason
     detail: str

@@ -5,8 +5,9 @@
 3. Run `funnel simulate`: an hour of new visitors (2.6 simulated hours of traffic with
    their later sessions, ending before now) in about a minute, with duplicates, disorder,
    late and malformed events.
-4. Wait until the worker has consumed everything, stop it, print the funnel and KPI
-   reports from ClickHouse and compare them with the simulator's ground truth.
+4. Import the run's marketing costs (`funnel costs import`), wait until the worker has
+   consumed everything, stop it, print the funnel, KPI, experiment, attribution and
+   promotion reports from ClickHouse and compare them with the simulator's ground truth.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def demo_env() -> dict[str, str]:
     data = Path(env.get("FUNNEL_DATA_DIR", REPO / ".data" / "demo")).resolve()
     env.setdefault("FUNNEL_DATA_DIR", str(data))
     env.setdefault("FUNNEL_APP_ID", "shop-funnel-demo")
-    for stream in ("clickstream", "cart", "orders", "dlq", "triggers"):
+    for stream in ("clickstream", "cart", "orders", "dlq", "triggers", "marketing_costs"):
         env.setdefault(f"FUNNEL_TOPICS__{stream.upper()}", f"demo.{stream}")
     env.setdefault("FUNNEL_METRICS_PORT", "9108")
     return env
@@ -112,6 +113,8 @@ def main() -> None:
             ],
             env,
         )
+        print("==> importing the simulated campaigns' marketing costs")
+        run(["costs", "import", str(truth_path.with_name("costs.csv"))], env)
         print("==> waiting for the worker to consume everything")
         wait_caught_up(worker, metrics_url)
     finally:
@@ -121,6 +124,8 @@ def main() -> None:
     run(["report", "funnel"], env)
     run(["report", "kpi"], env)
     run(["report", "experiments"], env)
+    run(["report", "attribution"], env)
+    run(["report", "promotions"], env)
     compare_with_truth(env, truth_path)
 
 
@@ -172,6 +177,14 @@ def compare_with_truth(env: dict[str, str], truth_path: Path) -> None:
             len(truth.late_event_ids),
         ),
     ]
+    # Every attribution model credits exactly the GMV (docs/semantics.md 10).
+    credited = client.query(
+        "SELECT model, sum(value_minor * share_micro) FROM order_attribution FINAL "
+        "WHERE share_micro > 0 GROUP BY model ORDER BY model"
+    ).result_rows
+    gmv_micro = sum(r.gmv_minor for r in truth.kpi) * 1_000_000
+    for model, micro in credited:
+        checks.append((f"GMV credited by {model} (x10^6)", int(micro), gmv_micro))
     for label, got, want in checks:
         table.add_row(label, f"{got:,}", f"{want:,}", "yes" if got == want else "NO")
     Console().print(table)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
@@ -46,6 +46,7 @@ from simulator.truth_funnel import (
 from simulator.truth_lifecycle import life_horizon, lifecycle_of
 from simulator.truth_model import (
     TTC_BUCKETS_S,
+    AttributionRow,
     DeadLetterRow,
     Dims,
     ExperimentRow,
@@ -67,6 +68,9 @@ from simulator.truth_model import (
     funnel_to_json,
 )
 from simulator.truth_retention import VisitorLife, order_gap_rows, retention_rows, split_lives
+
+if TYPE_CHECKING:
+    from simulator import truth_attribution
 
 __all__ = ["Truth", "compute_truth", "read_truth", "write_truth"]
 
@@ -116,6 +120,7 @@ def compute_truth(
     true_effects: Mapping[str, float] | None = None,
     lifecycle: LifecycleParams | None = None,
     inputs_finished: bool = False,
+    attribution: truth_attribution.AttributionConfig | None = None,
 ) -> Truth:
     """The truth of ``records`` (in send order) under the given settings.
 
@@ -125,6 +130,10 @@ def compute_truth(
     inputs finished at the end (``funnel worker --until-idle`` in replay): each
     partition's final watermark is just after its last event time.
     """
+    # Imported here: truth_attribution reads the counted events through
+    # truth_exploration, which imports this module's intake.
+    from simulator.truth_attribution import AttributionConfig, attribution_rows
+
     if funnels is None:
         funnels = funnel_specs()
     params = lifecycle or LifecycleParams()
@@ -208,6 +217,14 @@ def compute_truth(
         transitions=lifecycle_rows.transitions,
         triggers=lifecycle_rows.triggers,
         funnel_attempts=funnel_acc.attempt_rows(),
+        order_attribution=tuple(
+            AttributionRow(*key, share)
+            for key, share in attribution_rows(
+                [c.event for c in counted],
+                attribution or AttributionConfig(window_ms=window_ms),
+                channel_rules=channel_rules,
+            ).items()
+        ),
     )
 
 
@@ -581,6 +598,7 @@ def write_truth(truth: Truth, path: Path) -> None:
         "funnel_outcomes": _table(truth.funnel_outcomes, FunnelOutcomeRow._fields),
         "funnel_ttc": _table(truth.funnel_ttc, FunnelTtcRow._fields),
         "funnel_attempts": _table(truth.funnel_attempts, FunnelAttemptRow._fields),
+        "order_attribution": _table(truth.order_attribution, AttributionRow._fields),
         "kpi": _table(truth.kpi, KpiRow._fields),
         "retention": _table(truth.retention, RetentionRow._fields),
         "dead_letters": _table(truth.dead_letters, DeadLetterRow._fields),
@@ -655,4 +673,9 @@ def _truth_from_document(document: Mapping[str, Any]) -> Truth:
         transitions=_rows(document["transitions"], TransitionRow),
         triggers=_rows(document["triggers"], TriggerRow),
         funnel_attempts=_rows(document["funnel_attempts"], FunnelAttemptRow),
+        order_attribution=(
+            _rows(document["order_attribution"], AttributionRow)
+            if "order_attribution" in document
+            else ()
+        ),
     )

@@ -469,6 +469,25 @@ class ExperimentRow(NamedTuple):
     converted: int
 
 
+class AttributionRow(NamedTuple):
+    """An ``order_attribution`` row (docs/semantics.md 10) with its share in millionths."""
+
+    window_start_ms: int
+    order_time_ms: int
+    anonymous_id: str
+    transaction_id: str
+    currency: str
+    value_minor: int
+    is_first: int
+    model: str
+    channel: str
+    source: str
+    medium: str
+    campaign: str
+    kol: str
+    share_micro: int
+
+
 @dataclass(frozen=True)
 class Truth:
     """Everything docs/semantics.md defines, for one run's records."""
@@ -499,3 +518,5 @@ class Truth:
     triggers: tuple[TriggerRow, ...] = ()
     # §3 funnel_attempts: one row per credited entity, sorted.
     funnel_attempts: tuple[FunnelAttemptRow, ...] = ()
+    # §10 order_attribution: one row per counted order, model and touchpoint key.
+    order_attribution: tuple[AttributionRow, ...] = ()

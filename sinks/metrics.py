@@ -15,7 +15,10 @@ or garbage into ``utm_campaign`` must not be able to create millions of series.
   experiments of at most 10 variants each);
 - ``metric``: ``primary`` or a guardrail name of the experiments file;
 - ``test`` (``always_valid``, ``fixed_horizon``; ``chi_square``, ``sequential``) and
-  ``verdict`` (``streams.experiment_stats.Verdict``): fixed sets.
+  ``verdict`` (``streams.experiment_stats.Verdict``): fixed sets;
+- ``model`` (attribution): the models the caller passes (``streams.attribution.MODELS``),
+  else ``other``; the attribution gauges' ``channel`` is a known channel,
+  ``(unattributed)`` (refunds of unknown orders) or ``other``.
 
 The campaign set is per worker (first come, first kept), so two workers may keep different
 campaigns; pass the campaigns that matter as ``known_campaigns`` to make every worker agree.
@@ -24,7 +27,7 @@ campaigns; pass the campaigns that matter as ``known_campaigns`` to make every w
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -34,6 +37,7 @@ from sinks.errors import SinkError
 
 PREFIX: Final = "shopfunnel"
 OTHER: Final = "other"
+UNATTRIBUTED: Final = "(unattributed)"
 NO_CAMPAIGN: Final = "none"
 CAMPAIGN_LABEL_MAX_CHARS: Final = 64
 CONVERSION_WINDOWS: Final = ("5m", "15m")
@@ -104,6 +108,9 @@ class PipelineMetrics:
         self._create_ingest_metrics(registry)
         self._create_sink_and_state_metrics(registry)
         self._create_experiment_metrics(registry)
+        self._create_attribution_metrics(registry)
+        # Label sets the attribution gauges hold now (stale ones are removed).
+        self._attribution_series: dict[str, set[tuple[str, ...]]] = {}
 
     # -- label bounding -------------------------------------------------------------------
 
@@ -146,6 +153,57 @@ class PipelineMetrics:
             )
         for value in verdicts:
             self.experiment_verdict.labels(experiment, value).set(1 if value == verdict else 0)
+
+    def set_attribution_today(
+        self,
+        net_revenue: Mapping[tuple[str, str], float],
+        cost: Mapping[str, float],
+        models: Sequence[str],
+    ) -> None:
+        """Set the attribution gauges to one day's values, all in one currency's major
+        units: ``net_revenue[(channel, model)]`` (net attributed revenue) and
+        ``cost[channel]``. Channels and models are bounded first (values that fall into
+        one label are added up); every model of ``models`` gets a revenue gauge for every
+        channel that sold or spent, ROAS is set where the cost is not 0, and series of an
+        earlier day that are absent now are removed."""
+        known_models = frozenset(models)
+        revenue: dict[tuple[str, str], float] = {}
+        spent: dict[str, float] = {}
+        for (channel, model), value in net_revenue.items():
+            key = (
+                self.attribution_channel_label(channel),
+                model if model in known_models else OTHER,
+            )
+            revenue[key] = revenue.get(key, 0.0) + value
+        for channel, value in cost.items():
+            label = self.attribution_channel_label(channel)
+            spent[label] = spent.get(label, 0.0) + value
+        channels = {channel for channel, _ in revenue} | set(spent)
+        all_models = [*models, *sorted({m for _, m in revenue} - known_models)]
+        revenue_series: set[tuple[str, ...]] = set()
+        roas_series: set[tuple[str, ...]] = set()
+        for channel in channels:
+            for model in all_models:
+                value = revenue.get((channel, model), 0.0)
+                self.attribution_revenue_today.labels(channel, model).set(value)
+                revenue_series.add((channel, model))
+                if spent.get(channel, 0.0) != 0.0:
+                    self.attribution_roas.labels(channel, model).set(value / spent[channel])
+                    roas_series.add((channel, model))
+        for channel, value in spent.items():
+            self.marketing_cost_today.labels(channel).set(value)
+        self._replace_series("revenue", self.attribution_revenue_today, revenue_series)
+        self._replace_series("roas", self.attribution_roas, roas_series)
+        self._replace_series("cost", self.marketing_cost_today, {(c,) for c in spent})
+
+    def _replace_series(self, name: str, gauge: Gauge, now: set[tuple[str, ...]]) -> None:
+        for labels in self._attribution_series.get(name, set()) - now:
+            gauge.remove(*labels)
+        self._attribution_series[name] = now
+
+    def attribution_channel_label(self, channel: str) -> str:
+        """A known channel, ``(unattributed)``, else ``other``."""
+        return channel if channel == UNATTRIBUTED else self.channel_label(channel)
 
     def set_worker_info(self, worker: str, version: str) -> None:
         """Publish ``shopfunnel_worker_info{worker,version} 1``."""
@@ -405,5 +463,43 @@ class PipelineMetrics:
         self.experiment_evaluation_failures = Counter(
             f"{PREFIX}_experiment_evaluation_failures",
             "Evaluations of the experiment readouts that failed (query or statistics error).",
+            registry=registry,
+        )
+
+    def _create_attribution_metrics(self, registry: CollectorRegistry) -> None:
+        # Attribution and ROI (issue #15, docs/semantics.md section 10), set by the
+        # attribution monitor (streams/attribution_monitor.py) for "today": the UTC day of
+        # the newest attributed order (event time). Money is in the major units of the
+        # cost's currency; ClickHouse has every day, campaign and currency
+        # (v_attribution_daily).
+        self.attribution_roas = Gauge(
+            f"{PREFIX}_attribution_roas",
+            "Today's ROAS of a channel under an attribution model: net attributed revenue "
+            "(revenue minus refunds) / marketing cost, in the cost's currency.",
+            ["channel", "model"],
+            registry=registry,
+        )
+        self.attribution_revenue_today = Gauge(
+            f"{PREFIX}_attribution_revenue_today",
+            "Today's net attributed revenue (revenue minus refunds) of a channel under an "
+            "attribution model, in major units of the cost's currency.",
+            ["channel", "model"],
+            registry=registry,
+        )
+        self.marketing_cost_today = Gauge(
+            f"{PREFIX}_marketing_cost_today",
+            "Today's marketing cost of a channel (latest import of the day), in major units "
+            "of its currency.",
+            ["channel"],
+            registry=registry,
+        )
+        self.attribution_last_evaluation = Gauge(
+            f"{PREFIX}_attribution_last_evaluation_timestamp_seconds",
+            "Unix time of the last successful read of today's attribution and cost.",
+            registry=registry,
+        )
+        self.attribution_evaluation_failures = Counter(
+            f"{PREFIX}_attribution_evaluation_failures",
+            "Reads of today's attribution and cost that failed (query error).",
             registry=registry,
         )

@@ -9,6 +9,7 @@ Where things happen, in one look:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
@@ -28,8 +29,11 @@ from schemas.validation import ValidationBounds
 from sinks.clickhouse import ClickHouseWriter
 from sinks.metrics import PipelineMetrics
 from streams import faust_private, transport
+from streams.attribution import AttributionRules
+from streams.attribution_monitor import AttributionMonitor
 from streams.changelog import ChangelogWriter
 from streams.conversion import ConversionTracker
+from streams.costs_agent import attach_costs_agent, cost_codec
 from streams.experiment_monitor import ExperimentMonitor
 from streams.experiments import ExperimentDef
 from streams.funnels import FunnelDef
@@ -128,6 +132,7 @@ def build_worker(
     written_keys: Callable[[int], list[RowKey]] | None = None,
     experiments: tuple[ExperimentDef, ...] = (),
     experiment_reader: Callable[[], Any] | None = None,
+    attribution_reader: Callable[[], Any] | None = None,
 ) -> Worker:
     """The Faust app with its agent, table, timer and rebalance hook, wired to the sinks."""
     app = build_app(settings)
@@ -154,6 +159,7 @@ def build_worker(
         session_timeout_ms=settings.session_timeout_ms,
         lateness_ms=settings.allowed_lateness_ms,
         lifecycle=LifecycleRules(**settings.lifecycle_ms()),
+        attribution=AttributionRules(**settings.attribution_ms()),
     )
     runtime = Runtime(
         rules=rules,
@@ -178,6 +184,9 @@ def build_worker(
 
     transport.attach_commit_barrier(app, flush_before_commit)
     transport.batch_topics(app, frozenset(topics.inputs()))
+    attach_costs_agent(
+        app, settings, cost_codec(settings), writer, FaustDeadLetters(dlq, codec), metrics
+    )
 
     def committed_offset(topic: str, partition: int) -> int | None:
         return faust_private.committed_offset(app.consumer, TP(topic, partition))
@@ -262,6 +271,21 @@ def build_worker(
         worker_final_readout: Callable[[], Awaitable[None]] | None = final_readout
     else:
         worker_final_readout = None
+
+    if attribution_reader is not None:
+        attribution = AttributionMonitor.from_factory(attribution_reader, metrics)
+        roas_leader = TP(topics.clickstream, 0)
+
+        @app.timer(interval=settings.attribution_eval_seconds)  # type: ignore[untyped-decorator]
+        async def read_roas_today() -> None:
+            # Like the experiments: the worker holding clickstream partition 0 reads the
+            # views; the SQL blocks, so it runs in a thread.
+            if (
+                roas_leader in app.consumer.assignment()
+                and not app.rebalancing
+                and attribution.due()
+            ):
+                await asyncio.to_thread(attribution.evaluate)
 
     app.on_partitions_revoked.connect(on_revoked)  # type: ignore[arg-type]  # mode types the kwarg strictly
 

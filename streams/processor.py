@@ -235,7 +235,7 @@ class PartitionProcessor:
                 self._versions,
                 result,
             )
-        prune_final(state, self._durable_thresholds)
+        prune_final(state, self._durable_thresholds, self.rules.attribution)
         if watermark is not None:
             drop_forgotten_lives(state, watermark, self._durable_thresholds, self.rules)
         after = contributions(state, self.rules, thresholds)

@@ -283,8 +283,16 @@ class Runtime:
             return
         if idle_since is None or now - idle_since < self.stop_when_idle_seconds:
             return
+        if self.inputs_flowing is not None and not self.inputs_flowing():
+            return  # a rebalance or the table's recovery: the state is not all here yet
         if self.finish_inputs_when_idle:
             log.warning("all inputs idle for %.0fs: declaring them finished", now - idle_since)
+            # A partition with nothing new to read since the last worker still has open
+            # sessions in its state: rebuild it, so that its inputs end finished too.
+            for partition in sorted(caught_up):
+                if partition not in self.processors:
+                    async with self._lock(partition):
+                        await self._processor(partition)
             for partition in list(self.processors):
                 async with self._lock(partition):
                     processor = self.processors.get(partition)

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
+from streams.attribution import Touch
 from streams.errors import StateCorruptError
 from streams.funnel_eval import FunnelEvent
 from streams.lifecycle import PROSPECT, CartEvent, Purchase
@@ -94,6 +95,8 @@ class VisitorState:
     cart: list[CartEvent] = field(default_factory=list)
     stage: str = PROSPECT
     lifecycle_as_of: int | None = None  # transitions/triggers emitted for times before this
+    # Attribution touchpoints (one per session, its earliest counted event), by (t, session).
+    touches: list[Touch] = field(default_factory=list)
 
     def intern_dims(self, dims: Dims) -> int:
         try:
@@ -210,6 +213,7 @@ def encode_state(state: VisitorState) -> bytes:
         state.stage,
         state.lifecycle_as_of,
         state.user_consumed,
+        [list(t) for t in state.touches],
     ]
     # orjson hands back a bytes object on a buffer of at least 4 KiB whatever its length
     # (measured, orjson 3.13); the table keeps this value for as long as the visitor
@@ -250,6 +254,7 @@ def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
         ) = payload[:19]
         # Appended in place of a format bump: states written before it have none.
         user_consumed = payload[19] if len(payload) > 19 else {}
+        touches = payload[20] if len(payload) > 20 else []
         return VisitorState(
             partition=partition,
             anonymous_id=anonymous_id,
@@ -281,6 +286,7 @@ def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
             stage=stage,
             lifecycle_as_of=lifecycle_as_of,
             user_consumed={str(k): int(v) for k, v in user_consumed.items()},
+            touches=[Touch(*t) for t in touches],
         )
     except StateCorruptError:
         raise

@@ -39,7 +39,7 @@ def _admin(bootstrap: str) -> KafkaAdminClient:
 def ensure_topics(settings: Settings, replication_factor: int = 1) -> dict[str, int]:
     """Create missing topics; verify inputs share one partition count. Returns counts."""
     topics = settings.topics
-    wanted = [*topics.inputs(), topics.dlq, topics.triggers]
+    wanted = [*topics.inputs(), topics.dlq, topics.triggers, topics.marketing_costs]
     admin = _admin(settings.bootstrap_servers)
     try:
         existing = set(admin.list_topics())
@@ -77,7 +77,10 @@ def delete_pipeline_topics(settings: Settings, timeout_seconds: float = 30.0) ->
     try:
         existing = set(admin.list_topics())
         internal = {t for t in existing if t.startswith(f"{settings.app_id}-")}
-        doomed = sorted(({*topics.inputs(), topics.dlq, topics.triggers} & existing) | internal)
+        doomed = sorted(
+            ({*topics.inputs(), topics.dlq, topics.triggers, topics.marketing_costs} & existing)
+            | internal
+        )
         if doomed:
             admin.delete_topics(doomed)
         deadline = time.monotonic() + timeout_seconds

@@ -17,6 +17,15 @@ from typing import NamedTuple
 
 from schemas.model import Event
 from schemas.properties import property_values
+from streams.attribution import (
+    MODELS,
+    AttributionRules,
+    order_touches,
+    prune_touches,
+    record_touch,
+    shares,
+    touch_of,
+)
 from streams.funnel_eval import Credit, FunnelEvent, evaluate, user_group_ranges
 from streams.funnels import DIMENSION_NAMES, FunnelDef
 from streams.lifecycle import (
@@ -43,6 +52,7 @@ from streams.outputs.funnel_outcomes import (
 from streams.outputs.funnel_steps import FunnelStepKey
 from streams.outputs.funnel_ttc import FunnelTtcKey, bucket_of
 from streams.outputs.kpi import KpiCellKey
+from streams.outputs.order_attribution import OrderAttributionKey
 from streams.outputs.order_gaps import OrderGapKey
 from streams.outputs.retention import RetentionKey
 from streams.retention import GAPS_FAMILY, RETENTION_FAMILY, order_gaps, retention_cells
@@ -64,6 +74,7 @@ class Rules:
     lateness_ms: int = 300_000
     max_transactions: int = 100
     lifecycle: LifecycleRules = field(default_factory=LifecycleRules)
+    attribution: AttributionRules = field(default_factory=AttributionRules)
     families: tuple[str, ...] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +168,7 @@ def _remove_event(state: VisitorState, event_id: str) -> None:
     removed = {o.transaction_id for o in state.orders if o.event_id == event_id}
     state.orders = [o for o in state.orders if o.event_id != event_id]
     state.cart = [c for c in state.cart if c.event_id != event_id]
+    state.touches = [t for t in state.touches if t.event_id != event_id]
     state.purchases = [p for p in state.purchases if p.transaction_id not in removed]
 
 
@@ -219,6 +231,7 @@ def apply_event(
     if event.user_id:
         state.user_id = event.user_id
     _track_lifecycle(state, event, dims)
+    record_touch(state.touches, touch_of(event, dims[0], dims[1]), rules.attribution)
     return Applied.COUNTED
 
 
@@ -398,19 +411,27 @@ def close_expired(state: VisitorState, watermark: int, rules: Rules) -> None:
         _close_user_groups(state, watermark, rules)
 
 
-def prune_final(state: VisitorState, thresholds: Thresholds) -> None:
+def prune_final(
+    state: VisitorState, thresholds: Thresholds, attribution: AttributionRules | None = None
+) -> None:
     """Drop what only final (already written, excluded) windows needed."""
     state.closed = [
         c for c in state.closed if c.window >= thresholds.get(funnel_threshold(c.funnel), 0)
     ]
     kpi_threshold = thresholds.get(KPI_THRESHOLD, 0)
     state.orders = [o for o in state.orders if o.t >= kpi_threshold]
+    if attribution is not None and state.touches:
+        # Every order still to be attributed (non-final, or on time later) is at or after
+        # the KPI threshold.
+        prune_touches(state.touches, kpi_threshold, attribution)
 
 
 def expired(state: VisitorState, watermark: int, rules: Rules) -> bool:
     """Every life forgotten (docs/semantics.md 6) and no session or funnel group open."""
     if state.sessions or state.user_events:
         return False
+    if state.touches and state.touches[-1].t >= watermark - rules.attribution.lookback_ms:
+        return False  # an order may still come and need them
     lives = split_lives(state.days, state.purchases, rules.lifecycle)
     return not lives or watermark > lives[-1].forgotten_at
 
@@ -447,6 +468,8 @@ def next_due(state: VisitorState, rules: Rules, watermark: int) -> int | None:
     if state.closed or state.orders:
         # Pruning waits for windows to become final; look again a window later.
         candidates.append(watermark + rules.window_ms)
+    if state.touches:
+        candidates.append(state.touches[-1].t + rules.attribution.lookback_ms + 1)
     as_of = state.lifecycle_as_of if state.lifecycle_as_of is not None else 0
     for due in (
         next_breakpoint(state.purchases, as_of, rules.lifecycle),
@@ -573,6 +596,40 @@ def _kpi_contributions(
             _add(out, KpiCellKey(window, dims, currency, kpi_rows.CANCELLATIONS), 1)
 
 
+def _attribution_contributions(
+    state: VisitorState, rules: Rules, thresholds: Thresholds, out: Contributions
+) -> None:
+    """Each non-final counted order's shares per model and touchpoint key (section 10)."""
+    threshold = thresholds.get(KPI_THRESHOLD, 0)
+    attribution = rules.attribution
+    for order in state.orders:
+        if order.kind != "purchase":
+            continue
+        window = rules.window_of(order.t)
+        if window < threshold:
+            continue
+        touches = order_touches(state.touches, order.t, attribution)
+        is_first = 1 if state.first_purchase == (order.t, order.transaction_id) else 0
+        for model in MODELS:
+            for key, share in shares(model, touches, order.t, attribution).items():
+                credit = OrderAttributionKey(
+                    window,
+                    state.anonymous_id,
+                    order.transaction_id,
+                    model,
+                    key.channel,
+                    key.source,
+                    key.medium,
+                    key.campaign,
+                    key.kol,
+                    order.t,
+                    order.currency,
+                    order.value_minor,
+                    is_first,
+                )
+                _add(out, credit, share)
+
+
 class RetentionInputs(NamedTuple):
     """The part of a visitor's state that retention depends on (a cheap snapshot)."""
 
@@ -634,6 +691,7 @@ def contributions(state: VisitorState, rules: Rules, thresholds: Thresholds) -> 
     out: Contributions = {}
     _funnel_contributions(state, rules, thresholds, out)
     _kpi_contributions(state, rules, thresholds, out)
+    _attribution_contributions(state, rules, thresholds, out)
     return out
 
 

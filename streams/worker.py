@@ -336,6 +336,7 @@ def run_worker(
         written_keys,
         experiments=experiments,
         experiment_reader=lambda: open_client(clickhouse_target(settings)),
+        attribution_reader=lambda: open_client(clickhouse_target(settings)),
     )
     faust_worker = BoundedShutdownWorker(
         worker.app,

@@ -64,6 +64,7 @@ class PipelineEnv:
             orders=f"{prefix}.orders",
             dlq=f"{prefix}.dlq",
             triggers=f"{prefix}.triggers",
+            marketing_costs=f"{prefix}.marketing_costs",
         )
         return cls(bootstrap=bootstrap, topics=topics, data_dir=data_dir, **kw)
 
@@ -87,6 +88,7 @@ class PipelineEnv:
             FUNNEL_TOPICS__ORDERS=self.topics.orders,
             FUNNEL_TOPICS__DLQ=self.topics.dlq,
             FUNNEL_TOPICS__TRIGGERS=self.topics.triggers,
+            FUNNEL_TOPICS__MARKETING_COSTS=self.topics.marketing_costs,
             FUNNEL_APP_ID=self.app_id,
             FUNNEL_DATA_DIR=str(self.data_dir),
             FUNNEL_PARTITIONS=str(self.partitions),
@@ -229,6 +231,11 @@ AGG_QUERIES = {
                sum(first_orders), sum(repeat_orders), sum(refunds), sum(refunded_minor),
                sum(payment_failures), sum(cancellations)
         FROM kpi_minute FINAL GROUP BY ALL""",
+    "order_attribution": """
+        SELECT toUnixTimestamp(window_start), anonymous_id, transaction_id, model, channel,
+               source, medium, campaign, kol, toUnixTimestamp64Milli(order_time), currency,
+               value_minor, is_first, sum(share_micro) AS v
+        FROM order_attribution FINAL GROUP BY ALL HAVING v != 0""",
 }
 
 
@@ -305,6 +312,28 @@ def pipeline_tables(client: Any) -> dict[str, Table]:
     return out
 
 
+def attribution_table(truth: Truth) -> Table:
+    """The truth's order_attribution rows keyed like the table's key columns."""
+    return {
+        (
+            r.window_start_ms // 1000,
+            r.anonymous_id,
+            r.transaction_id,
+            r.model,
+            r.channel,
+            r.source,
+            r.medium,
+            r.campaign,
+            r.kol,
+            r.order_time_ms,
+            r.currency,
+            r.value_minor,
+            r.is_first,
+        ): (r.share_micro,)
+        for r in truth.order_attribution
+    }
+
+
 def truth_tables(truth: Truth) -> dict[str, Table]:
     def dims(r: Any) -> tuple[Any, ...]:
         return (r.channel, r.campaign, r.device, r.platform, r.country)
@@ -345,6 +374,7 @@ def truth_tables(truth: Truth) -> dict[str, Table]:
             (r.window_start_ms // 1000, *dims(r), r.currency): tuple(int(v) for v in r[7:])
             for r in truth.kpi
         },
+        "order_attribution": attribution_table(truth),
         "retention_cohorts": {
             (
                 r.cohort_kind,

@@ -21,6 +21,7 @@ from deploy.prometheus.alert_rules import (
     PIPELINE_DASHBOARD_UID,
 )
 from schemas.iso4217 import MINOR_UNIT_EXPONENT
+from streams.attribution import MODELS as ATTRIBUTION_MODELS
 
 _NOT_TWO = sorted((code, e) for code, e in MINOR_UNIT_EXPONENT.items() if e != 2)
 # Minor units per major unit of the row's ``currency`` (ISO 4217, schemas/iso4217.py).
@@ -170,6 +171,129 @@ EXPERIMENT_ITEMS: Final[tuple[Panel | Row, ...]] = (
         description="The newest evaluation of $experiment: the sufficient statistics "
         "(n visitors; total and denominator per metric, see migration 0008) and the lift of "
         "each treatment over the control (empty on the control's rows).",
+    ),
+)
+
+# The Attribution and ROI row of the KPI dashboard (issue #15, docs/semantics.md section
+# 10): today's gauges of the worker's attribution monitor, and the views of migration 0011.
+ATTRIBUTION_MODEL: Final = "last_non_direct"
+# v_attribution_daily per (day, model, channel, campaign, currency): a campaign's cost is on
+# each of its KOL rows, so it is taken once here before summing over campaigns.
+_CAMPAIGN_DAYS: Final = (
+    "SELECT day, model, channel, campaign, currency,\n"
+    "           sum(net_revenue_micro) AS net_revenue_micro,\n"
+    "           any(cost_minor) AS campaign_cost_minor, max(has_cost) AS campaign_has_cost\n"
+    "    FROM v_attribution_daily\n"
+    "    WHERE $__dateFilter(day)\n"
+    "    GROUP BY day, model, channel, campaign, currency"
+)
+
+ATTRIBUTION_ITEMS: Final[tuple[Panel | Row, ...]] = (
+    Row("Attribution and ROI"),
+    Panel(
+        f"ROAS by channel today ({ATTRIBUTION_MODEL})",
+        "bargauge",
+        (
+            PromQuery(
+                f'max by (channel) (shopfunnel_attribution_roas{{model="{ATTRIBUTION_MODEL}"}})',
+                "{{channel}}",
+                instant=True,
+            ),
+        ),
+        width=8,
+        base_colour="red",
+        thresholds=((1, "orange"), (2, "green")),
+        description="Net attributed revenue / marketing cost of the worker's 'today' (the UTC "
+        "day of the newest attributed order: event time), in the cost's currency; a channel "
+        "that spent and sold nothing shows 0. From the attribution monitor's gauges.",
+    ),
+    Panel(
+        f"Net attributed revenue and cost today ({ATTRIBUTION_MODEL})",
+        "timeseries",
+        (
+            PromQuery(
+                "max by (channel) (shopfunnel_attribution_revenue_today"
+                f'{{model="{ATTRIBUTION_MODEL}"}})',
+                "revenue {{channel}}",
+            ),
+            PromQuery(
+                "max by (channel) (shopfunnel_marketing_cost_today)",
+                "cost {{channel}}",
+            ),
+        ),
+        width=16,
+        description="Today's net attributed revenue (revenue - refunds) and marketing cost per "
+        "channel, in major units of the cost's currency. Both restart at the next day.",
+    ),
+    Panel(
+        "ROAS by channel and attribution model",
+        "table",
+        (
+            SqlQuery(
+                "SELECT channel, currency,\n"
+                f"       any(cost_minor) / {CH_MINOR_PER_MAJOR} AS cost,\n"
+                + ",\n".join(
+                    f"       sumIf(net_revenue_micro, model = '{m}') / 1000000\n"
+                    f"           / nullIf(any(cost_minor), 0) AS {m}"
+                    for m in ATTRIBUTION_MODELS
+                )
+                + "\nFROM (\n"
+                "    SELECT model, channel, currency,\n"
+                "           sum(net_revenue_micro) AS net_revenue_micro,\n"
+                "           sum(campaign_cost_minor) AS cost_minor,\n"
+                "           max(campaign_has_cost) AS has_cost\n"
+                f"    FROM ({_CAMPAIGN_DAYS})\n"
+                "    GROUP BY model, channel, currency\n"
+                ")\n"
+                "WHERE has_cost = 1\n"
+                "GROUP BY channel, currency\n"
+                "ORDER BY cost DESC",
+                table=True,
+            ),
+        ),
+        width=24,
+        description="Over the dashboard's days: net attributed revenue (revenue - refunds, "
+        "refunds on the day of the refund) / cost, per channel, under each model, for the "
+        "channels with a cost, in the cost's currency (v_attribution_daily). Compare the "
+        "columns: first touch credits discovery, last non-direct the closing channel.",
+    ),
+    Panel(
+        "Cost vs net attributed revenue per day",
+        "timeseries",
+        (
+            SqlQuery(
+                "SELECT toDateTime(day) AS time, currency,\n"
+                f"       sum(campaign_cost_minor) / {CH_MINOR_PER_MAJOR} AS cost,\n"
+                f"       sum(net_revenue_micro) / 1000000 / {CH_MINOR_PER_MAJOR}"
+                " AS net_revenue\n"
+                f"FROM ({_CAMPAIGN_DAYS})\n"
+                f"WHERE model = '{ATTRIBUTION_MODEL}'\n"
+                "GROUP BY time, currency\nORDER BY time"
+            ),
+        ),
+        description="All channels' cost and net attributed revenue per UTC day and currency "
+        "(the total is the same under every model: shares sum to the order).",
+    ),
+    Panel(
+        f"LTV by acquisition channel ({ATTRIBUTION_MODEL})",
+        "table",
+        (
+            SqlQuery(
+                "SELECT channel, currency,\n"
+                "       sum(customers_micro) / 1000000 AS customers,\n"
+                "       sum(revenue_d7_micro) / nullIf(sum(customers_micro), 0)"
+                f" / {CH_MINOR_PER_MAJOR} AS ltv_d7,\n"
+                "       sum(revenue_d30_micro) / nullIf(sum(customers_micro), 0)"
+                f" / {CH_MINOR_PER_MAJOR} AS ltv_d30\n"
+                "FROM v_acquisition_ltv\n"
+                f"WHERE model = '{ATTRIBUTION_MODEL}' AND $__dateFilter(cohort_day)\n"
+                "GROUP BY channel, currency\nORDER BY customers DESC",
+                table=True,
+            ),
+        ),
+        description="Customers acquired in the dashboard's days (first orders, weighted by "
+        "their shares) and their revenue per customer within 7 and 30 days of the first order "
+        "(v_acquisition_ltv); young cohorts have not had their 30 days yet.",
     ),
 )
 
@@ -328,7 +452,8 @@ KPIS: Final = Dashboard(
     uid=KPI_DASHBOARD_UID,
     title="Shop funnel: KPIs",
     description="GMV, orders, AOV, refunds and coupon use (ClickHouse views v_kpi_*), with live "
-    "rates from Prometheus.",
+    "rates from Prometheus; attribution, ROAS and LTV by channel (v_attribution_daily, "
+    "v_acquisition_ltv).",
     time_from="now-7d",
     items=(
         Row("Live (Prometheus)"),
@@ -460,6 +585,7 @@ KPIS: Final = Dashboard(
             ),
             width=24,
         ),
+        *ATTRIBUTION_ITEMS,
     ),
 )
 

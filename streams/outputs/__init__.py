@@ -24,6 +24,8 @@ from streams.outputs import (
     funnel_ttc,
     kpi,
     late_events,
+    marketing_costs,
+    order_attribution,
     order_gaps,
     raw_events,
     retention,
@@ -37,6 +39,7 @@ from streams.outputs.funnel_outcomes import FunnelOutcomeKey, OpenAttemptKey
 from streams.outputs.funnel_steps import FunnelStepKey
 from streams.outputs.funnel_ttc import FunnelTtcKey
 from streams.outputs.kpi import KpiCellKey, KpiKey
+from streams.outputs.order_attribution import OrderAttributionKey
 from streams.outputs.order_gaps import OrderGapKey
 from streams.outputs.retention import RetentionKey
 
@@ -49,6 +52,7 @@ FAMILY_MODULES = (
     funnel_ttc,
     funnel_attempts,
     kpi,
+    order_attribution,
     retention,
     order_gaps,
     user_rfm,
@@ -57,6 +61,7 @@ FAMILY_MODULES = (
     experiment_readouts,
     experiment_status,
     experiment_decisions,
+    marketing_costs,
 )
 ALL_TABLES: tuple[TableSpec, ...] = tuple(m.TABLE for m in FAMILY_MODULES)
 AGGREGATES: tuple[AggregateFamily, ...] = (
@@ -65,6 +70,7 @@ AGGREGATES: tuple[AggregateFamily, ...] = (
     funnel_ttc.AGGREGATE,
     funnel_attempts.AGGREGATE,
     kpi.AGGREGATE,
+    order_attribution.AGGREGATE,
     retention.AGGREGATE,
     order_gaps.AGGREGATE,
 )
@@ -81,6 +87,7 @@ RowKey = (
     | FunnelTtcKey
     | FunnelAttemptKey
     | KpiKey
+    | OrderAttributionKey
     | RetentionKey
     | OrderGapKey
 )
@@ -91,6 +98,7 @@ Key = (
     | FunnelAttemptKey
     | OpenAttemptKey
     | KpiCellKey
+    | OrderAttributionKey
     | RetentionKey
     | OrderGapKey
 )

@@ -93,14 +93,14 @@ def read_key(row: Sequence[Any]) -> FunnelAttemptKey:
         str(start_event_id),
         str(outcome),
         int(level),
-        tuple(_ms(t) for t in step_times),
+        tuple(datetime64_ms(t) for t in step_times),
     )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-def _ms(value: Any) -> int:
+def datetime64_ms(value: Any) -> int:
     """Milliseconds of a DateTime64(3) value read back (a datetime, or an int)."""
     if isinstance(value, int):
         return value

@@ -52,6 +52,10 @@ TABLE = TableSpec(
         "version",
         # Added by migration 0006 (ALTER TABLE ... ADD COLUMN puts it last).
         "properties",
+        # Added by migration 0012: each item's coupon ('' when none) and per-unit
+        # discount, index-aligned with item_ids (docs/semantics.md section 10a).
+        "item_coupons",
+        "item_discounts_minor",
     ),
     order_by=("anonymous_id", "event_id"),
     version_column="version",
@@ -105,4 +109,6 @@ def build_row(
         now_ms,
         0 if is_late else 1,
         dict(event.properties),
+        [i.coupon or "" for i in event.items],
+        [i.discount_minor for i in event.items],
     )

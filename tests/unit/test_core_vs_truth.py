@@ -36,6 +36,7 @@ from streams.outputs.user_rfm import TABLE as USER_RFM
 from streams.processor import PartitionProcessor
 from streams.records import Record as InputRecord
 from streams.visitor import Rules
+from tests.pipeline_harness import attribution_table
 from tests.unit.fakes import DictStore, row_layouts
 
 TOPICS = {"clickstream": "c", "cart": "k", "orders": "o"}
@@ -262,6 +263,7 @@ def pipeline_tables(sink: Sink) -> dict[str, dict[tuple[object, ...], tuple[obje
             "funnel_ttc_minute",
             "funnel_attempts",
             "kpi_minute",
+            "order_attribution",
         )
     }
 
@@ -523,6 +525,20 @@ def test_retention_rfm_transitions_and_triggers_equal_the_truth(
         else:
             bad = {k: (k in w, k in g) for k in set(w) ^ set(g)}  # type: ignore[operator, arg-type]
         assert not bad, f"{part}: {len(bad)} differ, e.g. {sorted(bad.items(), key=repr)[:3]}"
+    # Attribution over a month: buyers with many sessions, states that outlive the short
+    # TTLs because their touchpoints are inside the 30-day lookback.
+    want_credit, got_credit = attribution_table(truth), sink.summed("order_attribution")
+    bad_credit = {
+        k: (want_credit.get(k), got_credit.get(k))
+        for k in set(want_credit) | set(got_credit)
+        if want_credit.get(k) != got_credit.get(k)
+    }
+    assert not bad_credit, (
+        f"order_attribution: {len(bad_credit)} differ, "
+        f"e.g. {sorted(bad_credit.items(), key=repr)[:3]}"
+    )
+    keys_per_order = Counter(k[2] for k in want_credit if k[3] == "linear")
+    assert sum(1 for n in keys_per_order.values() if n >= 2) >= 10, Counter(keys_per_order.values())
     kinds = Counter(t[0] for t in want["triggers"].values())  # type: ignore[union-attr]
     assert {
         "cart_abandoned",

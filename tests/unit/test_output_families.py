@@ -22,6 +22,7 @@ from streams.outputs.funnel_outcomes import FunnelOutcomeKey, OpenAttemptKey
 from streams.outputs.funnel_steps import FunnelStepKey
 from streams.outputs.funnel_ttc import FunnelTtcKey
 from streams.outputs.kpi import METRICS, KpiCellKey, KpiKey
+from streams.outputs.order_attribution import OrderAttributionKey
 from streams.outputs.order_gaps import OrderGapKey
 from streams.outputs.retention import RetentionKey
 
@@ -51,6 +52,21 @@ SAMPLE_KEYS: dict[type, Any] = {
         "first_visit", "week", DAY - 3 * 86_400_000, "visit", 2, DAY + 11 * 86_400_000, "seo", "ios"
     ),
     OrderGapKey: OrderGapKey(DAY, "email", 7.0),
+    OrderAttributionKey: OrderAttributionKey(
+        MINUTE,
+        "anon-1",
+        "txn-9",
+        "time_decay",
+        "kol",
+        "douyin",
+        "kol",
+        "kol_lily_winter",
+        "lily_makeup",
+        MINUTE + 17_123,
+        "CNY",
+        -12_345,
+        1,
+    ),
 }
 
 

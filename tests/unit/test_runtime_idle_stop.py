@@ -224,3 +224,43 @@ def test_without_finishing_the_idle_stop_ticks_nothing_more(clock: Clock) -> Non
         h.tick()
     assert h.stopped
     assert all("finished" not in c.kwargs for c in h.processor.tick.call_args_list)
+
+
+def test_a_restart_with_nothing_new_to_read_still_finishes_its_partitions(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker started with --until-idle on a group that has read everything gets no
+    batch, so no partition was rebuilt from its state; the finish must rebuild them, or
+    the sessions the last worker left open never close (found by the attribution e2e)."""
+    h = Harness(clock)
+    h.runtime.processors.clear()
+    h.runtime.finish_inputs_when_idle = True
+    h.processor.recover.return_value = BatchResult()
+    h.processor.triggers_next_offset = 0
+    h.processor.recovered_version = 0
+    built: list[int] = []
+
+    def build(partition: int, *args: object, **kwargs: object) -> object:
+        built.append(partition)
+        return h.processor
+
+    monkeypatch.setattr(runtime_module, "PartitionProcessor", build)
+    h.end = dict.fromkeys(TOPICS, 7)  # committed by the last worker, nothing new
+    flowing = [False]
+    h.runtime.inputs_flowing = lambda: flowing[0]
+
+    def tick() -> None:
+        clock.now += 1.0
+        offsets: Offsets = {(s, 0): (7, end) for s, end in h.end.items()}
+        asyncio.run(h.runtime.tick(offsets))
+
+    for _ in range(int(2 * STOP_AFTER)):
+        tick()
+    assert not h.stopped, "stopped while the table was still recovering"
+    assert built == []
+    flowing[0] = True
+    tick()
+    assert built == [0]
+    assert h.stopped
+    finished = [c for c in h.processor.tick.call_args_list if c.kwargs.get("finished")]
+    assert len(finished) == 1

@@ -108,7 +108,7 @@ def test_cli_check_prints_a_table_and_passes() -> None:
         "v2 -> v3",
         "backward",
         "forward",
-        "all 6 schemas compatible",
+        "all 7 schemas compatible",
     ):
         assert text in result.output
 

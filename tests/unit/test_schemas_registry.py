@@ -25,7 +25,14 @@ def copy_shipped(tmp_path: Path) -> Path:
 
 def test_shipped_registry_lists_every_schema() -> None:
     registry = SchemaRegistry.load()
-    assert registry.names() == ("cart", "clickstream", "deadletter", "orders", "trigger")
+    assert registry.names() == (
+        "cart",
+        "clickstream",
+        "deadletter",
+        "marketing_costs",
+        "orders",
+        "trigger",
+    )
     assert [s.version for s in registry.versions("clickstream")] == [1, 2, 3]
     assert registry.latest("clickstream").schema_id == 103
     by_id = registry.by_id(201)

@@ -56,7 +56,9 @@ CREATE TABLE events_raw
     `source_offset` UInt64,
     `ingested_at` DateTime64(3, 'UTC'),
     `version` UInt8,
-    `properties` Map(String, String) DEFAULT map()
+    `properties` Map(String, String) DEFAULT map(),
+    `item_coupons` Array(String) DEFAULT [],
+    `item_discounts_minor` Array(Int64) DEFAULT []
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(event_time)
@@ -265,6 +267,50 @@ PARTITION BY toYYYYMM(event_time)
 ORDER BY (source_topic, event_id, source_partition, source_offset)
 SETTINGS index_granularity = 8192;
 
+CREATE TABLE marketing_costs
+(
+    `day` Date,
+    `channel` LowCardinality(String),
+    `utm_source` String,
+    `utm_medium` String,
+    `campaign` String,
+    `currency` LowCardinality(String),
+    `cost_minor` Int64,
+    `imported_at` DateTime64(3, 'UTC'),
+    `origin` String,
+    `source_partition` UInt16,
+    `source_offset` UInt64
+)
+ENGINE = ReplacingMergeTree
+PARTITION BY toYYYYMM(day)
+ORDER BY (day, imported_at, source_partition, source_offset, channel, utm_source, utm_medium, campaign, currency)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE order_attribution
+(
+    `window_start` DateTime('UTC'),
+    `anonymous_id` String,
+    `transaction_id` String,
+    `model` LowCardinality(String),
+    `channel` LowCardinality(String),
+    `source` String,
+    `medium` String,
+    `campaign` String,
+    `kol` String,
+    `order_time` DateTime64(3, 'UTC'),
+    `currency` LowCardinality(String),
+    `value_minor` Int64,
+    `is_first` UInt8,
+    `partition` UInt16,
+    `share_micro` UInt64,
+    `is_final` UInt8,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+PARTITION BY toYYYYMM(window_start)
+ORDER BY (window_start, anonymous_id, transaction_id, model, channel, source, medium, campaign, kol, order_time, currency, value_minor, is_first, partition)
+SETTINGS index_granularity = 8192;
+
 CREATE TABLE order_gaps_daily
 (
     `day` Date,
@@ -351,6 +397,353 @@ CREATE TABLE user_rfm
 ENGINE = ReplacingMergeTree(version)
 ORDER BY anonymous_id
 SETTINGS index_granularity = 8192;
+
+CREATE VIEW v_acquisition_ltv
+(
+    `cohort_day` Date,
+    `model` String,
+    `channel` String,
+    `campaign` String,
+    `kol` String,
+    `currency` String,
+    `customers_micro` UInt64,
+    `customers` Float64,
+    `revenue_d7_micro` Int128,
+    `revenue_d30_micro` Int128,
+    `revenue_d7_minor` Float64,
+    `revenue_d30_minor` Float64,
+    `ltv_d7_minor` Float64,
+    `ltv_d30_minor` Float64
+)
+AS WITH
+    credited AS
+    (
+        SELECT
+            order_time,
+            anonymous_id,
+            transaction_id,
+            currency,
+            value_minor,
+            is_first,
+            model,
+            channel,
+            campaign,
+            kol,
+            share_micro
+        FROM order_attribution
+        FINAL
+        WHERE share_micro > 0
+    ),
+    orders AS
+    (
+        SELECT
+            anonymous_id,
+            transaction_id,
+            any(order_time) AS order_time,
+            any(currency) AS currency,
+            any(value_minor) AS value_minor
+        FROM credited
+        GROUP BY
+            anonymous_id,
+            transaction_id
+    ),
+    firsts AS
+    (
+        SELECT
+            anonymous_id,
+            transaction_id,
+            order_time AS first_time,
+            CAST(currency, 'String') AS currency,
+            CAST(model, 'String') AS model,
+            CAST(channel, 'String') AS channel,
+            campaign,
+            kol,
+            sum(share_micro) AS share_micro
+        FROM credited
+        WHERE is_first = 1
+        GROUP BY
+            anonymous_id,
+            transaction_id,
+            first_time,
+            currency,
+            model,
+            channel,
+            campaign,
+            kol
+    ),
+    customer_revenue AS
+    (
+        SELECT
+            anonymous_id,
+            transaction_id,
+            sumIf(value_minor, gap_ms <= (7 * 86400000)) AS revenue_d7,
+            sumIf(value_minor, gap_ms <= (30 * 86400000)) AS revenue_d30
+        FROM
+        (
+            SELECT
+                f.anonymous_id AS anonymous_id,
+                f.transaction_id AS transaction_id,
+                toInt128(o.value_minor) AS value_minor,
+                toUnixTimestamp64Milli(o.order_time) - toUnixTimestamp64Milli(f.first_time) AS gap_ms
+            FROM
+            (
+                SELECT DISTINCT
+                    anonymous_id,
+                    transaction_id,
+                    first_time,
+                    currency
+                FROM firsts
+            ) AS f
+            INNER JOIN orders AS o ON (o.anonymous_id = f.anonymous_id) AND (o.currency = f.currency)
+        )
+        WHERE (gap_ms >= 0) AND (gap_ms <= (30 * 86400000))
+        GROUP BY
+            anonymous_id,
+            transaction_id
+    )
+SELECT
+    toDate(f.first_time) AS cohort_day,
+    f.model AS model,
+    f.channel AS channel,
+    f.campaign AS campaign,
+    f.kol AS kol,
+    f.currency AS currency,
+    sum(f.share_micro) AS customers_micro,
+    customers_micro / 1000000 AS customers,
+    sum(r.revenue_d7 * toInt128(f.share_micro)) AS revenue_d7_micro,
+    sum(r.revenue_d30 * toInt128(f.share_micro)) AS revenue_d30_micro,
+    revenue_d7_micro / 1000000 AS revenue_d7_minor,
+    revenue_d30_micro / 1000000 AS revenue_d30_minor,
+    revenue_d7_micro / customers_micro AS ltv_d7_minor,
+    revenue_d30_micro / customers_micro AS ltv_d30_minor
+FROM firsts AS f
+INNER JOIN customer_revenue AS r ON (r.anonymous_id = f.anonymous_id) AND (r.transaction_id = f.transaction_id)
+GROUP BY
+    cohort_day,
+    model,
+    channel,
+    campaign,
+    kol,
+    currency;
+
+CREATE VIEW v_attribution_daily
+(
+    `day` Date,
+    `model` String,
+    `channel` String,
+    `campaign` String,
+    `kol` String,
+    `currency` String,
+    `orders_micro` UInt64,
+    `attributed_orders` Float64,
+    `revenue_micro` Int128,
+    `revenue_minor` Float64,
+    `refunded_micro` Int128,
+    `refunded_minor` Float64,
+    `net_revenue_micro` Int128,
+    `net_revenue_minor` Float64,
+    `first_orders_micro` UInt64,
+    `new_customers` Float64,
+    `cost_minor` Int64,
+    `has_cost` UInt8,
+    `roas` Nullable(Float64),
+    `cpa_minor` Nullable(Float64),
+    `cac_minor` Nullable(Float64)
+)
+AS WITH
+    credited AS
+    (
+        SELECT
+            order_time,
+            anonymous_id,
+            transaction_id,
+            currency,
+            value_minor,
+            is_first,
+            model,
+            channel,
+            campaign,
+            kol,
+            share_micro
+        FROM order_attribution
+        FINAL
+        WHERE share_micro > 0
+    ),
+    refunds AS
+    (
+        SELECT
+            anonymous_id,
+            transaction_id,
+            toDate(event_time) AS day,
+            CAST(currency, 'String') AS currency,
+            ifNull(value_minor, 0) AS value_minor
+        FROM events_raw
+        FINAL
+        WHERE (event_type = 'refund') AND (is_late = 0)
+    ),
+    models AS
+    (
+        SELECT arrayJoin(['first_touch', 'last_touch', 'last_non_direct', 'linear', 'position_based', 'time_decay']) AS model
+    ),
+    parts AS
+    (
+        SELECT
+            toDate(order_time) AS day,
+            CAST(model, 'String') AS model,
+            CAST(channel, 'String') AS channel,
+            campaign,
+            kol,
+            CAST(currency, 'String') AS currency,
+            toUInt64(share_micro) AS orders_micro,
+            toInt128(value_minor) * toInt128(share_micro) AS revenue_micro,
+            toInt128(0) AS refunded_micro,
+            toUInt64(if(is_first = 1, share_micro, 0)) AS first_orders_micro,
+            toInt64(0) AS own_cost_minor,
+            toUInt8(0) AS own_cost,
+            toUInt8(1) AS sold
+        FROM credited
+        UNION ALL
+        SELECT
+            r.day,
+            CAST(c.model, 'String'),
+            CAST(c.channel, 'String'),
+            c.campaign,
+            c.kol,
+            r.currency,
+            toUInt64(0),
+            toInt128(0),
+            toInt128(r.value_minor) * toInt128(c.share_micro),
+            toUInt64(0),
+            toInt64(0),
+            toUInt8(0),
+            toUInt8(1)
+        FROM refunds AS r
+        INNER JOIN credited AS c ON (r.anonymous_id = c.anonymous_id) AND (r.transaction_id = c.transaction_id)
+        WHERE r.transaction_id != ''
+        UNION ALL
+        SELECT
+            r.day,
+            m.model,
+            '(unattributed)',
+            '',
+            '',
+            r.currency,
+            toUInt64(0),
+            toInt128(0),
+            toInt128(r.value_minor) * toInt128(1000000),
+            toUInt64(0),
+            toInt64(0),
+            toUInt8(0),
+            toUInt8(1)
+        FROM refunds AS r
+        CROSS JOIN models AS m
+        WHERE (r.transaction_id = '') OR ((r.anonymous_id, r.transaction_id) NOT IN (
+            SELECT
+                anonymous_id,
+                transaction_id
+            FROM credited
+        ))
+        UNION ALL
+        SELECT
+            k.day,
+            m.model,
+            k.channel,
+            k.campaign,
+            '',
+            k.currency,
+            toUInt64(0),
+            toInt128(0),
+            toInt128(0),
+            toUInt64(0),
+            k.cost_minor,
+            toUInt8(1),
+            toUInt8(0)
+        FROM
+        (
+            SELECT
+                day,
+                CAST(channel, 'String') AS channel,
+                CAST(campaign, 'String') AS campaign,
+                CAST(currency, 'String') AS currency,
+                toInt64(sum(cost_minor)) AS cost_minor
+            FROM v_marketing_costs
+            GROUP BY
+                day,
+                channel,
+                campaign,
+                currency
+        ) AS k
+        CROSS JOIN models AS m
+    ),
+    cells AS
+    (
+        SELECT
+            day,
+            model,
+            channel,
+            campaign,
+            kol,
+            currency,
+            sum(orders_micro) AS orders_micro,
+            sum(revenue_micro) AS revenue_micro,
+            sum(refunded_micro) AS refunded_micro,
+            sum(first_orders_micro) AS first_orders_micro,
+            sum(own_cost_minor) AS own_cost_minor,
+            max(own_cost) AS own_cost,
+            max(sold) AS sold
+        FROM parts
+        GROUP BY
+            day,
+            model,
+            channel,
+            campaign,
+            kol,
+            currency
+    ),
+    spread AS
+    (
+        SELECT
+            day,
+            model,
+            channel,
+            campaign,
+            kol,
+            currency,
+            orders_micro,
+            revenue_micro,
+            refunded_micro,
+            first_orders_micro,
+            sold,
+            sum(own_cost_minor) OVER campaign_day AS cost_minor,
+            max(own_cost) OVER campaign_day AS has_cost,
+            max(sold) OVER campaign_day AS campaign_sold
+        FROM cells
+        WINDOW campaign_day AS (PARTITION BY day, model, channel, campaign, currency)
+    )
+SELECT
+    day,
+    model,
+    channel,
+    campaign,
+    kol,
+    currency,
+    orders_micro,
+    orders_micro / 1000000 AS attributed_orders,
+    revenue_micro,
+    revenue_micro / 1000000 AS revenue_minor,
+    refunded_micro,
+    refunded_micro / 1000000 AS refunded_minor,
+    revenue_micro - refunded_micro AS net_revenue_micro,
+    (revenue_micro - refunded_micro) / 1000000 AS net_revenue_minor,
+    first_orders_micro,
+    first_orders_micro / 1000000 AS new_customers,
+    cost_minor,
+    has_cost,
+    if((has_cost = 1) AND (cost_minor != 0), ((revenue_micro - refunded_micro) / 1000000) / cost_minor, NULL) AS roas,
+    if((has_cost = 1) AND (orders_micro > 0), (cost_minor * 1000000) / orders_micro, NULL) AS cpa_minor,
+    if((has_cost = 1) AND (first_orders_micro > 0), (cost_minor * 1000000) / first_orders_micro, NULL) AS cac_minor
+FROM spread
+WHERE (sold = 1) OR (campaign_sold = 0);
 
 CREATE VIEW v_experiment_readouts_latest
 (
@@ -658,6 +1051,46 @@ GROUP BY
     platform,
     country,
     currency;
+
+CREATE VIEW v_marketing_costs
+(
+    `day` Date,
+    `channel` LowCardinality(String),
+    `utm_source` String,
+    `utm_medium` String,
+    `campaign` String,
+    `currency` LowCardinality(String),
+    `cost_minor` Int64,
+    `imported_at` DateTime64(3, 'UTC'),
+    `origin` String
+)
+AS SELECT
+    day,
+    channel,
+    utm_source,
+    utm_medium,
+    campaign,
+    currency,
+    cost_minor,
+    imported_at,
+    origin
+FROM marketing_costs
+FINAL
+WHERE (channel != '') AND ((day, imported_at, source_partition, source_offset) IN (
+    SELECT
+        day,
+        latest.1,
+        latest.2,
+        latest.3
+    FROM
+    (
+        SELECT
+            day,
+            max((imported_at, source_partition, source_offset)) AS latest
+        FROM marketing_costs
+        GROUP BY day
+    )
+));
 
 CREATE VIEW v_retention_triangle
 (
