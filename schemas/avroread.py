@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Callable, Mapping
+from io import BytesIO
 from itertools import count
 from typing import Any
 
@@ -27,6 +28,21 @@ import fastavro
 from schemas.errors import SchemaError
 
 Reader = Callable[[bytes, int], tuple[Any, int]]
+
+
+def fastavro_reader(parsed: Any) -> Reader:
+    """fastavro's schemaless reader in :data:`Reader` form (for schemas the compiled
+    reader does not support)."""
+
+    def read(buf: bytes, pos: int) -> tuple[Any, int]:
+        stream = BytesIO(buf)
+        stream.seek(pos)
+        value = fastavro.schemaless_reader(stream, parsed, None)
+        return value, stream.tell()
+
+    return read
+
+
 """``reader(buf, pos) -> (value, end_pos)``; raises (IndexError, ValueError, ...) on bad bytes."""
 
 PRIMITIVES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string"})

@@ -27,7 +27,7 @@ import fastavro
 import orjson
 from fastavro.validation import ValidationError, validate
 
-from schemas.avroread import Reader, UnsupportedSchemaError, compile_reader
+from schemas.avroread import Reader, UnsupportedSchemaError, compile_reader, fastavro_reader
 from schemas.deadletter import DeadLetter
 from schemas.errors import DecodeError, EncodeError, SchemaError
 from schemas.jsonshape import compile_json_converter
@@ -285,7 +285,7 @@ class EventCodec:
                 raise UnsupportedSchemaError("compiled reader disabled")
             reader = compile_reader(stripped)
         except UnsupportedSchemaError:
-            reader = _fastavro_reader(self._parsed[schema.schema_id])
+            reader = fastavro_reader(self._parsed[schema.schema_id])
         self._readers[schema.schema_id] = reader
         return reader
 
@@ -421,16 +421,6 @@ def _require_event_fields(schema: RegisteredSchema) -> None:
             f"{schema.path} lacks fields the Event needs: {', '.join(sorted(missing))}; "
             "keep every field (add new ones with a default) so all versions decode"
         )
-
-
-def _fastavro_reader(parsed: Any) -> Reader:
-    def read(buf: bytes, pos: int) -> tuple[Any, int]:
-        stream = BytesIO(buf)
-        stream.seek(pos)
-        value = fastavro.schemaless_reader(stream, parsed, None)
-        return value, stream.tell()
-
-    return read
 
 
 def _avro_failure(schema_id: int, exc: Exception) -> str:

@@ -26,7 +26,7 @@ from typing import Any, Final
 import fastavro
 from fastavro.validation import ValidationError, validate
 
-from schemas.avroread import Reader, UnsupportedSchemaError, compile_reader
+from schemas.avroread import Reader, UnsupportedSchemaError, compile_reader, fastavro_reader
 from schemas.channels import CHANNELS
 from schemas.errors import EncodeError
 from schemas.iso4217 import is_active_currency
@@ -275,7 +275,7 @@ class CostCodec:
             try:
                 self._readers[schema.schema_id] = compile_reader(stripped)
             except UnsupportedSchemaError:
-                self._readers[schema.schema_id] = _fastavro_reader(self._parsed[schema.schema_id])
+                self._readers[schema.schema_id] = fastavro_reader(self._parsed[schema.schema_id])
         self._latest: RegisteredSchema = self.registry.latest(COST_SCHEMA)
 
     @property
@@ -384,16 +384,6 @@ def _cost_day(record: Mapping[str, Any]) -> CostDay:
             for r in record["rows"]
         ),
     )
-
-
-def _fastavro_reader(parsed: Any) -> Reader:
-    def read(buf: bytes, pos: int) -> tuple[Any, int]:
-        stream = BytesIO(buf)
-        stream.seek(pos)
-        value = fastavro.schemaless_reader(stream, parsed, None)
-        return value, stream.tell()
-
-    return read
 
 
 def _utc(t_ms: int) -> str:

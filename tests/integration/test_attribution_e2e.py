@@ -176,31 +176,35 @@ def test_attribution_and_roi_equal_the_truth_after_kills_and_a_double_import(
     run_until_idle(env, name="final")  # declares the inputs finished, as the truth assumes
 
     client = clickhouse(env)
-    assert_matches_truth(env, truth, records)
-    gmv: dict[str, int] = defaultdict(int)
-    for row in truth.kpi:
-        gmv[row.currency] += row.gmv_minor
-    credited = client.query(
-        "SELECT model, currency, sum(value_minor * share_micro) FROM order_attribution FINAL "
-        "WHERE share_micro > 0 GROUP BY ALL"
-    ).result_rows
-    for model in MODELS:
-        by_currency = {str(c): int(v) for m, c, v in credited if m == model}
-        assert by_currency == {c: v * MICRO for c, v in gmv.items() if v}, model
+    try:
+        assert_matches_truth(env, truth, records)
+        gmv: dict[str, int] = defaultdict(int)
+        for row in truth.kpi:
+            gmv[row.currency] += row.gmv_minor
+        credited = client.query(
+            "SELECT model, currency, sum(value_minor * share_micro) FROM order_attribution FINAL "
+            "WHERE share_micro > 0 GROUP BY ALL"
+        ).result_rows
+        for model in MODELS:
+            by_currency = {str(c): int(v) for m, c, v in credited if m == model}
+            assert by_currency == {c: v * MICRO for c, v in gmv.items() if v}, model
 
-    want_roi = {
-        tuple(k): (c.orders_micro, c.revenue_micro, c.refunded_micro, c.first_orders_micro)
-        for k, c in attribution.roi.items()
-        if (c.orders_micro, c.revenue_micro, c.refunded_micro, c.first_orders_micro) != (0, 0, 0, 0)
-    }
-    got_roi = {tuple(k): v for k, v in read_daily_roi(client).items()}
-    assert got_roi == want_roi
-    want_ltv = {
-        tuple(k): (c.customers_micro, c.revenue_d7_micro, c.revenue_d30_micro)
-        for k, c in attribution.ltv.items()
-    }
-    assert {tuple(k): v for k, v in read_ltv(client).items()} == want_ltv
-    _assert_cost_measures(client, attribution.roi, costs)
+        want_roi = {
+            tuple(k): (c.orders_micro, c.revenue_micro, c.refunded_micro, c.first_orders_micro)
+            for k, c in attribution.roi.items()
+            if (c.orders_micro, c.revenue_micro, c.refunded_micro, c.first_orders_micro)
+            != (0, 0, 0, 0)
+        }
+        got_roi = {tuple(k): v for k, v in read_daily_roi(client).items()}
+        assert got_roi == want_roi
+        want_ltv = {
+            tuple(k): (c.customers_micro, c.revenue_d7_micro, c.revenue_d30_micro)
+            for k, c in attribution.ltv.items()
+        }
+        assert {tuple(k): v for k, v in read_ltv(client).items()} == want_ltv
+        _assert_cost_measures(client, attribution.roi, costs)
+    finally:
+        client.close()  # one embedded store per process: the next test opens its own
 
 
 def _attributed(client: Any) -> int:
@@ -236,7 +240,9 @@ def _assert_cost_measures(client: Any, roi: dict[Any, Any], costs: list[Any]) ->
         orders = cell.orders_micro if cell else 0
         first = cell.first_orders_micro if cell else 0
         if spent:
-            assert Decimal(str(roas)) == pytest.approx(Decimal(net) / MICRO / spent, rel=1e-9)
+            assert Decimal(str(roas)) == pytest.approx(
+                Decimal(net) / MICRO / spent, rel=Decimal("1e-9")
+            )
         assert (cpa is None) == (orders == 0)
         if orders:
             assert float(cpa) == pytest.approx(spent * MICRO / orders, rel=1e-9)

@@ -75,6 +75,12 @@ NEWEST = {
         "orders, gmv_minor, items, coupon_orders, discount_minor, first_orders, "
         "repeat_orders, refunds, refunded_minor, payment_failures, cancellations",
     ),
+    "order_attribution": (
+        "toUnixTimestamp(window_start), anonymous_id, transaction_id, model, channel, source, "
+        "medium, campaign, kol, toUnixTimestamp64Milli(order_time), currency, value_minor, "
+        "is_first, partition",
+        "share_micro",
+    ),
 }
 
 
