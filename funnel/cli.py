@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Column, Table
 
 from funnel.cli_attribution import report_attribution
+from funnel.cli_html import report_callback
 from funnel.cli_promotions import report_promotions, report_tiers
 from funnel.errors import FunnelError
 from funnel.settings import DEFAULT_DATA_DIR, Settings, load_settings
@@ -380,7 +381,6 @@ DataDirOption = Annotated[
 ]
 
 
-@report_app.callback()
 def report_options(
     ctx: typer.Context,
     data_dir: DataDirOption = None,
@@ -1222,6 +1222,7 @@ def experiments_check(
 
 
 # Commands whose code lives in their own modules (they import this one lazily).
+report_app.callback(invoke_without_command=True)(report_callback)  # --data-dir, --html
 report_app.command("attribution")(report_attribution)
 report_app.command("promotions")(report_promotions)
 report_app.command("tiers")(report_tiers)

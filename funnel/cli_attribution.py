@@ -139,16 +139,22 @@ def report_attribution(
 
 
 def _print_roas(rows: list[Any], models: tuple[str, ...], span: str) -> None:
+    costed = [r for r in rows if r.has_cost]
     table = Table(
         _text("channel"),
         _text("currency"),
         _num("cost"),
         *(_num(m) for m in models),
         title=f"ROAS per channel and model, {span}",
-        caption="net attributed revenue (revenue - refunds) / cost, in the cost's currency; "
-        "'-': no cost in that currency",
+        caption="net attributed revenue (revenue - refunds) / cost, in the cost's currency"
+        + (
+            f"; {len(rows) - len(costed)} channel x currency pairs without a cost are left "
+            "out (their revenue is in the table below)"
+            if len(costed) < len(rows)
+            else ""
+        ),
     )
-    for r in rows:
+    for r in costed:
         table.add_row(
             escape(r.channel),
             r.currency or "-",

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up everything this project needs on a fresh Debian 12 machine. Idempotent: a second
 # run only checks. Usage: scripts/bootstrap.sh [--test-tools]
-#   --test-tools  also install the Debian packages the tests need (promtool, amtool)
+#   --test-tools  also install the Debian packages the tests need (promtool, amtool, and
+#                 headless Chromium with its driver for the HTML report's browser test)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,6 +41,10 @@ command -v mvn >/dev/null || apt_install maven
 if ((WANT_TEST_TOOLS)); then
   command -v promtool >/dev/null || apt_install prometheus
   command -v amtool >/dev/null || apt_install prometheus-alertmanager
+  # tests/integration/test_html_report_browser.py drives /usr/bin/chromium through
+  # /usr/bin/chromedriver (Selenium gets the path: it downloads no browser or driver).
+  command -v chromium >/dev/null || apt_install chromium
+  command -v chromedriver >/dev/null || apt_install chromium-driver
 fi
 
 if [[ ! -f "$STAMP" ]]; then

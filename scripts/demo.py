@@ -6,8 +6,9 @@
    their later sessions, ending before now) in about a minute, with duplicates, disorder,
    late and malformed events.
 4. Import the run's marketing costs (`funnel costs import`), wait until the worker has
-   consumed everything, stop it, print the funnel, KPI, experiment, attribution and
-   promotion reports from ClickHouse and compare them with the simulator's ground truth.
+   consumed everything, stop it, print the funnel, KPI, experiment and attribution
+   reports from ClickHouse, write them as one HTML page (.data/demo/report.html), and
+   compare the numbers with the simulator's ground truth.
 """
 
 from __future__ import annotations
@@ -125,7 +126,9 @@ def main() -> None:
     run(["report", "kpi"], env)
     run(["report", "experiments"], env)
     run(["report", "attribution"], env)
-    run(["report", "promotions"], env)
+    html = Path(env["FUNNEL_DATA_DIR"]) / "report.html"
+    run(["report", "--html", str(html)], env)
+    print(f"==> the same numbers as charts (one self-contained HTML file): {html}")
     compare_with_truth(env, truth_path)
 
 
