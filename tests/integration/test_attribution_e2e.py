@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -255,7 +256,9 @@ def _assert_cost_measures(client: Any, roi: dict[Any, Any], costs: list[Any]) ->
 
 def _expected_gauges(attribution: Any, costs: list[Any]) -> dict[tuple[str, str], float]:
     """ROAS per (channel, model) on the last day with an order, in CNY (the cost's)."""
-    last_day = max(k.day for k in attribution.roi if k.channel != "(unattributed)")
+    # The monitor's "today": the UTC day of the newest attributed order (not of a refund).
+    newest_ms = max(k.order_time_ms for k in attribution.rows)
+    last_day = datetime.fromtimestamp(newest_ms // 1000, tz=UTC).date().isoformat()
     spent: dict[str, int] = defaultdict(int)
     for row in costs:
         if row.day == last_day and row.currency == "CNY":
