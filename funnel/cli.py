@@ -334,14 +334,33 @@ def backfill(
 
 
 @app.command()
-def migrate() -> None:
+def migrate(
+    print_ddl: Annotated[
+        bool,
+        typer.Option(
+            "--print", help="Print the DDL the migrations amount to and exit (no ClickHouse)."
+        ),
+    ] = False,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Cluster form on this cluster (default: FUNNEL_CLICKHOUSE_CLUSTER; "
+            "docs/clickhouse-cluster.md)."
+        ),
+    ] = None,
+) -> None:
     """Apply pending ClickHouse migrations (the worker also does this at start)."""
     from sinks.clickhouse import apply_migrations, open_client
+    from sinks.cluster_ddl import render_schema
     from streams.worker import clickhouse_target
 
     settings = _settings()
+    on_cluster = (settings.clickhouse_cluster if cluster is None else cluster) or None
     try:
-        applied = apply_migrations(open_client(clickhouse_target(settings)))
+        if print_ddl:
+            typer.echo(render_schema(on_cluster), nl=False)
+            return
+        applied = apply_migrations(open_client(clickhouse_target(settings)), cluster=on_cluster)
     except FunnelError as exc:
         _fail(exc)
     console.print(f"applied: {', '.join(applied) if applied else 'nothing (up to date)'}")

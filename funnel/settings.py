@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     clickhouse_user: str = "default"
     clickhouse_password: SecretStr = SecretStr("")
     clickhouse_database: str = "shop"
+    # A ClickHouse cluster (remote_servers name) to create the schema on: Replicated
+    # local tables plus Distributed tables (docs/clickhouse-cluster.md). Empty: one node.
+    clickhouse_cluster: str = ""
     # How long a starting worker waits for ClickHouse before giving up.
     clickhouse_wait_seconds: float = Field(default=60.0, ge=0)
 

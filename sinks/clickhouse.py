@@ -346,8 +346,23 @@ def for_cluster(statement: str, cluster: str) -> str:
 def apply_migrations(
     client: Any, directory: Traversable = MIGRATIONS_DIR, cluster: str | None = None
 ) -> list[str]:
-    """Apply pending migrations (default: the packaged ones); return the names applied now."""
+    """Apply pending migrations (default: the packaged ones); return the names applied now.
+
+    ``cluster``: apply their cluster form (sinks/cluster_ddl.py: Replicated local tables
+    and Distributed tables, ON CLUSTER), rendered before anything is applied.
+    """
+    from sinks.cluster_ddl import cluster_statements
+
     migrations = load_migrations(directory)  # before touching ClickHouse: fails on none
+    if cluster:  # every statement has a cluster form, or nothing is applied
+        migrations = [
+            Migration(
+                m.number,
+                m.name,
+                tuple(sql for s in m.statements for sql in cluster_statements(s, cluster)),
+            )
+            for m in migrations
+        ]
     client.command(
         "CREATE TABLE IF NOT EXISTS schema_migrations (number UInt32, name String, "
         "applied_at DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY number"
@@ -359,7 +374,7 @@ def apply_migrations(
             continue
         for statement in migration.statements:
             try:
-                client.command(for_cluster(statement, cluster) if cluster else statement)
+                client.command(statement)
             except Exception as exc:
                 raise MigrationError(
                     f"migration {migration.name} failed: {str(exc).splitlines()[0][:300]}; "

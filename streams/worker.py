@@ -298,7 +298,7 @@ def run_worker(
     client = connect_clickhouse(clickhouse_target(settings), wait)
     if budget is not None:
         duration_seconds = max(0.1, budget - (time.monotonic() - started))
-    applied = apply_migrations(client)
+    applied = apply_migrations(client, cluster=settings.clickhouse_cluster or None)
     if applied:
         log.info("applied ClickHouse migrations: %s", ", ".join(applied))
     registry = CollectorRegistry()
