@@ -153,7 +153,7 @@ def _integer(bounds: tuple[int, int]) -> Convert:
         if type(value) is not int:
             raise BadValue(
                 Reason.WRONG_TYPE,
-                f"{at} must be an integer, got {value!r} (money is integer minor units: "
+                f"{at} must be an integer, got {_shown(value)} (money is integer minor units: "
                 "1299 for 12.99)",
             )
         if not low <= value <= high:
@@ -161,6 +161,15 @@ def _integer(bounds: tuple[int, int]) -> Convert:
         return value
 
     return convert
+
+
+def _shown(value: Any) -> str:
+    """A bad value for a detail: arrays and objects by type only (their repr can be huge or
+    nested deeper than the recursion limit), scalars cut after 40 characters."""
+    if isinstance(value, list | dict):
+        return "an array" if isinstance(value, list) else "an object"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _boolean(value: Any, at: str) -> bool:
@@ -182,8 +191,8 @@ def _timestamp(value: Any, at: str) -> int:
         if moment is None or moment.tzinfo is None:
             raise BadValue(
                 Reason.WRONG_TYPE,
-                f"{at}={value!r} is not an ISO-8601 time with a zone; send epoch milliseconds "
-                "or e.g. 2024-05-01T12:00:00.123Z",
+                f"{at}={_shown(value)} is not an ISO-8601 time with a zone; send epoch "
+                "milliseconds or e.g. 2024-05-01T12:00:00.123Z",
             )
         return (moment - _EPOCH) // _ONE_MS
     raise BadValue(
