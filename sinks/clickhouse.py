@@ -319,30 +319,6 @@ def load_migrations(directory: Traversable = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-def for_cluster(statement: str, cluster: str) -> str:
-    """The same DDL for a cluster: ON CLUSTER and Replicated* engines."""
-    stmt = re.sub(
-        r"^((?:CREATE (?:OR REPLACE )?(?:TABLE|VIEW)(?: IF NOT EXISTS)?|ALTER TABLE) \w+)",
-        rf"\1 ON CLUSTER {cluster}",
-        statement,
-        count=1,
-    )
-    table = re.search(r"CREATE TABLE IF NOT EXISTS (\w+)", statement)
-    if table:
-        zk_args = f"'/clickhouse/tables/{{shard}}/{{database}}/{table.group(1)}', '{{replica}}'"
-        stmt = re.sub(
-            r"ENGINE = (Replacing|Summing|Aggregating)?MergeTree(\((.*?)\))?",
-            lambda m: (
-                f"ENGINE = Replicated{m.group(1) or ''}MergeTree({zk_args}"
-                + (f", {m.group(3)}" if m.group(3) else "")
-                + ")"
-            ),
-            stmt,
-            count=1,
-        )
-    return stmt
-
-
 def apply_migrations(
     client: Any, directory: Traversable = MIGRATIONS_DIR, cluster: str | None = None
 ) -> list[str]:

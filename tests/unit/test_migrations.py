@@ -1,5 +1,5 @@
-"""ClickHouse migrations: where they are found, numbering, idempotence, cluster form, and a
-schema snapshot.
+"""ClickHouse migrations: where they are found, numbering, idempotence, and a schema
+snapshot (the cluster form is tested in test_cluster_ddl.py).
 
 The snapshot is the `SHOW CREATE` of every table and view after applying all migrations
 to an empty embedded ClickHouse. A change to the DDL must update the snapshot on purpose:
@@ -17,7 +17,7 @@ import clickhouse_connect
 import pytest
 
 from sinks import clickhouse
-from sinks.clickhouse import MIGRATIONS_DIR, apply_migrations, for_cluster, load_migrations
+from sinks.clickhouse import MIGRATIONS_DIR, apply_migrations, load_migrations
 from sinks.errors import MigrationError
 from streams.outputs import ALL_TABLES
 
@@ -108,36 +108,6 @@ def test_schema_matches_the_snapshot() -> None:
     if os.environ.get("UPDATE_SNAPSHOTS") == "1" or not SNAPSHOT.exists():
         SNAPSHOT.write_text(text)
     assert text == SNAPSHOT.read_text(), "DDL changed: review and run with UPDATE_SNAPSHOTS=1"
-
-
-def test_cluster_form_uses_replicated_engines_and_on_cluster() -> None:
-    statements = [s for m in load_migrations(MIGRATIONS_DIR) for s in m.statements]
-    table = next(s for s in statements if "CREATE TABLE IF NOT EXISTS kpi_minute" in s)
-    clustered = for_cluster(table, "shop_cluster")
-    assert "kpi_minute ON CLUSTER shop_cluster" in clustered
-    assert (
-        "ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/kpi_minute', "
-        "'{replica}', version)" in clustered
-    )
-    view = next(s for s in statements if "CREATE VIEW IF NOT EXISTS v_kpi_day" in s)
-    assert "v_kpi_day ON CLUSTER shop_cluster" in for_cluster(view, "shop_cluster")
-
-
-def test_cluster_form_of_a_replaced_view() -> None:
-    statements = [s for m in load_migrations(MIGRATIONS_DIR) for s in m.statements]
-    view = next(s for s in statements if "CREATE OR REPLACE VIEW v_segment_sizes_daily" in s)
-    assert for_cluster(view, "c1").startswith(
-        "CREATE OR REPLACE VIEW v_segment_sizes_daily ON CLUSTER c1 AS"
-    )
-
-
-def test_cluster_form_of_an_alter_table() -> None:
-    statements = [s for m in load_migrations(MIGRATIONS_DIR) for s in m.statements]
-    alter = next(s for s in statements if s.startswith("ALTER TABLE events_raw ADD COLUMN"))
-    assert for_cluster(alter, "c1") == (
-        "ALTER TABLE events_raw ON CLUSTER c1 ADD COLUMN IF NOT EXISTS properties "
-        "Map(String, String) DEFAULT map()"
-    )
 
 
 def test_events_raw_properties_column_is_added_by_0006() -> None:
