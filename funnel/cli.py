@@ -400,14 +400,6 @@ DataDirOption = Annotated[
 ]
 
 
-def report_options(
-    ctx: typer.Context,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Where the reports read from."""
-    ctx.obj = data_dir
-
-
 def _report_client(ctx: typer.Context) -> object:
     from sinks.clickhouse import open_client
     from streams.worker import clickhouse_target

@@ -27,8 +27,8 @@ import typer
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner, Result
 
-from funnel import cli
 from funnel.cli_attribution import report_attribution
+from funnel.cli_html import report_callback
 from reports import attribution as attr
 from reports.errors import ReportError
 from reports.money import format_money
@@ -782,7 +782,7 @@ def test_a_reader_may_be_a_function() -> None:
 def run_report(client: Any, engine_dir: Path, *args: str, width: int = 250) -> Result:
     app = typer.Typer()
     report = typer.Typer()
-    report.callback()(cli.report_options)
+    report.callback(invoke_without_command=True)(report_callback)
     report.command("attribution")(report_attribution)
     app.add_typer(report, name="report")
     env = {
