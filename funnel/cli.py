@@ -421,15 +421,9 @@ def _pct(value: float | None) -> str:
 
 def _duration(seconds: float | None) -> str:
     """A time to convert as people read it: 42.5s, 3m 20s, 2h 05m, 1d 03h."""
-    if seconds is None:
-        return "-"
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
-        if whole >= size:
-            return f"{whole // size}{unit} {(whole % size) // sub_size:02d}{sub}"
-    return f"{whole // 60}m {whole % 60:02d}s"
+    from reports.durations import duration_text
+
+    return duration_text(seconds)
 
 
 def _breakdowns(funnels_file: Path | None) -> dict[str, Breakdown]:

@@ -18,6 +18,7 @@ from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_skeleton
 from babel.numbers import format_decimal, format_percent
 
+from reports.durations import duration_text
 from reports.errors import ReportError
 from reports.money import format_money
 from schemas.iso4217 import MINOR_UNIT_EXPONENT
@@ -86,15 +87,7 @@ class NumberFormat:
 
     def duration(self, seconds: float | None) -> str:
         """Like the terminal's time to convert: 42.5s, 3m 20s, 2h 05m, 1d 03h."""
-        if seconds is None:
-            return "-"
-        if seconds < 60:
-            return f"{self.decimal(seconds, 1)}s"
-        whole = round(seconds)
-        for unit, size, sub, sub_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
-            if whole >= size:
-                return f"{whole // size}{unit} {(whole % size) // sub_size:02d}{sub}"
-        return f"{whole // 60}m {whole % 60:02d}s"
+        return duration_text(seconds, lambda s: self.decimal(s, 1))
 
     def pvalue(self, p: float) -> str:
         """A p-value with three decimals, ``<0.001`` below that."""
