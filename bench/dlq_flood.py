@@ -95,6 +95,7 @@ def _worker_env(bootstrap: str, prefix: str, data_dir: Path, metrics_port: int) 
         FUNNEL_TOPICS__ORDERS=f"{prefix}.orders",
         FUNNEL_TOPICS__DLQ=f"{prefix}.dlq",
         FUNNEL_TOPICS__TRIGGERS=f"{prefix}.triggers",
+        FUNNEL_TOPICS__FORGET=f"{prefix}.forget",
     )
     return env
 
@@ -129,6 +130,7 @@ def _run_pass(
         orders=f"{prefix}.orders",
         dlq=f"{prefix}.dlq",
         triggers=f"{prefix}.triggers",
+        forget=f"{prefix}.forget",
     )
     create_topics(bootstrap, list(topics.inputs()), PARTITIONS, INPUT_TOPIC_CONFIGS)
     create_topics(bootstrap, [topics.dlq, topics.triggers], PARTITIONS)

@@ -76,6 +76,7 @@ def new_topics(tag: str) -> TopicNames:
         orders=f"{prefix}.orders",
         dlq=f"{prefix}.dlq",
         triggers=f"{prefix}.triggers",
+        forget=f"{prefix}.forget",
     )
 
 

@@ -56,6 +56,7 @@ class WorkerConfig:
             FUNNEL_TOPICS__ORDERS=self.topics.orders,
             FUNNEL_TOPICS__DLQ=self.topics.dlq,
             FUNNEL_TOPICS__TRIGGERS=self.topics.triggers,
+            FUNNEL_TOPICS__FORGET=self.topics.forget,
             # Simulated traffic is in the past: validate against record time, not now.
             FUNNEL_REPLAY="true",
         )

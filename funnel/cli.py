@@ -68,12 +68,14 @@ def _settings() -> Settings:
 
 def _mount_optional_commands() -> None:
     from funnel.cli_costs import costs_app
+    from funnel.cli_forget import forget
     from schemas.cli import app as schemas_app
     from simulator.cli import simulate
 
     app.add_typer(schemas_app, name="schemas", help="Check the Avro contract.")
     app.command("simulate")(simulate)
     app.add_typer(costs_app, name="costs")
+    app.command("forget")(forget)
 
 
 @app.command()

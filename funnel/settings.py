@@ -31,6 +31,9 @@ class TopicNames(BaseSettings):
     triggers: str = "shop.triggers"
     # Daily marketing spend (schemas/avro/marketing_costs.v1.avsc), one record per day.
     marketing_costs: str = "shop.marketing_costs"
+    # Forget requests (schemas/forget.py, docs/forget.md), JSON keyed by anonymous_id: an
+    # input of the worker, co-partitioned with the inputs (same partition count).
+    forget: str = "shop.forget"
 
     def inputs(self) -> tuple[str, str, str]:
         return (self.clickstream, self.cart, self.orders)

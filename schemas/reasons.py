@@ -46,9 +46,21 @@ class CostReason(StrEnum):
     INVALID_COST_RECORD = "invalid_cost_record"
 
 
+class ForgetReason(StrEnum):
+    """Dead-letter reasons of the forget topic only (``schemas/forget.py``, docs/forget.md).
+
+    Kept apart from :class:`Reason` like :class:`CostReason`. A forget request that is too
+    large gets the event reason ``payload_too_large``; every other problem (not a JSON
+    object, a missing, unknown or ill-typed field, a bad id, ``from`` not before ``to``)
+    is ``invalid_forget_request``, with a detail naming the field and the fix.
+    """
+
+    INVALID_FORGET_REQUEST = "invalid_forget_request"
+
+
 @dataclass(frozen=True, slots=True)
 class Rejection:
     """A record that must go to the dead-letter topic; ``detail`` names the field and the fix."""
 
-    reason: Reason | CostReason
+    reason: Reason | CostReason | ForgetReason
     detail: str

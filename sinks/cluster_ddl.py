@@ -64,6 +64,8 @@ SHARDING_KEYS: Final[Mapping[str, str]] = MappingProxyType(
         "experiment_decisions": "cityHash64(experiment)",
         # A day's cost imports together (v_marketing_costs picks a day's latest import).
         "marketing_costs": "cityHash64(day)",
+        # The forget audit: a request's rows (one per partition) together.
+        "forget_audit": "cityHash64(request_id)",
     }
 )
 

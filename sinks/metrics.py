@@ -503,3 +503,20 @@ class PipelineMetrics:
             "Reads of today's attribution and cost that failed (query error).",
             registry=registry,
         )
+        # Forget requests (issue #17, docs/forget.md).
+        self.forget_requests = Counter(
+            f"{PREFIX}_forget_requests",
+            "Forget requests carried out (audited in the forget_audit table).",
+            registry=registry,
+        )
+        self.forgotten_events = Counter(
+            f"{PREFIX}_forgotten_events",
+            "Events removed by forget requests: stored ones, and records dropped in flight.",
+            ["where"],
+            registry=registry,
+        )
+        self.forget_rows_corrected = Counter(
+            f"{PREFIX}_forget_rows_corrected",
+            "Final aggregate rows rewritten without a forgotten person's contribution.",
+            registry=registry,
+        )

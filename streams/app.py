@@ -36,6 +36,7 @@ from streams.conversion import ConversionTracker
 from streams.costs_agent import attach_costs_agent, cost_codec
 from streams.experiment_monitor import ExperimentMonitor
 from streams.experiments import ExperimentDef
+from streams.forget_runner import ForgetStore
 from streams.funnels import FunnelDef
 from streams.garbage import collect_full
 from streams.lifecycle import LifecycleRules
@@ -133,6 +134,7 @@ def build_worker(
     experiments: tuple[ExperimentDef, ...] = (),
     experiment_reader: Callable[[], Any] | None = None,
     attribution_reader: Callable[[], Any] | None = None,
+    forget_store: ForgetStore | None = None,
 ) -> Worker:
     """The Faust app with its agent, table, timer and rebalance hook, wired to the sinks."""
     app = build_app(settings)
@@ -142,7 +144,12 @@ def build_worker(
         "cart": topics.cart,
         "orders": topics.orders,
     }
-    inputs = app.topic(*topics.inputs(), schema=PassThroughSchema(), acks=True)
+    # The forget topic is an input of the same agent: co-partitioned, so a request is
+    # handled by the worker holding the visitor, in order with its events.
+    agent_topics = (
+        (*topics.inputs(), topics.forget) if forget_store is not None else topics.inputs()
+    )
+    inputs = app.topic(*agent_topics, schema=PassThroughSchema(), acks=True)
     dlq = app.topic(topics.dlq, key_serializer="raw", value_serializer="raw")
     table = app.Table(
         STATE_TABLE,
@@ -178,12 +185,15 @@ def build_worker(
         triggers=TriggerPublisher(app, topics.triggers, codec, settings.bootstrap_servers),
     )
 
+    if forget_store is not None:
+        runtime.attach_forgets(topics.forget, forget_store)
+
     async def flush_before_commit(offsets: Any) -> None:
         await writer.flush()
         await runtime.store.wait_delivered()  # type: ignore[attr-defined]
 
     transport.attach_commit_barrier(app, flush_before_commit)
-    transport.batch_topics(app, frozenset(topics.inputs()))
+    transport.batch_topics(app, frozenset(agent_topics))
     attach_costs_agent(
         app, settings, cost_codec(settings), writer, FaustDeadLetters(dlq, codec), metrics
     )
@@ -216,7 +226,7 @@ def build_worker(
             await app.consumer.seek(TP(batch.topic, batch.partition), offset)
 
     async def read_stalled_input_again(stream: str, partition: int, offset: int) -> None:
-        tp = TP(runtime.topics_by_stream[stream], partition)
+        tp = TP(runtime.observed.topics_by_stream[stream], partition)
         await app.consumer.read_again(tp, offset)  # type: ignore[attr-defined]  # ours
 
     runtime.on_input_stall = read_stalled_input_again
@@ -241,7 +251,7 @@ def build_worker(
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = set(args[0] if args else kwargs.get("revoked", ()))
-        runtime.forget_partitions({tp.partition for tp in revoked if tp.topic in topics.inputs()})
+        runtime.forget_partitions({tp.partition for tp in revoked if tp.topic in agent_topics})
 
     if experiments and experiment_reader is not None:
         monitor = ExperimentMonitor(

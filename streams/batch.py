@@ -33,6 +33,7 @@ class BatchStats:
     visitors_touched: int = 0
     transitions: Counter[tuple[str, str]] = field(default_factory=Counter)
     expired: int = 0
+    forgotten: int = 0  # records of forgotten people dropped in flight (streams/forget.py)
 
     def count_changes(self, delta: Contributions) -> None:
         """Step entries, orders and GMV that a visitor update changed (live metrics)."""

@@ -3,7 +3,7 @@ late ones, and keep the raw and late rows. What is left goes on to the visitors.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,11 +53,16 @@ class Intake:
         tp_clock: TopicPartitionClock,
         partition_watermark: int | None,
         result: BatchResult,
+        skip: Callable[[Event, int], bool] | None = None,
+        skip_rejected: Callable[[Record], bool] | None = None,
     ) -> list[Pending]:
         """The batch's on-time events, in offset order; everything else goes to ``result``.
 
         An event is late when its input's own clock says so (beyond the allowed lateness)
         or when the partition's watermark has passed it (its window may be final).
+        ``skip(event, appended_at)`` drops an event without a trace: a record of a
+        forgotten person that was in flight when the request came (streams/forget.py);
+        ``skip_rejected(record)`` does the same for a record that fails decoding.
         """
         topic = self._topics[stream]
         stats = result.stats
@@ -67,9 +72,15 @@ class Intake:
             stats.ingested[stream] += 1
             decoded = self._decoder.decode(record.value, stream, record.timestamp_ms)
             if isinstance(decoded, Rejection):
+                if skip_rejected is not None and skip_rejected(record):
+                    stats.forgotten += 1
+                    continue
                 self._dead_letter(decoded, stream, topic, record, result)
                 continue
             event = decoded
+            if skip is not None and skip(event, record.timestamp_ms):
+                stats.forgotten += 1
+                continue
             channel = self._channels.classify(event.utm_source, event.utm_medium, event.referrer)
             late_reason, watermark = _lateness(event, tp_clock, partition_watermark)
             raw_rows.append(

@@ -19,15 +19,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 
+from schemas.forget import ForgetRequest
+from schemas.model import Event
+from streams import forget
 from streams.aggregates import PartitionAggregates
 from streams.batch import BatchResult
 from streams.checkpoint import META_PREFIX, Checkpoint, meta_key
+from streams.forget import family_of
 from streams.intake import Classifier, Decoder, Intake, Pending
 from streams.lifecycle_rows import advance_lifecycle
-from streams.outputs import RowContext, RowKey, aggregate_rows, merge_rows
+from streams.outputs import Key, RowContext, RowKey, aggregate_rows, merge_rows
 from streams.outputs.family import VersionClock
+from streams.outputs.kpi import KpiKey
 from streams.records import Record
-from streams.state import VisitorState, decode_state, encode_state
+from streams.state import ForgetMark, VisitorState, decode_state, encode_state
 from streams.timers import TimerWheel
 from streams.visitor import (
     Applied,
@@ -50,6 +55,10 @@ from streams.visitor_cache import CachedVisitor, StateView, VisitorCache
 from streams.watermarks import PartitionClock
 
 log = logging.getLogger(__name__)
+
+
+def _cells(row: RowKey) -> list[Key]:
+    return list(row.cells()) if isinstance(row, KpiKey) else [row]
 
 
 class PartitionProcessor:
@@ -85,6 +94,10 @@ class PartitionProcessor:
         self.triggers_next_offset: int | None = None
         # Version of the rows recover() wrote (logged: it orders recoveries across workers).
         self.recovered_version: int | None = None
+        # Forget marks of visitors (anonymous_id -> marks), and per input the latest broker
+        # append time processed: a mark is dropped once every input has passed it.
+        self._marks: dict[str, list[ForgetMark]] = {}
+        self._appended: dict[str, int] = {}
 
     @property
     def state_keys(self) -> int:
@@ -126,6 +139,8 @@ class PartitionProcessor:
             self.aggregates.apply(cached.retention)
             visitors.remember(key, cached)
             self._schedule(key, cached.state, None)
+            if state.forgets:
+                self._marks[key.decode()] = list(state.forgets)
         self.aggregates.dirty.clear()
         live = self.aggregates.live_rows()
         stale = set(written_keys).difference(live)
@@ -155,9 +170,21 @@ class PartitionProcessor:
         self._durable_thresholds = dict(self.aggregates.thresholds)
         tp_clock = self.clock.clocks[stream]
         self._resume(stream, records[0].offset)
-        pending = self._intake.classify(stream, records, tp_clock, self.watermark(), result)
+        marked = bool(self._marks)
+        pending = self._intake.classify(
+            stream,
+            records,
+            tp_clock,
+            self.watermark(),
+            result,
+            self._in_flight if marked else None,
+            self._rejected_in_flight if marked else None,
+        )
         tp_clock.checkpoint(records[-1].offset, keep_history_from)
         self._next_offset[stream] = records[-1].offset + 1
+        last_appended = records[-1].timestamp_ms
+        if last_appended > self._appended.get(stream, -1):
+            self._appended[stream] = last_appended
         self._finish(pending, result)
         return result
 
@@ -179,6 +206,8 @@ class PartitionProcessor:
         result = BatchResult()
         self._durable_thresholds = dict(self.aggregates.thresholds)
         self._finish([], result)
+        if self._marks:
+            self._expire_marks(result)
         return result
 
     def _finish(self, pending: list[Pending], result: BatchResult) -> None:
@@ -254,6 +283,7 @@ class PartitionProcessor:
         stats.visitors_touched += 1
         if (
             watermark is not None
+            and not state.forgets
             and not after
             and not retention_after
             and expired(state, watermark, self.rules)
@@ -271,6 +301,179 @@ class PartitionProcessor:
         self.visitors.remember(
             key, CachedVisitor(state, len(encoded), after, retention_after, signature)
         )
+
+    # -- forgetting a person (streams/forget.py, docs/forget.md) -------------------------
+
+    def _in_flight(self, event: Event, appended_at: int) -> bool:
+        """A record of a forgotten visitor appended before the request: drop it."""
+        marks = self._marks.get(event.anonymous_id)
+        return marks is not None and any(m.covers(event.event_time_ms, appended_at) for m in marks)
+
+    def _rejected_in_flight(self, record: Record) -> bool:
+        """A bad record keyed by a visitor forgotten whole, appended before the request:
+        dropped, not dead-lettered (it has no trusted event time to place in a range)."""
+        if record.key is None:
+            return False
+        marks = self._marks.get(record.key.decode("utf-8", "replace"))
+        return marks is not None and any(
+            m.from_ms is None and m.to_ms is None and record.timestamp_ms <= m.requested_at
+            for m in marks
+        )
+
+    def _expire_marks(self, result: BatchResult) -> None:
+        """Drop the marks every input has moved past (or all, once the inputs finished)."""
+        passed = (
+            None if self.clock.finished else min(self._appended.get(s, -1) for s in self._topics)
+        )
+        for anonymous_id, marks in list(self._marks.items()):
+            kept = [m for m in marks if passed is not None and m.requested_at >= passed]
+            if len(kept) == len(marks):
+                continue
+            key = anonymous_id.encode()
+            if key in result.state_writes:  # updated by this tick: start from that
+                raw = result.state_writes[key]
+                if raw is None:
+                    del self._marks[anonymous_id]
+                    continue
+                cached = self.visitors.evaluate(
+                    decode_state(raw, anonymous_id), len(raw), self.aggregates.thresholds
+                )
+            else:
+                cached = self.visitors.load(key, self.aggregates.thresholds)
+            state = cached.state
+            state.forgets = kept
+            if kept:
+                self._marks[anonymous_id] = kept
+            else:
+                del self._marks[anonymous_id]
+            if not kept and forget.holds_nothing(state):
+                result.state_writes[key] = None  # the changelog's tombstone
+                self.visitors.dropped(key, cached.size)
+                self._timers.set(key, None)
+                continue
+            encoded = encode_state(state)
+            result.state_writes[key] = encoded
+            self.visitors.resized(key, cached.size, len(encoded))
+            cached.size = len(encoded)
+            self.visitors.remember(key, cached)
+
+    def plan_forget(
+        self,
+        request: ForgetRequest,
+        requested_at: int,
+        events: list[forget.StoredEventLike],
+        thresholds_then: dict[str, int],
+    ) -> forget.ForgetPlan:
+        """Step 1 of a forget: the forgotten contribution and the final rows it touches.
+
+        ``events`` are the person's rows of ``events_raw`` (every event this partition
+        applied is there: the caller flushed the writer). ``thresholds_then`` are the
+        thresholds when the request was first handled (its audit row keeps them).
+        """
+        key = request.anonymous_id.encode()
+        delta, kept = forget.lifetime_difference(
+            events, request, requested_at, self.partition, self.rules
+        )
+        state = self.visitors.load(key, self.aggregates.thresholds).state
+        plan = forget.ForgetPlan(
+            key,
+            request,
+            requested_at,
+            delta,
+            kept,
+            events_forgotten=sum(
+                1 for e in events if forget.is_forgotten(e, request, requested_at)
+            ),
+            state_done=any(m.request_id == request.request_id for m in state.forgets),
+        )
+        now = self.aggregates.thresholds
+        for row in sorted(forget.rows_of(delta), key=repr):
+            if forget.is_final(row, thresholds_then):
+                plan.final_then.append(row)
+            elif not plan.state_done and forget.is_final(row, now):
+                # Finalised after a first attempt whose state change was lost (a crash):
+                # written from the old state, so it still counts the person.
+                plan.final_since.append(row)
+        return plan
+
+    def apply_forget(
+        self,
+        plan: forget.ForgetPlan,
+        stored: dict[RowKey, dict[str, int]],
+        version: int,
+    ) -> tuple[BatchResult, int]:
+        """Step 2: corrected final rows, and the visitor's state without the events.
+
+        ``stored`` holds the counters of each final row of the plan (as of the first
+        attempt for ``final_then``, the newest for ``final_since``). Returns the result to
+        make durable and the number of final rows corrected.
+        """
+        result = BatchResult()
+        ctx = self._row_context(True, version)
+        corrected = 0
+        for row in [*plan.final_then, *plan.final_since]:
+            values = stored.get(row)
+            if values is None:
+                log.error("forget %s: no stored row for %r", plan.request.request_id, row)
+                continue
+            family = family_of(row)
+            built = forget.corrected_row(family, row, plan.delta, values, ctx)
+            bad = forget.negative_counters(family, built)
+            if bad:
+                log.error(
+                    "forget %s: %r would go negative in %s; left as it is",
+                    plan.request.request_id,
+                    row,
+                    ", ".join(bad),
+                )
+                continue
+            result.add_row(family.table, built)
+            corrected += 1
+        if not plan.state_done:
+            self._forget_state(plan, version, result)
+        result.meta = True
+        return result, corrected
+
+    def _forget_state(self, plan: forget.ForgetPlan, version: int, result: BatchResult) -> None:
+        thresholds = self.aggregates.thresholds
+        key = plan.key
+        cached = self.visitors.load(key, thresholds)
+        request = plan.request
+        mark = ForgetMark(request.request_id, plan.requested_at, request.from_ms, request.to_ms)
+        state = forget.rebuilt_state(
+            cached.state, plan.kept, mark, self.watermark(), thresholds, self.rules
+        )
+        after = contributions(state, self.rules, thresholds)
+        retention_after = retention_contributions(
+            RetentionInputs.of(state), thresholds, self.rules.lifecycle
+        )
+        delta = diff(live_only(cached.contributions, thresholds), after)
+        delta.update(diff(live_only(cached.retention, thresholds), retention_after))
+        self.aggregates.apply(delta)
+        result.stats.count_changes(delta)
+        dirty = self.aggregates.take_dirty()
+        merge_rows(
+            result.rows,
+            aggregate_rows(dirty, self.aggregates.value, self._row_context(False, version)),
+        )
+        # Rows of the visitor's own (per-visitor keys) now counting nothing are deleted
+        # afterwards; keep them out of the totals so that no final row brings them back.
+        vanished = [
+            row
+            for row in dirty
+            if getattr(row, "anonymous_id", None) == request.anonymous_id
+            and not any(self.aggregates.value(cell) for cell in _cells(row))
+        ]
+        self.aggregates.forget(vanished)
+        encoded = encode_state(state)
+        result.state_writes[key] = encoded
+        self.visitors.resized(key, cached.size, len(encoded))
+        self.visitors.remember(
+            key,
+            CachedVisitor(state, len(encoded), after, retention_after, retention_signature(state)),
+        )
+        self._schedule(key, state, self.watermark())
+        self._marks[request.anonymous_id] = list(state.forgets)
 
     def _row_context(self, is_final: bool, version: int) -> RowContext:
         return RowContext(self.partition, int(is_final), version, self.rules.steps_by_funnel)

@@ -15,11 +15,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from schemas.deadletter import DeadLetter
+from schemas.forget import decode_forget
+from schemas.reasons import Rejection
 from sinks.clickhouse import ClickHouseWriter
 from sinks.metrics import PipelineMetrics
 from streams.batch import BatchResult
 from streams.checkpoint import meta_key
 from streams.conversion import ConversionTracker
+from streams.forget_runner import ForgetRunner, ForgetStore
+from streams.outputs import dead_letters as dead_letter_rows
 from streams.outputs.family import VersionClock
 from streams.processor import PartitionProcessor
 from streams.records import Record as InputRecord
@@ -29,6 +33,10 @@ from streams.triggers_out import TriggerPublisher
 from streams.visitor import Rules
 
 log = logging.getLogger(__name__)
+
+# The forget topic's name among the streams: an input of the agent, but not of the
+# watermark (its records carry no event time) nor of the visitor state.
+FORGET_STREAM = "forget"
 
 
 class TableStore(Protocol):
@@ -90,6 +98,9 @@ class Runtime:
     on_input_stall: Any = None
     # False while a rebalance or table recovery holds the inputs (no stall then).
     inputs_flowing: Any = None
+    # Forget requests (issue #17): their topic and who runs them (None: not subscribed).
+    forget_topic: str | None = None
+    forgets: ForgetRunner | None = None
     processors: dict[int, PartitionProcessor] = field(default_factory=dict)
     positions: dict[tuple[str, int], TopicPosition] = field(default_factory=dict)
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
@@ -99,8 +110,28 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.stream_by_topic = {topic: stream for stream, topic in self.topics_by_stream.items()}
+        if self.forget_topic is not None:
+            self.stream_by_topic[self.forget_topic] = FORGET_STREAM
+        topics = dict(self.topics_by_stream)
+        if self.forget_topic is not None:
+            topics[FORGET_STREAM] = self.forget_topic
         self.observed = RuntimeMetrics(
-            self.metrics, self.conversion, self.topics_by_stream, self.rules.steps_by_funnel
+            self.metrics, self.conversion, topics, self.rules.steps_by_funnel
+        )
+
+    def attach_forgets(self, topic: str, store: ForgetStore) -> None:
+        """Take forget requests from ``topic`` (co-partitioned with the inputs)."""
+        self.forget_topic = topic
+        self.stream_by_topic[topic] = FORGET_STREAM
+        self.observed.topics_by_stream = {**self.observed.topics_by_stream, FORGET_STREAM: topic}
+        delivered = getattr(self.store, "wait_delivered", None)
+
+        async def state_delivered() -> None:
+            if delivered is not None:
+                await delivered()
+
+        self.forgets = ForgetRunner(
+            store, self.writer, self._versions, self._apply, state_delivered
         )
 
     def _lock(self, partition: int) -> asyncio.Lock:
@@ -161,13 +192,20 @@ class Runtime:
         """
         stream = self.stream_by_topic[batch.topic]
         processor = self.processors.get(batch.partition)
-        expected = processor.next_offset(stream) if processor is not None else None
+        if stream == FORGET_STREAM:
+            position = self.positions.get((stream, batch.partition))
+            expected = position.next_offset if position and position.seen_batch else None
+        else:
+            expected = processor.next_offset(stream) if processor is not None else None
         if expected is None:
             expected = batch.run_start  # first batch of this partition here
         return expected if batch.covers_from > expected else None
 
     async def handle_batch(self, batch: RecordBatch, committed: int | None = None) -> None:
         stream = self.stream_by_topic[batch.topic]
+        if stream == FORGET_STREAM:
+            await self._handle_forgets(batch)
+            return
         records: list[InputRecord] = list(batch.records)  # same shape: (offset, key, value, ts)
         started = time.perf_counter()
         self._batches_running += 1
@@ -232,7 +270,8 @@ class Runtime:
                 continue
             if processed or position.caught_up_since is None:
                 position.caught_up_since = now
-            caught_up.setdefault(partition, {})[stream] = end
+            if stream != FORGET_STREAM:  # not a visitor input: the processor ignores it
+                caught_up.setdefault(partition, {})[stream] = end
             if now - position.caught_up_since >= self.idle_input_seconds:
                 idle.setdefault(partition, set()).add(stream)
             if all_idle_since is None or position.caught_up_since > all_idle_since:
@@ -304,6 +343,51 @@ class Runtime:
         log.warning("all inputs idle for %.0fs: stopping", now - idle_since)
         self.on_idle_stop()
         self.on_idle_stop = None
+
+    async def _handle_forgets(self, batch: RecordBatch) -> None:
+        """Forget requests, one at a time, under the partition's lock (streams/forget_runner.py)."""
+        assert self.forgets is not None and self.forget_topic is not None
+        started = time.perf_counter()
+        async with self._lock(batch.partition):
+            processor = await self._processor(batch.partition)
+            for record in batch.records:
+                decoded = decode_forget(record.value)
+                if isinstance(decoded, Rejection):
+                    await self._reject_forget(processor, decoded, record)
+                    continue
+                audit = await self.forgets.run(processor, decoded, record.timestamp_ms)
+                self.observed.forget_done(audit.events_forgotten, audit.rows_corrected)
+        position = self.positions.setdefault((FORGET_STREAM, batch.partition), TopicPosition())
+        position.next_offset = batch.last_offset + 1
+        position.seen_batch = True
+        self.observed.batch_processed(len(batch.records), time.perf_counter() - started)
+
+    async def _reject_forget(
+        self, processor: PartitionProcessor, rejection: Rejection, record: Any
+    ) -> None:
+        assert self.forget_topic is not None
+        letter = DeadLetter.from_rejection(
+            rejection,
+            raw=record.value,
+            source_topic=self.forget_topic,
+            source_partition=processor.partition,
+            source_offset=record.offset,
+            key=record.key,
+            received_at_ms=record.timestamp_ms,
+        )
+        log.warning(
+            "%s[%d]@%d: forget request rejected (%s): %s",
+            self.forget_topic,
+            processor.partition,
+            record.offset,
+            rejection.reason,
+            rejection.detail,
+        )
+        result = BatchResult()
+        result.dead_letters.append(letter)
+        result.add_row(dead_letter_rows.TABLE, dead_letter_rows.build_row(letter))
+        result.stats.dead_letters[(FORGET_STREAM, letter.reason)] += 1
+        await self._apply(processor, result)
 
     async def _apply(
         self, processor: PartitionProcessor, result: BatchResult, arrived_ms: int | None = None

@@ -54,6 +54,11 @@ class RuntimeMetrics:
         topic = self.topics_by_stream[stream]
         self.metrics.consumer_lag.labels(topic, str(partition)).set(max(0, records))
 
+    def forget_done(self, events: int, rows_corrected: int) -> None:
+        self.metrics.forget_requests.inc()
+        self.metrics.forgotten_events.labels("stored").inc(events)
+        self.metrics.forget_rows_corrected.inc(rows_corrected)
+
     def input_stalled(self, stream: str) -> None:
         self.metrics.input_stalls.labels(self.topics_by_stream[stream]).inc()
 
@@ -70,6 +75,8 @@ class RuntimeMetrics:
             metrics.late_events.labels(topic[stream], reason).inc(count)
         for stream, count in stats.duplicates.items():
             metrics.duplicates.labels(topic[stream]).inc(count)
+        if stats.forgotten:
+            metrics.forgotten_events.labels("in_flight").inc(stats.forgotten)
         for (funnel, step, window, channel, campaign), change in stats.step_entries.items():
             self.conversion.record(funnel, step - 1, window, change)
             if change > 0:

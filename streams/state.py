@@ -43,6 +43,27 @@ class ClosedCredit(NamedTuple):
     breakdown: tuple[str, ...] = ()
 
 
+class ForgetMark(NamedTuple):
+    """A forget request applied to this visitor (streams/forget.py).
+
+    While it is kept, records of the visitor appended to an input before the request
+    (``requested_at``, broker time) and inside its range are dropped: they were in flight
+    when the person asked. It is dropped once every input has moved past that time.
+    """
+
+    request_id: str
+    requested_at: int
+    from_ms: int | None
+    to_ms: int | None
+
+    def covers(self, event_time_ms: int, appended_at_ms: int) -> bool:
+        return (
+            appended_at_ms <= self.requested_at
+            and (self.from_ms is None or event_time_ms >= self.from_ms)
+            and (self.to_ms is None or event_time_ms < self.to_ms)
+        )
+
+
 class OrderLine(NamedTuple):
     """A counted orders-topic event kept until its KPI window is final."""
 
@@ -97,6 +118,8 @@ class VisitorState:
     lifecycle_as_of: int | None = None  # transitions/triggers emitted for times before this
     # Attribution touchpoints (one per session, its earliest counted event), by (t, session).
     touches: list[Touch] = field(default_factory=list)
+    # Forget requests applied, kept while records in flight before them may still arrive.
+    forgets: list[ForgetMark] = field(default_factory=list)
 
     def intern_dims(self, dims: Dims) -> int:
         try:
@@ -214,6 +237,7 @@ def encode_state(state: VisitorState) -> bytes:
         state.lifecycle_as_of,
         state.user_consumed,
         [list(t) for t in state.touches],
+        [list(m) for m in state.forgets],
     ]
     # orjson hands back a bytes object on a buffer of at least 4 KiB whatever its length
     # (measured, orjson 3.13); the table keeps this value for as long as the visitor
@@ -255,6 +279,7 @@ def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
         # Appended in place of a format bump: states written before it have none.
         user_consumed = payload[19] if len(payload) > 19 else {}
         touches = payload[20] if len(payload) > 20 else []
+        forgets = payload[21] if len(payload) > 21 else []
         return VisitorState(
             partition=partition,
             anonymous_id=anonymous_id,
@@ -287,6 +312,7 @@ def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
             lifecycle_as_of=lifecycle_as_of,
             user_consumed={str(k): int(v) for k, v in user_consumed.items()},
             touches=[Touch(*t) for t in touches],
+            forgets=[ForgetMark(*m) for m in forgets],
         )
     except StateCorruptError:
         raise

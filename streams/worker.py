@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from funnel.log_throttle import install_log_throttle
 from funnel.settings import Settings
+from sinks import forget_store
 from sinks.clickhouse import (
     ClickHouseTarget,
     ClickHouseWriter,
@@ -39,9 +40,12 @@ from streams.diagnostics import install_stack_dumps
 from streams.errors import WorkerStartError
 from streams.experiments import ExperimentDef, load_experiments
 from streams.faust_private import StopSignalWorker
+from streams.forget import StoredEventLike
 from streams.funnels import FunnelDef, load_funnels
 from streams.garbage import tune_garbage_collector
 from streams.outputs import AGGREGATES, RowKey, dead_letters
+from streams.outputs.family import AggregateFamily
+from streams.outputs.forget_audit import ForgetAudit
 from streams.topics import TopicSetupError, ensure_topics
 
 log = logging.getLogger(__name__)
@@ -247,6 +251,53 @@ def worker_experiments(
     return load_experiments(experiments_file, funnels)
 
 
+class ClickHouseForgetStore:
+    """streams.forget_runner.ForgetStore over the worker's ClickHouse (sinks/forget_store.py).
+
+    Its own client, opened on first use: the calls run in a thread, beside the writer's.
+    """
+
+    def __init__(self, open_reader: Callable[[], Any], cluster: str | None) -> None:
+        self._open = open_reader
+        self._client: Any = None
+        self._cluster = cluster
+        self._lock = threading.Lock()
+
+    def _reader(self) -> Any:
+        if self._client is None:
+            self._client = self._open()
+        return self._client
+
+    def audit(self, request_id: str, partition: int) -> ForgetAudit | None:
+        with self._lock:
+            return forget_store.read_audit(self._reader(), request_id, partition)
+
+    def person_events(self, anonymous_id: str) -> list[StoredEventLike]:
+        with self._lock:
+            return list(forget_store.read_person_events(self._reader(), anonymous_id))
+
+    def newest_values(
+        self, family: AggregateFamily, partition: int, keys: Any, before_version: int | None
+    ) -> dict[Any, dict[str, int]]:
+        with self._lock:
+            return forget_store.newest_values(
+                self._reader(), family, partition, keys, before_version
+            )
+
+    def delete_person_rows(
+        self, anonymous_id: str, from_ms: int | None, to_ms: int | None, appended_until: int
+    ) -> dict[str, int]:
+        with self._lock:
+            return forget_store.delete_person_rows(
+                self._reader(),
+                anonymous_id,
+                from_ms,
+                to_ms,
+                appended_until=appended_until,
+                cluster=self._cluster,
+            )
+
+
 def _stop_after(seconds: float) -> None:
     timer = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGTERM))
     timer.daemon = True
@@ -337,6 +388,10 @@ def run_worker(
         experiments=experiments,
         experiment_reader=lambda: open_client(clickhouse_target(settings)),
         attribution_reader=lambda: open_client(clickhouse_target(settings)),
+        forget_store=ClickHouseForgetStore(
+            lambda: open_client(clickhouse_target(settings)),
+            settings.clickhouse_cluster or None,
+        ),
     )
     faust_worker = BoundedShutdownWorker(
         worker.app,

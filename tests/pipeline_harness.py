@@ -65,6 +65,7 @@ class PipelineEnv:
             dlq=f"{prefix}.dlq",
             triggers=f"{prefix}.triggers",
             marketing_costs=f"{prefix}.marketing_costs",
+            forget=f"{prefix}.forget",
         )
         return cls(bootstrap=bootstrap, topics=topics, data_dir=data_dir, **kw)
 
@@ -89,6 +90,7 @@ class PipelineEnv:
             FUNNEL_TOPICS__DLQ=self.topics.dlq,
             FUNNEL_TOPICS__TRIGGERS=self.topics.triggers,
             FUNNEL_TOPICS__MARKETING_COSTS=self.topics.marketing_costs,
+            FUNNEL_TOPICS__FORGET=self.topics.forget,
             FUNNEL_APP_ID=self.app_id,
             FUNNEL_DATA_DIR=str(self.data_dir),
             FUNNEL_PARTITIONS=str(self.partitions),

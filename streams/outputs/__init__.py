@@ -18,6 +18,7 @@ from streams.outputs import (
     experiment_decisions,
     experiment_readouts,
     experiment_status,
+    forget_audit,
     funnel_attempts,
     funnel_outcomes,
     funnel_steps,
@@ -62,6 +63,7 @@ FAMILY_MODULES = (
     experiment_status,
     experiment_decisions,
     marketing_costs,
+    forget_audit,
 )
 ALL_TABLES: tuple[TableSpec, ...] = tuple(m.TABLE for m in FAMILY_MODULES)
 AGGREGATES: tuple[AggregateFamily, ...] = (

@@ -56,6 +56,15 @@ TABLE = TableSpec(
         # discount, index-aligned with item_ids (docs/semantics.md section 10a).
         "item_coupons",
         "item_discounts_minor",
+        # Added by migration 0013 (forgetting a person, issue #17): the search term ('' when
+        # none) and each item's name, category, brand and variant ('' when none),
+        # index-aligned with item_ids, so that a stored event can be read back whole
+        # (sinks/forget_store.py read_person_events).
+        "search_term",
+        "item_names",
+        "item_categories",
+        "item_brands",
+        "item_variants",
     ),
     order_by=("anonymous_id", "event_id"),
     version_column="version",
@@ -111,4 +120,9 @@ def build_row(
         dict(event.properties),
         [i.coupon or "" for i in event.items],
         [i.discount_minor for i in event.items],
+        event.search_term or "",
+        [i.item_name or "" for i in event.items],
+        [i.item_category or "" for i in event.items],
+        [i.item_brand or "" for i in event.items],
+        [i.item_variant or "" for i in event.items],
     )

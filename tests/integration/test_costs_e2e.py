@@ -62,6 +62,7 @@ def fresh_topics() -> TopicNames:
         dlq=f"{prefix}.dlq",
         triggers=f"{prefix}.triggers",
         marketing_costs=f"{prefix}.marketing_costs",
+        forget=f"{prefix}.forget",
     )
 
 

@@ -728,3 +728,36 @@ ALTER TABLE events_raw_local ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS it
 ALTER TABLE events_raw ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_coupons Array(String) DEFAULT [];
 ALTER TABLE events_raw_local ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_discounts_minor Array(Int64) DEFAULT [];
 ALTER TABLE events_raw ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_discounts_minor Array(Int64) DEFAULT [];
+
+-- 0013_forget
+ALTER TABLE events_raw_local ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS search_term String DEFAULT '';
+ALTER TABLE events_raw ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS search_term String DEFAULT '';
+ALTER TABLE events_raw_local ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_names Array(String) DEFAULT [];
+ALTER TABLE events_raw ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_names Array(String) DEFAULT [];
+ALTER TABLE events_raw_local ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_categories Array(String) DEFAULT [];
+ALTER TABLE events_raw ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_categories Array(String) DEFAULT [];
+ALTER TABLE events_raw_local ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_brands Array(String) DEFAULT [];
+ALTER TABLE events_raw ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_brands Array(String) DEFAULT [];
+ALTER TABLE events_raw_local ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_variants Array(String) DEFAULT [];
+ALTER TABLE events_raw ON CLUSTER shop_cluster ADD COLUMN IF NOT EXISTS item_variants Array(String) DEFAULT [];
+CREATE TABLE IF NOT EXISTS forget_audit_local ON CLUSTER shop_cluster
+(
+    request_id        String,
+    partition         UInt16,
+    phase             LowCardinality(String),   -- started | corrected | done
+    requested_at      DateTime64(3, 'UTC'),
+    processed_at      DateTime64(3, 'UTC'),
+    range_from        Nullable(DateTime64(3, 'UTC')),
+    range_to          Nullable(DateTime64(3, 'UTC')),
+    base_version      UInt64,
+    thresholds        String,                   -- JSON {finality group: ms} as of base_version
+    events_forgotten  UInt32,
+    rows_corrected    UInt32,
+    rows_deleted      UInt64,
+    duration_ms       UInt32,
+    version           UInt64
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/{database}/forget_audit_local', '{replica}', version)
+ORDER BY (request_id, partition);
+CREATE TABLE IF NOT EXISTS forget_audit ON CLUSTER shop_cluster AS forget_audit_local
+ENGINE = Distributed(shop_cluster, currentDatabase(), forget_audit_local, cityHash64(request_id));

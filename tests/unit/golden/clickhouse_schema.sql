@@ -58,7 +58,12 @@ CREATE TABLE events_raw
     `version` UInt8,
     `properties` Map(String, String) DEFAULT map(),
     `item_coupons` Array(String) DEFAULT [],
-    `item_discounts_minor` Array(Int64) DEFAULT []
+    `item_discounts_minor` Array(Int64) DEFAULT [],
+    `search_term` String DEFAULT '',
+    `item_names` Array(String) DEFAULT [],
+    `item_categories` Array(String) DEFAULT [],
+    `item_brands` Array(String) DEFAULT [],
+    `item_variants` Array(String) DEFAULT []
 )
 ENGINE = ReplacingMergeTree(version)
 PARTITION BY toYYYYMM(event_time)
@@ -123,6 +128,27 @@ CREATE TABLE experiment_status
 ENGINE = ReplacingMergeTree
 PARTITION BY toYYYYMM(evaluated_at)
 ORDER BY (experiment, evaluated_at)
+SETTINGS index_granularity = 8192;
+
+CREATE TABLE forget_audit
+(
+    `request_id` String,
+    `partition` UInt16,
+    `phase` LowCardinality(String),
+    `requested_at` DateTime64(3, 'UTC'),
+    `processed_at` DateTime64(3, 'UTC'),
+    `range_from` Nullable(DateTime64(3, 'UTC')),
+    `range_to` Nullable(DateTime64(3, 'UTC')),
+    `base_version` UInt64,
+    `thresholds` String,
+    `events_forgotten` UInt32,
+    `rows_corrected` UInt32,
+    `rows_deleted` UInt64,
+    `duration_ms` UInt32,
+    `version` UInt64
+)
+ENGINE = ReplacingMergeTree(version)
+ORDER BY (request_id, partition)
 SETTINGS index_granularity = 8192;
 
 CREATE TABLE funnel_attempts
