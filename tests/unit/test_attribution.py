@@ -210,6 +210,9 @@ def test_states_written_before_touchpoints_still_decode() -> None:
     state = VisitorState(1, "anon-1")
     _apply(state, ev("page_view", T0, "v1"), 0)
     payload = orjson.loads(encode_state(state))
-    assert len(payload) == 21 and payload[20]
+    assert payload[20]  # the touchpoints' slot
     older = decode_state(orjson.dumps(payload[:20]), "anon-1")
     assert older.touches == [] and older.first_seen_t == T0
+    # States written before forget marks (slot 21, issue #17) decode with none.
+    assert payload[21] == []
+    assert decode_state(orjson.dumps(payload[:21]), "anon-1").forgets == []

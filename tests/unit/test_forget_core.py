@@ -519,3 +519,51 @@ class _Partition:
 
 async def _unused(processor: Any, result: BatchResult) -> None:
     raise AssertionError("a finished request must not be applied again")
+
+
+def test_the_mark_expires_into_a_tombstone_once_the_inputs_finish(
+    simulated: tuple[list[SimRecord], Truth], whole_life: tuple[str, Truth]
+) -> None:
+    """While records from before the request may still come, the visitor keeps a stub
+    with the mark (no events); once every input is past the request, or finished, the
+    stub goes: a tombstone in the changelog."""
+    from streams.state import decode_state, encode_state
+
+    records, _ = simulated
+    anonymous_id, _ = whole_life
+    request = ForgetRequest("req-5", anonymous_id)
+    rules = _rules()
+    codec = EventCodec(bounds=ValidationBounds(replay=True))
+    partition = next(r.partition for r in records if r.key == anonymous_id.encode())
+    per_stream: dict[str, list[InputRecord]] = defaultdict(list)
+    for rec in records:
+        if rec.partition == partition:
+            queue = per_stream[rec.stream]
+            queue.append(InputRecord(len(queue), rec.key, rec.value, rec.send_time_ms))
+    sink = ForgetSink({})
+    for stream, queue in per_stream.items():
+        for record in queue:
+            decoded = codec.decode(record.value, stream, record.timestamp_ms)  # type: ignore[arg-type]
+            if isinstance(decoded, Event):
+                sink.events[(stream, record.offset)] = decoded
+    worker = PartitionRun(partition, rules, sink)
+    for stream in TOPICS:
+        worker.keep(worker.proc.process(stream, per_stream[stream], None))
+    forget_now(worker, sink, rules, request, END, None)
+    key = anonymous_id.encode()
+    stub = decode_state(worker.store.get(key) or b"", anonymous_id)
+    assert [m.request_id for m in stub.forgets] == ["req-5"]
+    assert not stub.sessions and not stub.days and not stub.orders and not stub.touches
+    assert decode_state(encode_state(stub), anonymous_id) == stub
+    # A record of the person appended before the request, arriving now: dropped.
+    late_copy = next(r for r in per_stream["clickstream"] if r.key == key)
+    again = worker.proc.process(
+        "clickstream", [late_copy._replace(offset=len(per_stream["clickstream"]))], None
+    )
+    assert again.stats.forgotten == 1
+    assert not again.rows.get(raw_events.TABLE)
+    ends = {s: len(per_stream[s]) + (s == "clickstream") for s in TOPICS}
+    still = worker.proc.tick(ends)
+    assert key not in still.state_writes  # END is never passed: the mark stays
+    finished = worker.proc.tick(ends, set(TOPICS), finished=True)
+    assert key in finished.state_writes and finished.state_writes[key] is None
