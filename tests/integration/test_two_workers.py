@@ -137,11 +137,12 @@ def newest_rows(
 ) -> dict[str, dict[tuple[Any, ...], tuple[int, ...]]]:
     """Per table: what one ClickHouse shared by the workers would hold, summed over partitions.
 
-    Each key's newest row across the workers' stores, and one more rule a shared store
-    applies: a worker that rebuilds a partition re-writes as zero every key whose newest
-    row is non-final and non-zero and that its rebuilt state does not have (it reads them
-    with ``open_rows``). Here a worker sees only its own store, so a key another worker
-    wrote before the rebuild, and that no store has a row of since, counts as zero.
+    Each key's newest final row across the workers' stores, else its newest row, and one
+    more rule a shared store applies: a worker that rebuilds a partition re-writes as zero
+    every key whose newest row is non-final and non-zero and that its rebuilt state does
+    not have (it reads them with ``open_rows``). Here a worker sees only its own store,
+    so a key another worker wrote before the rebuild, and that no store has a row of
+    since, counts as zero.
     """
     out: dict[str, dict[tuple[Any, ...], tuple[int, ...]]] = {}
     for table, (keys, values) in NEWEST.items():
@@ -160,7 +161,13 @@ def newest_rows(
                 )
                 vals = tuple(int(v) for v in row[width:-2])
                 final, version = bool(row[-2]), int(row[-1])
-                if key not in newest or newest[key][0] < version:
+                old = newest.get(key)
+                # A final row is the last word on its key: in one shared store a worker
+                # never writes a final key again (its rebuilt state has no part of it, and
+                # recovery re-writes only keys whose newest row is open). A worker with its
+                # own store cannot see that another store made the key final, and its
+                # recovery may re-write it as an open zero with a newer version.
+                if old is None or (final, version) > (old[1], old[0]):
                     newest[key] = (version, final, vals)
         summed: dict[tuple[Any, ...], list[int]] = {}
         for key, (version, final, vals) in newest.items():

@@ -1,0 +1,197 @@
+"""Three workers over 12 partitions under churn (issue #18, item 1).
+
+Traffic is produced live while the consumer group changes three times:
+1. a fourth worker joins;
+2. one worker leaves cleanly (SIGTERM);
+3. one worker is SIGKILLed and comes back on its own data directory.
+
+Each worker owns its embedded ClickHouse, as today. The newest version of every row
+across the stores is what one shared ClickHouse server would hold
+(tests/integration/test_two_workers.py, ``newest_rows``). With a shared server the same
+test needs no merging: point every worker at it with FUNNEL_CLICKHOUSE_DSN and read the
+tables once.
+
+Then:
+- the funnel, KPI and attribution tables equal the simulator's truth;
+- no partition is left behind: the group has committed every input record, and every
+  partition was rebuilt by some worker;
+- every trigger was published exactly once;
+- each rebalance's time, from the change to the first batch processed on every moved
+  partition, is printed (each worker logs when it takes a partition, with a timestamp
+  in the row version).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from funnel.settings import load_settings
+from schemas.codec import EventCodec
+from simulator.config import SimConfig
+from simulator.generate import generate
+from simulator.produce import produce
+from simulator.truth import compute_truth
+from streams.topics import ensure_topics
+from tests.integration.test_two_workers import (
+    NEWEST,
+    committed_lag,
+    newest_rows,
+    recoveries,
+)
+from tests.pipeline_harness import PipelineEnv, WorkerProcess, differences, read_topic, truth_tables
+
+pytestmark = [pytest.mark.broker, pytest.mark.slow]
+
+PARTITIONS = 12
+CONFIG = SimConfig(
+    seed=23,
+    users=900,
+    days=0.25,
+    partitions=PARTITIONS,
+    duplicate_pct=2,
+    out_of_order_pct=5,
+    late_pct=1,
+    malformed_pct=0.5,
+)
+SEND_SECONDS = 75.0
+
+
+def taken_since(workers: list[WorkerProcess], since_ns: int) -> dict[int, int]:
+    """Per partition: when (ns) a worker first took it after ``since_ns``."""
+    out: dict[int, int] = {}
+    for partition, versions in recoveries(workers).items():
+        later = [v for v in versions if v > since_ns]
+        if later:
+            out[partition] = min(later)
+    return out
+
+
+def wait_for_rebalance(
+    workers: list[WorkerProcess], since_ns: int, timeout: float = 180.0
+) -> float:
+    """Seconds from ``since_ns`` until every partition moved by the change was taken: the
+    partitions taken since, once that set has not grown for 8 s."""
+    deadline = time.monotonic() + timeout
+    seen: dict[int, int] = {}
+    settled_at = time.monotonic()
+    while time.monotonic() < deadline:
+        taken = taken_since(workers, since_ns)
+        if len(taken) != len(seen):
+            seen, settled_at = taken, time.monotonic()
+        elif seen and time.monotonic() - settled_at >= 8:
+            return (max(seen.values()) - since_ns) / 1e9
+        time.sleep(0.5)
+    raise AssertionError(f"no partition was taken again within {timeout:.0f} s: {seen}")
+
+
+def test_workers_join_leave_and_die_and_every_row_still_equals_the_truth(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    assert set(NEWEST)
+    records = list(generate(CONFIG))
+    truth = compute_truth(
+        records,
+        lateness_ms=CONFIG.lateness_ms,
+        session_timeout_ms=CONFIG.session_timeout_ms,
+        window_ms=CONFIG.window_ms,
+    )
+    first = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path / "w0", partitions=PARTITIONS)
+    envs = [first] + [
+        PipelineEnv(
+            first.bootstrap,
+            first.topics,
+            tmp_path / f"w{n}",
+            app_id=first.app_id,
+            partitions=PARTITIONS,
+        )
+        for n in range(1, 4)
+    ]
+    ensure_topics(
+        load_settings(bootstrap_servers=first.bootstrap, topics=first.topics, partitions=PARTITIONS)
+    )
+    producer = threading.Thread(
+        target=lambda: asyncio.run(
+            produce(
+                records,
+                first.bootstrap,
+                first.topics,
+                speedup=None,
+                rate=len(records) / SEND_SECONDS,
+            )
+        ),
+        daemon=True,
+    )
+    producer.start()
+    everyone: list[WorkerProcess] = []
+    workers = [WorkerProcess(envs[n], until_idle=None, name=f"w{n}") for n in range(3)]
+    everyone += workers
+    for worker in workers:
+        worker.wait_for_metric("shopfunnel_events_ingested_total", 1, timeout=180)
+    times: dict[str, float] = {}
+
+    # 1. A fourth worker joins.
+    since = time.time_ns()
+    joined = WorkerProcess(envs[3], until_idle=None, name="w3")
+    everyone.append(joined)
+    joined.wait_for_metric("shopfunnel_events_ingested_total", 1, timeout=180)
+    times["join"] = wait_for_rebalance(everyone, since)
+
+    # 2. One leaves cleanly.
+    leaving = workers[1]
+    since = time.time_ns()
+    leaving.terminate()
+    assert leaving.wait(60) == 0, leaving.log_tail()
+    times["leave"] = wait_for_rebalance(everyone, since)
+
+    # 3. One is SIGKILLed and comes back on its own store.
+    since = time.time_ns()
+    workers[2].kill()
+    workers[2].wait(30)
+    times["kill"] = wait_for_rebalance(everyone, since)
+    since = time.time_ns()
+    back = WorkerProcess(envs[2], until_idle=None, name="w2-back")
+    everyone.append(back)
+    back.wait_for_metric("shopfunnel_events_ingested_total", 1, timeout=180)
+    times["come back"] = wait_for_rebalance(everyone, since)
+
+    producer.join(300)
+    assert not producer.is_alive()
+    lag = None
+    for _ in range(480):
+        lag = committed_lag(first)
+        if lag == 0:
+            break
+        time.sleep(0.5)
+    assert lag == 0, f"partitions left behind: {lag} records not committed by the group"
+    time.sleep(8)  # let every worker reach its final watermark and flush
+    alive = [w for w in everyone if w.process.poll() is None]
+    assert len(alive) == 3, [w.log_path.name for w in alive]
+    for worker in alive:
+        worker.terminate()
+        assert worker.wait(60) == 0, worker.log_tail()
+
+    recovered = recoveries(everyone)
+    assert set(recovered) == set(range(PARTITIONS)), recovered
+    got = newest_rows(envs, recovered)
+    want = {table: rows for table, rows in truth_tables(truth).items() if table in NEWEST}
+    diff = differences(got, want)
+    assert not diff, diff
+
+    published = Counter(
+        EventCodec().decode_trigger(v).trigger_id
+        for v in read_topic(first.bootstrap, first.topics.triggers)
+    )
+    assert published, "the scenario must publish triggers"
+    assert not {t: n for t, n in published.items() if n > 1}, "a trigger published twice"
+    # Each one is a trigger of the truth (the workers stopped without declaring the inputs
+    # finished, so the last lateness interval's triggers may not be due yet).
+    want_triggers = {t.trigger_id for t in truth.triggers}
+    assert set(published) <= want_triggers, set(published) - want_triggers
+    print(f"triggers: {len(published)} published once each of {len(want_triggers)} in the truth")
+    print("rebalance seconds (change to every moved partition processed):", times)
