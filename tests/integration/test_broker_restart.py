@@ -26,7 +26,6 @@ from urllib.request import urlopen
 
 import pytest
 from aiokafka import AIOKafkaConsumer
-from kafka import KafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from funnel.settings import load_settings
@@ -38,6 +37,7 @@ from simulator.records import SimRecord
 from simulator.truth import compute_truth
 from streams.topics import ensure_topics
 from tests.kafka_fixture import running_script_broker
+from tests.multi_worker import committed_lag
 from tests.pipeline_harness import (
     PipelineEnv,
     WorkerProcess,
@@ -57,7 +57,7 @@ CONFIG = SimConfig(
     late_pct=1,
     malformed_pct=0.5,
 )
-SEND_SECONDS = 45.0  # the produce pace: the outage falls in the middle of live traffic
+SEND_SECONDS = 35.0  # the produce pace: the outage falls in the middle of live traffic
 DOWN_SECONDS = 20.0
 
 
@@ -74,18 +74,6 @@ def ingested(worker: WorkerProcess) -> float:
         for sample in family.samples
         if sample.name == "shopfunnel_events_ingested_total"
     )
-
-
-def committed_lag(env: PipelineEnv) -> int:
-    consumer = KafkaConsumer(
-        bootstrap_servers=env.bootstrap, group_id=env.app_id, enable_auto_commit=False
-    )
-    try:
-        tps = [TopicPartition(t, p) for t in env.topics.inputs() for p in range(env.partitions)]
-        ends = consumer.end_offsets(tps)
-        return sum(ends[tp] - (consumer.committed(tp) or 0) for tp in tps)
-    finally:
-        consumer.close()
 
 
 def records_as_stored(env: PipelineEnv, sent: list[SimRecord]) -> list[SimRecord]:

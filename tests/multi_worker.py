@@ -1,51 +1,24 @@
-"""Two workers in one consumer group share the partitions, with a rebalance mid-stream.
+"""Several workers in one consumer group, each with its own embedded ClickHouse: what
+one shared ClickHouse server would hold, read from their stores (tests/integration/
+test_worker_churn.py).
 
-The second worker joins while traffic is being produced, so partitions move from the
-first to the second. Each worker writes its own embedded ClickHouse (chDB locks its
-directory per process); the newest version of every row across both is what a shared
-ClickHouse server would hold. Together they must equal the ground truth, and both must
-consume everything (no partition left behind after the rebalance).
+chDB locks its directory per process, so each worker writes its own store; the newest
+version of every row across them, with the rules a shared store applies (``newest_rows``),
+is what a shared server would hold.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
 import sys
-import threading
-from pathlib import Path
 from typing import Any
 
-import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from funnel.settings import load_settings
-from simulator.config import SimConfig
-from simulator.generate import generate
-from simulator.produce import produce
-from simulator.truth import compute_truth
-from streams.topics import ensure_topics
-from tests.pipeline_harness import (
-    AGG_QUERIES,
-    PipelineEnv,
-    WorkerProcess,
-    differences,
-    truth_tables,
-)
+from tests.pipeline_harness import PipelineEnv, WorkerProcess
 
-pytestmark = [pytest.mark.broker, pytest.mark.slow]
-
-CONFIG = SimConfig(
-    seed=17,
-    users=600,
-    days=0.25,
-    duplicate_pct=2,
-    out_of_order_pct=5,
-    late_pct=1,
-    malformed_pct=0.5,
-)
 NEWEST = {
     # Key columns, value columns and version of each aggregate table's rows.
     "funnel_steps_minute": (
@@ -180,52 +153,3 @@ def newest_rows(
                 acc[i] += v
         out[table] = {k: tuple(v) for k, v in summed.items() if any(v)}
     return out
-
-
-def test_two_workers_share_partitions_through_a_rebalance(
-    kafka_bootstrap: str, tmp_path: Path
-) -> None:
-    assert set(NEWEST) == set(AGG_QUERIES)
-    records = list(generate(CONFIG))
-    truth = compute_truth(
-        records,
-        lateness_ms=CONFIG.lateness_ms,
-        session_timeout_ms=CONFIG.session_timeout_ms,
-        window_ms=CONFIG.window_ms,
-    )
-    first = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path / "w1")
-    second = PipelineEnv(first.bootstrap, first.topics, tmp_path / "w2", app_id=first.app_id)
-    ensure_topics(
-        load_settings(bootstrap_servers=first.bootstrap, topics=first.topics, partitions=4)
-    )
-    producer = threading.Thread(
-        target=lambda: asyncio.run(
-            produce(records, first.bootstrap, first.topics, speedup=None, rate=len(records) / 40.0)
-        ),
-        daemon=True,
-    )
-    producer.start()
-    worker_1 = WorkerProcess(first, until_idle=None, name="w1")
-    worker_1.wait_for_metric("shopfunnel_events_ingested_total", 500, timeout=120)
-    worker_2 = WorkerProcess(second, until_idle=None, name="w2")
-    worker_2.wait_for_metric("shopfunnel_events_ingested_total", 1, timeout=120)
-    producer.join(120)
-    lag = None
-    for _ in range(240):
-        lag = committed_lag(first)
-        if lag == 0:
-            break
-        threading.Event().wait(0.5)
-    assert lag == 0, f"workers stalled: {lag} records not committed by the group"
-    threading.Event().wait(8)  # let both reach their final watermark and flush
-    for worker in (worker_1, worker_2):
-        worker.process.terminate()
-        assert worker.wait(60) == 0, worker.log_tail()
-    recovered = recoveries([worker_1, worker_2])
-    assert set(recovered) == set(range(4)), recovered  # each worker logs its rebuilds
-    got = newest_rows([first, second], recovered)
-    # The funnel and KPI tables, merged across both stores by version (the lifecycle
-    # tables are compared in the kill and lifecycle tests, on one store).
-    want = {table: rows for table, rows in truth_tables(truth).items() if table in NEWEST}
-    diff = differences(got, want)
-    assert not diff, diff
