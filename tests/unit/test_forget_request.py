@@ -193,7 +193,7 @@ def test_a_rejection_becomes_a_dead_letter_with_its_reason() -> None:
     assert letter.reason == "invalid_forget_request"
 
 
-@settings(FUZZ, max_examples=2000)
+@settings(FUZZ, max_examples=500)
 @given(raw=st.binary(max_size=600))
 def test_decode_never_raises_on_arbitrary_bytes(raw: bytes) -> None:
     result = decode_forget(raw)
@@ -207,7 +207,7 @@ _JSON = st.recursive(
 )
 
 
-@settings(FUZZ, max_examples=2000)
+@settings(FUZZ, max_examples=500)
 @given(
     fields=st.dictionaries(
         st.sampled_from([*FIELDS, "other"]),
