@@ -98,7 +98,8 @@ class Runtime:
     on_input_stall: Any = None
     # False while a rebalance or table recovery holds the inputs (no stall then).
     inputs_flowing: Any = None
-    # Forget requests (issue #17): their topic and who runs them (None: not subscribed).
+    # Forget requests (issue #17): their topic and who runs them (set by attach_forgets;
+    # None: not subscribed).
     forget_topic: str | None = None
     forgets: ForgetRunner | None = None
     processors: dict[int, PartitionProcessor] = field(default_factory=dict)
@@ -110,13 +111,8 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.stream_by_topic = {topic: stream for stream, topic in self.topics_by_stream.items()}
-        if self.forget_topic is not None:
-            self.stream_by_topic[self.forget_topic] = FORGET_STREAM
-        topics = dict(self.topics_by_stream)
-        if self.forget_topic is not None:
-            topics[FORGET_STREAM] = self.forget_topic
         self.observed = RuntimeMetrics(
-            self.metrics, self.conversion, topics, self.rules.steps_by_funnel
+            self.metrics, self.conversion, self.topics_by_stream, self.rules.steps_by_funnel
         )
 
     def attach_forgets(self, topic: str, store: ForgetStore) -> None:
