@@ -32,13 +32,13 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Protocol
 
 import typer
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from funnel.errors import FunnelError
+from funnel.kafka_out import idempotent_producer
 from funnel.settings import Settings, load_settings
 from schemas.costs import (
     MAX_COST_RECORD_BYTES,
@@ -333,13 +333,8 @@ class Sent:
 
 
 def new_producer(bootstrap: str) -> ProducerLike:
-    producer: ProducerLike = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id="funnel-costs-import",
-        enable_idempotence=True,
-        acks="all",
-        max_request_size=2 * MAX_COST_RECORD_BYTES,
-        request_timeout_ms=30_000,
+    producer: ProducerLike = idempotent_producer(
+        bootstrap, "funnel-costs-import", MAX_COST_RECORD_BYTES
     )
     return producer
 

@@ -37,13 +37,13 @@ from pathlib import Path
 from typing import Annotated, Any, Final, Protocol
 
 import typer
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
 from funnel.errors import ConfigError, FunnelError
+from funnel.kafka_out import idempotent_producer
 from funnel.settings import Settings, TopicNames, load_settings
 from schemas.forget import (
     MAX_FORGET_RECORD_BYTES,
@@ -329,13 +329,8 @@ class Sent:
 
 
 def new_producer(bootstrap: str) -> ProducerLike:
-    producer: ProducerLike = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        client_id="funnel-forget",
-        enable_idempotence=True,
-        acks="all",
-        max_request_size=2 * MAX_FORGET_RECORD_BYTES,
-        request_timeout_ms=30_000,
+    producer: ProducerLike = idempotent_producer(
+        bootstrap, "funnel-forget", MAX_FORGET_RECORD_BYTES
     )
     return producer
 
