@@ -37,6 +37,8 @@ class PartitionAggregates:
 
     def apply(self, delta: Contributions) -> None:
         totals = self.totals
+        mark_dirty = self.dirty.add
+        rows_by_window = self._rows_by_window
         for key, change in delta.items():
             if isinstance(key, OpenAttemptKey):
                 refs = self._open[key.funnel]
@@ -47,9 +49,9 @@ class PartitionAggregates:
                     refs.pop(key.window, None)
                 continue
             totals[key] = totals.get(key, 0) + change
-            row = row_of(key)
-            self.dirty.add(row)
-            self._rows_by_window[(key.threshold, key.final_at)].add(row)
+            row = key.row if isinstance(key, KpiCellKey) else key  # row_of(key)
+            mark_dirty(row)
+            rows_by_window[(key.threshold, key.final_at)].add(row)
 
     def value(self, key: Key) -> int:
         return self.totals.get(key, 0)

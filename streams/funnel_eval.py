@@ -208,7 +208,7 @@ def evaluate(
     start = events[best[0]]
     level = len(best)
     ttc = events[best[-1]].t - start.t if level == n_steps else None
-    return Credit(level, start.t, start.event_id, start.dims, ttc, tuple(events[p] for p in best))
+    return Credit(level, start.t, start.event_id, start.dims, ttc, tuple([events[p] for p in best]))
 
 
 def is_start(funnel: FunnelDef, event: FunnelEvent) -> bool:

@@ -33,7 +33,14 @@ def add_activity(
 ) -> None:
     """Record a counted event in the sorted per-day summary."""
     day = t // DAY_MS
-    for index, entry in enumerate(days):
+    # ``days`` is sorted by day, one entry per day: most events fall on the last day or
+    # after it, which the scan below would reach last.
+    last = len(days) - 1
+    if last < 0 or days[last].day < day:
+        days.append(DayActivity(day, t, event_id, channel, platform, t))
+        return
+    scan = ((last, days[last]),) if days[last].day == day else enumerate(days)
+    for index, entry in scan:
         if entry.day == day:
             earliest = (t, event_id) < (entry.first_t, entry.first_event_id)
             days[index] = DayActivity(

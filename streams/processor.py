@@ -36,6 +36,7 @@ from streams.state import ForgetMark, VisitorState, decode_state, encode_state
 from streams.timers import TimerWheel
 from streams.visitor import (
     Applied,
+    Contributions,
     RetentionInputs,
     Rules,
     Thresholds,
@@ -45,11 +46,11 @@ from streams.visitor import (
     diff,
     drop_forgotten_lives,
     expired,
+    inputs_signature,
     live_only,
     next_due,
     prune_final,
     retention_contributions,
-    retention_signature,
 )
 from streams.visitor_cache import CachedVisitor, StateView, VisitorCache
 from streams.watermarks import PartitionClock
@@ -136,7 +137,9 @@ class PartitionProcessor:
             visitors.state_keys += 1
             visitors.state_bytes += len(raw)
             self.aggregates.apply(cached.contributions)
-            self.aggregates.apply(cached.retention)
+            self.aggregates.apply(
+                cached.retention(self.aggregates.thresholds, self.rules.lifecycle)
+            )
             visitors.remember(key, cached)
             self._schedule(key, cached.state, None)
             if state.forgets:
@@ -224,7 +227,9 @@ class PartitionProcessor:
                 self._update_visitor(key, [], watermark, result)
         final_rows = self.aggregates.finalize(watermark)
         final_set = set(final_rows)
-        dirty = [row for row in self.aggregates.take_dirty() if row not in final_set]
+        dirty = self.aggregates.take_dirty()
+        if final_set:
+            dirty = [row for row in dirty if row not in final_set]
         version = self._versions.next()
         total = self.aggregates.value
         merge_rows(result.rows, aggregate_rows(dirty, total, self._row_context(False, version)))
@@ -241,8 +246,11 @@ class PartitionProcessor:
         thresholds = self.aggregates.thresholds
         cached = self.visitors.load(key, thresholds)
         state, old_size = cached.state, cached.size
-        before = live_only(cached.contributions, thresholds)
-        retention_before = live_only(cached.retention, thresholds)
+        if cached.computed_under == thresholds:
+            # contributions() keeps exactly what live_only keeps under the same thresholds
+            before = cached.contributions
+        else:
+            before = live_only(cached.contributions, thresholds)
         stats = result.stats
         for item in items:
             applied = apply_event(
@@ -269,14 +277,18 @@ class PartitionProcessor:
             drop_forgotten_lives(state, watermark, self._durable_thresholds, self.rules)
         after = contributions(state, self.rules, thresholds)
         delta = diff(before, after)
-        signature = retention_signature(state)
+        lifecycle = self.rules.lifecycle
+        inputs = RetentionInputs.of(state)
+        signature = inputs_signature(inputs)
+        retention_after: Contributions | None = None
         if signature != cached.retention_signature:
-            retention_after = retention_contributions(
-                RetentionInputs.of(state), thresholds, self.rules.lifecycle
-            )
+            # Only now are the retention contributions before the batch needed.
+            retention_before = cached.retention(thresholds, lifecycle)
+            retention_after = retention_contributions(inputs, thresholds, lifecycle)
             delta.update(diff(retention_before, retention_after))
         else:
-            retention_after = retention_before
+            # Equal signatures, equal contributions: ``cached`` computes them if needed.
+            inputs = cached.retention_inputs
         if delta:
             self.aggregates.apply(delta)
             stats.count_changes(delta)
@@ -285,8 +297,12 @@ class PartitionProcessor:
             watermark is not None
             and not state.forgets
             and not after
-            and not retention_after
             and expired(state, watermark, self.rules)
+            and not (
+                retention_after
+                if retention_after is not None
+                else cached.retention(thresholds, lifecycle)
+            )
         ):
             # Every life forgotten and nothing left to count: drop the visitor.
             result.state_writes[key] = None
@@ -299,7 +315,15 @@ class PartitionProcessor:
         self.visitors.resized(key, old_size, len(encoded))
         self._schedule(key, state, watermark)
         self.visitors.remember(
-            key, CachedVisitor(state, len(encoded), after, retention_after, signature)
+            key,
+            CachedVisitor(
+                state,
+                len(encoded),
+                after,
+                inputs,
+                signature,
+                retention_after if retention_after is not None else cached.computed_retention,
+            ),
         )
 
     # -- forgetting a person (streams/forget.py, docs/forget.md) -------------------------
@@ -448,7 +472,7 @@ class PartitionProcessor:
             RetentionInputs.of(state), thresholds, self.rules.lifecycle
         )
         delta = diff(live_only(cached.contributions, thresholds), after)
-        delta.update(diff(live_only(cached.retention, thresholds), retention_after))
+        delta.update(diff(cached.retention(thresholds, self.rules.lifecycle), retention_after))
         self.aggregates.apply(delta)
         result.stats.count_changes(delta)
         dirty = self.aggregates.take_dirty()
@@ -468,9 +492,12 @@ class PartitionProcessor:
         encoded = encode_state(state)
         result.state_writes[key] = encoded
         self.visitors.resized(key, cached.size, len(encoded))
+        inputs = RetentionInputs.of(state)
         self.visitors.remember(
             key,
-            CachedVisitor(state, len(encoded), after, retention_after, retention_signature(state)),
+            CachedVisitor(
+                state, len(encoded), after, inputs, inputs_signature(inputs), retention_after
+            ),
         )
         self._schedule(key, state, self.watermark())
         self._marks[request.anonymous_id] = list(state.forgets)

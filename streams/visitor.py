@@ -8,7 +8,6 @@ states: the numbers never depend on which writes survived, only on the state.
 
 from __future__ import annotations
 
-import itertools
 from bisect import insort
 from dataclasses import dataclass, field
 from enum import Enum
@@ -134,13 +133,28 @@ def split_segments(events: list[FunnelEvent], timeout_ms: int) -> list[list[Funn
     """Session segments: split where consecutive events are more than the timeout apart."""
     if not events:
         return []
-    segments: list[list[FunnelEvent]] = [[events[0]]]
-    for previous, event in itertools.pairwise(events):
-        if event.t - previous.t > timeout_ms:
-            segments.append([event])
-        else:
-            segments[-1].append(event)
+    segments: list[list[FunnelEvent]] = []
+    start = 0
+    previous_t = events[0].t
+    for index in range(1, len(events)):
+        t = events[index].t
+        if t - previous_t > timeout_ms:
+            segments.append(events[start:index])
+            start = index
+        previous_t = t
+    segments.append(events[start:])
     return segments
+
+
+def first_segment_end(events: list[FunnelEvent], timeout_ms: int) -> int:
+    """Time of the last event of ``split_segments(events, timeout_ms)[0]`` (events given)."""
+    previous_t = events[0].t
+    for index in range(1, len(events)):
+        t = events[index].t
+        if t - previous_t > timeout_ms:
+            break
+        previous_t = t
+    return previous_t
 
 
 def _order_line(event: Event, dims: int) -> OrderLine:
@@ -186,11 +200,6 @@ def _purchase_is_duplicate(state: VisitorState, event: Event) -> bool:
     return True  # the counted copy's window is already final; this one cannot be earlier
 
 
-def _seen_event_ids(state: VisitorState, session_id: str) -> set[str]:
-    session = state.sessions.get(session_id)
-    return {e.event_id for e in session.events} if session else set()
-
-
 def apply_event(
     state: VisitorState, event: Event, dims: Dims, stream: str, offset: int, rules: Rules
 ) -> Applied:
@@ -198,8 +207,12 @@ def apply_event(
     if offset <= state.applied.get(stream, -1):
         return Applied.REPLAYED
     state.applied[stream] = offset
-    if event.event_id in _seen_event_ids(state, event.session_id):
-        return Applied.DUPLICATE
+    session = state.sessions.get(event.session_id)
+    if session is not None:
+        event_id = event.event_id  # seen in this session already: a duplicate
+        for seen in session.events:
+            if seen.event_id == event_id:
+                return Applied.DUPLICATE
     if event.event_type == "purchase" and _purchase_is_duplicate(state, event):
         return Applied.DUPLICATE
     dims_index = state.intern_dims(dims)
@@ -207,7 +220,6 @@ def apply_event(
     funnel_event = FunnelEvent(
         event.event_time_ms, event.event_id, event.event_type, dims_index, props
     )
-    session = state.sessions.get(event.session_id)
     if session is None:
         session = state.sessions[event.session_id] = OpenSession(event.session_id)
     insort(session.events, funnel_event)
@@ -457,9 +469,8 @@ def next_due(state: VisitorState, rules: Rules, watermark: int) -> int | None:
     candidates: list[int] = []
     timeout = rules.session_timeout_ms
     for session in state.sessions.values():
-        for segment in split_segments(session.events, timeout):
-            candidates.append(segment[-1].t + timeout + 1)
-            break  # the earliest segment closes first
+        if session.events:  # the earliest segment closes first
+            candidates.append(first_segment_end(session.events, timeout) + timeout + 1)
     for funnel in rules.user_funnels:
         events = user_funnel_events(state, funnel)
         ranges = user_group_ranges(funnel, events)
@@ -500,15 +511,20 @@ def _add_credit(
 ) -> None:
     """One credited entity's rows (``credit`` is frozen, or the open one's snapshot)."""
     name, window, breakdown, level = funnel.name, credit.window, credit.breakdown, credit.level
+    get = out.get  # each key counts 1: _add(out, key, 1) inline
     for step in range(1, level + 1):
-        _add(out, FunnelStepKey(name, window, dims, step, breakdown), 1)
+        key: Key = FunnelStepKey(name, window, dims, step, breakdown)
+        out[key] = get(key, 0) + 1
     converted = level == len(funnel.steps)
     outcome = CONVERTED if converted else (IN_PROGRESS if is_open else DROPPED)
-    _add(out, FunnelOutcomeKey(name, window, dims, outcome, breakdown), 1)
+    key = FunnelOutcomeKey(name, window, dims, outcome, breakdown)
+    out[key] = get(key, 0) + 1
     if converted and credit.ttc_ms is not None:
-        _add(out, FunnelTtcKey(name, window, dims, bucket_of(credit.ttc_ms), breakdown), 1)
+        key = FunnelTtcKey(name, window, dims, bucket_of(credit.ttc_ms), breakdown)
+        out[key] = get(key, 0) + 1
     if is_open:
-        _add(out, OpenAttemptKey(name, window), 1)
+        key = OpenAttemptKey(name, window)
+        out[key] = get(key, 0) + 1
     attempt = FunnelAttemptKey(
         name,
         window,
@@ -521,7 +537,7 @@ def _add_credit(
         level,
         credit.step_times,
     )
-    _add(out, attempt, 1)
+    out[attempt] = get(attempt, 0) + 1
 
 
 def _add_open_credit(
@@ -648,6 +664,12 @@ def retention_signature(state: VisitorState) -> tuple[object, ...]:
     return (tuple(days[:-1]), days[-1][:5] if days else None, tuple(state.purchases))
 
 
+def inputs_signature(inputs: RetentionInputs) -> tuple[object, ...]:
+    """:func:`retention_signature` of the state ``inputs`` was taken from."""
+    days = inputs.days
+    return (days[:-1], days[-1][:5] if days else None, inputs.purchases)
+
+
 def live_only(contrib: Contributions, thresholds: Thresholds) -> Contributions:
     """Contributions to windows that are not final yet (cached ones age)."""
     return {
@@ -663,6 +685,7 @@ def retention_contributions(
     """Retention cells and order gaps (docs/semantics.md 6) of every life; non-final only."""
     out: Contributions = {}
     gaps_threshold = thresholds.get(GAPS_FAMILY, 0)
+    cell_threshold = {g: thresholds.get(f, 0) for g, f in RETENTION_FAMILY.items()}
     for life in split_lives(inputs.days, inputs.purchases, lifecycle):
         channel, platform = life.first.channel, life.first.platform
         purchases = list(life.purchases)
@@ -670,7 +693,7 @@ def retention_contributions(
             life.first_t, [d.day for d in life.days], purchases, channel, platform
         )
         for kind, granularity, cohort_ms, activity, n, start_ms in cells:
-            if start_ms >= thresholds.get(RETENTION_FAMILY[granularity], 0):
+            if start_ms >= cell_threshold[granularity]:
                 cell = RetentionKey(
                     kind, granularity, cohort_ms, activity, n, start_ms, channel, platform
                 )

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from streams.lifecycle import LifecycleRules
 from streams.state import VisitorState, decode_state
 from streams.visitor import (
     Contributions,
@@ -19,8 +20,9 @@ from streams.visitor import (
     Rules,
     Thresholds,
     contributions,
+    inputs_signature,
+    live_only,
     retention_contributions,
-    retention_signature,
 )
 
 
@@ -37,8 +39,29 @@ class CachedVisitor:
     state: VisitorState
     size: int  # encoded bytes in the store (0: not stored yet)
     contributions: Contributions  # funnels and KPIs, non-final windows
-    retention: Contributions  # retention cells and order gaps
+    # What the retention cells and order gaps are computed from (a snapshot: ``state``
+    # changes in place), and its signature; the cells themselves only when first needed
+    # (most updates leave the retention inputs as they were).
+    retention_inputs: RetentionInputs
     retention_signature: tuple[object, ...]
+    computed_retention: Contributions | None = None
+    # The thresholds ``contributions`` were computed under (evaluate), if known: under
+    # the same thresholds, live_only would keep every one of them.
+    computed_under: Thresholds | None = None
+
+    def retention(self, thresholds: Thresholds, lifecycle: LifecycleRules) -> Contributions:
+        """Retention cells and order gaps of non-final windows under ``thresholds``.
+
+        Thresholds only rise, and the contributions are filtered by them exactly as
+        :func:`live_only` filters, so computing them late equals computing them early and
+        filtering now.
+        """
+        computed = self.computed_retention
+        if computed is None:
+            computed = retention_contributions(self.retention_inputs, thresholds, lifecycle)
+            self.computed_retention = computed
+            return computed
+        return live_only(computed, thresholds)
 
 
 class VisitorCache:
@@ -74,12 +97,14 @@ class VisitorCache:
                 yield key, raw
 
     def evaluate(self, state: VisitorState, size: int, thresholds: Thresholds) -> CachedVisitor:
+        inputs = RetentionInputs.of(state)
         return CachedVisitor(
             state,
             size,
             contributions(state, self._rules, thresholds),
-            retention_contributions(RetentionInputs.of(state), thresholds, self._rules.lifecycle),
-            retention_signature(state),
+            inputs,
+            inputs_signature(inputs),
+            computed_under=dict(thresholds),
         )
 
     def remember(self, key: bytes, cached: CachedVisitor) -> None:

@@ -75,6 +75,20 @@ def build_row(
     event: Event, channel: str, is_late: bool, topic: str, partition: int, offset: int, now_ms: int
 ) -> Row:
     # An on-time copy (version 1) replaces a late copy (version 0) of the same event.
+    items = event.items
+    if items:
+        ids = [i.item_id for i in items]
+        prices = [i.price_minor for i in items]
+        quantities = [i.quantity for i in items]
+        coupons = [i.coupon or "" for i in items]
+        discounts = [i.discount_minor for i in items]
+        names = [i.item_name or "" for i in items]
+        categories = [i.item_category or "" for i in items]
+        brands = [i.item_brand or "" for i in items]
+        variants = [i.item_variant or "" for i in items]
+    else:  # most events: nine empty lists, without nine comprehensions
+        ids, prices, quantities, coupons, discounts = [], [], [], [], []
+        names, categories, brands, variants = [], [], [], []
     return (
         event.event_id,
         event.event_type,
@@ -97,9 +111,9 @@ def build_row(
         event.page_url or "",
         event.referral_code or "",
         dict(event.experiments),
-        [i.item_id for i in event.items],
-        [i.price_minor for i in event.items],
-        [i.quantity for i in event.items],
+        ids,
+        prices,
+        quantities,
         event.cart_id or "",
         event.transaction_id or "",
         event.currency or "",
@@ -118,11 +132,11 @@ def build_row(
         now_ms,
         0 if is_late else 1,
         dict(event.properties),
-        [i.coupon or "" for i in event.items],
-        [i.discount_minor for i in event.items],
+        coupons,
+        discounts,
         event.search_term or "",
-        [i.item_name or "" for i in event.items],
-        [i.item_category or "" for i in event.items],
-        [i.item_brand or "" for i in event.items],
-        [i.item_variant or "" for i in event.items],
+        names,
+        categories,
+        brands,
+        variants,
     )
