@@ -23,6 +23,8 @@ SINK_ROWS_REJECTED = "shopfunnel_sink_rows_rejected_total"
 GC_SECONDS_SUM = "shopfunnel_gc_full_collection_seconds_sum"
 GC_SECONDS_COUNT = "shopfunnel_gc_full_collection_seconds_count"
 GC_COLLECTED = "shopfunnel_gc_collected_objects_total"
+# Where the memory is (sinks/memory.py), kept per ``part``: "<name>:<part>" in values.
+MEMORY = "shopfunnel_memory_bytes"
 _PREFIX = "shopfunnel_"
 WANTED = frozenset(
     {
@@ -42,6 +44,7 @@ WANTED = frozenset(
         GC_SECONDS_SUM,
         GC_SECONDS_COUNT,
         GC_COLLECTED,
+        MEMORY,
     }
 )
 
@@ -76,10 +79,31 @@ def parse(text: str, at: float) -> Snapshot:
             value = float(line.rsplit(" ", 1)[1])
         except (IndexError, ValueError):
             continue
+        if name == MEMORY:
+            name = f"{MEMORY}:{_label(line, 'part')}"
         values[name] = values.get(name, 0.0) + value
         if name == LAG:
             lag_series += 1
     return Snapshot(at, values, lag_series)
+
+
+def memory_parts(snapshot: Snapshot) -> dict[str, float]:
+    """The worker's memory readings by part (empty before issue #16's gauge)."""
+    prefix = f"{MEMORY}:"
+    return {
+        name.removeprefix(prefix): value
+        for name, value in snapshot.values.items()
+        if name.startswith(prefix)
+    }
+
+
+def _label(line: str, label: str) -> str:
+    marker = f'{label}="'
+    start = line.find(marker)
+    if start < 0:
+        return ""
+    start += len(marker)
+    return line[start : line.index('"', start)]
 
 
 def by_label(text: str, name: str, label: str) -> dict[str, float]:

@@ -39,6 +39,7 @@ DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results.json"
 SMOKE_OUTPUT = REPO_ROOT / "bench" / "out" / "smoke-results.json"
 CACHE_DIR = REPO_ROOT / ".data" / "bench-cache"
 SECTIONS = ("simple", "full", "scaling", "latency", "profile")
+LATENCY_MODES = ("live", "replay")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Plan:
     partitions: int
     latency_rates: list[float | None]
     latency_seconds: float
+    latency_modes: tuple[bool, ...]  # True: live-like event time, False: paced history
     scaling_workers: int
     timeout: float
 
@@ -63,6 +65,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", type=Path, help="results file (bench/results.json)")
     parser.add_argument("--run-dir", type=Path, help="logs, data dirs, profile (bench/out/<time>)")
     parser.add_argument("--latency-seconds", type=float, help="length of each latency run (30)")
+    parser.add_argument(
+        "--latency-mode",
+        action="append",
+        choices=LATENCY_MODES,
+        help="latency input to measure, repeatable (both: live, replay)",
+    )
+    parser.add_argument(
+        "--latency-rate",
+        action="append",
+        type=_latency_rate,
+        help="latency input rate in events/s or 'half' (of saturation), repeatable "
+        "(both: 10000, half)",
+    )
     parser.add_argument(
         "--skip",
         action="append",
@@ -86,18 +101,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _latency_rate(text: str) -> float | None:
+    if text == "half":
+        return None
+    rate = float(text)
+    if rate <= 0:
+        raise argparse.ArgumentTypeError(f"a latency rate must be > 0 or 'half', got {text!r}")
+    return rate
+
+
 def make_plan(args: argparse.Namespace) -> Plan:
+    chosen = args.latency_mode or (["live"] if args.smoke else list(LATENCY_MODES))
+    modes = tuple(mode == "live" for mode in LATENCY_MODES if mode in chosen)
     if args.smoke:
         return Plan(
-            True, args.users or 150, args.days, 2, [400.0], args.latency_seconds or 2.0, 2, 120.0
-        )
+            True, args.users or 150, args.days, 2, [400.0], args.latency_seconds or 2.0, modes,
+            2, 120.0,
+        )  # fmt: skip
     return Plan(
         False,
         args.users or 60_000,
         args.days,
         args.partitions,
-        [10_000.0, None],
+        args.latency_rate or [10_000.0, None],
         args.latency_seconds or 30.0,
+        modes,
         2,
         300.0,
     )
@@ -172,7 +200,7 @@ def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                     profile_to=profile_to,
                     latency_rates=[] if "latency" in skip else plan.latency_rates,
                     latency_seconds=plan.latency_seconds,
-                    latency_modes=(True,) if plan.smoke else (True, False),
+                    latency_modes=plan.latency_modes,
                 )
             except PeerFailedError as exc:  # the simple workload's results still count
                 clock.log(f"full workload FAILED: {str(exc).splitlines()[0]}")

@@ -54,6 +54,7 @@ from bench.promscrape import (
     STATE_KEYS,
     Snapshot,
     by_label,
+    memory_parts,
     scrape_text,
 )
 from bench.worker_proc import WorkerProcess, wait_for
@@ -223,6 +224,12 @@ def curve(
             "dead_letter_pct": round(dead / ingested * 100, 3) if ingested else None,
             "lag": int(snap.get(LAG)) if snap else None,
         }
+        memory = memory_parts(snap) if snap else {}
+        for part, value in sorted(memory.items()):
+            # MB, except Python's allocated blocks, a count (thousands).
+            row[f"mem_{part}"] = (
+                round(value / 1000) if part == "python_blocks" else round(value / 2**20, 1)
+            )
         if has_gc:
             row["gc_runs"] = int(snap.get(GC_SECONDS_COUNT)) if snap else 0
             row["gc_seconds"] = round(snap.get(GC_SECONDS_SUM), 3) if snap else 0.0

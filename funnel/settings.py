@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     # Batch processing: at most this many records per fetch, handed to the agent as
     # one batch per partition.
     batch_max_events: int = Field(default=10_000, ge=1)
+    # Bytes the consumer fetches ahead per input partition (aiokafka's
+    # max_partition_fetch_bytes). A worker behind its input holds up to about this much
+    # per partition, raw and decoded: at equal backlog 8 MiB held ~210 MB more heap than
+    # 1 MiB, but fetches of 1 MiB make batches of ~2k records instead of ~5k and cost 0.80x
+    # the events per CPU-second (BENCHMARKS.md, memory). Lower it where memory is tight.
+    consumer_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
     commit_interval_seconds: float = Field(default=2.0, gt=0)
     # A worker that dies holds its partitions this long before the group moves them.
     # An input partition with nothing to read for this long stops holding back the
@@ -111,8 +117,13 @@ class Settings(BaseSettings):
     # measured 7-10% slower and +50 MB on simulated traffic (bench/state_memory.py).
     state_cache_visitors: int = Field(default=0, ge=0)
 
-    sink_batch_rows: int = Field(default=10_000, ge=1)
+    # The ClickHouse writer inserts queued rows once the oldest has waited twice a recent
+    # insert's duration, within sink_flush_min_seconds (capped at sink_flush_seconds) and
+    # sink_flush_seconds: a light load inserts often, a heavy one in big batches. It
+    # inserts at once when sink_batch_rows rows are queued (sinks/clickhouse.py).
+    sink_batch_rows: int = Field(default=100_000, ge=1)
     sink_flush_seconds: float = Field(default=1.0, gt=0)
+    sink_flush_min_seconds: float = Field(default=0.2, gt=0, le=60)
     sink_queue_rows: int = Field(default=200_000, ge=1)
     # On SIGTERM (or --duration), the ClickHouse writer keeps retrying this long, then
     # gives up (nothing is lost: offsets are not committed past unwritten rows); the

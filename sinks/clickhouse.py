@@ -451,19 +451,42 @@ class ClickHouseWriter:
     and submitters wait once the queue is full. :meth:`begin_shutdown` bounds how long a
     stopping worker keeps retrying: after the grace period the writer gives up, and
     :meth:`flush` raises, so no Kafka offset is committed past rows that were not written.
+
+    When to insert adapts to the load. Queued rows are inserted once the oldest of them
+    has waited :meth:`linger_seconds`: ``busy_ratio`` times a recent insert cycle's
+    duration, within ``min_flush_seconds`` (at most ``flush_seconds``) and
+    ``flush_seconds``. A lightly loaded writer
+    (short cycles) inserts a few times a second and adds little latency; under load its
+    cycles grow, so it waits longer and inserts bigger, fewer batches (each insert has a
+    fixed cost: a part per table for chDB to write and merge), spending at most about
+    ``1 / (1 + busy_ratio)`` of its time inserting until the wait reaches
+    ``flush_seconds``. ``batch_rows`` queued rows, or :meth:`flush`, insert at once.
     """
+
+    # Weight of the newest cycle in the cycle-duration estimate (a moving average, so one
+    # slow cycle, e.g. the one that writes a closed window's rows, does not alone double
+    # the next wait).
+    CYCLE_WEIGHT = 0.5
 
     def __init__(
         self,
         client_factory: Callable[[], InsertClient],
         *,
-        batch_rows: int = 10_000,
+        batch_rows: int = 100_000,
         flush_seconds: float = 1.0,
+        min_flush_seconds: float = 0.2,
+        busy_ratio: float = 2.0,
         max_queue_rows: int = 200_000,
         retry_max_seconds: float = 30.0,
         metrics: WriterMetrics | None = None,
         rejected_rows_to: RejectedRowTarget | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if flush_seconds <= 0 or min_flush_seconds <= 0 or busy_ratio < 0:
+            raise ValueError(
+                f"need flush_seconds ({flush_seconds}) > 0, min_flush_seconds "
+                f"({min_flush_seconds}) > 0 and busy_ratio ({busy_ratio}) >= 0"
+            )
         self._client_factory = client_factory
         self._client: InsertClient | None = None
         # One insert context per table, reused: a fresh context per insert is a reference
@@ -472,6 +495,11 @@ class ClickHouseWriter:
         self._contexts: dict[str, Any] = {}
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
+        self._min_flush_seconds = min(min_flush_seconds, flush_seconds)
+        self._busy_ratio = busy_ratio
+        self._clock = clock
+        self._cycle_seconds = 0.0  # moving average of recent insert cycles
+        self._oldest_at: float | None = None  # when the oldest queued row was submitted
         self._max_queue_rows = max_queue_rows
         self._retry_max = retry_max_seconds
         self._metrics: WriterMetrics = metrics or _NoMetrics()
@@ -508,7 +536,10 @@ class ClickHouseWriter:
             self._pending_rows += len(rows)
             self._submitted += 1
             self._metrics.queue_rows(self._pending_rows)
-            if self._pending_rows >= self._batch_rows:
+            if self._oldest_at is None:  # the writer learns when these rows are due
+                self._oldest_at = self._clock()
+                self._lock.notify_all()
+            elif self._pending_rows >= self._batch_rows:
                 self._lock.notify_all()
 
     async def flush(self) -> None:
@@ -584,13 +615,28 @@ class ClickHouseWriter:
                 self.last_error,
             )
 
+    def linger_seconds(self) -> float:
+        """How long the oldest queued row waits before an insert starts (see the class)."""
+        wanted = self._busy_ratio * self._cycle_seconds
+        return min(self._flush_seconds, max(self._min_flush_seconds, wanted))
+
+    def insert_due_at(self) -> float | None:
+        """When (on ``clock``) the queued rows are inserted, unless ``batch_rows`` of them
+        or a :meth:`flush` insert them sooner; ``None`` when nothing is queued."""
+        with self._lock:
+            if self._oldest_at is None:
+                return None
+            return self._oldest_at + self.linger_seconds()
+
     def _take_batch(self) -> tuple[list[tuple[TableSpec, list[Sequence[Any]]]], int] | None:
         with self._lock:
-            deadline = time.monotonic() + self._flush_seconds
             while not self._stopping:
                 if self._pending_rows >= self._batch_rows or self._flush_wanted:
                     break
-                remaining = deadline - time.monotonic()
+                if self._oldest_at is None:
+                    self._lock.wait(self._flush_seconds)  # a submission wakes it sooner
+                    continue
+                remaining = self._oldest_at + self.linger_seconds() - self._clock()
                 if remaining <= 0:
                     break
                 self._lock.wait(remaining)
@@ -598,6 +644,7 @@ class ClickHouseWriter:
                 return None
             batch = list(self._pending.values())
             self._pending = {}
+            self._oldest_at = None
             target = self._submitted
             self._flush_wanted = False
             return batch, target
@@ -609,6 +656,7 @@ class ClickHouseWriter:
                 if taken is None:
                     return
                 batch, target = taken
+                started = self._clock()
                 for spec, rows in batch:
                     self._write(spec, rows)
                     with self._lock:
@@ -616,6 +664,9 @@ class ClickHouseWriter:
                         self._metrics.queue_rows(self._pending_rows)
                 with self._lock:
                     self._written = max(self._written, target)
+                    if batch:
+                        seconds = self._clock() - started
+                        self._cycle_seconds += self.CYCLE_WEIGHT * (seconds - self._cycle_seconds)
                     self._lock.notify_all()
         except _ShutDown:
             with self._lock:

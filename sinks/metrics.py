@@ -13,6 +13,7 @@ or garbage into ``utm_campaign`` must not be able to create millions of series.
   ``unknown``); ``partition``: Kafka partition numbers;
 - ``experiment``, ``variant``: names from the validated experiments file (at most 20
   experiments of at most 10 variants each);
+- ``part`` (memory): the fixed set ``sinks.memory.PARTS``;
 - ``metric``: ``primary`` or a guardrail name of the experiments file;
 - ``test`` (``always_valid``, ``fixed_horizon``; ``chi_square``, ``sequential``) and
   ``verdict`` (``streams.experiment_stats.Verdict``): fixed sets;
@@ -34,6 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from schemas.iso4217 import MINOR_UNIT_EXPONENT
 from sinks.errors import SinkError
+from sinks.memory import PARTS as MEMORY_PARTS
 
 PREFIX: Final = "shopfunnel"
 OTHER: Final = "other"
@@ -137,6 +139,12 @@ class PipelineMetrics:
             self._seen_campaigns.add(label)
             return label
         return OTHER
+
+    def set_memory(self, parts: Mapping[str, int]) -> None:
+        """The readings of ``sinks.memory.memory_parts`` (unknown parts are ignored)."""
+        for part, value in parts.items():
+            if part in MEMORY_PARTS:
+                self.memory_bytes.labels(part).set(value)
 
     def observe_full_collection(self, seconds: float, collected: int) -> None:
         self.gc_full_seconds.observe(seconds)
@@ -362,6 +370,15 @@ class PipelineMetrics:
         self.gc_collected = Counter(
             f"{PREFIX}_gc_collected_objects",
             "Unreachable objects found by the scheduled full garbage collections.",
+            registry=registry,
+        )
+        self.memory_bytes = Gauge(
+            f"{PREFIX}_memory_bytes",
+            "Where the worker's memory is (sinks/memory.py): rss_anon, glibc's heap "
+            "(malloc_in_use, malloc_free_held, malloc_mmapped), Python's allocated blocks "
+            "(python_blocks, a count), the embedded ClickHouse's own accounting "
+            "(clickhouse_*).",
+            ["part"],
             registry=registry,
         )
         self.sink_queue_rows = Gauge(

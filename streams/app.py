@@ -27,6 +27,8 @@ from schemas.codec import EventCodec
 from schemas.deadletter import DeadLetter
 from schemas.validation import ValidationBounds
 from sinks.clickhouse import ClickHouseWriter
+from sinks.memory import READ_SECONDS as MEMORY_READ_SECONDS
+from sinks.memory import MemoryReadings
 from sinks.metrics import PipelineMetrics
 from streams import faust_private, transport
 from streams.attribution import AttributionRules
@@ -115,7 +117,7 @@ def build_app(settings: Settings) -> faust.App:
         broker_session_timeout=settings.consumer_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.consumer_session_timeout_seconds / 3),
         broker_max_poll_records=settings.batch_max_events,
-        consumer_max_fetch_size=8 * 1024 * 1024,
+        consumer_max_fetch_size=settings.consumer_fetch_bytes,
         consumer_auto_offset_reset="earliest",
         stream_buffer_maxsize=8,
         stream_wait_empty=True,
@@ -134,6 +136,7 @@ def build_worker(
     experiments: tuple[ExperimentDef, ...] = (),
     experiment_reader: Callable[[], Any] | None = None,
     attribution_reader: Callable[[], Any] | None = None,
+    memory_reader: Callable[[], Any] | None = None,
     forget_store: ForgetStore | None = None,
 ) -> Worker:
     """The Faust app with its agent, table, timer and rebalance hook, wired to the sinks."""
@@ -248,6 +251,12 @@ def build_worker(
     @app.timer(interval=settings.gc_interval_seconds)  # type: ignore[untyped-decorator]
     async def collect_garbage() -> None:
         collect_full(metrics)
+
+    memory = MemoryReadings(memory_reader)
+
+    @app.timer(interval=MEMORY_READ_SECONDS)  # type: ignore[untyped-decorator]
+    async def read_memory() -> None:
+        metrics.set_memory(await asyncio.to_thread(memory.read))
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = set(args[0] if args else kwargs.get("revoked", ()))

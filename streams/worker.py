@@ -361,6 +361,7 @@ def run_worker(
         lambda: client,
         batch_rows=settings.sink_batch_rows,
         flush_seconds=settings.sink_flush_seconds,
+        min_flush_seconds=settings.sink_flush_min_seconds,
         max_queue_rows=settings.sink_queue_rows,
         metrics=WriterMetrics(metrics),
         rejected_rows_to=dead_letters.REJECTED_ROWS,
@@ -388,6 +389,12 @@ def run_worker(
         experiments=experiments,
         experiment_reader=lambda: open_client(clickhouse_target(settings)),
         attribution_reader=lambda: open_client(clickhouse_target(settings)),
+        # The engine's memory accounting is only this process's when it is embedded.
+        memory_reader=(
+            (lambda: open_client(clickhouse_target(settings)))
+            if clickhouse_target(settings).is_embedded
+            else None
+        ),
         forget_store=ClickHouseForgetStore(
             lambda: open_client(clickhouse_target(settings)),
             settings.clickhouse_cluster or None,

@@ -1016,6 +1016,17 @@ PIPELINE: Final = Dashboard(
             unit="short",
         ),
         Panel(
+            "Worker memory by part (sinks/memory.py)",
+            "timeseries",
+            (
+                PromQuery(
+                    'sum by (part) (shopfunnel_memory_bytes{part!="python_blocks"})',
+                    "{{part}}",
+                ),
+            ),
+            unit="bytes",
+        ),
+        Panel(
             "Changelog records per second",
             "timeseries",
             (

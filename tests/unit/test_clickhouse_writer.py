@@ -122,3 +122,138 @@ def test_stop_writes_what_is_pending(rows: int) -> None:
         writer.submit_nowait(T, [(i, i) for i in range(rows)])
     writer.stop()
     assert len(client.rows.get("t", [])) == rows
+
+
+class FakeClock:
+    """A monotonic clock the test moves; an insert can take 'time' by advancing it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class SlowClient(FakeClient):
+    """Each insert advances the fake clock by ``insert_seconds`` (no real waiting)."""
+
+    def __init__(self, clock: FakeClock, insert_seconds: float) -> None:
+        super().__init__()
+        self.clock = clock
+        self.insert_seconds = insert_seconds
+
+    def insert(self, *, context: FakeContext, data: Sequence[Sequence[Any]]) -> None:
+        self.clock.now += self.insert_seconds
+        super().insert(context=context, data=data)
+
+
+def timed_writer(
+    insert_seconds: float, **kw: Any
+) -> tuple[ClickHouseWriter, SlowClient, FakeClock]:
+    clock = FakeClock()
+    client = SlowClient(clock, insert_seconds)
+    writer = ClickHouseWriter(lambda: client, retry_max_seconds=0.05, clock=clock, **kw)
+    writer.start()
+    return writer, client, clock
+
+
+def test_light_load_inserts_after_the_minimum_wait() -> None:
+    writer, _, clock = timed_writer(0.01, flush_seconds=1.0, min_flush_seconds=0.2)
+    assert writer.insert_due_at() is None  # nothing queued
+    writer.submit_nowait(T, [(1, 1)])
+    assert writer.insert_due_at() == pytest.approx(clock.now + 0.2)
+    asyncio.run(writer.flush())
+    assert writer.insert_due_at() is None
+    # Short inserts (10 ms, doubled: 20 ms) keep the wait at its minimum.
+    clock.now += 5.0
+    writer.submit_nowait(T, [(2, 2)])
+    assert writer.insert_due_at() == pytest.approx(clock.now + 0.2)
+    writer.stop()
+
+
+def test_the_wait_is_counted_from_the_oldest_queued_row() -> None:
+    writer, _, clock = timed_writer(0.01, flush_seconds=1.0, min_flush_seconds=0.2)
+    first = clock.now
+    writer.submit_nowait(T, [(1, 1)])
+    clock.now += 0.15
+    writer.submit_nowait(U, [("a",)])  # a later row does not push the insert back
+    assert writer.insert_due_at() == pytest.approx(first + 0.2)
+    writer.stop()
+
+
+def test_slow_inserts_stretch_the_wait_up_to_flush_seconds() -> None:
+    # Inserts of 0.3 s: the moving average of cycle time rises (0.15, 0.225, ...), the
+    # wait is twice it, within [0.2, 1.0].
+    writer, _, clock = timed_writer(0.3, flush_seconds=1.0, min_flush_seconds=0.2)
+    waits = []
+    for i in range(6):
+        writer.submit_nowait(T, [(i, i)])
+        due = writer.insert_due_at()
+        assert due is not None
+        waits.append(round(due - clock.now, 4))
+        asyncio.run(writer.flush())
+    assert waits == [0.2, 0.3, 0.45, 0.525, 0.5625, 0.5812]
+    writer.stop()
+
+    writer, _, clock = timed_writer(2.0, flush_seconds=1.0, min_flush_seconds=0.2)
+    writer.submit_nowait(T, [(1, 1)])
+    asyncio.run(writer.flush())
+    writer.submit_nowait(T, [(2, 2)])
+    assert writer.insert_due_at() == pytest.approx(clock.now + 1.0)  # capped
+    writer.stop()
+
+
+def test_a_full_batch_is_inserted_without_waiting() -> None:
+    # The clock never moves, so only the batch size can start the insert.
+    writer, client, _ = timed_writer(0.0, flush_seconds=1.0, min_flush_seconds=1.0, batch_rows=50)
+    writer.submit_nowait(T, [(i, i) for i in range(49)])
+    time.sleep(0.05)
+    assert client.inserts == 0
+    writer.submit_nowait(T, [(49, 49)])
+    deadline = time.monotonic() + 10
+    while client.inserts == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert client.inserts == 1
+    assert len(client.rows["t"]) == 50
+    writer.stop()
+
+
+def test_rows_are_not_inserted_before_they_are_due() -> None:
+    # Frozen clock: rows stay queued (one insert later carries them all) until it moves.
+    writer, client, clock = timed_writer(0.0, flush_seconds=1.0, min_flush_seconds=0.2)
+    for i in range(3):
+        writer.submit_nowait(T, [(i, i)])
+    time.sleep(0.05)
+    assert client.inserts == 0
+    clock.now += 0.2  # due now: the writer sees it when its (real, <= 0.2 s) wait ends
+    deadline = time.monotonic() + 10
+    while client.inserts == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert client.inserts == 1
+    assert client.rows["t"] == [(i, i) for i in range(3)]
+    writer.stop()
+
+
+def test_min_flush_is_capped_at_flush_seconds() -> None:
+    writer, _, clock = timed_writer(0.0, flush_seconds=0.05, min_flush_seconds=0.2)
+    writer.submit_nowait(T, [(1, 1)])
+    assert writer.insert_due_at() == pytest.approx(clock.now + 0.05)
+    writer.stop()
+    with pytest.raises(ValueError):
+        ClickHouseWriter(lambda: FakeClient(), busy_ratio=-1)
+
+
+def test_the_flush_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pydantic import ValidationError
+
+    from funnel.settings import Settings
+
+    defaults = Settings()
+    assert (defaults.sink_flush_min_seconds, defaults.sink_flush_seconds) == (0.2, 1.0)
+    assert defaults.sink_batch_rows == 100_000
+    monkeypatch.setenv("FUNNEL_SINK_FLUSH_MIN_SECONDS", "0.05")
+    assert Settings().sink_flush_min_seconds == 0.05
+    for bad in ("0", "-1", "61"):
+        monkeypatch.setenv("FUNNEL_SINK_FLUSH_MIN_SECONDS", bad)
+        with pytest.raises(ValidationError):
+            Settings()

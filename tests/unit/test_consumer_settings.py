@@ -1,0 +1,26 @@
+"""The consumer's read-ahead per partition: a setting, validated, passed to aiokafka."""
+
+from __future__ import annotations
+
+import pytest
+
+from funnel.errors import ConfigError
+from funnel.settings import load_settings
+from streams.app import build_app
+
+
+def test_the_default_read_ahead_is_eight_mebibytes_per_partition() -> None:
+    app = build_app(load_settings())
+    assert app.conf.consumer_max_fetch_size == 8 * 1024 * 1024
+
+
+def test_an_operator_can_lower_it_for_memory() -> None:
+    app = build_app(load_settings(consumer_fetch_bytes=1024 * 1024))
+    assert app.conf.consumer_max_fetch_size == 1024 * 1024
+
+
+@pytest.mark.parametrize("value", [0, 1024, 65 * 1024 * 1024])
+def test_a_read_ahead_out_of_range_names_the_setting(value: int) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(consumer_fetch_bytes=value)
+    assert "consumer_fetch_bytes" in str(raised.value)

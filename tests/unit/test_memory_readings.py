@@ -1,0 +1,169 @@
+"""Where the memory is (sinks/memory.py): glibc's heap, Python, the embedded ClickHouse."""
+
+from __future__ import annotations
+
+import os
+import tracemalloc
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from bench.promscrape import memory_parts as scraped_memory_parts
+from bench.promscrape import parse
+from sinks.memory import (
+    CLICKHOUSE_METRICS,
+    JEMALLOC_PARTS,
+    PARTS,
+    HeapGrowthLog,
+    MemoryReadings,
+    anonymous_rss,
+    malloc_stats,
+    memory_parts,
+    trim_malloc,
+)
+from sinks.metrics import PipelineMetrics
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="Linux only")
+
+
+class _Result:
+    def __init__(self, rows: list[tuple[str, int]]) -> None:
+        self.result_rows = rows
+
+
+class _FakeEngine:
+    def __init__(self, rows: list[tuple[str, int]]) -> None:
+        self.rows = rows
+        self.jemalloc = "no summary here"
+        self.queries: list[str] = []
+
+    def query(self, sql: str) -> _Result:
+        self.queries.append(sql)
+        if "jemalloc_stats" in sql:
+            return _Result([(self.jemalloc,)])  # type: ignore[list-item]
+        return _Result(self.rows)
+
+
+def test_glibc_heap_counts_a_large_allocation_while_it_is_alive() -> None:
+    before = malloc_stats()
+    assert before is not None  # Debian's glibc has mallinfo2
+    block = bytearray(64 * 1024 * 1024)  # above the mmap threshold: an mmapped chunk
+    during = malloc_stats()
+    assert during is not None
+    assert during.mmapped + during.in_use >= before.mmapped + before.in_use + 60 * 2**20
+    del block
+    after = malloc_stats()
+    assert after is not None
+    assert after.mmapped + after.in_use < during.mmapped + during.in_use - 60 * 2**20
+
+
+def test_anonymous_rss_grows_when_pages_are_touched() -> None:
+    before = anonymous_rss()
+    assert before is not None and before > 0
+    block = bytearray(b"\x01" * (48 * 1024 * 1024))  # written, so resident
+    during = anonymous_rss()
+    assert during is not None
+    assert during >= before + 40 * 2**20
+    del block
+
+
+def test_trim_gives_freed_heap_back_and_says_so() -> None:
+    assert trim_malloc() in (True, False)  # callable on glibc; the result is glibc's own
+    stats = malloc_stats()
+    assert stats is not None and stats.free_held >= 0
+
+
+def test_parts_map_the_engines_metrics_to_their_labels() -> None:
+    engine = _FakeEngine([("MemoryTracking", 123), ("MarkCacheBytes", 7)])
+    engine.jemalloc = (
+        "___ Begin jemalloc statistics ___\n"
+        "Allocated: 10, active: 20, metadata: 3 (n_thp 0, edata 1, rtree 2), resident: 40, "
+        "mapped: 50, retained: 6\n"
+    )
+    parts = memory_parts(engine)
+    assert parts["clickhouse_tracked"] == 123
+    assert parts["clickhouse_mark_cache"] == 7
+    assert [parts[p] for p in JEMALLOC_PARTS] == [10, 20, 3, 40, 50, 6]
+    assert parts["python_blocks"] > 0
+    assert {"rss_anon", "malloc_in_use", "malloc_free_held", "malloc_mmapped"} <= set(parts)
+    assert set(parts) <= set(PARTS)
+    # One query names every metric it maps, and nothing else; one reads jemalloc's summary.
+    sql, jemalloc_sql = engine.queries
+    assert "system.jemalloc_stats" in jemalloc_sql
+    for name in CLICKHOUSE_METRICS:
+        assert f"'{name}'" in sql
+
+
+def test_the_real_engine_answers_the_query() -> None:
+    import clickhouse_connect
+
+    # The in-memory engine, like the other unit tests: chDB allows one path per process.
+    client: Any = clickhouse_connect.get_client(dsn="chdb://memory")
+    parts = memory_parts(client)
+    # chDB accounts its own allocations; an open engine holds some.
+    assert parts["clickhouse_tracked"] > 0
+    assert set(CLICKHOUSE_METRICS.values()) <= set(parts)
+    # Its jemalloc summary is parsed: every part, consistent with each other.
+    assert set(JEMALLOC_PARTS) <= set(parts)
+    assert 0 < parts["jemalloc_allocated"] <= parts["jemalloc_active"]
+    assert parts["jemalloc_active"] <= parts["jemalloc_mapped"]
+    assert parts["jemalloc_resident"] <= parts["jemalloc_mapped"] + parts["jemalloc_metadata"]
+
+
+def test_readings_survive_an_engine_that_cannot_be_opened(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    opened = 0
+
+    def broken() -> Any:
+        nonlocal opened
+        opened += 1
+        raise RuntimeError("engine held elsewhere")
+
+    readings = MemoryReadings(broken)
+    first = readings.read()
+    second = readings.read()
+    assert "clickhouse_tracked" not in first and "python_blocks" in first
+    assert "python_blocks" in second
+    assert opened == 2  # retried on the next reading
+    assert [r.message for r in caplog.records].count(
+        "cannot read the embedded ClickHouse's memory: engine held elsewhere"
+    ) == 1  # warned once, not every 15 s
+
+
+def test_the_gauge_exports_known_parts_only_and_the_bench_reads_them_back() -> None:
+    registry = CollectorRegistry()
+    metrics = PipelineMetrics(registry)
+    metrics.set_memory({"clickhouse_tracked": 5 * 2**20, "rss_anon": 9 * 2**20, "bogus": 1})
+    from prometheus_client import generate_latest
+
+    text = generate_latest(registry).decode()
+    assert 'shopfunnel_memory_bytes{part="clickhouse_tracked"}' in text
+    assert "bogus" not in text
+    parts = scraped_memory_parts(parse(text, at=0.0))
+    assert parts == {"clickhouse_tracked": 5 * 2**20, "rss_anon": 9 * 2**20}
+
+
+def test_heap_growth_is_logged_by_line_only_while_tracing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    growth = HeapGrowthLog(every_seconds=10.0)
+    assert not growth.maybe_log(now=100.0)  # not tracing: nothing, no snapshot cost
+    tracemalloc.start(1)
+    try:
+        assert not growth.maybe_log(now=100.0)  # the first snapshot: nothing to compare
+        kept = [bytearray(1000) for _ in range(5000)]  # ~5 MB from the next line
+        assert not growth.maybe_log(now=105.0)  # too soon
+        assert growth.maybe_log(now=111.0)
+        assert memory_parts(None)["python_traced"] > 4_000_000
+    finally:
+        tracemalloc.stop()
+    [record] = [r for r in caplog.records if "Python heap growth" in r.message]
+    first = record.message.splitlines()[1]
+    # The line that allocated ~5 MB (each bytearray is an object and a buffer) is first.
+    grown_mb = float(first.split()[0])
+    assert 4.9 <= grown_mb <= 6.0, first
+    assert "test_memory_readings.py:" in first
+    assert len(kept) == 5000
+    assert "python_traced" not in memory_parts(None)
