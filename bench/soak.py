@@ -68,7 +68,7 @@ from simulator.records import SimRecord
 WARMUP_FRACTION = 0.3
 RECORDS_PER_USER = 10.0  # measured: 20,000 users give ~211k records whatever the span
 SOAK_DAYS = 150.0
-FLAT_GROWTH_PCT = 5.0
+FLAT_GROWTH_PCT = 10.0  # issue #16 (issue #7 asked for 5)
 DAY_MS = 86_400_000
 # Sessions started before the simulated end may run past it by minutes; a day is ample.
 START_MARGIN_MS = DAY_MS

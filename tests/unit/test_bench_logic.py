@@ -185,7 +185,7 @@ def test_ratios_pick_the_best_external_peer_and_goals_say_what_was_met() -> None
     assert met["simple_ahead_of_ch_kafka_tuned"]["met"] is True
     assert met["simple_ours_at_least_75k"]["met"] is False
     assert met["two_workers_at_least_1_8x"]["met"] is False
-    assert met["p99_latency_at_half_saturation_at_most_2s"]["met"] is None
+    assert met["p99_latency_at_half_saturation_at_most_1s"]["met"] is None
 
 
 def test_peer_selection_says_why_a_system_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
