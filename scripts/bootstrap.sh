@@ -56,6 +56,27 @@ if [[ ! -f "$STAMP" ]]; then
   touch "$STAMP"
 fi
 
+# The compiled core (native/, issue #16): Rust from Debian's packages where none is found
+# (no downloaded toolchains). Debian 12's cargo (0.66) reaches crates.io only through the
+# sparse index, which it has behind an unstable switch; newer cargo uses it by default.
+[[ -x "$HOME/.cargo/bin/cargo" ]] && PATH="$HOME/.cargo/bin:$PATH"
+command -v cargo >/dev/null || apt_install cargo rustc
+NATIVE_STAMP="$VENV/.native-$(cat native/Cargo.toml native/Cargo.lock native/src/*.rs | sha256sum | cut -c1-16)"
+if [[ ! -f "$NATIVE_STAMP" ]]; then
+  say "building the compiled core (native/, $(cargo --version))"
+  cargo_env=()
+  if cargo --version | awk '{split($2, v, "."); exit !(v[1] == 0 || (v[1] == 1 && v[2] < 68))}'; then
+    cargo_env=(RUSTC_BOOTSTRAP=1 CARGO_UNSTABLE_SPARSE_REGISTRY=true)
+  fi
+  started=$SECONDS
+  env "${cargo_env[@]}" VIRTUAL_ENV="$VENV" "$VENV/bin/maturin" develop --release --locked \
+    -m native/Cargo.toml -q \
+    || die "building native/ failed: check that crates.io is reachable and that cargo works (cargo --version)"
+  say "built the compiled core in $((SECONDS - started)) s"
+  rm -f "$VENV"/.native-*
+  touch "$NATIVE_STAMP"
+fi
+
 say "fetching the Kafka broker jars (cached outside git)"
 PYTHON="$VENV/bin/python" bash deploy/local/kafka.sh fetch
 say "ready"

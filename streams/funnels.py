@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
@@ -188,8 +188,18 @@ class FunnelDef:
 
 
 def as_number(text: str) -> Decimal | None:
-    """``text`` as a decimal, or None when it is not a (finite, plainly written) number."""
-    return Decimal(text) if _NUMBER.fullmatch(text) else None
+    """``text`` as a decimal, or None when it is not a (finite, plainly written) number.
+
+    A number beyond the decimal context's exponents (``1e1000000000000000000``) is not a
+    number either: ``Decimal`` raises on it, and a property value a producer sends must
+    never stop the worker.
+    """
+    if not _NUMBER.fullmatch(text):
+        return None
+    try:
+        return Decimal(text)
+    except InvalidOperation:
+        return None
 
 
 def parse_duration_ms(text: str) -> int:

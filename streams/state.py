@@ -316,7 +316,14 @@ def decode_state(raw: bytes, anonymous_id: str = "") -> VisitorState:
         )
     except StateCorruptError:
         raise
-    except (orjson.JSONDecodeError, ValueError, TypeError, IndexError) as exc:
+    except (
+        orjson.JSONDecodeError,
+        ValueError,
+        TypeError,
+        IndexError,
+        KeyError,
+        AttributeError,
+    ) as exc:
         raise StateCorruptError(
             f"visitor state record is unreadable ({exc}); the changelog topic holds data "
             "from another application: use a fresh app id (FUNNEL_APP_ID)"

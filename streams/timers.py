@@ -44,7 +44,9 @@ class TimerWheel:
         while self._order and self._order[0] <= watermark_ms:
             bucket = self._order[0]
             members = self._buckets.get(bucket, set())
-            ready = [k for k in members if self._due_of[k] <= watermark_ms]
+            # Sorted: a set's order depends on the hash seed, and the order visitors are
+            # updated in decides their rows' versions (the compiled core sorts the same way).
+            ready = sorted(k for k in members if self._due_of[k] <= watermark_ms)
             for key in ready:
                 members.discard(key)
                 del self._due_of[key]

@@ -665,3 +665,19 @@ def test_every_refusal_comes_from_one_funnel_and_spares_the_rest() -> None:
     message = refused(shoes(), shoes(name="boots", mode="random"))
     assert_names(message, "mode", funnel="boots")
     assert "funnel shoes" not in message
+
+
+@pytest.mark.parametrize(
+    "value", ["1e1000000000000000000", "10e-1999999999999999998", "-1E+1000000000000000000"]
+)
+def test_a_property_beyond_the_decimal_range_is_not_a_number_and_stops_nothing(
+    value: str,
+) -> None:
+    """Found by the compiled core's differential test: Decimal() raised on these, so one
+    custom property value made every numeric filter that saw it raise in the worker."""
+    from streams.funnels import as_number
+
+    assert as_number(value) is None
+    for op in ("gt", "gte", "lt", "lte"):
+        assert PropertyFilter("properties.size", op, ("5",)).matches((value,)) is False  # type: ignore[arg-type]
+    assert as_number("1e999999") is not None  # within the range: still a number
