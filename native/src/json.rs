@@ -6,8 +6,6 @@
 //! here is byte-identical to one encoded by `streams/state.py`. `parse` reads any JSON
 //! whose numbers are integers (the state holds no floats).
 
-use std::fmt::Write as _;
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Json {
     Null,
@@ -75,9 +73,22 @@ pub fn to_bytes(value: &Json) -> Vec<u8> {
 }
 
 pub fn write_int(n: i64, out: &mut Vec<u8>) {
-    let mut buf = String::new();
-    let _ = write!(buf, "{}", n);
-    out.extend_from_slice(buf.as_bytes());
+    // Digits into a stack buffer, most significant last (no allocation per number).
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut m = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (m % 10) as u8;
+        m /= 10;
+        if m == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        out.push(b'-');
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 pub fn write_str(s: &str, out: &mut Vec<u8>) {

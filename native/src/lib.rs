@@ -18,6 +18,7 @@ pub mod funnels;
 pub mod json;
 pub mod lifecycle;
 pub mod lives;
+pub mod records;
 pub mod retention;
 pub mod rules;
 pub mod state;
@@ -35,6 +36,7 @@ const PROBES: &[Probe] = &[
     funnel_eval::probe,
     lifecycle::probe,
     lives::probe,
+    records::probe,
     retention::probe,
     rules::probe,
     timers::probe,

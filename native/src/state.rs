@@ -429,8 +429,288 @@ pub fn to_json(state: &VisitorState) -> Json {
     ])
 }
 
+/// The changelog bytes of `state`: the same bytes as `json::to_bytes(&to_json(state))`
+/// (a unit test holds the two together), written straight into one buffer because this
+/// runs for every visitor a batch touches.
 pub fn encode(state: &VisitorState) -> Vec<u8> {
-    json::to_bytes(&to_json(state))
+    let (dims, remap) = state.compact_dims();
+    let mut w = Writer {
+        out: Vec::with_capacity(512),
+        remap: &remap,
+    };
+    w.out.push(b'[');
+    w.int(FORMAT_VERSION);
+    w.comma_int(state.partition);
+    w.out.extend_from_slice(b",[");
+    for (i, d) in dims.iter().enumerate() {
+        w.sep(i);
+        w.strs(&d[..]);
+    }
+    w.out.extend_from_slice(b"],[");
+    for (i, s) in state.sessions.iter().enumerate() {
+        w.sep(i);
+        w.out.push(b'[');
+        w.str(&s.session_id);
+        w.comma_int(s.closed_segments);
+        w.out.push(b',');
+        w.events(&s.events);
+        w.out.push(b']');
+    }
+    w.out.extend_from_slice(b"],[");
+    for (i, c) in state.closed.iter().enumerate() {
+        w.sep(i);
+        w.out.push(b'[');
+        w.str(&c.funnel);
+        w.comma_int(c.window);
+        w.comma_dims(c.dims);
+        w.comma_int(c.level);
+        w.out.push(b',');
+        w.opt_int(c.ttc_ms);
+        w.out.push(b',');
+        w.str(&c.entity);
+        w.out.push(b',');
+        w.str(&c.start_event_id);
+        w.out.push(b',');
+        w.ints(&c.step_times);
+        w.out.push(b',');
+        w.strs(&c.breakdown);
+        w.out.push(b']');
+    }
+    w.out.extend_from_slice(b"],[");
+    for (i, o) in state.orders.iter().enumerate() {
+        w.sep(i);
+        w.out.push(b'[');
+        w.int(o.t);
+        w.out.push(b',');
+        w.str(&o.event_id);
+        w.out.push(b',');
+        w.str(&o.kind);
+        w.out.push(b',');
+        w.str(&o.transaction_id);
+        w.comma_int(o.value_minor);
+        w.comma_int(o.items);
+        w.out
+            .extend_from_slice(if o.has_coupon { b",true" } else { b",false" });
+        w.comma_int(o.discount_minor);
+        w.comma_dims(o.dims);
+        w.out.push(b',');
+        w.str(&o.currency);
+        w.out.push(b']');
+    }
+    w.out.extend_from_slice(b"],");
+    w.strs(&state.transactions);
+    w.out.push(b',');
+    match &state.first_purchase {
+        Some((t, transaction)) => {
+            w.out.push(b'[');
+            w.int(*t);
+            w.out.push(b',');
+            w.str(transaction);
+            w.out.push(b']');
+        }
+        None => w.out.extend_from_slice(b"null"),
+    }
+    w.out.push(b',');
+    w.opt_int(state.first_seen_t);
+    w.out.push(b',');
+    w.opt_int(state.last_seen_t);
+    w.out.push(b',');
+    match &state.user_id {
+        Some(user) => w.str(user),
+        None => w.out.extend_from_slice(b"null"),
+    }
+    w.out.push(b',');
+    w.pairs(&state.applied);
+    w.out.push(b',');
+    w.events(&state.user_events);
+    w.comma_int(state.user_closed_groups);
+    w.out.extend_from_slice(b",[");
+    for (i, d) in state.days.iter().enumerate() {
+        w.sep(i);
+        w.out.push(b'[');
+        w.int(d.day);
+        w.comma_int(d.first_t);
+        w.out.push(b',');
+        w.str(&d.first_event_id);
+        w.out.push(b',');
+        w.str(&d.channel);
+        w.out.push(b',');
+        w.str(&d.platform);
+        w.comma_int(d.last_t);
+        w.out.push(b']');
+    }
+    w.out.extend_from_slice(b"],[");
+    for (i, p) in state.purchases.iter().enumerate() {
+        w.sep(i);
+        w.out.push(b'[');
+        w.int(p.t);
+        w.out.push(b',');
+        w.str(&p.transaction_id);
+        w.comma_int(p.value_minor);
+        w.out.push(b',');
+        w.str(&p.currency);
+        w.out.push(b',');
+        w.str(&p.channel);
+        w.out.push(b']');
+    }
+    w.out.extend_from_slice(b"],[");
+    for (i, c) in state.cart.iter().enumerate() {
+        w.sep(i);
+        w.out.push(b'[');
+        w.int(c.t);
+        w.out.push(b',');
+        w.str(&c.event_id);
+        w.out.push(b',');
+        w.str(&c.kind);
+        w.out.extend_from_slice(b",[");
+        for (j, l) in c.lines.iter().enumerate() {
+            w.sep(j);
+            w.out.push(b'[');
+            w.str(&l.item_id);
+            w.comma_int(l.quantity);
+            w.comma_int(l.unit_price_minor);
+            w.out.push(b']');
+        }
+        w.out.extend_from_slice(b"],");
+        w.str(&c.currency);
+        w.out.push(b',');
+        w.str(&c.channel);
+        w.out.push(b']');
+    }
+    w.out.extend_from_slice(b"],");
+    w.str(&state.stage);
+    w.out.push(b',');
+    w.opt_int(state.lifecycle_as_of);
+    w.out.push(b',');
+    w.pairs(&state.user_consumed);
+    w.out.extend_from_slice(b",[");
+    for (i, t) in state.touches.iter().enumerate() {
+        w.sep(i);
+        w.out.push(b'[');
+        w.int(t.t);
+        for text in [
+            &t.session_id,
+            &t.event_id,
+            &t.channel,
+            &t.source,
+            &t.medium,
+            &t.campaign,
+            &t.kol,
+        ] {
+            w.out.push(b',');
+            w.str(text);
+        }
+        w.out.push(b']');
+    }
+    w.out.extend_from_slice(b"],[");
+    for (i, m) in state.forgets.iter().enumerate() {
+        w.sep(i);
+        w.out.push(b'[');
+        w.str(&m.request_id);
+        w.comma_int(m.requested_at);
+        w.out.push(b',');
+        w.opt_int(m.from_ms);
+        w.out.push(b',');
+        w.opt_int(m.to_ms);
+        w.out.push(b']');
+    }
+    w.out.extend_from_slice(b"]]");
+    w.out
+}
+
+struct Writer<'a> {
+    out: Vec<u8>,
+    remap: &'a [Option<usize>],
+}
+
+impl<'a> Writer<'a> {
+    fn sep(&mut self, i: usize) {
+        if i > 0 {
+            self.out.push(b',');
+        }
+    }
+
+    fn int(&mut self, n: i64) {
+        json::write_int(n, &mut self.out);
+    }
+
+    fn comma_int(&mut self, n: i64) {
+        self.out.push(b',');
+        self.int(n);
+    }
+
+    fn opt_int(&mut self, n: Option<i64>) {
+        match n {
+            Some(n) => self.int(n),
+            None => self.out.extend_from_slice(b"null"),
+        }
+    }
+
+    fn comma_dims(&mut self, i: usize) {
+        let index = self.remap.get(i).copied().flatten().unwrap_or(i) as i64;
+        self.comma_int(index);
+    }
+
+    fn str(&mut self, s: &str) {
+        json::write_str(s, &mut self.out);
+    }
+
+    fn strs(&mut self, values: &[String]) {
+        self.out.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            self.sep(i);
+            self.str(v);
+        }
+        self.out.push(b']');
+    }
+
+    fn ints(&mut self, values: &[i64]) {
+        self.out.push(b'[');
+        for (i, v) in values.iter().enumerate() {
+            self.sep(i);
+            self.int(*v);
+        }
+        self.out.push(b']');
+    }
+
+    fn pairs(&mut self, entries: &[(String, i64)]) {
+        self.out.push(b'{');
+        for (i, (k, v)) in entries.iter().enumerate() {
+            self.sep(i);
+            self.str(k);
+            self.out.push(b':');
+            self.int(*v);
+        }
+        self.out.push(b'}');
+    }
+
+    fn events(&mut self, events: &[FunnelEvent]) {
+        self.out.push(b'[');
+        for (i, e) in events.iter().enumerate() {
+            self.sep(i);
+            self.out.push(b'[');
+            self.int(e.t);
+            self.out.push(b',');
+            self.str(&e.event_id);
+            self.out.push(b',');
+            self.str(&e.event_type);
+            self.comma_dims(e.dims);
+            if !e.props.is_empty() {
+                self.out.extend_from_slice(b",[");
+                for (j, (k, v)) in e.props.iter().enumerate() {
+                    self.sep(j);
+                    self.out.push(b'[');
+                    self.str(k);
+                    self.out.push(b',');
+                    self.str(v);
+                    self.out.push(b']');
+                }
+                self.out.push(b']');
+            }
+            self.out.push(b']');
+        }
+        self.out.push(b']');
+    }
 }
 
 // -- decoding ----------------------------------------------------------------------------
@@ -739,4 +1019,23 @@ pub fn decode(raw: &[u8], anonymous_id: &str) -> Result<VisitorState, DecodeErro
             None => Vec::new(),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_direct_encoder_writes_what_the_json_tree_writes() {
+        let raw: &[u8] = br#"[2,7,[["web","c\u0001","m","web","DE"],["x","","d","app",""]],[["s1",1,[[10,"e1","page_view",1],[11,"e2","view_item",0,[["item_category","shoes"]]]]]],[["shop",60000,1,2,null,"s1@10","e1",[10,11],["a"]]],[[12,"o1","purchase","t1",-500,2,true,0,0,"EUR"]],["t1"],[12,"t1"],10,12,"u",{"clickstream":4,"orders":-1},[[11,"e2","view_item",1]],3,[[0,10,"e1","web","web",12]],[[12,"t1",500,"EUR","web"]],[[12,"o1","purchase",[["i",2,250]],"EUR","web"]],"new",13,{"f":9},[[10,"s1","e1","web","","","",""]],[["r",5,null,9]]]"#;
+        let state = decode(raw, "v").unwrap();
+        assert_eq!(encode(&state), json::to_bytes(&to_json(&state)));
+        let mut extreme = state.clone();
+        extreme.first_seen_t = Some(i64::MIN);
+        extreme.last_seen_t = Some(i64::MAX);
+        extreme
+            .dims
+            .push(["unused".into(), "".into(), "".into(), "".into(), "".into()]);
+        assert_eq!(encode(&extreme), json::to_bytes(&to_json(&extreme)));
+    }
 }
