@@ -80,8 +80,62 @@ fn probe<'py>(py: Python<'py>, name: &str, args: &[u8]) -> PyResult<Bound<'py, P
     )))
 }
 
+/// The first stage of the core on a raw record batch: each record decoded (Avro or JSON,
+/// `records.rs`) and validated (`validation.rs`) into an Event or a rejection, all in
+/// Rust. It returns the counts only: bench/native_decode.py measures this stage with it
+/// against `schemas.codec.EventCodec.decode` (the differential tests prove the results).
+#[pyclass]
+struct Decoder {
+    registry: records::Registry,
+    bounds: validation::ValidationBounds,
+}
+
+#[pymethods]
+impl Decoder {
+    #[new]
+    fn new(registry_json: &[u8], bounds_json: &[u8]) -> PyResult<Self> {
+        let registry = json::parse(registry_json)
+            .map_err(|e| value_error(format!("registry: {}", e)))
+            .and_then(|v| records::Registry::from_json(&v).map_err(value_error))?;
+        let bounds = json::parse(bounds_json)
+            .and_then(|v| validation::ValidationBounds::from_json(&v))
+            .map_err(|e| value_error(format!("bounds: {}", e)))?;
+        Ok(Decoder { registry, bounds })
+    }
+
+    /// (events, rejections) of `values`, each decoded at its `now_ms`.
+    fn decode_count(
+        &self,
+        stream: &str,
+        values: Vec<Bound<'_, PyBytes>>,
+        now_ms: Vec<i64>,
+    ) -> PyResult<(usize, usize)> {
+        let kind = event::Stream::parse(stream)
+            .ok_or_else(|| value_error(format!("unknown stream {:?}", stream)))?;
+        let (mut events, mut rejections) = (0, 0);
+        for (raw, now) in values.iter().zip(now_ms.iter()) {
+            let read = self
+                .registry
+                .read_record(raw.as_bytes(), stream, self.bounds.max_payload_bytes)
+                .map_err(value_error)?;
+            match read {
+                records::RecordRead::Rejected(_) => rejections += 1,
+                records::RecordRead::Record(record) => {
+                    match validation::build_event(&record, kind, *now, &self.bounds) {
+                        Ok(Ok(_)) => events += 1,
+                        Ok(Err(_)) => rejections += 1,
+                        Err(e) => return Err(value_error(format!("a record: {}", e))),
+                    }
+                }
+            }
+        }
+        Ok((events, rejections))
+    }
+}
+
 #[pymodule]
 fn shopfunnel_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Decoder>()?;
     m.add("FORMAT_VERSION", state::FORMAT_VERSION)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(probe, m)?)?;
