@@ -787,6 +787,9 @@ mod tests {
         assert_eq!(as_number("10e-1999999999999999998"), Ok(None));
         assert_eq!(as_number("0e-1999999999999999998"), Ok(None));
         assert!(matches!(as_number("0.0e1000000000000000000"), Ok(Some(_))));
-        assert_eq!(as_number("1e99999999999999999999999999999999999999999"), Ok(None));
+        assert_eq!(
+            as_number("1e99999999999999999999999999999999999999999"),
+            Ok(None)
+        );
     }
 }

@@ -12,18 +12,25 @@ use pyo3::types::PyBytes;
 
 pub mod attribution;
 pub mod checkpoint;
+pub mod contributions;
+pub mod deadletter;
 pub mod event;
 pub mod funnel_eval;
 pub mod funnels;
+pub mod intake;
 pub mod json;
+pub mod keys;
 pub mod lifecycle;
+pub mod lifecycle_rows;
 pub mod lives;
 pub mod records;
 pub mod retention;
+pub mod rows_intake;
 pub mod rules;
 pub mod state;
 pub mod timers;
 pub mod validation;
+pub mod visitor_close;
 pub mod watermarks;
 
 use json::{Json, JsonResult};
@@ -33,14 +40,18 @@ type Probe = fn(&str, &Json) -> Option<JsonResult<Json>>;
 const PROBES: &[Probe] = &[
     attribution::probe,
     checkpoint::probe,
+    contributions::probe,
     funnel_eval::probe,
+    intake::probe,
     lifecycle::probe,
+    lifecycle_rows::probe,
     lives::probe,
     records::probe,
     retention::probe,
     rules::probe,
     timers::probe,
     validation::probe,
+    visitor_close::probe,
     watermarks::probe,
 ];
 

@@ -64,7 +64,10 @@ impl Rules {
         let entries = value.object("the rules")?;
         for (key, _) in entries {
             if !Self::FIELDS.contains(&key.as_str()) {
-                return Err(JsonError(format!("the rules have an unknown field {:?}", key)));
+                return Err(JsonError(format!(
+                    "the rules have an unknown field {:?}",
+                    key
+                )));
             }
         }
         let funnels = match entries.iter().find(|(k, _)| k == "funnels") {
@@ -164,7 +167,12 @@ pub fn probe(name: &str, args: &Json) -> Option<JsonResult<Json>> {
     }
     Some(Rules::from_json(args).map(|rules| {
         let names = |indexes: &[usize]| {
-            Json::List(indexes.iter().map(|&i| Json::s(&rules.funnels[i].name)).collect())
+            Json::List(
+                indexes
+                    .iter()
+                    .map(|&i| Json::s(&rules.funnels[i].name))
+                    .collect(),
+            )
         };
         Json::Object(vec![
             ("families".into(), strings(&rules.families)),
@@ -172,7 +180,10 @@ pub fn probe(name: &str, args: &Json) -> Option<JsonResult<Json>> {
             ("user_funnels".into(), names(&rules.user_funnels)),
             (
                 "user_funnel_types".into(),
-                rules.user_funnel_types.as_deref().map_or(Json::Null, strings),
+                rules
+                    .user_funnel_types
+                    .as_deref()
+                    .map_or(Json::Null, strings),
             ),
             ("property_names".into(), strings(&rules.property_names)),
             ("window_ms".into(), Json::Int(rules.window_ms)),
