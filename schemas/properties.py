@@ -56,7 +56,10 @@ def _one(value: object) -> tuple[str, ...]:
 def _page_path(event: Event) -> tuple[str, ...]:
     if not event.page_url:
         return ()
-    return (urlsplit(event.page_url).path or "/",)
+    try:
+        return (urlsplit(event.page_url).path or "/",)
+    except ValueError:  # an unparsable page_url (an invalid IPv6 literal) has no path
+        return ()
 
 
 def _coupons(event: Event) -> tuple[str, ...]:

@@ -218,6 +218,36 @@ pub enum Key {
     OrderGap(OrderGapKey),
 }
 
+/// A row of an aggregate table (`streams.outputs.RowKey`): what `Key`s are grouped into
+/// for writing. A KPI row has one cell per metric; open attempts are never written.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum RowKey {
+    FunnelStep(FunnelStepKey),
+    FunnelOutcome(FunnelOutcomeKey),
+    FunnelTtc(FunnelTtcKey),
+    FunnelAttempt(FunnelAttemptKey),
+    Kpi(KpiKey),
+    OrderAttribution(OrderAttributionKey),
+    Retention(RetentionKey),
+    OrderGap(OrderGapKey),
+}
+
+/// `streams.aggregates.row_of`: the output row a contribution key belongs to; None for
+/// an open attempt (the Python asserts it never asks).
+pub fn row_of(key: &Key) -> Option<RowKey> {
+    Some(match key {
+        Key::FunnelStep(k) => RowKey::FunnelStep(k.clone()),
+        Key::FunnelOutcome(k) => RowKey::FunnelOutcome(k.clone()),
+        Key::OpenAttempt(_) => return None,
+        Key::FunnelTtc(k) => RowKey::FunnelTtc(k.clone()),
+        Key::FunnelAttempt(k) => RowKey::FunnelAttempt(k.clone()),
+        Key::KpiCell(k) => RowKey::Kpi(k.row()),
+        Key::OrderAttribution(k) => RowKey::OrderAttribution(k.clone()),
+        Key::Retention(k) => RowKey::Retention(k.clone()),
+        Key::OrderGap(k) => RowKey::OrderGap(k.clone()),
+    })
+}
+
 impl From<RetentionContribution> for Key {
     fn from(key: RetentionContribution) -> Key {
         match key {

@@ -30,6 +30,7 @@ pub mod rules;
 pub mod state;
 pub mod timers;
 pub mod validation;
+pub mod visitor_apply;
 pub mod visitor_close;
 pub mod watermarks;
 
@@ -51,6 +52,7 @@ const PROBES: &[Probe] = &[
     rules::probe,
     timers::probe,
     validation::probe,
+    visitor_apply::probe,
     visitor_close::probe,
     watermarks::probe,
 ];

@@ -681,3 +681,16 @@ def test_a_property_beyond_the_decimal_range_is_not_a_number_and_stops_nothing(
     for op in ("gt", "gte", "lt", "lte"):
         assert PropertyFilter("properties.size", op, ("5",)).matches((value,)) is False  # type: ignore[arg-type]
     assert as_number("1e999999") is not None  # within the range: still a number
+
+
+def test_an_unparsable_page_url_has_no_page_path_and_stops_nothing() -> None:
+    """Found by the compiled core's differential test: urlsplit raised ValueError on an
+    invalid IPv6 literal, so a funnel reading page_path raised in the worker."""
+    from schemas.model import Event
+    from schemas.properties import property_values
+
+    def event(url: str) -> Event:
+        return Event("clickstream", "page_view", "e", 1, 1, "a", "s", page_url=url)
+
+    assert property_values(event("http://[x/"), "page_path") == ()
+    assert property_values(event("https://shop.example/cart?x=1"), "page_path") == ("/cart",)
