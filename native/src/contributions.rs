@@ -555,7 +555,7 @@ fn outcome_from(value: &Json) -> JsonResult<&'static str> {
 }
 
 /// A key from [type name, *fields] (what `Key::fields_json` writes).
-fn key_from(fields: &[Json]) -> JsonResult<Key> {
+pub fn key_from(fields: &[Json]) -> JsonResult<Key> {
     let name = match fields.first() {
         Some(name) => name.str("a key type")?,
         None => return Err(JsonError("an empty key".into())),

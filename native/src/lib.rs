@@ -25,6 +25,7 @@ pub mod lifecycle_rows;
 pub mod lives;
 pub mod records;
 pub mod retention;
+pub mod rows_aggregate;
 pub mod rows_intake;
 pub mod rules;
 pub mod state;
@@ -49,6 +50,7 @@ const PROBES: &[Probe] = &[
     lives::probe,
     records::probe,
     retention::probe,
+    rows_aggregate::probe,
     rules::probe,
     timers::probe,
     validation::probe,
