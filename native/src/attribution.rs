@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use crate::event::{Event, Stream};
 use crate::json::{Json, JsonError, JsonResult};
-use crate::state::{self, Touch, VisitorState};
+use crate::state::{self, decode_touch, Touch, VisitorState};
 
 pub const SHARE_UNIT: i64 = 1_000_000;
 pub const MODELS: [&str; 6] = [
@@ -1189,24 +1189,6 @@ fn final_sigma(chars: &[char], i: usize) -> bool {
 
 // -- probes (the differential test's adapter) -----------------------------------------------
 
-fn touch_from_json(value: &Json) -> JsonResult<Touch> {
-    let f = value.list("a touch")?;
-    if f.len() != 8 {
-        return Err(JsonError(format!("a touch has {} fields, not 8", f.len())));
-    }
-    let text = |i: usize| f[i].str("a touch field").map(str::to_owned);
-    Ok(Touch {
-        t: f[0].int("a touch's time")?,
-        session_id: text(1)?,
-        event_id: text(2)?,
-        channel: text(3)?,
-        source: text(4)?,
-        medium: text(5)?,
-        campaign: text(6)?,
-        kol: text(7)?,
-    })
-}
-
 fn touch_to_json(t: &Touch) -> Json {
     Json::List(vec![
         Json::Int(t.t),
@@ -1234,7 +1216,7 @@ fn touches_arg(args: &Json, name: &str) -> JsonResult<Vec<Touch>> {
     arg(args, name)?
         .list(name)?
         .iter()
-        .map(touch_from_json)
+        .map(decode_touch)
         .collect()
 }
 
@@ -1375,7 +1357,7 @@ fn run_probe(name: &str, args: &Json) -> JsonResult<Json> {
         }
         "attribution.record_touch" => {
             let mut touches = touches_arg(args, "touches")?;
-            let candidate = touch_from_json(arg(args, "candidate")?)?;
+            let candidate = decode_touch(arg(args, "candidate")?)?;
             record_touch(&mut touches, candidate, &rules_arg(args)?);
             Ok(touches_json(&touches))
         }

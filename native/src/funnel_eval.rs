@@ -12,7 +12,7 @@
 
 use crate::funnels::{EventMatcher, FilterError, FunnelDef, Mode};
 use crate::json::{Json, JsonError, JsonResult};
-use crate::state::FunnelEvent;
+use crate::state::{decode_event, FunnelEvent};
 
 /// `matches(matcher, event)`: the event's type, and every filter in order.
 pub fn matches(matcher: &EventMatcher, event: &FunnelEvent) -> Result<bool, FilterError> {
@@ -330,34 +330,6 @@ pub fn user_group_ranges(
 
 // -- probes (the differential test's adapter) ---------------------------------------------
 
-fn event_from_json(value: &Json) -> JsonResult<FunnelEvent> {
-    let f = value.list("an event")?;
-    if f.len() != 5 {
-        return Err(JsonError(format!("an event has {} fields, not 5", f.len())));
-    }
-    let props = f[4]
-        .list("an event's properties")?
-        .iter()
-        .map(|p| match p.list("an event property")? {
-            [k, v] => Ok((
-                k.str("a property name")?.to_owned(),
-                v.str("a property value")?.to_owned(),
-            )),
-            _ => Err(JsonError(
-                "an event property is not a (name, value) pair".into(),
-            )),
-        })
-        .collect::<JsonResult<_>>()?;
-    let dims = f[3].int("an event's dims")?;
-    Ok(FunnelEvent {
-        t: f[0].int("an event's time")?,
-        event_id: f[1].str("an event id")?.to_owned(),
-        event_type: f[2].str("an event type")?.to_owned(),
-        dims: usize::try_from(dims).map_err(|_| JsonError("an event's dims is negative".into()))?,
-        props,
-    })
-}
-
 fn event_to_json(e: &FunnelEvent) -> Json {
     Json::List(vec![
         Json::Int(e.t),
@@ -401,7 +373,7 @@ fn events_arg(args: &Json) -> JsonResult<Vec<FunnelEvent>> {
     arg(args, "events")?
         .list("the events")?
         .iter()
-        .map(event_from_json)
+        .map(decode_event)
         .collect()
 }
 
@@ -494,7 +466,7 @@ fn batch_call(funnel: &FunnelDef, function: &str, args: &Json) -> JsonResult<Jso
             ))
         }
         "is_start" => {
-            let event = event_from_json(arg(args, "event")?)?;
+            let event = decode_event(arg(args, "event")?)?;
             Ok(outcome(is_start(funnel, &event).map(Json::Bool)))
         }
         "user_group_ranges" => {
@@ -510,7 +482,7 @@ fn batch_call(funnel: &FunnelDef, function: &str, args: &Json) -> JsonResult<Jso
         }
         "matches" => {
             // Every matcher of the funnel (steps, then exclusions) on one event.
-            let event = event_from_json(arg(args, "event")?)?;
+            let event = decode_event(arg(args, "event")?)?;
             let results = funnel
                 .matchers()
                 .map(|matcher| outcome(matches(matcher, &event).map(Json::Bool)))

@@ -9,7 +9,12 @@ use crate::json::{Json, JsonError, JsonResult};
 pub use crate::lifecycle::LifecycleRules;
 use crate::lifecycle::DAY_MS;
 use crate::retention::sorted_purchases;
-use crate::state::{CartEvent, CartLine, DayActivity, Purchase};
+use crate::state::{CartEvent, DayActivity, Purchase};
+// The probes' JSON of these items is the state's own (state.rs).
+pub use crate::state::{
+    cart_json, day_json, decode_cart as cart_from_json, decode_day as day_from_json,
+    decode_purchase as purchase_from_json, purchase_json,
+};
 use std::convert::TryFrom;
 
 /// Record a counted event in the sorted per-day summary (`add_activity`).
@@ -185,113 +190,6 @@ where
 }
 
 // -- JSON, for the probes (the same lists as the state codec) -----------------------------
-
-fn exactly<'a>(value: &'a Json, what: &str, n: usize) -> JsonResult<&'a [Json]> {
-    let items = value.list(what)?;
-    if items.len() != n {
-        return Err(JsonError(format!(
-            "{} has {} fields, not {}",
-            what,
-            items.len(),
-            n
-        )));
-    }
-    Ok(items)
-}
-
-fn string(value: &Json, what: &str) -> JsonResult<String> {
-    value.str(what).map(str::to_owned)
-}
-
-pub fn day_from_json(value: &Json) -> JsonResult<DayActivity> {
-    let f = exactly(value, "a day's activity", 6)?;
-    Ok(DayActivity {
-        day: f[0].int("a day")?,
-        first_t: f[1].int("a day's first time")?,
-        first_event_id: string(&f[2], "a day's first event")?,
-        channel: string(&f[3], "a day's channel")?,
-        platform: string(&f[4], "a day's platform")?,
-        last_t: f[5].int("a day's last time")?,
-    })
-}
-
-pub fn day_json(d: &DayActivity) -> Json {
-    Json::List(vec![
-        Json::Int(d.day),
-        Json::Int(d.first_t),
-        Json::s(&d.first_event_id),
-        Json::s(&d.channel),
-        Json::s(&d.platform),
-        Json::Int(d.last_t),
-    ])
-}
-
-pub fn purchase_from_json(value: &Json) -> JsonResult<Purchase> {
-    let f = exactly(value, "a purchase", 5)?;
-    Ok(Purchase {
-        t: f[0].int("a purchase's time")?,
-        transaction_id: string(&f[1], "a purchase's transaction")?,
-        value_minor: f[2].int("a purchase's value")?,
-        currency: string(&f[3], "a purchase's currency")?,
-        channel: string(&f[4], "a purchase's channel")?,
-    })
-}
-
-pub fn purchase_json(p: &Purchase) -> Json {
-    Json::List(vec![
-        Json::Int(p.t),
-        Json::s(&p.transaction_id),
-        Json::Int(p.value_minor),
-        Json::s(&p.currency),
-        Json::s(&p.channel),
-    ])
-}
-
-pub fn cart_from_json(value: &Json) -> JsonResult<CartEvent> {
-    let f = exactly(value, "a cart event", 6)?;
-    let lines = f[3]
-        .list("a cart event's lines")?
-        .iter()
-        .map(|line| {
-            let l = exactly(line, "a cart line", 3)?;
-            Ok(CartLine {
-                item_id: string(&l[0], "a cart line's item")?,
-                quantity: l[1].int("a cart line's quantity")?,
-                unit_price_minor: l[2].int("a cart line's price")?,
-            })
-        })
-        .collect::<JsonResult<_>>()?;
-    Ok(CartEvent {
-        t: f[0].int("a cart event's time")?,
-        event_id: string(&f[1], "a cart event's id")?,
-        kind: string(&f[2], "a cart event's kind")?,
-        lines,
-        currency: string(&f[4], "a cart event's currency")?,
-        channel: string(&f[5], "a cart event's channel")?,
-    })
-}
-
-pub fn cart_json(c: &CartEvent) -> Json {
-    Json::List(vec![
-        Json::Int(c.t),
-        Json::s(&c.event_id),
-        Json::s(&c.kind),
-        Json::List(
-            c.lines
-                .iter()
-                .map(|l| {
-                    Json::List(vec![
-                        Json::s(&l.item_id),
-                        Json::Int(l.quantity),
-                        Json::Int(l.unit_price_minor),
-                    ])
-                })
-                .collect(),
-        ),
-        Json::s(&c.currency),
-        Json::s(&c.channel),
-    ])
-}
 
 /// An exact integer: a JSON integer where it fits i64, else its decimal digits.
 pub fn wide_int_json(n: i128) -> Json {

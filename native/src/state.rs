@@ -265,6 +265,49 @@ fn pairs(entries: &[(String, i64)]) -> Json {
     )
 }
 
+pub fn day_json(d: &DayActivity) -> Json {
+    Json::List(vec![
+        Json::Int(d.day),
+        Json::Int(d.first_t),
+        Json::s(&d.first_event_id),
+        Json::s(&d.channel),
+        Json::s(&d.platform),
+        Json::Int(d.last_t),
+    ])
+}
+
+pub fn purchase_json(p: &Purchase) -> Json {
+    Json::List(vec![
+        Json::Int(p.t),
+        Json::s(&p.transaction_id),
+        Json::Int(p.value_minor),
+        Json::s(&p.currency),
+        Json::s(&p.channel),
+    ])
+}
+
+pub fn cart_json(c: &CartEvent) -> Json {
+    Json::List(vec![
+        Json::Int(c.t),
+        Json::s(&c.event_id),
+        Json::s(&c.kind),
+        Json::List(
+            c.lines
+                .iter()
+                .map(|l| {
+                    Json::List(vec![
+                        Json::s(&l.item_id),
+                        Json::Int(l.quantity),
+                        Json::Int(l.unit_price_minor),
+                    ])
+                })
+                .collect(),
+        ),
+        Json::s(&c.currency),
+        Json::s(&c.channel),
+    ])
+}
+
 pub fn to_json(state: &VisitorState) -> Json {
     let (dims, remap) = state.compact_dims();
     let remap = remap.as_slice();
@@ -314,58 +357,9 @@ pub fn to_json(state: &VisitorState) -> Json {
             ])
         })
         .collect();
-    let days = state
-        .days
-        .iter()
-        .map(|d| {
-            Json::List(vec![
-                Json::Int(d.day),
-                Json::Int(d.first_t),
-                Json::s(&d.first_event_id),
-                Json::s(&d.channel),
-                Json::s(&d.platform),
-                Json::Int(d.last_t),
-            ])
-        })
-        .collect();
-    let purchases = state
-        .purchases
-        .iter()
-        .map(|p| {
-            Json::List(vec![
-                Json::Int(p.t),
-                Json::s(&p.transaction_id),
-                Json::Int(p.value_minor),
-                Json::s(&p.currency),
-                Json::s(&p.channel),
-            ])
-        })
-        .collect();
-    let cart = state
-        .cart
-        .iter()
-        .map(|c| {
-            Json::List(vec![
-                Json::Int(c.t),
-                Json::s(&c.event_id),
-                Json::s(&c.kind),
-                Json::List(
-                    c.lines
-                        .iter()
-                        .map(|l| {
-                            Json::List(vec![
-                                Json::s(&l.item_id),
-                                Json::Int(l.quantity),
-                                Json::Int(l.unit_price_minor),
-                            ])
-                        })
-                        .collect(),
-                ),
-                Json::s(&c.currency),
-                Json::s(&c.channel),
-            ])
-        })
-        .collect();
+    let days = state.days.iter().map(day_json).collect();
+    let purchases = state.purchases.iter().map(purchase_json).collect();
+    let cart = state.cart.iter().map(cart_json).collect();
     let touches = state
         .touches
         .iter()
@@ -777,7 +771,8 @@ fn int_pairs(value: &Json, what: &str) -> JsonResult<Vec<(String, i64)>> {
         .collect()
 }
 
-fn decode_event(value: &Json) -> JsonResult<FunnelEvent> {
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_event(value: &Json) -> JsonResult<FunnelEvent> {
     let f = fields(value, "an event", 4)?;
     if f.len() > 5 {
         return Err(JsonError(format!(
@@ -808,7 +803,8 @@ fn decode_event(value: &Json) -> JsonResult<FunnelEvent> {
     })
 }
 
-fn decode_credit(value: &Json) -> JsonResult<ClosedCredit> {
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_credit(value: &Json) -> JsonResult<ClosedCredit> {
     let f = fields(value, "a closed credit", 5)?;
     if f.len() > 9 {
         return Err(JsonError(format!(
@@ -842,7 +838,8 @@ fn decode_credit(value: &Json) -> JsonResult<ClosedCredit> {
     })
 }
 
-fn decode_order(value: &Json) -> JsonResult<OrderLine> {
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_order(value: &Json) -> JsonResult<OrderLine> {
     let f = exactly(value, "an order line", 10)?;
     Ok(OrderLine {
         t: f[0].int("an order's time")?,
@@ -858,7 +855,8 @@ fn decode_order(value: &Json) -> JsonResult<OrderLine> {
     })
 }
 
-fn decode_day(value: &Json) -> JsonResult<DayActivity> {
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_day(value: &Json) -> JsonResult<DayActivity> {
     let f = exactly(value, "a day's activity", 6)?;
     Ok(DayActivity {
         day: f[0].int("a day")?,
@@ -870,7 +868,8 @@ fn decode_day(value: &Json) -> JsonResult<DayActivity> {
     })
 }
 
-fn decode_purchase(value: &Json) -> JsonResult<Purchase> {
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_purchase(value: &Json) -> JsonResult<Purchase> {
     let f = exactly(value, "a purchase", 5)?;
     Ok(Purchase {
         t: f[0].int("a purchase's time")?,
@@ -881,7 +880,8 @@ fn decode_purchase(value: &Json) -> JsonResult<Purchase> {
     })
 }
 
-fn decode_cart(value: &Json) -> JsonResult<CartEvent> {
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_cart(value: &Json) -> JsonResult<CartEvent> {
     let f = exactly(value, "a cart event", 6)?;
     let lines = f[3]
         .list("a cart event's lines")?
@@ -905,7 +905,8 @@ fn decode_cart(value: &Json) -> JsonResult<CartEvent> {
     })
 }
 
-fn decode_touch(value: &Json) -> JsonResult<Touch> {
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_touch(value: &Json) -> JsonResult<Touch> {
     let f = exactly(value, "a touch", 8)?;
     Ok(Touch {
         t: f[0].int("a touch's time")?,
@@ -919,7 +920,8 @@ fn decode_touch(value: &Json) -> JsonResult<Touch> {
     })
 }
 
-fn decode_mark(value: &Json) -> JsonResult<ForgetMark> {
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_mark(value: &Json) -> JsonResult<ForgetMark> {
     let f = exactly(value, "a forget mark", 4)?;
     Ok(ForgetMark {
         request_id: string(&f[0], "a forget mark's request")?,

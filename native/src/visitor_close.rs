@@ -24,7 +24,7 @@ use crate::lifecycle::{next_breakpoint, next_cart_deadline, DAY_MS};
 use crate::lives::{split_lives, wide_int_json};
 use crate::retention::{retention_contributions, threshold_of};
 use crate::rules::Rules;
-use crate::state::{self, ClosedCredit, Dims, FunnelEvent, Purchase, VisitorState};
+use crate::state::{self, decode_event, ClosedCredit, Dims, FunnelEvent, Purchase, VisitorState};
 
 /// `thresholds.get(funnel_threshold(funnel), 0)` without building the group's name.
 fn funnel_threshold_of(thresholds: &[(String, i64)], funnel: &str) -> i64 {
@@ -528,34 +528,6 @@ fn arg<'a>(args: &'a Json, key: &str) -> JsonResult<&'a Json> {
     }
 }
 
-fn event_from_json(value: &Json) -> JsonResult<FunnelEvent> {
-    let f = value.list("an event")?;
-    if f.len() != 5 {
-        return Err(JsonError(format!("an event has {} fields, not 5", f.len())));
-    }
-    let props = f[4]
-        .list("an event's properties")?
-        .iter()
-        .map(|p| match p.list("an event property")? {
-            [k, v] => Ok((
-                k.str("a property name")?.to_owned(),
-                v.str("a property value")?.to_owned(),
-            )),
-            _ => Err(JsonError(
-                "an event property is not a (name, value) pair".into(),
-            )),
-        })
-        .collect::<JsonResult<_>>()?;
-    let dims = f[3].int("an event's dims")?;
-    Ok(FunnelEvent {
-        t: f[0].int("an event's time")?,
-        event_id: f[1].str("an event id")?.to_owned(),
-        event_type: f[2].str("an event type")?.to_owned(),
-        dims: usize::try_from(dims).map_err(|_| JsonError("an event's dims is negative".into()))?,
-        props,
-    })
-}
-
 fn event_json(e: &FunnelEvent) -> Json {
     Json::List(vec![
         Json::Int(e.t),
@@ -575,7 +547,7 @@ fn events_arg(args: &Json, key: &str) -> JsonResult<Vec<FunnelEvent>> {
     arg(args, key)?
         .list(key)?
         .iter()
-        .map(event_from_json)
+        .map(decode_event)
         .collect()
 }
 
