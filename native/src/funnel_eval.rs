@@ -330,7 +330,8 @@ pub fn user_group_ranges(
 
 // -- probes (the differential test's adapter) ---------------------------------------------
 
-fn event_to_json(e: &FunnelEvent) -> Json {
+/// A FunnelEvent as the probes write it: [t, event_id, event_type, dims, props].
+pub fn event_to_json(e: &FunnelEvent) -> Json {
     Json::List(vec![
         Json::Int(e.t),
         Json::s(&e.event_id),

@@ -528,21 +528,6 @@ fn arg<'a>(args: &'a Json, key: &str) -> JsonResult<&'a Json> {
     }
 }
 
-fn event_json(e: &FunnelEvent) -> Json {
-    Json::List(vec![
-        Json::Int(e.t),
-        Json::s(&e.event_id),
-        Json::s(&e.event_type),
-        Json::Int(e.dims as i64),
-        Json::List(
-            e.props
-                .iter()
-                .map(|(k, v)| Json::List(vec![Json::s(k), Json::s(v)]))
-                .collect(),
-        ),
-    ])
-}
-
 fn events_arg(args: &Json, key: &str) -> JsonResult<Vec<FunnelEvent>> {
     arg(args, key)?
         .list(key)?
@@ -644,7 +629,12 @@ fn call_with_rules(rules: &Rules, function: &str, args: &Json) -> JsonResult<Jso
                 .funnel_by_name(name)
                 .ok_or_else(|| JsonError(format!("no funnel {:?}", name)))?;
             let events = user_funnel_events(&state, funnel);
-            Ok(Json::List(events.iter().map(event_json).collect()))
+            Ok(Json::List(
+                events
+                    .iter()
+                    .map(crate::funnel_eval::event_to_json)
+                    .collect(),
+            ))
         }
         other => Err(JsonError(format!("no function {:?}", other))),
     }
@@ -674,7 +664,7 @@ fn call(name: &str, args: &Json) -> JsonResult<Json> {
             Ok(Json::List(
                 segments
                     .iter()
-                    .map(|s| Json::List(s.iter().map(event_json).collect()))
+                    .map(|s| Json::List(s.iter().map(crate::funnel_eval::event_to_json).collect()))
                     .collect(),
             ))
         }
