@@ -11,6 +11,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 pub mod attribution;
+pub mod channels;
 pub mod checkpoint;
 pub mod contributions;
 pub mod deadletter;
@@ -41,6 +42,7 @@ use json::{Json, JsonResult};
 type Probe = fn(&str, &Json) -> Option<JsonResult<Json>>;
 const PROBES: &[Probe] = &[
     attribution::probe,
+    channels::probe,
     checkpoint::probe,
     contributions::probe,
     funnel_eval::probe,
