@@ -10,6 +10,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+pub mod aggregates;
 pub mod attribution;
 pub mod channels;
 pub mod checkpoint;
@@ -41,6 +42,7 @@ use json::{Json, JsonResult};
 /// Every ported module answers the probes named after it.
 type Probe = fn(&str, &Json) -> Option<JsonResult<Json>>;
 const PROBES: &[Probe] = &[
+    aggregates::probe,
     attribution::probe,
     channels::probe,
     checkpoint::probe,
