@@ -478,7 +478,7 @@ def run_python(rules: Rules, program: list[Any]) -> list[Entry]:
     return [(normal(o), normal(r), g) for o, r, g in entries]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(programs())
 def test_operation_sequences(case: tuple[Rules, list[Any]]) -> None:
     rules, program = case

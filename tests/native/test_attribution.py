@@ -282,7 +282,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[Touch], int, AttributionRules, Touc
 # -- hypothesis tests ------------------------------------------------------------------------
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios())
 def test_touchpoints(scenario: tuple[list[Touch], int, AttributionRules, Touch]) -> None:
     touches, order_t, rules, candidate = scenario
@@ -303,7 +303,7 @@ def wide_touches(times: list[int]) -> list[Touch]:
     return [Touch(t, f"s{i}", "e", f"c{i % 3}", "", "", "", "") for i, t in enumerate(times)]
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenarios(), st.sampled_from([*MODELS, "nope", ""]), st.booleans())
 # time-decay weights past i64 (touchpoints many half-lives after the order): exact shares
 @example(
@@ -343,7 +343,7 @@ def test_weights_and_shares(
     check_weights_and_shares(model, touches, order_t, rules)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.lists(st.integers(-100, 1_000) | st.sampled_from([30, 31, 32, 62, 63, 64]), max_size=7),
     st.sampled_from([1, 2]) | st.integers(1, 40),
@@ -354,7 +354,7 @@ def test_wide_time_decay(times: list[int], half_life: int) -> None:
     check_weights_and_shares("time_decay", touches, 0, AttributionRules(0, half_life, 9))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.lists(st.integers(0, 10) | st.sampled_from([0, 1, 20, 2**32, I64_MAX]) | i64s, max_size=8),
     st.just(SHARE_UNIT) | st.integers(-5, 5) | i64s,
@@ -442,7 +442,7 @@ def test_lower_every_code_point() -> None:
     assert rust("lower", text=text) == ("ok", text.lower())
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.text(
         st.sampled_from("ΣσςAa.'\u0345\u00ad\u0300 1İ") | st.characters(codec="utf-8"),
@@ -471,7 +471,7 @@ def events(draw: st.DrawFn) -> Event:
     )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(events(), channels, small_texts)
 def test_events(event: Event, channel: str, campaign: str) -> None:
     check_event(event, channel, campaign)
@@ -520,7 +520,7 @@ def states(draw: st.DrawFn) -> tuple[VisitorState, int, dict[str, int], Attribut
     return state, window_ms, thresholds, rules
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(states())
 def test_contributions(case: tuple[VisitorState, int, dict[str, int], AttributionRules]) -> None:
     state, window_ms, thresholds, rules = case
@@ -574,7 +574,7 @@ def test_decay_floats() -> None:
     check_decay(cases)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.lists(
         st.tuples(i64s, i64s, i64s | st.integers(-3, 3) | st.sampled_from([DAY, 7 * DAY])),

@@ -379,13 +379,13 @@ def url_ish(draw: st.DrawFn) -> str:
 _DEFAULT = ChannelRules.load()
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(OPT_TEXT, OPT_TEXT, OPT_TEXT), min_size=1, max_size=20))
 def test_hypothesis_text(cases: list[Case]) -> None:
     compare(_DEFAULT, cases)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(
         st.tuples(
@@ -452,7 +452,7 @@ REGEXES_TO_SEARCH = [
 ]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(pattern(), st.lists(st.text(ALPHABET, max_size=6), min_size=1, max_size=12))
 def test_regex_subset(p: str, texts: list[str]) -> None:
     # the pattern's characters as a text (short: Python's backtracking can be exponential)
@@ -474,7 +474,7 @@ def test_regex_subset(p: str, texts: list[str]) -> None:
     assert got == [compiled.search(t) is not None for t in texts], p
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(
     st.lists(
         st.one_of(

@@ -154,7 +154,7 @@ def clock_cases(draw: Any) -> tuple[int, list[str], list[list[Any]]]:
     return lateness, streams, ops
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(clock_cases())
 def test_clock_operations(case: tuple[int, list[str], list[list[Any]]]) -> None:
     lateness, streams, ops = case
@@ -244,7 +244,7 @@ def wheel_cases(draw: Any) -> tuple[int, list[list[Any]]]:
     return granularity, ops
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(wheel_cases())
 def test_timer_operations(case: tuple[int, list[list[Any]]]) -> None:
     granularity, ops = case
@@ -297,7 +297,7 @@ def python_decode(raw: bytes) -> bytes:
     return orjson.dumps(cases.checkpoint_json(Checkpoint.decode(raw)))
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(checkpoints, st.sampled_from([None, 0, 2]), st.booleans(), st.booleans())
 def test_checkpoint_encode_decode(
     c: Checkpoint, indent: int | None, ascii_only: bool, extra: bool

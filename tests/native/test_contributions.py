@@ -411,7 +411,7 @@ thresholds = st.dictionaries(
 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(before_after())
 def test_diff(case: tuple[dict[Any, int], dict[Any, int]]) -> None:
     before, after = case
@@ -420,7 +420,7 @@ def test_diff(case: tuple[dict[Any, int], dict[Any, int]]) -> None:
     assert got == contributions_j(expected)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(before_after(), thresholds)
 def test_live_only(case: tuple[dict[Any, int], dict[Any, int]], limits: dict[str, int]) -> None:
     contrib = case[0]

@@ -425,14 +425,14 @@ def between_pairs(draw: st.DrawFn, events: list[FunnelEvent]) -> tuple[int, int]
     return (draw(st.sampled_from(times)), draw(st.sampled_from(times)))
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), loaded_funnels())
 def test_loaded_funnels_on_generated_entities(data: st.DataObject, funnel: FunnelDef) -> None:
     events = data.draw(entities(funnel))
     check_everything(funnel, events, data.draw(between_pairs(events)))
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data(), direct_funnels())
 def test_direct_funnels_on_generated_entities(data: st.DataObject, funnel: FunnelDef) -> None:
     events = data.draw(entities(funnel))
@@ -470,7 +470,7 @@ def overlapping(draw: st.DrawFn) -> tuple[FunnelDef, list[FunnelEvent]]:
     return funnel, sorted(events)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(overlapping())
 def test_overlapping_steps(case: tuple[FunnelDef, list[FunnelEvent]]) -> None:
     check_everything(*case, None)

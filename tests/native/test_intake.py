@@ -503,7 +503,7 @@ def test_hypothesis_batches(cases: list[Any], replay: bool) -> None:
     assert_same(calls, table, ValidationBounds(replay=replay), partition=3)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(
     entries=st.lists(
         st.tuples(

@@ -109,7 +109,7 @@ def near(draw: Callable[..., Any], points: list[int], times: st.SearchStrategy[i
     return chosen
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_stages_transitions_and_stage_triggers(data: st.DataObject) -> None:
     times, rules = data.draw(domains())
@@ -137,7 +137,7 @@ def test_stages_transitions_and_stage_triggers(data: st.DataObject) -> None:
     same("lifecycle_triggers", transitions=made_up + tagged, purchases=purchases)
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_carts(data: st.DataObject) -> None:
     times, rules = data.draw(domains())
@@ -246,7 +246,7 @@ def visitor_states(draw: st.DrawFn) -> tuple[VisitorState, LifecycleRules]:
     return state, rules
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_advance_decisions(data: st.DataObject) -> None:
     state, rules = data.draw(visitor_states())

@@ -220,7 +220,7 @@ def visitor_states(draw: st.DrawFn) -> tuple[VisitorState, LifecycleRules]:
     return state, rules
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_advance_hypothesis(data: st.DataObject) -> None:
     state, rules = data.draw(visitor_states())
@@ -289,7 +289,7 @@ def test_purchase_at_the_watermark() -> None:
     assert not calls.mismatches()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.sampled_from(["cart_abandoned", "segment_changed", "é"]) | st.text(max_size=5),
     st.text(max_size=80),
@@ -303,7 +303,7 @@ def test_trigger_id(trigger_type: str, anonymous_id: str, parts: list[str]) -> N
     assert uuid.UUID(expected).version == 5
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.integers(I64_MIN, I64_MAX - 1), st.integers(I64_MIN, I64_MAX))
 def test_version_clock(last: int, now: int) -> None:
     clock = VersionClock()

@@ -336,7 +336,7 @@ def _encodings(event: Event, version: int | None) -> list[bytes]:
 
 
 SETTINGS = settings(
-    max_examples=100,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
@@ -678,7 +678,7 @@ def _python_iso_ms(text: str) -> int | None:
     return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(st.lists(iso_like | st.text(max_size=12), min_size=1, max_size=20))
 def test_fromisoformat_as_python(texts: list[str]) -> None:
     assert probe("records.iso_ms", texts) == [_python_iso_ms(t) for t in texts]
@@ -704,13 +704,13 @@ def test_fromisoformat_every_week_date_of_year_zero_and_edges() -> None:
     assert probe("records.iso_ms", texts) == [_python_iso_ms(t) for t in texts]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(st.lists(st.text(max_size=12), min_size=1, max_size=20))
 def test_repr_and_ascii_as_python(texts: list[str]) -> None:
     assert probe("records.repr", texts) == [[repr(t), ascii(t)] for t in texts]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=1, max_size=20))
 def test_float_repr_as_python(values: list[float]) -> None:
     assert probe("records.float_repr", [repr(v) for v in values]) == [repr(v) for v in values]
@@ -744,7 +744,7 @@ utf8ish = st.lists(
 ).map(b"".join)  # fmt: skip
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(st.lists(utf8ish | st.binary(max_size=8), min_size=1, max_size=20))
 def test_utf8_errors_as_python(raws: list[bytes]) -> None:
     assert probe("records.utf8", [r.hex() for r in raws]) == [_python_utf8(r) for r in raws]
@@ -757,13 +757,13 @@ def _python_loads(raw: bytes) -> dict[str, str]:
         return {"error": str(exc)}
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(st.lists(json_texts.map(str.encode) | st.binary(max_size=10), min_size=1, max_size=20))
 def test_orjson_loads_as_python(raws: list[bytes]) -> None:
     assert probe("records.loads", [r.hex() for r in raws]) == [_python_loads(r) for r in raws]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(st.lists(number_literals, min_size=1, max_size=20))
 def test_orjson_numbers_as_python(literals: list[str]) -> None:
     raws = [f"[{n}]".encode() for n in literals]

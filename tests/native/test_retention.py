@@ -279,7 +279,7 @@ ttls = st.one_of(
 # -- calendar ------------------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(times, any_days, GRANULARITY)
 def test_day_period_and_month_helpers(t: int, day: int, granularity: str) -> None:
     assert probe("retention.day_of", t=t) == py_retention.day_of(t)
@@ -297,7 +297,7 @@ def test_day_period_and_month_helpers(t: int, day: int, granularity: str) -> Non
         assert probe("retention.month_start_day", month=m) == (expected if fits(expected) else None)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     dates,
     any_days,
@@ -331,7 +331,7 @@ def test_calendar_edges() -> None:
 # -- cells and gaps --------------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(clustered(), st.booleans())
 def test_retention_cells_and_activity_days(case: Any, no_first: bool) -> None:
     base, visit_days, purchases = case
@@ -350,7 +350,7 @@ def test_retention_cells_and_activity_days(case: Any, no_first: bool) -> None:
     )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(any_days, st.lists(any_days, max_size=6), st.lists(any_days, max_size=4))
 def test_cells_of_days_anywhere(
     first: int, visit_days: list[int], purchase_days: list[int]
@@ -365,7 +365,7 @@ def test_cells_of_days_anywhere(
     ) == cells_j(expected)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     st.one_of(
         st.builds(
@@ -392,7 +392,7 @@ def test_order_gaps_at_the_extremes() -> None:
 # -- lives ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(activity(), times, short, short, short)
 def test_add_activity(case: Any, t: int, event_id: str, channel: str, platform: str) -> None:
     days = list(case[0])
@@ -411,7 +411,7 @@ def test_add_activity(case: Any, t: int, event_id: str, channel: str, platform: 
     assert got == [day_j(d) for d in expected]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(activity(), ttls, times)
 def test_split_lives_and_life(case: Any, rules: LifecycleRules, t: int) -> None:
     days, purchases, cart = case
@@ -465,7 +465,7 @@ def gaps_at_the_ttl(draw: st.DrawFn) -> tuple[list[DayActivity], list[Purchase],
     return days, purchases, rules
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(gaps_at_the_ttl(), st.sampled_from(["day", "month", "gaps"]))
 def test_split_lives_at_the_ttl(case: Any, family: str) -> None:
     days, purchases, rules = case
@@ -482,7 +482,7 @@ def test_split_lives_at_the_ttl(case: Any, family: str) -> None:
     assert rust_contributions(days, purchases, thresholds, rules) == contributions_j(expected)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     activity(), ttls, st.lists(st.sampled_from(["day", "week", "month", "gaps"]), max_size=4), times
 )

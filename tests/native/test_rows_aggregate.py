@@ -346,7 +346,7 @@ def cases(draw: st.DrawFn) -> tuple[Any, Any, list[Any], dict[Any, int]]:
     return rules, ctx, keys, totals
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(cases())
 def test_hypothesis_keys_of_every_family(case: tuple[Any, Any, list[Any], dict[Any, int]]) -> None:
     rules, ctx, keys, totals = case

@@ -187,7 +187,7 @@ def visitor_states(draw: st.DrawFn) -> VisitorState:
     )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=75, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(visitor_states())
 def test_hypothesis_states_encode_the_same_in_both_cores(state: VisitorState) -> None:
     raw = encode_state(state)
@@ -252,7 +252,7 @@ def test_bytes_that_are_not_a_state_are_refused_by_both(raw: bytes) -> None:
         shopfunnel_core.reencode_state(raw, "v")
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(st.binary(max_size=64) | st.from_regex(rb"\[2,[\[\]0-9,\"a-z{}:]{0,40}\]", fullmatch=True))
 def test_arbitrary_bytes_never_crash_either_codec(raw: bytes) -> None:
     """Garbage from a foreign changelog is the codec's own error, never a crash (the

@@ -201,7 +201,7 @@ def test_valid_records(case: Any) -> None:
     assert not hasattr(result, "reason"), result
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=record(), field=st.sampled_from(sorted(EDGES)), data=st.data())
 def test_one_field_at_its_edges(case: Any, field: str, data: Any) -> None:
     rec, stream, now_ms, b = case
@@ -215,7 +215,7 @@ def test_one_field_at_its_edges(case: Any, field: str, data: Any) -> None:
     _check(rec, stream, now_ms, b)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     case=record(),
     fields=st.lists(st.sampled_from(sorted(EDGES)), min_size=2, max_size=6),
@@ -318,7 +318,7 @@ def test_hand_picked_records() -> None:
 # -- the pieces ---------------------------------------------------------------------------------
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(value=st.one_of(any_id, st.text(st.sampled_from(SPECIAL_CHARS), min_size=1)))
 def test_id_problem(value: str) -> None:
     assert _probe("validation.id_problem", value=value) == id_problem(value)
@@ -345,7 +345,7 @@ def test_repr_of_every_code_point() -> None:
     assert _probe("validation.repr", value=everything, ascii=True) == ascii(everything)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=75, deadline=None)
 @given(
     value=st.one_of(
         st.text(),
@@ -360,7 +360,7 @@ def test_repr_ascii_and_shown(value: str) -> None:
     assert _probe("validation.shown", value=value) == _shown(value)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     t_ms=st.one_of(
         st.integers(0, MAX_DATE_MS),
@@ -378,7 +378,7 @@ def test_utc_date(t_ms: int) -> None:
     assert _probe("validation.utc_date", t_ms=t_ms) == _utc_date(t_ms)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(
     kwargs=st.fixed_dictionaries(
         {},

@@ -293,7 +293,7 @@ def gapped(draw: st.DrawFn) -> tuple[list[FunnelEvent], int]:
     return draw(event_lists(wide_times)), timeout
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(gapped(), TEXT)
 def test_segments(case: tuple[list[FunnelEvent], int], session_id: str) -> None:
     events, timeout = case
@@ -317,7 +317,7 @@ def test_segments(case: tuple[list[FunnelEvent], int], session_id: str) -> None:
 DIMS = st.tuples(TEXT, TEXT, TEXT, TEXT, TEXT)
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(st.data())
 def test_breakdown_values(data: st.DataObject) -> None:
     n_steps = data.draw(st.integers(1, 4))
@@ -494,7 +494,7 @@ def states(draw: st.DrawFn, rules: visitor.Rules) -> VisitorState:
     return state
 
 
-@settings(max_examples=90, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=45, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.data())
 def test_built_states(data: st.DataObject) -> None:
     rules = small_rules(data.draw)
