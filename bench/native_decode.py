@@ -14,7 +14,6 @@ the core will receive it; it builds no Python objects, as the core will not.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from collections import defaultdict
@@ -24,17 +23,9 @@ import shopfunnel_core
 
 from schemas.codec import EventCodec
 from schemas.model import Event
-from schemas.registry import SchemaRegistry
 from schemas.validation import ValidationBounds
 from simulator.generate import SimConfig, generate
-
-
-def registry_json(registry: SchemaRegistry) -> bytes:
-    schemas = [
-        {"name": s.name, "version": s.version, "id": s.schema_id, "definition": s.definition}
-        for s in registry
-    ]
-    return orjson.dumps({"schemas": schemas})
+from streams.compiled import config
 
 
 def batches(records: int) -> dict[str, list[tuple[bytes, int]]]:
@@ -55,7 +46,7 @@ def main() -> None:
     bounds = ValidationBounds(replay=True)
     codec = EventCodec(bounds=bounds)
     native = shopfunnel_core.Decoder(
-        registry_json(codec.registry), orjson.dumps(dataclasses.asdict(bounds))
+        orjson.dumps(config.registry_json(codec.registry)), orjson.dumps(config.bounds_json(bounds))
     )
     data = batches(args.records)
     total = sum(len(v) for v in data.values())

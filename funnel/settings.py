@@ -8,7 +8,7 @@ import time: call :func:`load_settings`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     # keeps every visitor's encoded state, ~300 B, whatever this is). Off by default:
     # measured 7-10% slower and +50 MB on simulated traffic (bench/state_memory.py).
     state_cache_visitors: int = Field(default=0, ge=0)
+    # Which core processes the partitions: "python" (streams/processor.py) or "compiled"
+    # (the Rust crate in native/, streams/compiled/processor.py). Both give identical
+    # state, rows and triggers (tests/native/test_core.py and the oracle tests).
+    core: Literal["python", "compiled"] = "python"
 
     # The ClickHouse writer inserts queued rows once the oldest has waited twice a recent
     # insert's duration, within sink_flush_min_seconds (capped at sink_flush_seconds) and

@@ -53,6 +53,8 @@ NOT_SET: Final = "(not set)"
 CACHE_LIMIT: Final = 65_536
 
 Predicate = Callable[[str, str], bool]
+# A condition as data (the compiled core's form, native/src/channels.rs): one dict per check.
+CheckSpec = dict[str, Any]
 """``predicate(source, medium)`` on normalised (trimmed, lower-case) values."""
 
 # "definitions" only holds YAML anchors that rules refer to.
@@ -94,11 +96,22 @@ class ChannelRules:
     """Ordered channel rules; build with :meth:`load`, then call :meth:`classify`."""
 
     def __init__(
-        self, rules: Iterable[tuple[str, Predicate]], internal_hosts: Iterable[str] = ()
+        self,
+        rules: Iterable[tuple[str, Predicate, list[CheckSpec]]],
+        internal_hosts: Iterable[str] = (),
     ) -> None:
-        self._rules = tuple(rules)
+        listed = tuple(rules)
+        self._rules = tuple((channel, predicate) for channel, predicate, _ in listed)
+        self._specs = tuple((channel, spec) for channel, _, spec in listed)
         self._internal = SourceGroup(frozenset(), frozenset(internal_hosts), frozenset())
         self._cache: dict[tuple[str | None, str | None, str | None], str] = {}
+
+    def spec(self) -> dict[str, Any]:
+        """The rules as data, for the compiled core (``ChannelRules::from_json``)."""
+        return {
+            "internal": _group_spec(self._internal),
+            "rules": [{"channel": channel, "all": spec} for channel, spec in self._specs],
+        }
 
     @classmethod
     def load(cls, path: Path | None = None) -> ChannelRules:
@@ -158,6 +171,14 @@ class ChannelRules:
         if host and not self._internal.matches(host):
             return host, "referral"
         return "(direct)", "(none)"
+
+
+def _group_spec(group: SourceGroup) -> dict[str, list[str]]:
+    return {
+        "names": sorted(group.names),
+        "domains": sorted(group.domains),
+        "wildcard_labels": sorted(group.wildcard_labels),
+    }
 
 
 def _host_of(value: str) -> str:
@@ -233,7 +254,7 @@ class _RulesParser:
             wildcard_labels=frozenset(d[:-2] for d in domains if d.endswith(".*")),
         )
 
-    def rule(self, node: Any) -> tuple[str, Predicate]:
+    def rule(self, node: Any) -> tuple[str, Predicate, list[CheckSpec]]:
         if not isinstance(node, _LineDict) or "channel" not in node:
             raise self.fail(node, "each rule needs 'channel:' and conditions")
         channel = node["channel"]
@@ -242,36 +263,49 @@ class _RulesParser:
         conditions = {k: v for k, v in node.items() if k != "channel"}
         if not conditions:
             raise self.fail(node, f"rule for {channel} has no conditions")
-        return str(channel), self.condition(conditions, node)
+        return (str(channel), *self.condition(conditions, node))
 
-    def condition(self, spec: Mapping[str, Any], node: Any) -> Predicate:
+    def condition(self, spec: Mapping[str, Any], node: Any) -> tuple[Predicate, list[CheckSpec]]:
         unknown = set(spec) - _CONDITION_KEYS
         if unknown:
             raise self.fail(
                 node,
                 f"unknown condition {sorted(unknown)}; use {', '.join(sorted(_CONDITION_KEYS))}",
             )
-        checks: list[Predicate] = [self.check(key, value, node) for key, value in spec.items()]
-        return lambda source, medium: all(check(source, medium) for check in checks)
+        parsed = [self.check(key, value, node) for key, value in spec.items()]
+        checks = [check for check, _ in parsed]
+        predicate: Predicate = lambda source, medium: all(  # noqa: E731
+            check(source, medium) for check in checks
+        )
+        return predicate, [check_spec for _, check_spec in parsed]
 
-    def check(self, key: str, value: Any, node: Any) -> Predicate:
+    def check(self, key: str, value: Any, node: Any) -> tuple[Predicate, CheckSpec]:
         if key == "any":
             if not isinstance(value, list) or not value:
                 raise self.fail(node, "'any' must be a non-empty list of conditions")
-            options = [self.condition(self.mapping(option), option) for option in value]
-            return lambda source, medium: any(option(source, medium) for option in options)
+            parsed = [self.condition(self.mapping(option), option) for option in value]
+            options = [option for option, _ in parsed]
+            return (
+                lambda source, medium: any(option(source, medium) for option in options),
+                {"any": [spec for _, spec in parsed]},
+            )
         if key == "source_in":
             groups = [self.known_group(name, node) for name in self.strings(value, node, key)]
-            return lambda source, _medium: any(group.matches(source) for group in groups)
+            return (
+                lambda source, _medium: any(group.matches(source) for group in groups),
+                {"source_in": [_group_spec(g) for g in groups]},
+            )
         if key in ("source_is", "medium_is"):
             accepted = frozenset(s.lower() for s in self.strings(value, node, key))
+            listed: CheckSpec = {key: sorted(accepted)}
             if key == "source_is":
-                return lambda source, _medium: source in accepted
-            return lambda _source, medium: medium in accepted
+                return (lambda source, _medium: source in accepted), listed
+            return (lambda _source, medium: medium in accepted), listed
         pattern = self.regex(value, node, key)
+        spec: CheckSpec = {key: {"pattern": pattern.pattern, "flags": int(pattern.flags)}}
         if key == "source_matches":
-            return lambda source, _medium: pattern.search(source) is not None
-        return lambda _source, medium: pattern.search(medium) is not None
+            return (lambda source, _medium: pattern.search(source) is not None), spec
+        return (lambda _source, medium: pattern.search(medium) is not None), spec
 
     def mapping(self, node: Any) -> Mapping[str, Any]:
         if not isinstance(node, _LineDict):

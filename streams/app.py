@@ -34,6 +34,7 @@ from streams import faust_private, transport
 from streams.attribution import AttributionRules
 from streams.attribution_monitor import AttributionMonitor
 from streams.changelog import ChangelogWriter
+from streams.compiled.processor import CompiledProcessor
 from streams.conversion import ConversionTracker
 from streams.costs_agent import attach_costs_agent, cost_codec
 from streams.experiment_monitor import ExperimentMonitor
@@ -43,6 +44,7 @@ from streams.funnels import FunnelDef
 from streams.garbage import collect_full
 from streams.lifecycle import LifecycleRules
 from streams.outputs import RowKey
+from streams.processor import PartitionProcessor, ProcessorFactory
 from streams.runtime import Runtime
 from streams.table_store import FaustTableStore
 from streams.transport import RecordBatch
@@ -99,6 +101,11 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
         for server in bootstrap_servers.split(",")
         if server.strip()
     ]
+
+
+def processor_factory(core: str) -> ProcessorFactory:
+    """The partition processor of the setting ``FUNNEL_CORE``."""
+    return CompiledProcessor if core == "compiled" else PartitionProcessor
 
 
 def build_app(settings: Settings) -> faust.App:
@@ -171,10 +178,14 @@ def build_worker(
         lifecycle=LifecycleRules(**settings.lifecycle_ms()),
         attribution=AttributionRules(**settings.attribution_ms()),
     )
+    channels = ChannelRules.load()
+    if settings.core == "compiled":
+        # Fails now, naming the problem, if the crate is missing or refuses the rules.
+        CompiledProcessor.check(rules, codec, channels, streams_to_topics)
     runtime = Runtime(
         rules=rules,
         decoder=codec,
-        channels=ChannelRules.load(),
+        channels=channels,
         topics_by_stream=streams_to_topics,
         store=FaustTableStore(table, ChangelogWriter(app, table), metrics.changelog_records.inc),
         writer=writer,
@@ -184,6 +195,7 @@ def build_worker(
         idle_input_seconds=settings.idle_input_seconds,
         input_stall_seconds=settings.input_stall_seconds,
         cache_visitors=settings.state_cache_visitors,
+        new_processor=processor_factory(settings.core),
         written_keys=written_keys,
         triggers=TriggerPublisher(app, topics.triggers, codec, settings.bootstrap_servers),
     )

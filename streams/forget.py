@@ -21,12 +21,14 @@ earlier; records appended earlier but not processed yet are dropped on arrival
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from schemas.forget import ForgetRequest
 from schemas.model import Event
+from sinks.tables import TableSpec
 from streams.aggregates import row_of
 from streams.lifecycle import PROSPECT, stage_at
 from streams.lives import split_lives
@@ -49,6 +51,9 @@ from streams.visitor import (
 
 # A watermark past every event: every session and attempt group closes.
 END_OF_TIME = 2**62
+
+
+log = logging.getLogger(__name__)
 
 
 class StoredEventLike(Protocol):
@@ -173,6 +178,73 @@ def corrected_row(
 def negative_counters(family: AggregateFamily, row: Row) -> list[str]:
     columns = family.table.columns
     return [c for c in family.value_columns if row[columns.index(c)] < 0]
+
+
+def plan(
+    request: ForgetRequest,
+    requested_at: int,
+    events: list[StoredEventLike],
+    thresholds_then: Mapping[str, int],
+    thresholds_now: Mapping[str, int],
+    state: VisitorState,
+    partition: int,
+    rules: Rules,
+) -> ForgetPlan:
+    """Step 1 of a forget (``PartitionProcessor.plan_forget``) for the visitor's current
+    ``state``: the forgotten contribution and the final rows it touches."""
+    delta, kept = lifetime_difference(events, request, requested_at, partition, rules)
+    result = ForgetPlan(
+        request.anonymous_id.encode(),
+        request,
+        requested_at,
+        delta,
+        kept,
+        events_forgotten=sum(1 for e in events if is_forgotten(e, request, requested_at)),
+        state_done=any(m.request_id == request.request_id for m in state.forgets),
+    )
+    for row in sorted(rows_of(delta), key=repr):
+        if is_final(row, thresholds_then):
+            result.final_then.append(row)
+        elif not result.state_done and is_final(row, thresholds_now):
+            # Finalised after a first attempt whose state change was lost (a crash):
+            # written from the old state, so it still counts the person.
+            result.final_since.append(row)
+    return result
+
+
+class RowSink(Protocol):
+    def add_row(self, table: TableSpec, row: Row) -> None: ...
+
+
+def correct_final_rows(
+    plan: ForgetPlan,
+    stored: Mapping[RowKey, Mapping[str, int]],
+    ctx: RowContext,
+    result: RowSink,
+) -> int:
+    """Step 2's final rows: each at its stored value minus the forgotten contribution,
+    added to ``result``; the number corrected. ``stored`` holds each final row's counters
+    (as of the first attempt for ``final_then``, the newest for ``final_since``)."""
+    corrected = 0
+    for row in [*plan.final_then, *plan.final_since]:
+        values = stored.get(row)
+        if values is None:
+            log.error("forget %s: no stored row for %r", plan.request.request_id, row)
+            continue
+        family = family_of(row)
+        built = corrected_row(family, row, plan.delta, values, ctx)
+        bad = negative_counters(family, built)
+        if bad:
+            log.error(
+                "forget %s: %r would go negative in %s; left as it is",
+                plan.request.request_id,
+                row,
+                ", ".join(bad),
+            )
+            continue
+        result.add_row(family.table, built)
+        corrected += 1
+    return corrected
 
 
 def rebuilt_state(

@@ -33,7 +33,7 @@ from streams.forget import StoredEventLike, family_of, split_by_family
 from streams.outputs import RowKey, forget_audit
 from streams.outputs.family import AggregateFamily, VersionClock
 from streams.outputs.forget_audit import ForgetAudit
-from streams.processor import PartitionProcessor
+from streams.processor import Processor
 
 log = logging.getLogger(__name__)
 
@@ -64,13 +64,13 @@ class ForgetRunner:
     writer: ClickHouseWriter
     versions: VersionClock
     # Makes a BatchResult durable in the runtime's order (Runtime._apply).
-    apply: Callable[[PartitionProcessor, BatchResult], Awaitable[None]]
+    apply: Callable[[Processor, BatchResult], Awaitable[None]]
     # Waits until the state writes queued so far are in the changelog.
     state_delivered: Callable[[], Awaitable[None]]
     wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)
 
     async def run(
-        self, processor: PartitionProcessor, request: ForgetRequest, requested_at: int
+        self, processor: Processor, request: ForgetRequest, requested_at: int
     ) -> ForgetAudit:
         started = time.perf_counter()
         partition = processor.partition
@@ -89,7 +89,7 @@ class ForgetRunner:
                 range_from=request.from_ms,
                 range_to=request.to_ms,
                 base_version=self.versions.next(),
-                thresholds=dict(processor.aggregates.thresholds),
+                thresholds=dict(processor.thresholds),
                 events_forgotten=0,
                 rows_corrected=0,
                 rows_deleted=0,
@@ -128,7 +128,7 @@ class ForgetRunner:
 
     async def _correct(
         self,
-        processor: PartitionProcessor,
+        processor: Processor,
         request: ForgetRequest,
         requested_at: int,
         audit: ForgetAudit,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from schemas.forget import ForgetRequest
 from schemas.model import Event
@@ -25,7 +26,6 @@ from streams import forget
 from streams.aggregates import PartitionAggregates
 from streams.batch import BatchResult
 from streams.checkpoint import META_PREFIX, Checkpoint, meta_key
-from streams.forget import family_of
 from streams.intake import Classifier, Decoder, Intake, Pending
 from streams.lifecycle_rows import advance_lifecycle
 from streams.outputs import Key, RowContext, RowKey, aggregate_rows, merge_rows
@@ -56,6 +56,58 @@ from streams.visitor_cache import CachedVisitor, StateView, VisitorCache
 from streams.watermarks import PartitionClock
 
 log = logging.getLogger(__name__)
+
+
+class Processor(Protocol):
+    """What the runtime needs of a partition's processor: :class:`PartitionProcessor`, or
+    ``streams.compiled.processor.CompiledProcessor`` (the setting ``FUNNEL_CORE``)."""
+
+    partition: int
+    rules: Rules
+    recovered_version: int | None
+    triggers_next_offset: int | None
+
+    @property
+    def state_keys(self) -> int: ...
+    @property
+    def state_bytes(self) -> int: ...
+    @property
+    def thresholds(self) -> dict[str, int]: ...
+    def recover(self, written_keys: Iterable[RowKey] = ()) -> BatchResult: ...
+    def process(
+        self, stream: str, records: list[Record], keep_history_from: int | None = None
+    ) -> BatchResult: ...
+    def tick(
+        self, caught_up: Mapping[str, int], idle: Iterable[str] = (), finished: bool = False
+    ) -> BatchResult: ...
+    def meta_record(self) -> bytes: ...
+    def next_offset(self, stream: str) -> int | None: ...
+    def watermark(self) -> int | None: ...
+    def plan_forget(
+        self,
+        request: ForgetRequest,
+        requested_at: int,
+        events: list[forget.StoredEventLike],
+        thresholds_then: dict[str, int],
+    ) -> forget.ForgetPlan: ...
+    def apply_forget(
+        self, plan: forget.ForgetPlan, stored: dict[RowKey, dict[str, int]], version: int
+    ) -> tuple[BatchResult, int]: ...
+
+
+class ProcessorFactory(Protocol):
+    def __call__(
+        self,
+        partition: int,
+        rules: Rules,
+        decoder: Any,
+        channels: Any,
+        topics: Mapping[str, str],
+        store: StateView,
+        versions: VersionClock | None = None,
+        wall_ms: Callable[[], int] | None = None,
+        cache_visitors: int = 0,
+    ) -> Processor: ...
 
 
 def _cells(row: RowKey) -> list[Key]:
@@ -107,6 +159,11 @@ class PartitionProcessor:
     @property
     def state_bytes(self) -> int:
         return self.visitors.state_bytes
+
+    @property
+    def thresholds(self) -> dict[str, int]:
+        """Finality group -> first window not final yet."""
+        return self.aggregates.thresholds
 
     # -- recovery ---------------------------------------------------------------------
 
@@ -395,30 +452,17 @@ class PartitionProcessor:
         thresholds when the request was first handled (its audit row keeps them).
         """
         key = request.anonymous_id.encode()
-        delta, kept = forget.lifetime_difference(
-            events, request, requested_at, self.partition, self.rules
-        )
         state = self.visitors.load(key, self.aggregates.thresholds).state
-        plan = forget.ForgetPlan(
-            key,
+        return forget.plan(
             request,
             requested_at,
-            delta,
-            kept,
-            events_forgotten=sum(
-                1 for e in events if forget.is_forgotten(e, request, requested_at)
-            ),
-            state_done=any(m.request_id == request.request_id for m in state.forgets),
+            events,
+            thresholds_then,
+            self.aggregates.thresholds,
+            state,
+            self.partition,
+            self.rules,
         )
-        now = self.aggregates.thresholds
-        for row in sorted(forget.rows_of(delta), key=repr):
-            if forget.is_final(row, thresholds_then):
-                plan.final_then.append(row)
-            elif not plan.state_done and forget.is_final(row, now):
-                # Finalised after a first attempt whose state change was lost (a crash):
-                # written from the old state, so it still counts the person.
-                plan.final_since.append(row)
-        return plan
 
     def apply_forget(
         self,
@@ -433,26 +477,9 @@ class PartitionProcessor:
         make durable and the number of final rows corrected.
         """
         result = BatchResult()
-        ctx = self._row_context(True, version)
-        corrected = 0
-        for row in [*plan.final_then, *plan.final_since]:
-            values = stored.get(row)
-            if values is None:
-                log.error("forget %s: no stored row for %r", plan.request.request_id, row)
-                continue
-            family = family_of(row)
-            built = forget.corrected_row(family, row, plan.delta, values, ctx)
-            bad = forget.negative_counters(family, built)
-            if bad:
-                log.error(
-                    "forget %s: %r would go negative in %s; left as it is",
-                    plan.request.request_id,
-                    row,
-                    ", ".join(bad),
-                )
-                continue
-            result.add_row(family.table, built)
-            corrected += 1
+        corrected = forget.correct_final_rows(
+            plan, stored, self._row_context(True, version), result
+        )
         if not plan.state_done:
             self._forget_state(plan, version, result)
         result.meta = True

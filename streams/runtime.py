@@ -25,7 +25,7 @@ from streams.conversion import ConversionTracker
 from streams.forget_runner import ForgetRunner, ForgetStore
 from streams.outputs import dead_letters as dead_letter_rows
 from streams.outputs.family import VersionClock
-from streams.processor import PartitionProcessor
+from streams.processor import PartitionProcessor, Processor, ProcessorFactory
 from streams.records import Record as InputRecord
 from streams.runtime_metrics import RuntimeMetrics
 from streams.transport import RecordBatch
@@ -83,6 +83,9 @@ class Runtime:
     dead_letters: DeadLetterSender
     idle_input_seconds: float = 60.0
     cache_visitors: int = 0  # decoded visitor states kept per partition
+    # The core that processes a partition (FUNNEL_CORE): the Python one, or the compiled
+    # one (streams/compiled/processor.py).
+    new_processor: ProcessorFactory = PartitionProcessor
     # Row keys this partition has in ClickHouse (non-final, non-zero); see recover().
     written_keys: Any = None
     triggers: TriggerPublisher | None = None
@@ -102,7 +105,7 @@ class Runtime:
     # None: not subscribed).
     forget_topic: str | None = None
     forgets: ForgetRunner | None = None
-    processors: dict[int, PartitionProcessor] = field(default_factory=dict)
+    processors: dict[int, Processor] = field(default_factory=dict)
     positions: dict[tuple[str, int], TopicPosition] = field(default_factory=dict)
     _locks: dict[int, asyncio.Lock] = field(default_factory=dict)
     _versions: VersionClock = field(default_factory=VersionClock)
@@ -136,11 +139,11 @@ class Runtime:
             lock = self._locks[partition] = asyncio.Lock()
         return lock
 
-    async def _processor(self, partition: int) -> PartitionProcessor:
+    async def _processor(self, partition: int) -> Processor:
         processor = self.processors.get(partition)
         if processor is None:
             started = time.perf_counter()
-            processor = PartitionProcessor(
+            processor = self.new_processor(
                 partition,
                 self.rules,
                 self.decoder,
@@ -358,9 +361,7 @@ class Runtime:
         position.seen_batch = True
         self.observed.batch_processed(len(batch.records), time.perf_counter() - started)
 
-    async def _reject_forget(
-        self, processor: PartitionProcessor, rejection: Rejection, record: Any
-    ) -> None:
+    async def _reject_forget(self, processor: Processor, rejection: Rejection, record: Any) -> None:
         assert self.forget_topic is not None
         letter = DeadLetter.from_rejection(
             rejection,
@@ -386,7 +387,7 @@ class Runtime:
         await self._apply(processor, result)
 
     async def _apply(
-        self, processor: PartitionProcessor, result: BatchResult, arrived_ms: int | None = None
+        self, processor: Processor, result: BatchResult, arrived_ms: int | None = None
     ) -> None:
         """Make one batch's outcome durable, in an order that survives a kill at any point.
 

@@ -98,6 +98,11 @@ class PipelineEnv:
             FUNNEL_REPLAY="true",  # simulated data lies in the past
             PYTHONUNBUFFERED="1",
         )
+        # SHOPFUNNEL_TEST_CORE=compiled|python runs every worker of the tests on that core
+        # (FUNNEL_CORE); unset, the setting's default.
+        core = os.environ.get("SHOPFUNNEL_TEST_CORE")
+        if core:
+            env["FUNNEL_CORE"] = core
         env.update(self.extra)
         return env
 

@@ -19,7 +19,9 @@
 //! window longer than the watermark's distance to i64::MIN) makes `finalize` fail, as it
 //! does (without changing anything) where Python raises.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::attribution::KPI_THRESHOLD;
 use crate::contributions::key_from;
@@ -192,7 +194,7 @@ impl PartitionAggregates {
             .entry(group.0.clone())
             .or_default()
             .insert(seq, group.1);
-        let mut rows = HashSet::new();
+        let mut rows = HashSet::default();
         rows.insert(row);
         self.groups.insert(group, Group { seq, rows });
     }

@@ -8,7 +8,7 @@
 //! as `_add` does, and a sum of zero keeps its place, as in the dict). Python's integers
 //! are unbounded: where a sum would leave i64, these return an error instead.
 
-use std::collections::HashMap;
+use crate::fxhash::FxHashMap as HashMap;
 
 use crate::attribution::{attribution_contributions, window_of, KPI_THRESHOLD};
 use crate::attribution::{Model, OrderAttributionKey};

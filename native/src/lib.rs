@@ -15,16 +15,19 @@ pub mod attribution;
 pub mod channels;
 pub mod checkpoint;
 pub mod contributions;
+pub mod core;
 pub mod deadletter;
 pub mod event;
 pub mod funnel_eval;
 pub mod funnels;
+pub mod fxhash;
 pub mod intake;
 pub mod json;
 pub mod keys;
 pub mod lifecycle;
 pub mod lifecycle_rows;
 pub mod lives;
+pub mod pycore;
 pub mod records;
 pub mod retention;
 pub mod rows_aggregate;
@@ -155,6 +158,7 @@ impl Decoder {
 #[pymodule]
 fn shopfunnel_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
+    m.add_class::<pycore::PartitionCoreHandle>()?;
     m.add("FORMAT_VERSION", state::FORMAT_VERSION)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(probe, m)?)?;

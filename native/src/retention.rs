@@ -16,7 +16,9 @@
 use crate::json::{Json, JsonError, JsonResult};
 use crate::lives::{self, split_lives, LifecycleRules};
 use crate::state::{DayActivity, Purchase};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::fxhash::FxHashMap as HashMap;
 use std::convert::TryFrom;
 
 pub use crate::lifecycle::DAY_MS;
@@ -503,7 +505,7 @@ pub fn retention_contributions(
     lifecycle: &LifecycleRules,
 ) -> Option<Vec<(RetentionContribution, i64)>> {
     let mut out: Vec<(RetentionContribution, i64)> = Vec::new();
-    let mut index: HashMap<RetentionContribution, usize> = HashMap::new();
+    let mut index: HashMap<RetentionContribution, usize> = HashMap::default();
     let mut add = |key: RetentionContribution| match index.get(&key) {
         Some(&at) => {
             if let Some(entry) = out.get_mut(at) {

@@ -66,6 +66,19 @@ class VersionClock:
         self._last = now if now > self._last else self._last + 1
         return self._last
 
+    @property
+    def last(self) -> int:
+        return self._last
+
+    def now_ns(self) -> int:
+        """The wall clock the versions follow (the compiled core takes it per batch)."""
+        return time.time_ns()
+
+    def catch_up(self, last: int) -> None:
+        """Versions up to ``last`` were handed out elsewhere (by the compiled core)."""
+        if last > self._last:
+            self._last = last
+
 
 KPI_THRESHOLD = "kpi"
 

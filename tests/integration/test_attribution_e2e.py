@@ -15,11 +15,9 @@ twice; the simulator's costs.csv is imported twice through `funnel costs import`
 
 from __future__ import annotations
 
-import asyncio
 import random
 import subprocess
 import sys
-import threading
 import time
 from collections import defaultdict
 from datetime import UTC, datetime
@@ -35,12 +33,12 @@ from reports.attribution import read_daily_roi, read_ltv
 from simulator.config import SimConfig
 from simulator.costs import campaign_costs, write_costs
 from simulator.generate import generate
-from simulator.produce import produce
 from simulator.records import SimRecord
 from simulator.truth import compute_truth
 from simulator.truth_attribution import MODELS, AttributionConfig, attribution_truth_of
 from simulator.truth_model import Truth
 from streams.topics import ensure_topics
+from tests.integration.live_traffic import LiveTraffic
 from tests.pipeline_harness import (
     REPO_ROOT,
     PipelineEnv,
@@ -92,10 +90,6 @@ def _import_costs(env: PipelineEnv, path: Path) -> str:
     return result.stdout
 
 
-def _produce(env: PipelineEnv, records: list[SimRecord], rate: float) -> None:
-    asyncio.run(produce(records, env.bootstrap, env.topics, speedup=None, rate=rate))
-
-
 def _wait(what: str, check: Any, worker: WorkerProcess, timeout: float = 180.0) -> Any:
     deadline = time.monotonic() + timeout
     last: object = None
@@ -135,10 +129,8 @@ def test_attribution_and_roi_equal_the_truth_after_kills_and_a_double_import(
         load_settings(bootstrap_servers=env.bootstrap, topics=env.topics, partitions=env.partitions)
     )
     _import_costs(env, costs_csv)
-    producer = threading.Thread(
-        target=_produce, args=(env, records, len(records) / 40.0), daemon=True
-    )
-    producer.start()
+    # Paced over ~40 s so the input is still arriving at the kills; the rest at once after.
+    traffic = LiveTraffic(records, env.bootstrap, env.topics, rate=len(records) / 40.0).start()
     rnd = random.Random(15)
     for round_ in range(2):
         worker = WorkerProcess(env, until_idle=None, name=f"killed-{round_}")
@@ -148,8 +140,9 @@ def test_attribution_and_roi_equal_the_truth_after_kills_and_a_double_import(
         if round_ == 0:
             # The same file again, between the kills: it must change nothing.
             _import_costs(env, costs_csv)
-    producer.join(180)
-    assert not producer.is_alive()
+    sent_at_last_kill = traffic.hurry()
+    traffic.join(180)
+    assert sent_at_last_kill < len(records), "input must still be arriving at the last kill"
 
     # A live worker: its gauges show the last day's ROAS per channel and model.
     live = WorkerProcess(env, until_idle=None, name="live")
@@ -174,7 +167,9 @@ def test_attribution_and_roi_equal_the_truth_after_kills_and_a_double_import(
     _assert_report_shows_every_model(env)  # read live, through the worker's SQL endpoint
     live.terminate()
     assert live.wait(60) == 0
-    run_until_idle(env, name="final")  # declares the inputs finished, as the truth assumes
+    # Declares the inputs finished, as the truth assumes. Everything is in the topics
+    # before it starts: a second of idleness means read to the end.
+    run_until_idle(env, name="final", until_idle=1.0)
 
     client = clickhouse(env)
     try:

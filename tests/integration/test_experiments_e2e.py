@@ -13,7 +13,6 @@ records, produced while the worker is SIGKILLed twice.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import subprocess
@@ -31,11 +30,11 @@ from reports.experiment_readout import ExperimentSums, VariantSums, experiment_s
 from schemas.codec import EventCodec
 from simulator.config import SimConfig
 from simulator.generate import SimRecord, generate
-from simulator.produce import produce
 from simulator.truth_experiments import ExperimentTruth, experiment_truth
 from streams.experiments import ExperimentDef, load_experiments
 from streams.funnels import load_funnels
 from streams.topics import ensure_topics
+from tests.integration.live_traffic import LiveTraffic
 from tests.pipeline_harness import (
     PipelineEnv,
     WorkerProcess,
@@ -137,15 +136,10 @@ def _scenario(
 def killed(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[PipelineEnv, list[SimRecord], tuple[ExperimentDef, ...]]:
-    """The traffic produced over ~30 s while the worker is SIGKILLed twice."""
+    """The traffic produced at a pace of ~30 s while the worker is SIGKILLed twice (the
+    rest at once after the second kill)."""
     records, experiments, env = _scenario(kafka_bootstrap, tmp_path_factory.mktemp("exp"))
-    producer = threading.Thread(
-        target=lambda: asyncio.run(
-            produce(records, env.bootstrap, env.topics, speedup=None, rate=len(records) / 30.0)
-        ),
-        daemon=True,
-    )
-    producer.start()
+    traffic = LiveTraffic(records, env.bootstrap, env.topics, rate=len(records) / 30.0).start()
     rnd = random.Random(20261205)
     ingested_at_kill = 0.0
     for _ in range(2):
@@ -154,9 +148,10 @@ def killed(
         threading.Event().wait(rnd.uniform(1.0, 3.0))
         ingested_at_kill = worker.metric("shopfunnel_events_ingested_total") or 0.0
         worker.kill()
-    producer.join(120)
-    assert not producer.is_alive()
+    sent_at_last_kill = traffic.hurry()
+    traffic.join(120)
     assert ingested_at_kill < len(records), "the kills must happen before the input is consumed"
+    assert sent_at_last_kill < len(records), "input must still be arriving at the last kill"
     run_until_idle(env, timeout=420)
     return env, records, experiments
 

@@ -28,6 +28,7 @@ from simulator.produce import produce
 from simulator.truth import compute_truth
 from simulator.truth_model import LifecycleParams, Truth
 from streams.topics import ensure_topics
+from tests.integration.live_traffic import LiveTraffic
 from tests.pipeline_harness import (
     PipelineEnv,
     WorkerProcess,
@@ -72,6 +73,10 @@ PARAMS = LifecycleParams(
     cart_abandon_ms=30 * 60_000,
 )
 
+# The runs that declare the inputs finished start once all of them are in the topics: a
+# second of idleness means read to the end.
+FINAL_IDLE_SECONDS = 1.0
+
 
 def _scenario(bootstrap: str, data_dir: Path) -> tuple[list[SimRecord], Truth, PipelineEnv]:
     """The simulated traffic, its ground truth, and fresh topics for one run of it."""
@@ -98,7 +103,7 @@ def replayed(
 ) -> tuple[PipelineEnv, Truth]:
     records, truth, env = _scenario(kafka_bootstrap, tmp_path_factory.mktemp("lifecycle"))
     asyncio.run(produce(records, env.bootstrap, env.topics, speedup=None, rate=None))
-    run_until_idle(env, timeout=420)
+    run_until_idle(env, timeout=420, until_idle=FINAL_IDLE_SECONDS)
     return env, truth
 
 
@@ -120,16 +125,10 @@ def test_every_table_equals_the_truth(run: str, request: pytest.FixtureRequest) 
 def killed(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[PipelineEnv, Truth]:
-    """The same traffic produced over ~40 s while the worker is SIGKILLed twice."""
+    """The same traffic produced at a pace of ~40 s while the worker is SIGKILLed twice
+    (the rest at once after the second kill)."""
     records, truth, env = _scenario(kafka_bootstrap, tmp_path_factory.mktemp("killed"))
-    rate = len(records) / 40.0
-    producer = threading.Thread(
-        target=lambda: asyncio.run(
-            produce(records, env.bootstrap, env.topics, speedup=None, rate=rate)
-        ),
-        daemon=True,
-    )
-    producer.start()
+    traffic = LiveTraffic(records, env.bootstrap, env.topics, rate=len(records) / 40.0).start()
     rnd = random.Random(20261124)
     ingested_at_kill = 0.0
     for _ in range(2):
@@ -140,10 +139,11 @@ def killed(
         threading.Event().wait(pause)
         ingested_at_kill = worker.metric("shopfunnel_events_ingested_total") or 0.0
         worker.kill()
-    producer.join(120)
-    assert not producer.is_alive()
+    sent_at_last_kill = traffic.hurry()
+    traffic.join(120)
     assert ingested_at_kill < len(records), "the kills must happen before the input is consumed"
-    run_until_idle(env, timeout=420)
+    assert sent_at_last_kill < len(records), "input must still be arriving at the last kill"
+    run_until_idle(env, timeout=420, until_idle=FINAL_IDLE_SECONDS)
     return env, truth
 
 

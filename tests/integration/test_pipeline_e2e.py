@@ -14,7 +14,6 @@ import random
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -39,6 +38,7 @@ from streams.app import CHANGELOG_TOPIC_CONFIGS, STATE_TABLE
 from streams.funnels import load_funnels
 from streams.topics import ensure_topics
 from streams.worker import SHUTDOWN_HARD_MARGIN_SECONDS
+from tests.integration.live_traffic import LiveTraffic
 from tests.pipeline_harness import (
     PipelineEnv,
     WorkerProcess,
@@ -462,10 +462,9 @@ def test_sigkill_at_random_points_leaves_every_aggregate_exact(
     records, truth = simulated
     env = PipelineEnv.with_fresh_topics(kafka_bootstrap, tmp_path, funnels=MIXED_FUNNELS)
     _create_topics(env)
-    # Slow enough that input is still arriving when the last worker is killed.
-    rate = len(records) / 60.0
-    producer = threading.Thread(target=_produce, args=(env, records, rate), daemon=True)
-    producer.start()
+    # Slow enough that input is still arriving when the last worker is killed; the rest
+    # goes out at once after that kill (the final worker starts once it is all in).
+    traffic = LiveTraffic(records, env.bootstrap, env.topics, rate=len(records) / 60.0).start()
     rnd = random.Random(20261124)
     recoveries: list[float] = []
     ingested_at_kill = 0.0
@@ -477,10 +476,12 @@ def test_sigkill_at_random_points_leaves_every_aggregate_exact(
         time.sleep(rnd.uniform(0.5, 3.0))
         ingested_at_kill = worker.metric("shopfunnel_events_ingested_total") or 0.0
         worker.kill()
-    producer.join(120)
-    assert not producer.is_alive()
-    final = run_until_idle(env, name="final")
+    sent_at_last_kill = traffic.hurry()
+    traffic.join(120)
+    # Everything is in the topics before it starts: a second of idleness means read to the end.
+    final = run_until_idle(env, name="final", until_idle=1.0)
     assert ingested_at_kill < len(records), "the kills must happen before the input is consumed"
+    assert sent_at_last_kill < len(records), "input must still be arriving at the last kill"
     counts = assert_matches_truth(env, truth, records)
     _assert_window_funnel_agrees(env)  # the second oracle, after the kills too
     print(

@@ -23,21 +23,26 @@ Then:
 
 from __future__ import annotations
 
-import asyncio
-import threading
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
+from urllib.request import urlopen
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from funnel.settings import load_settings
 from schemas.codec import EventCodec
 from simulator.config import SimConfig
 from simulator.generate import generate
-from simulator.produce import produce
 from simulator.truth import compute_truth
 from streams.topics import ensure_topics
+from tests import multi_worker
+from tests.integration.live_traffic import LiveTraffic
 from tests.multi_worker import NEWEST, committed_lag, newest_rows, recoveries
 from tests.pipeline_harness import PipelineEnv, WorkerProcess, differences, read_topic, truth_tables
 
@@ -54,7 +59,10 @@ CONFIG = SimConfig(
     late_pct=1,
     malformed_pct=0.5,
 )
-SEND_SECONDS = 70.0
+# The produce pace. The churn takes about 60 s here; the records not sent by the end of
+# it go out at once then (LiveTraffic), so a pace longer than the churn costs nothing and
+# keeps the traffic live through the last change on a slower machine too.
+SEND_SECONDS = 90.0
 
 
 def taken_since(workers: list[WorkerProcess], since_ns: int) -> dict[int, int]:
@@ -85,8 +93,67 @@ def wait_for_rebalance(
     raise AssertionError(f"no partition was taken again within {timeout:.0f} s: {seen}")
 
 
+def settled(workers: list[WorkerProcess], final_watermarks: dict[int, int]) -> bool:
+    """Has every partition's watermark, on the worker that holds it, reached the truth's
+    final one (``shopfunnel_watermark_timestamp_seconds``), with no rows left waiting in
+    any worker's sink queue (``shopfunnel_sink_queue_rows``)?"""
+    marks: dict[int, set[int]] = {}
+    for worker in workers:
+        try:
+            with urlopen(f"http://127.0.0.1:{worker.metrics_port}/metrics", timeout=2) as resp:
+                text = resp.read().decode()
+        except OSError:
+            return False
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "shopfunnel_watermark_timestamp_seconds":
+                    partition = int(sample.labels["partition"])
+                    marks.setdefault(partition, set()).add(round(sample.value * 1000))
+                elif sample.name == "shopfunnel_sink_queue_rows" and sample.value:
+                    return False
+    return marks == {p: {w} for p, w in final_watermarks.items()}
+
+
+def prefetch_newest_sources(envs: list[PipelineEnv], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Read the rows ``newest_rows`` asks each store for in one child process per store,
+    the stores side by side, instead of one child per table and store (each child pays
+    Python's and chDB's start). ``tests.multi_worker.rows_of`` then answers from what was
+    read; anything else it is asked still goes to a child of its own."""
+    sqls = [
+        f"SELECT {keys}, {values}, is_final, version FROM {table} FINAL"
+        for table, (keys, values) in NEWEST.items()
+    ]
+    script = (
+        "import json, sys, clickhouse_connect\n"
+        "c = clickhouse_connect.get_client(dsn=sys.argv[1], database='shop')\n"
+        "print(json.dumps([c.query(q).result_rows for q in json.load(sys.stdin)], default=str))\n"
+    )
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, f"chdb://{env.data_dir.resolve() / 'clickhouse'}"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for env in envs
+    ]
+    read: dict[tuple[Path, str], list[list[Any]]] = {}
+    for env, child in zip(envs, children, strict=True):
+        out, _ = child.communicate(json.dumps(sqls), timeout=300)
+        assert child.returncode == 0, f"reading {env.data_dir} failed ({child.returncode})"
+        for sql, rows in zip(sqls, json.loads(out), strict=True):
+            read[(env.data_dir.resolve(), sql)] = rows
+    one_by_one = multi_worker.rows_of
+
+    def rows_of(env: PipelineEnv, sql: str) -> list[list[Any]]:
+        rows = read.get((env.data_dir.resolve(), sql))
+        return list(rows) if rows is not None else one_by_one(env, sql)
+
+    monkeypatch.setattr(multi_worker, "rows_of", rows_of)
+
+
 def test_workers_join_leave_and_die_and_every_row_still_equals_the_truth(
-    kafka_bootstrap: str, tmp_path: Path
+    kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert set(NEWEST)
     records = list(generate(CONFIG))
@@ -115,19 +182,10 @@ def test_workers_join_leave_and_die_and_every_row_still_equals_the_truth(
     ensure_topics(
         load_settings(bootstrap_servers=first.bootstrap, topics=first.topics, partitions=PARTITIONS)
     )
-    producer = threading.Thread(
-        target=lambda: asyncio.run(
-            produce(
-                records,
-                first.bootstrap,
-                first.topics,
-                speedup=None,
-                rate=len(records) / SEND_SECONDS,
-            )
-        ),
-        daemon=True,
-    )
-    producer.start()
+    # Paced so the traffic is live through every change; the rest at once after the last.
+    traffic = LiveTraffic(
+        records, first.bootstrap, first.topics, rate=len(records) / SEND_SECONDS
+    ).start()
     everyone: list[WorkerProcess] = []
     workers = [WorkerProcess(envs[n], until_idle=None, name=f"w{n}") for n in range(3)]
     everyone += workers
@@ -160,8 +218,9 @@ def test_workers_join_leave_and_die_and_every_row_still_equals_the_truth(
     back.wait_for_metric("shopfunnel_events_ingested_total", 1, timeout=180)
     times["come back"] = wait_for_rebalance(everyone, since)
 
-    producer.join(300)
-    assert not producer.is_alive()
+    sent_during_churn = traffic.hurry()
+    assert sent_during_churn < len(records), "input must still be arriving through the churn"
+    traffic.join(300)
     lag = None
     for _ in range(480):
         lag = committed_lag(first)
@@ -169,15 +228,20 @@ def test_workers_join_leave_and_die_and_every_row_still_equals_the_truth(
             break
         time.sleep(0.5)
     assert lag == 0, f"partitions left behind: {lag} records not committed by the group"
-    time.sleep(8)  # let every worker reach its final watermark and flush
     alive = [w for w in everyone if w.process.poll() is None]
     assert len(alive) == 3, [w.log_path.name for w in alive]
+    # Let every worker reach its final watermark and flush its rows.
+    deadline = time.monotonic() + 120
+    while not settled(alive, truth.final_watermarks):
+        assert time.monotonic() < deadline, "the workers' watermarks never reached the truth's"
+        time.sleep(0.5)
     for worker in alive:
         worker.terminate()
         assert worker.wait(60) == 0, worker.log_tail()
 
     recovered = recoveries(everyone)
     assert set(recovered) == set(range(PARTITIONS)), recovered
+    prefetch_newest_sources(envs, monkeypatch)
     got = newest_rows(envs, recovered)
     want = {table: rows for table, rows in truth_tables(truth).items() if table in NEWEST}
     diff = differences(got, want)

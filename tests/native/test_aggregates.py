@@ -35,6 +35,7 @@ import streams.processor
 from bench import state_memory
 from streams.aggregates import PartitionAggregates, row_of
 from streams.checkpoint import meta_key
+from streams.compiled.config import rules_json
 from streams.funnels import load_funnels
 from streams.lifecycle import DAY_MS
 from streams.outputs.funnel_attempts import FunnelAttemptKey
@@ -47,7 +48,6 @@ from streams.outputs.order_gaps import OrderGapKey
 from streams.outputs.retention import RetentionKey
 from streams.retention import GAP_BUCKETS_DAYS
 from streams.visitor import Rules
-from tests.native.specs import rules_json
 from tests.native.test_contributions import contributions_j, key_j, probe
 
 # One operation as sent, Python's result (as the probe writes it) and, for finalize and

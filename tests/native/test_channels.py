@@ -126,6 +126,9 @@ def compare(rules: ChannelRules, cases: Iterable[Case]) -> int:
     """Rust == Python on every case: classify (plain and memoised) and source_medium."""
     cases = list(dict.fromkeys(cases))
     spec = channel_rules_json(rules)
+    # What production hands the compiled core (the parser's record of the rules) is
+    # what the predicates it built do.
+    assert rules.spec() == spec
     expected = [rules.classify(*c) for c in cases]
     pairs = [list(rules.source_medium(*c)) for c in cases]
     for name, want in (

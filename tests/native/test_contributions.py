@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from bench import state_memory
 from streams import visitor as py_visitor
 from streams.attribution import MODELS
+from streams.compiled.config import rules_json
 from streams.lifecycle import Purchase
 from streams.lives import DayActivity
 from streams.outputs.funnel_attempts import FunnelAttemptKey
@@ -41,7 +42,6 @@ from streams.outputs.order_gaps import OrderGapKey
 from streams.outputs.retention import RetentionKey
 from streams.retention import GAP_BUCKETS_DAYS
 from streams.state import decode_state, encode_state
-from tests.native.specs import rules_json
 
 I64 = (-(2**63), 2**63 - 1)
 

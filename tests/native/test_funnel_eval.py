@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 import streams.visitor
 from bench import state_memory
 from streams import funnel_eval
+from streams.compiled.config import funnel_spec
 from streams.funnel_eval import Credit, FunnelEvent, evaluate, is_start, matches, user_group_ranges
 from streams.funnels import (
     MODES,
@@ -41,7 +42,6 @@ from streams.funnels import (
     _FunnelParser,
     parse_duration_ms,
 )
-from tests.native.specs import funnel_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 I64_MAX = 2**63 - 1

@@ -41,27 +41,13 @@ from schemas.registry import SchemaRegistry
 from schemas.validation import ValidationBounds
 from simulator.config import SimConfig
 from simulator.generate import generate
+from streams.compiled.config import registry_json
 
 shopfunnel_core = pytest.importorskip(
     "shopfunnel_core", reason="the compiled core is not built: run `make setup`"
 )
 
 MAX_PAYLOAD = ValidationBounds().max_payload_bytes
-
-
-def registry_json(registry: SchemaRegistry) -> dict[str, Any]:
-    """What the Rust ``Registry::from_json`` takes: every schema the Python registry loaded."""
-    return {
-        "schemas": [
-            {
-                "name": s.name,
-                "version": s.version,
-                "id": s.schema_id,
-                "definition": s.definition,
-            }
-            for s in registry
-        ]
-    }
 
 
 REGISTRY = registry_json(SchemaRegistry.load())

@@ -32,6 +32,7 @@ from hypothesis import strategies as st
 from bench import state_memory
 from streams import outputs as py_outputs
 from streams.attribution import MODELS
+from streams.compiled.config import rules_json
 from streams.outputs.funnel_attempts import FunnelAttemptKey
 from streams.outputs.funnel_outcomes import FunnelOutcomeKey
 from streams.outputs.funnel_steps import FunnelStepKey
@@ -41,7 +42,6 @@ from streams.outputs.order_attribution import OrderAttributionKey
 from streams.outputs.order_gaps import OrderGapKey
 from streams.outputs.retention import RetentionKey
 from streams.retention import GAP_BUCKETS_DAYS
-from tests.native.specs import rules_json
 from tests.native.test_contributions import key_j
 
 I64 = (-(2**63), 2**63 - 1)

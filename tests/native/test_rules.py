@@ -9,10 +9,10 @@ import pytest
 import shopfunnel_core
 
 from streams.attribution import AttributionRules
+from streams.compiled.config import rules_json
 from streams.funnels import load_funnels
 from streams.lifecycle import LifecycleRules
 from streams.visitor import Rules
-from tests.native.specs import rules_json
 
 MIXED = Path(__file__).resolve().parents[2] / "bench" / "funnels_mixed.yaml"
 

@@ -32,10 +32,10 @@ import streams.processor
 from bench import state_memory
 from schemas.model import Event, Item
 from schemas.properties import BUILTIN_PROPERTIES, property_values
+from streams.compiled.config import rules_json
 from streams.funnels import FunnelDef, _FunnelParser, load_funnels
 from streams.state import Dims, VisitorState, _compact_dims, decode_state, encode_state
 from streams.visitor import Applied, Rules, _order_line, apply_event
-from tests.native.specs import rules_json
 
 ROOT = Path(__file__).resolve().parents[2]
 MIXED = ROOT / "bench" / "funnels_mixed.yaml"

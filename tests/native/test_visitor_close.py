@@ -33,6 +33,7 @@ from schemas.validation import ValidationBounds
 from streams import processor as processor_module
 from streams import visitor
 from streams.attribution import AttributionRules, Touch
+from streams.compiled.config import funnel_spec, rules_json
 from streams.funnel_eval import Credit, FunnelEvent
 from streams.funnels import Breakdown, FunnelDef, load_funnels
 from streams.lifecycle import DAY_MS, CartEvent, LifecycleRules, Purchase
@@ -40,7 +41,6 @@ from streams.lives import DayActivity
 from streams.processor import PartitionProcessor
 from streams.records import Record
 from streams.state import ClosedCredit, OpenSession, OrderLine, VisitorState, encode_state
-from tests.native.specs import funnel_spec, rules_json
 
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
 MIXED = Path(__file__).resolve().parents[2] / "bench" / "funnels_mixed.yaml"

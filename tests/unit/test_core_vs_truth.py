@@ -36,6 +36,7 @@ from streams.outputs.user_rfm import TABLE as USER_RFM
 from streams.processor import PartitionProcessor
 from streams.records import Record as InputRecord
 from streams.visitor import Rules
+from tests.native.twin import TwinProcessor
 from tests.pipeline_harness import attribution_table
 from tests.unit.fakes import DictStore, row_layouts
 
@@ -278,13 +279,15 @@ class PartitionRun:
         self.sink = sink
         self.codec = EventCodec(bounds=ValidationBounds(replay=True))
         self.channels = ChannelRules.load()
-        self.log: list[tuple[bytes, bytes]] = []
+        self.log: list[tuple[bytes, bytes | None]] = []
         self.store = DictStore()
         self.proc = self._fresh()
         self.keep(self.proc.recover())
 
-    def _fresh(self) -> PartitionProcessor:
-        return PartitionProcessor(
+    def _fresh(self) -> PartitionProcessor | TwinProcessor:
+        # Both cores, compared on every call (tests/native/twin.py); the compiled core's
+        # results go on to the sink, whose tables are checked against the truth.
+        return TwinProcessor(
             self.partition,
             self.rules,
             self.codec,
@@ -298,8 +301,7 @@ class PartitionRun:
         writes = list(result.state_writes.items())
         if result.meta:
             writes.append((meta_key(self.partition), self.proc.meta_record()))
-        for key, value in writes:
-            assert value is not None
+        for key, value in writes:  # None: a tombstone (a visitor with nothing left)
             self.store.put(key, value, self.partition)
             self.log.append((key, value))
         self.sink.write(result)

@@ -244,7 +244,7 @@ def test_a_restart_with_nothing_new_to_read_still_finishes_its_partitions(
         built.append(partition)
         return h.processor
 
-    monkeypatch.setattr(runtime_module, "PartitionProcessor", build)
+    h.runtime.new_processor = build  # type: ignore[assignment]
     h.end = dict.fromkeys(TOPICS, 7)  # committed by the last worker, nothing new
     flowing = [False]
     h.runtime.inputs_flowing = lambda: flowing[0]

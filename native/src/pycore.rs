@@ -1,0 +1,435 @@
+//! `PartitionCore` as a Python class: raw records in, a batch's outcome out.
+//!
+//! A call returns `(outcome, state_writes, last_version)`: the outcome as JSON (rows per
+//! table, triggers, dead letters, stats, watermark; `streams/compiled/processor.py` turns
+//! it into a `BatchResult`), the state writes as `[(key, bytes or None)]`, and the last
+//! row version used (the worker's partitions share one strictly increasing clock).
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::channels::{ChannelCache, ChannelRules};
+use crate::core::{Clocks, CoreError, Counts, Output, PartitionCore};
+use crate::intake::{EventDecoder, Record};
+use crate::json::{self, Json};
+use crate::lifecycle_rows::VersionClock;
+use crate::records::Registry;
+use crate::rows_aggregate::row_key_from;
+use crate::rows_intake::{DEAD_LETTERS_TABLE, LATE_EVENTS_TABLE, RAW_EVENTS_TABLE};
+use crate::rules::Rules;
+use crate::validation::ValidationBounds;
+
+fn value_error(message: String) -> PyErr {
+    PyValueError::new_err(message)
+}
+
+fn core_error(e: CoreError) -> PyErr {
+    value_error(e.0)
+}
+
+fn parsed(raw: &[u8], what: &str) -> PyResult<Json> {
+    json::parse(raw).map_err(|e| value_error(format!("{}: {}", what, e)))
+}
+
+type InputRecord<'py> = (i64, Option<Bound<'py, PyBytes>>, Bound<'py, PyBytes>, i64);
+type Writes<'py> = Vec<(Bound<'py, PyBytes>, Option<Bound<'py, PyBytes>>)>;
+type Answer<'py> = (PyObject, Writes<'py>, i64);
+
+#[pyclass(module = "shopfunnel_core")]
+pub struct PartitionCoreHandle {
+    core: PartitionCore,
+}
+
+fn clocks(versions_last: i64, now_ns: Option<i64>, wall_ms: i64) -> Clocks {
+    Clocks {
+        versions: match now_ns {
+            Some(now) => VersionClock::stopped_at(versions_last, now),
+            None => VersionClock::with_last(versions_last),
+        },
+        wall_ms,
+    }
+}
+
+#[pymethods]
+impl PartitionCoreHandle {
+    /// The core of `partition`: the rules (`Rules::from_json`), the schema registry, the
+    /// validation bounds and the channel rules as JSON, the inputs as [(stream, topic)],
+    /// and how many decoded visitors to keep.
+    #[new]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        partition: i64,
+        rules_json: &[u8],
+        registry_json: &[u8],
+        bounds_json: &[u8],
+        channels_json: &[u8],
+        topics: Vec<(String, String)>,
+        cache_visitors: usize,
+    ) -> PyResult<Self> {
+        let rules = Rules::from_json(&parsed(rules_json, "rules")?)
+            .map_err(|e| value_error(format!("rules: {}", e)))?;
+        let registry = Registry::from_json(&parsed(registry_json, "registry")?)
+            .map_err(|e| value_error(format!("registry: {}", e)))?;
+        let bounds = ValidationBounds::from_json(&parsed(bounds_json, "bounds")?)
+            .map_err(|e| value_error(format!("bounds: {}", e)))?;
+        let channels = ChannelRules::from_json(&parsed(channels_json, "channels")?)
+            .map_err(|e| value_error(format!("channels: {}", e)))?;
+        Ok(PartitionCoreHandle {
+            core: PartitionCore::new(
+                partition,
+                rules,
+                EventDecoder { registry, bounds },
+                ChannelCache::new(channels),
+                topics,
+                cache_visitors,
+            ),
+        })
+    }
+
+    /// `recover(written_keys)` over the stored states `stored` ([(key, bytes)]) and the
+    /// checkpoint `meta`; `written_keys_json` is [[key type, *fields], ...].
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (meta, stored, written_keys_json, versions_last, now_ns, wall_ms))]
+    fn recover<'py>(
+        &mut self,
+        py: Python<'py>,
+        meta: Option<&[u8]>,
+        stored: Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>,
+        written_keys_json: &[u8],
+        versions_last: i64,
+        now_ns: Option<i64>,
+        wall_ms: i64,
+    ) -> PyResult<Answer<'py>> {
+        let keys = parsed(written_keys_json, "written keys")?;
+        let written = keys
+            .list("the written keys")
+            .and_then(|items| {
+                items
+                    .iter()
+                    .map(|k| row_key_from(k.list("a row key")?))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| value_error(format!("written keys: {}", e)))?;
+        let stored: Vec<(Vec<u8>, Vec<u8>)> = stored
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect();
+        let mut clocks = clocks(versions_last, now_ns, wall_ms);
+        let out = self
+            .core
+            .recover(meta, stored, &written, &mut clocks)
+            .map_err(core_error)?;
+        Ok(answer(py, out, &clocks))
+    }
+
+    /// `process(stream, records, keep_history_from)`; records are (offset, key, value,
+    /// timestamp_ms) tuples.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (stream, records, keep_history_from, versions_last, now_ns, wall_ms))]
+    fn process<'py>(
+        &mut self,
+        py: Python<'py>,
+        stream: &str,
+        records: Vec<InputRecord<'py>>,
+        keep_history_from: Option<i64>,
+        versions_last: i64,
+        now_ns: Option<i64>,
+        wall_ms: i64,
+    ) -> PyResult<Answer<'py>> {
+        let records: Vec<Record> = records
+            .iter()
+            .map(|(offset, key, value, timestamp_ms)| Record {
+                offset: *offset,
+                key: key.as_ref().map(|k| k.as_bytes().to_vec()),
+                value: value.as_bytes().to_vec(),
+                timestamp_ms: *timestamp_ms,
+            })
+            .collect();
+        let mut clocks = clocks(versions_last, now_ns, wall_ms);
+        let out = self
+            .core
+            .process(stream, &records, keep_history_from, &mut clocks)
+            .map_err(core_error)?;
+        Ok(answer(py, out, &clocks))
+    }
+
+    /// `tick(caught_up, idle, finished)`; `caught_up` as [(stream, end offset)].
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (caught_up, idle, finished, versions_last, now_ns, wall_ms))]
+    fn tick<'py>(
+        &mut self,
+        py: Python<'py>,
+        caught_up: Vec<(String, i64)>,
+        idle: Vec<String>,
+        finished: bool,
+        versions_last: i64,
+        now_ns: Option<i64>,
+        wall_ms: i64,
+    ) -> PyResult<Answer<'py>> {
+        let mut clocks = clocks(versions_last, now_ns, wall_ms);
+        let out = self
+            .core
+            .tick(&caught_up, &idle, finished, &mut clocks)
+            .map_err(core_error)?;
+        Ok(answer(py, out, &clocks))
+    }
+
+    /// `_forget_state` with the rebuilt state (encoded) computed in Python.
+    fn forget_state<'py>(
+        &mut self,
+        py: Python<'py>,
+        key: &[u8],
+        rebuilt: &[u8],
+        version: i64,
+    ) -> PyResult<Answer<'py>> {
+        let anonymous_id = std::str::from_utf8(key)
+            .map_err(|_| value_error("a visitor key that is not UTF-8".into()))?;
+        let state = crate::state::decode(rebuilt, anonymous_id)
+            .map_err(|e| value_error(format!("the rebuilt state: {:?}", e)))?;
+        let out = self
+            .core
+            .forget_state(key, state, version)
+            .map_err(core_error)?;
+        Ok(answer(py, out, &clocks(version, None, 0)))
+    }
+
+    fn meta_record<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new_bound(py, &self.core.meta_record())
+    }
+
+    fn next_offset(&self, stream: &str) -> Option<i64> {
+        self.core.next_offset(stream)
+    }
+
+    fn watermark(&self) -> Option<i64> {
+        self.core.watermark()
+    }
+
+    fn thresholds(&self) -> Vec<(String, i64)> {
+        self.core.thresholds().to_vec()
+    }
+
+    /// The visitor's encoded state, None if it has none.
+    fn stored_state<'py>(&self, py: Python<'py>, key: &[u8]) -> Option<Bound<'py, PyBytes>> {
+        self.core
+            .stored_state(key)
+            .map(|raw| PyBytes::new_bound(py, raw))
+    }
+
+    #[getter]
+    fn state_keys(&self) -> i64 {
+        self.core.state_keys()
+    }
+
+    #[getter]
+    fn state_bytes(&self) -> i64 {
+        self.core.state_bytes()
+    }
+
+    #[getter]
+    fn recovered_version(&self) -> Option<i64> {
+        self.core.recovered_version
+    }
+
+    #[getter]
+    #[pyo3(name = "triggers_next_offset")]
+    fn get_triggers_next_offset(&self) -> Option<i64> {
+        self.core.triggers_next_offset
+    }
+
+    #[setter]
+    fn set_triggers_next_offset(&mut self, value: Option<i64>) {
+        self.core.triggers_next_offset = value;
+    }
+}
+
+// -- the outcome as JSON ------------------------------------------------------------------
+
+fn counts_json<K>(counts: &Counts<K>, key: impl Fn(&K) -> Vec<Json>) -> Json {
+    Json::List(
+        counts
+            .iter()
+            .map(|(k, n)| {
+                let mut entry = key(k);
+                entry.push(Json::Int(*n));
+                Json::List(entry)
+            })
+            .collect(),
+    )
+}
+
+fn pair(k: &(String, String)) -> Vec<Json> {
+    vec![Json::s(&k.0), Json::s(&k.1)]
+}
+
+fn one(k: &String) -> Vec<Json> {
+    vec![Json::s(k)]
+}
+
+fn table(name: &str, rows: Vec<Json>) -> Json {
+    Json::List(vec![Json::s(name), Json::List(rows)])
+}
+
+fn outcome_json(out: &Output) -> Json {
+    let intake = &out.intake;
+    let life = &out.lifecycle;
+    let mut tables = Vec::new();
+    let mut push = |name: &str, rows: Vec<Json>| {
+        if !rows.is_empty() {
+            tables.push(table(name, rows));
+        }
+    };
+    push(
+        RAW_EVENTS_TABLE,
+        intake.raw_rows.iter().map(|r| r.to_json()).collect(),
+    );
+    push(
+        LATE_EVENTS_TABLE,
+        intake.late_rows.iter().map(|r| r.to_json()).collect(),
+    );
+    push(
+        DEAD_LETTERS_TABLE,
+        intake
+            .dead_letter_rows
+            .iter()
+            .map(|r| r.to_json())
+            .collect(),
+    );
+    push(
+        "segment_transitions",
+        life.transition_rows.iter().map(|r| r.to_json()).collect(),
+    );
+    push(
+        "triggers",
+        life.trigger_rows.iter().map(|r| r.to_json()).collect(),
+    );
+    push(
+        "user_rfm",
+        life.rfm_rows.iter().map(|r| r.to_json()).collect(),
+    );
+    for (name, rows) in &out.aggregate_rows {
+        push(name, rows.iter().map(|r| r.to_json()).collect());
+    }
+    let s = &out.stats;
+    let is = &intake.stats;
+    let transitions: Counts<(String, String)> = life
+        .transitions
+        .iter()
+        .map(|((a, b), n)| ((a.to_string(), b.to_string()), *n))
+        .collect();
+    let stats = Json::Object(vec![
+        ("ingested".into(), counts_json(&is.ingested, one)),
+        ("dead_letters".into(), counts_json(&is.dead_letters, pair)),
+        ("late".into(), counts_json(&is.late, pair)),
+        ("duplicates".into(), counts_json(&s.duplicates, one)),
+        ("replayed".into(), Json::Int(s.replayed)),
+        (
+            "step_entries".into(),
+            counts_json(&s.step_entries, |k| {
+                vec![
+                    Json::s(&k.0),
+                    Json::Int(k.1),
+                    Json::Int(k.2),
+                    Json::s(&k.3),
+                    Json::s(&k.4),
+                ]
+            }),
+        ),
+        ("orders".into(), counts_json(&s.orders, pair)),
+        ("gmv_minor".into(), counts_json(&s.gmv_minor, pair)),
+        ("visitors_touched".into(), Json::Int(s.visitors_touched)),
+        ("transitions".into(), counts_json(&transitions, pair)),
+        ("expired".into(), Json::Int(s.expired)),
+        ("forgotten".into(), Json::Int(is.forgotten + s.forgotten)),
+    ]);
+    Json::Object(vec![
+        ("rows".into(), Json::List(tables)),
+        (
+            "triggers".into(),
+            Json::List(life.triggers.iter().map(|t| t.to_json()).collect()),
+        ),
+        (
+            "dead_letters".into(),
+            Json::List(out.dead_letters().iter().map(|d| d.to_json()).collect()),
+        ),
+        ("stats".into(), stats),
+        ("meta".into(), Json::Bool(out.meta)),
+        ("finalized".into(), Json::Bool(out.finalized)),
+        ("watermark".into(), Json::opt_i(out.watermark)),
+    ])
+}
+
+/// A JSON value as the Python value orjson would load (rows, a table's rows' values, as
+/// tuples: what the writer takes).
+fn to_py(py: Python<'_>, value: &Json, depth: usize) -> PyObject {
+    match value {
+        Json::Null => py.None(),
+        Json::Bool(b) => b.into_py(py),
+        Json::Int(n) => n.into_py(py),
+        Json::Str(s) => PyString::new_bound(py, s).into_any().unbind(),
+        Json::List(items) => {
+            let values = items.iter().map(|v| to_py(py, v, depth.saturating_sub(1)));
+            if depth == 1 {
+                PyTuple::new_bound(py, values).into_any().unbind()
+            } else {
+                PyList::new_bound(py, values).into_any().unbind()
+            }
+        }
+        Json::Object(entries) => {
+            let dict = PyDict::new_bound(py);
+            for (k, v) in entries {
+                // Setting a str key on a fresh dict cannot fail.
+                let _ = dict.set_item(k, to_py(py, v, 0));
+            }
+            dict.into_any().unbind()
+        }
+    }
+}
+
+/// The outcome as Python values: ``{"rows": [(table, [row tuple, ...]), ...], ...}``.
+fn outcome_py(py: Python<'_>, outcome: &Json) -> PyObject {
+    let dict = PyDict::new_bound(py);
+    if let Json::Object(entries) = outcome {
+        for (k, v) in entries {
+            let value = if k == "rows" {
+                match v {
+                    Json::List(tables) => PyList::new_bound(
+                        py,
+                        tables.iter().map(|t| match t {
+                            Json::List(pair) if pair.len() == 2 => (
+                                to_py(py, &pair[0], 0),
+                                // [row, ...] where each row becomes a tuple
+                                to_py(py, &pair[1], 2),
+                            )
+                                .into_py(py),
+                            other => to_py(py, other, 0),
+                        }),
+                    )
+                    .into_any()
+                    .unbind(),
+                    other => to_py(py, other, 0),
+                }
+            } else {
+                to_py(py, v, 0)
+            };
+            let _ = dict.set_item(k, value);
+        }
+    }
+    dict.into_any().unbind()
+}
+
+fn answer<'py>(py: Python<'py>, out: Output, clocks: &Clocks) -> Answer<'py> {
+    let outcome = outcome_py(py, &outcome_json(&out));
+    let writes = out
+        .state_writes
+        .iter()
+        .map(|(key, value)| {
+            (
+                PyBytes::new_bound(py, key),
+                value.as_ref().map(|v| PyBytes::new_bound(py, v)),
+            )
+        })
+        .collect();
+    (outcome, writes, clocks.versions.last())
+}
