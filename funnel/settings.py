@@ -118,8 +118,9 @@ class Settings(BaseSettings):
     state_cache_visitors: int = Field(default=0, ge=0)
     # Which core processes the partitions: "python" (streams/processor.py) or "compiled"
     # (the Rust crate in native/, streams/compiled/processor.py). Both give identical
-    # state, rows and triggers (tests/native/test_core.py and the oracle tests).
-    core: Literal["python", "compiled"] = "python"
+    # state, rows and triggers (tests/native/twin.py and the oracle tests). "auto": the
+    # compiled core where it is built (`make setup` builds it), else Python with a warning.
+    core: Literal["auto", "python", "compiled"] = "auto"
 
     # The ClickHouse writer inserts queued rows once the oldest has waited twice a recent
     # insert's duration, within sink_flush_min_seconds (capped at sink_flush_seconds) and

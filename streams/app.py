@@ -34,7 +34,7 @@ from streams import faust_private, transport
 from streams.attribution import AttributionRules
 from streams.attribution_monitor import AttributionMonitor
 from streams.changelog import ChangelogWriter
-from streams.compiled.processor import CompiledProcessor
+from streams.compiled.processor import CompiledProcessor, compiled_core_built
 from streams.conversion import ConversionTracker
 from streams.costs_agent import attach_costs_agent, cost_codec
 from streams.experiment_monitor import ExperimentMonitor
@@ -103,8 +103,22 @@ def broker_urls(bootstrap_servers: str) -> list[str]:
     ]
 
 
+def resolve_core(core: str) -> str:
+    """``FUNNEL_CORE`` as the core that will run: ``auto`` is ``compiled`` where the crate
+    is built, else ``python`` (with a warning that says how to build it)."""
+    if core != "auto":
+        return core
+    if compiled_core_built():
+        return "compiled"
+    log.warning(
+        "the compiled core (native/) is not built: partitions run on the Python core, "
+        "about half as fast; `make setup` builds it (FUNNEL_CORE=python silences this)"
+    )
+    return "python"
+
+
 def processor_factory(core: str) -> ProcessorFactory:
-    """The partition processor of the setting ``FUNNEL_CORE``."""
+    """The partition processor of ``core`` (``python`` or ``compiled``)."""
     return CompiledProcessor if core == "compiled" else PartitionProcessor
 
 
@@ -179,9 +193,11 @@ def build_worker(
         attribution=AttributionRules(**settings.attribution_ms()),
     )
     channels = ChannelRules.load()
-    if settings.core == "compiled":
+    core = resolve_core(settings.core)
+    if core == "compiled":
         # Fails now, naming the problem, if the crate is missing or refuses the rules.
         CompiledProcessor.check(rules, codec, channels, streams_to_topics)
+    log.info("partitions are processed by the %s core (FUNNEL_CORE=%s)", core, settings.core)
     runtime = Runtime(
         rules=rules,
         decoder=codec,
@@ -195,7 +211,7 @@ def build_worker(
         idle_input_seconds=settings.idle_input_seconds,
         input_stall_seconds=settings.input_stall_seconds,
         cache_visitors=settings.state_cache_visitors,
-        new_processor=processor_factory(settings.core),
+        new_processor=processor_factory(core),
         written_keys=written_keys,
         triggers=TriggerPublisher(app, topics.triggers, codec, settings.bootstrap_servers),
     )

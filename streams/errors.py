@@ -17,3 +17,8 @@ class StateCorruptError(StreamError):
 
 class WorkerStartError(StreamError):
     """The worker could not start within the time it was given (``--duration``)."""
+
+
+class CompiledCoreError(StreamError):
+    """The compiled core (``FUNNEL_CORE=compiled``) is missing, or refused its
+    configuration or a batch; the message names the problem and the fix."""

@@ -8,7 +8,9 @@
 //! stats. The Python adapter (`streams/compiled/processor.py`) turns that into a
 //! `BatchResult`; tests/native/test_core.py runs both cores side by side and compares.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use crate::fxhash::{FxHashMap, FxHashSet};
 
 use crate::aggregates::PartitionAggregates;
 use crate::channels::ChannelCache;
@@ -106,8 +108,8 @@ impl CachedVisitor {
 struct VisitorCache {
     partition: i64,
     /// Every visitor of the partition, encoded (what the changelog holds).
-    stored: HashMap<Vec<u8>, Vec<u8>>,
-    entries: HashMap<Vec<u8>, (CachedVisitor, u64)>,
+    stored: FxHashMap<Vec<u8>, Vec<u8>>,
+    entries: FxHashMap<Vec<u8>, (CachedVisitor, u64)>,
     /// Keys in the order they were used, with the use's number (older uses are stale).
     order: VecDeque<(Vec<u8>, u64)>,
     uses: u64,
@@ -120,8 +122,8 @@ impl VisitorCache {
     fn new(partition: i64, capacity: usize) -> Self {
         VisitorCache {
             partition,
-            stored: HashMap::new(),
-            entries: HashMap::new(),
+            stored: FxHashMap::default(),
+            entries: FxHashMap::default(),
             order: VecDeque::new(),
             uses: 0,
             capacity,
@@ -242,6 +244,34 @@ fn add<K: PartialEq>(counts: &mut Counts<K>, key: K, n: i64) {
     }
 }
 
+/// A `Counter` with many keys (step entries: one per funnel step, window and dims).
+#[derive(Clone, Debug)]
+pub struct IndexedCounts<K: std::hash::Hash + Eq + Clone> {
+    pub counts: Counts<K>,
+    index: FxHashMap<K, usize>,
+}
+
+impl<K: std::hash::Hash + Eq + Clone> Default for IndexedCounts<K> {
+    fn default() -> Self {
+        IndexedCounts {
+            counts: Vec::new(),
+            index: FxHashMap::default(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone> IndexedCounts<K> {
+    fn add(&mut self, key: K, n: i64) {
+        match self.index.get(&key) {
+            Some(&at) => self.counts[at].1 += n,
+            None => {
+                self.index.insert(key.clone(), self.counts.len());
+                self.counts.push((key, n));
+            }
+        }
+    }
+}
+
 /// `BatchStats`.
 #[derive(Clone, Debug, Default)]
 pub struct Stats {
@@ -251,7 +281,7 @@ pub struct Stats {
     pub duplicates: Counts<String>,
     pub replayed: i64,
     /// (funnel, step, window, channel, campaign) -> net change of entities.
-    pub step_entries: Counts<(String, i64, i64, String, String)>,
+    pub step_entries: IndexedCounts<(String, i64, i64, String, String)>,
     /// (channel, currency) -> net change.
     pub orders: Counts<(String, String)>,
     pub gmv_minor: Counts<(String, String)>,
@@ -266,8 +296,7 @@ impl Stats {
     fn count_changes(&mut self, delta: &[(Key, i64)]) {
         for (key, change) in delta {
             match key {
-                Key::FunnelStep(k) => add(
-                    &mut self.step_entries,
+                Key::FunnelStep(k) => self.step_entries.add(
                     (
                         k.funnel.clone(),
                         k.step,
@@ -297,9 +326,10 @@ pub struct Output {
     pub intake: IntakeResult,
     pub lifecycle: LifecycleOutput,
     pub aggregate_rows: TableRows,
-    /// Visitor key -> new encoded state, or None for a deletion; first-written order.
-    pub state_writes: Vec<(Vec<u8>, Option<Vec<u8>>)>,
-    write_index: HashMap<Vec<u8>, usize>,
+    /// Visitors written, in first-written order: true for a new state (its bytes are the
+    /// core's stored state, `PartitionCore::stored_state`), false for a deletion.
+    pub state_writes: Vec<(Vec<u8>, bool)>,
+    write_index: FxHashMap<Vec<u8>, usize>,
     pub meta: bool,
     pub finalized: bool,
     pub stats: Stats,
@@ -307,7 +337,7 @@ pub struct Output {
 }
 
 impl Output {
-    fn write(&mut self, key: &[u8], value: Option<Vec<u8>>) {
+    fn write(&mut self, key: &[u8], value: bool) {
         match self.write_index.get(key) {
             Some(&at) => self.state_writes[at].1 = value,
             None => {
@@ -318,10 +348,8 @@ impl Output {
         }
     }
 
-    fn written(&self, key: &[u8]) -> Option<&Option<Vec<u8>>> {
-        self.write_index
-            .get(key)
-            .map(|&at| &self.state_writes[at].1)
+    fn written(&self, key: &[u8]) -> Option<bool> {
+        self.write_index.get(key).map(|&at| self.state_writes[at].1)
     }
 
     pub fn dead_letters(&self) -> &[DeadLetter] {
@@ -481,8 +509,8 @@ impl PartitionCore {
         }
         self.aggregates.dirty.clear();
         let live = self.aggregates.live_rows();
-        let live_set: HashSet<&RowKey> = live.iter().collect();
-        let mut seen: HashSet<&RowKey> = HashSet::new();
+        let live_set: FxHashSet<&RowKey> = live.iter().collect();
+        let mut seen: FxHashSet<&RowKey> = FxHashSet::default();
         let stale: Vec<RowKey> = written_keys
             .iter()
             .filter(|k| !live_set.contains(k) && seen.insert(k))
@@ -612,7 +640,7 @@ impl PartitionCore {
         let watermark = self.watermark();
         out.watermark = watermark;
         let mut by_visitor: Vec<(Vec<u8>, Vec<Pending>)> = Vec::new();
-        let mut index: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut index: FxHashMap<Vec<u8>, usize> = FxHashMap::default();
         for item in pending {
             let key = item.event.anonymous_id.as_bytes();
             match index.get(key) {
@@ -637,7 +665,7 @@ impl PartitionCore {
             .aggregates
             .finalize(&self.rules, watermark)
             .map_err(fail("finalize"))?;
-        let final_set: HashSet<&RowKey> = final_rows.iter().collect();
+        let final_set: FxHashSet<&RowKey> = final_rows.iter().collect();
         let dirty: Vec<RowKey> = self
             .aggregates
             .take_dirty()
@@ -740,7 +768,7 @@ impl PartitionCore {
                 };
                 if nothing_left {
                     // Every life forgotten and nothing left to count: drop the visitor.
-                    out.write(key, None);
+                    out.write(key, false);
                     self.visitors.dropped(key, old_size);
                     out.stats.expired += 1;
                     self.timers.set(key, None);
@@ -750,7 +778,7 @@ impl PartitionCore {
         }
         let encoded = state::encode(&state);
         let size = encoded.len() as i64;
-        out.write(key, Some(encoded.clone()));
+        out.write(key, true);
         self.visitors.written(key, old_size, encoded);
         self.schedule(key, &state, watermark)?;
         let computed_retention = retention_after.or(cached.computed_retention);
@@ -825,7 +853,7 @@ impl PartitionCore {
         self.aggregates.forget(&vanished);
         let encoded = state::encode(&rebuilt);
         let size = encoded.len() as i64;
-        out.write(key, Some(encoded.clone()));
+        out.write(key, true);
         self.visitors.written(key, cached.size, encoded);
         let watermark = self.watermark();
         self.schedule(key, &rebuilt, watermark)?;
@@ -881,11 +909,15 @@ impl PartitionCore {
             let key = anonymous_id.as_bytes().to_vec();
             let thresholds = self.aggregates.thresholds.clone();
             let mut cached = match out.written(&key) {
-                Some(None) => {
+                Some(false) => {
                     self.marks.remove(&anonymous_id);
                     continue;
                 }
-                Some(Some(raw)) => {
+                Some(true) => {
+                    let raw = match self.visitors.stored.get(&key) {
+                        Some(raw) => raw,
+                        None => return Err(CoreError("a written state is not stored".into())),
+                    };
                     let state = decode(raw, &anonymous_id)?;
                     evaluate(state, raw.len() as i64, &self.rules, &thresholds)?
                 }
@@ -898,14 +930,14 @@ impl PartitionCore {
                 self.marks.insert(anonymous_id.clone(), kept.clone());
             }
             if kept.is_empty() && holds_nothing(&cached.state) {
-                out.write(&key, None); // the changelog's tombstone
+                out.write(&key, false); // the changelog's tombstone
                 self.visitors.dropped(&key, cached.size);
                 self.timers.set(&key, None);
                 continue;
             }
             let encoded = state::encode(&cached.state);
             let size = encoded.len() as i64;
-            out.write(&key, Some(encoded.clone()));
+            out.write(&key, true);
             self.visitors.written(&key, cached.size, encoded);
             cached.size = size;
             self.visitors.remember(key, cached);

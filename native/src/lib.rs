@@ -42,6 +42,10 @@ pub mod watermarks;
 
 use json::{Json, JsonResult};
 
+// Rust's allocations in this module only (Python keeps its own allocator).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Every ported module answers the probes named after it.
 type Probe = fn(&str, &Json) -> Option<JsonResult<Json>>;
 const PROBES: &[Probe] = &[

@@ -120,7 +120,7 @@ impl PartitionCoreHandle {
             .core
             .recover(meta, stored, &written, &mut clocks)
             .map_err(core_error)?;
-        Ok(answer(py, out, &clocks))
+        Ok(answer(py, &self.core, out, &clocks))
     }
 
     /// `process(stream, records, keep_history_from)`; records are (offset, key, value,
@@ -151,7 +151,7 @@ impl PartitionCoreHandle {
             .core
             .process(stream, &records, keep_history_from, &mut clocks)
             .map_err(core_error)?;
-        Ok(answer(py, out, &clocks))
+        Ok(answer(py, &self.core, out, &clocks))
     }
 
     /// `tick(caught_up, idle, finished)`; `caught_up` as [(stream, end offset)].
@@ -172,7 +172,7 @@ impl PartitionCoreHandle {
             .core
             .tick(&caught_up, &idle, finished, &mut clocks)
             .map_err(core_error)?;
-        Ok(answer(py, out, &clocks))
+        Ok(answer(py, &self.core, out, &clocks))
     }
 
     /// `_forget_state` with the rebuilt state (encoded) computed in Python.
@@ -191,7 +191,7 @@ impl PartitionCoreHandle {
             .core
             .forget_state(key, state, version)
             .map_err(core_error)?;
-        Ok(answer(py, out, &clocks(version, None, 0)))
+        Ok(answer(py, &self.core, out, &clocks(version, None, 0)))
     }
 
     fn meta_record<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -326,7 +326,7 @@ fn outcome_json(out: &Output) -> Json {
         ("replayed".into(), Json::Int(s.replayed)),
         (
             "step_entries".into(),
-            counts_json(&s.step_entries, |k| {
+            counts_json(&s.step_entries.counts, |k| {
                 vec![
                     Json::s(&k.0),
                     Json::Int(k.1),
@@ -419,15 +419,20 @@ fn outcome_py(py: Python<'_>, outcome: &Json) -> PyObject {
     dict.into_any().unbind()
 }
 
-fn answer<'py>(py: Python<'py>, out: Output, clocks: &Clocks) -> Answer<'py> {
+fn answer<'py>(py: Python<'py>, core: &PartitionCore, out: Output, clocks: &Clocks) -> Answer<'py> {
     let outcome = outcome_py(py, &outcome_json(&out));
     let writes = out
         .state_writes
         .iter()
-        .map(|(key, value)| {
+        .map(|(key, written)| {
+            let value = if *written {
+                core.stored_state(key)
+            } else {
+                None
+            };
             (
                 PyBytes::new_bound(py, key),
-                value.as_ref().map(|v| PyBytes::new_bound(py, v)),
+                value.map(|v| PyBytes::new_bound(py, v)),
             )
         })
         .collect();

@@ -11,7 +11,9 @@
 //! time near i64::MIN lies below it.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap};
+
+use crate::fxhash::FxHashMap as HashMap;
 
 use crate::json::{Json, JsonError, JsonResult};
 
@@ -30,8 +32,8 @@ impl Default for TimerWheel {
     fn default() -> Self {
         TimerWheel {
             granularity_ms: DEFAULT_GRANULARITY_MS,
-            buckets: HashMap::new(),
-            due_of: HashMap::new(),
+            buckets: HashMap::default(),
+            due_of: HashMap::default(),
             order: BinaryHeap::new(),
         }
     }

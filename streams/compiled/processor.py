@@ -31,17 +31,13 @@ from streams import forget
 from streams.batch import BatchResult, BatchStats
 from streams.checkpoint import meta_key
 from streams.compiled import config
-from streams.errors import StreamError
+from streams.errors import CompiledCoreError
 from streams.outputs import ALL_TABLES, Row, RowContext, RowKey
 from streams.outputs.family import VersionClock
 from streams.records import Record
 from streams.state import ForgetMark, VisitorState, decode_state, encode_state
 from streams.visitor import Rules
 from streams.visitor_cache import StateView
-
-
-class CompiledCoreError(StreamError):
-    """The compiled core is missing, or refused its configuration or a batch."""
 
 
 def _core_module() -> Any:
@@ -53,6 +49,15 @@ def _core_module() -> Any:
             "run `make setup` (it builds native/ with maturin), or set FUNNEL_CORE=python"
         ) from exc
     return shopfunnel_core
+
+
+def compiled_core_built() -> bool:
+    """Whether the crate is importable (``FUNNEL_CORE=auto`` uses it then)."""
+    try:
+        _core_module()
+    except CompiledCoreError:
+        return False
+    return True
 
 
 # -- the core's JSON outcome as Python values -------------------------------------------------

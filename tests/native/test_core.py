@@ -31,21 +31,13 @@ from simulator.generate import generate
 from simulator.records import SimRecord
 from streams.attribution import AttributionRules
 from streams.funnels import load_funnels
-from streams.lifecycle import DAY_MS, LifecycleRules
+from streams.lifecycle import DAY_MS
 from streams.records import Record as InputRecord
 from streams.visitor import Rules
+from tests.native.test_lifecycle_rows import SHORT
 from tests.native.twin import TwinProcessor
 from tests.unit.test_core_vs_truth import MIXED_FUNNELS, TOPICS, PartitionRun, Sink
 from tests.unit.test_forget_core import ForgetSink, forget_now
-
-SHORT = LifecycleRules(
-    new_ms=2 * DAY_MS,
-    dormant_ms=4 * DAY_MS,
-    churn_ms=9 * DAY_MS,
-    cart_abandon_ms=10 * 60_000,
-    anonymous_ttl_ms=6 * DAY_MS,
-    buyer_ttl_ms=15 * DAY_MS,
-)
 
 
 def _inputs(config: SimConfig) -> dict[str, list[InputRecord]]:
