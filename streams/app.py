@@ -112,7 +112,8 @@ def resolve_core(core: str) -> str:
         return "compiled"
     log.warning(
         "the compiled core (native/) is not built: partitions run on the Python core, "
-        "about half as fast; `make setup` builds it (FUNNEL_CORE=python silences this)"
+        "about a third fewer events per CPU-second; `make setup` builds it "
+        "(FUNNEL_CORE=python silences this)"
     )
     return "python"
 
