@@ -12,8 +12,6 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from schemas.channels import ChannelRules
 from schemas.registry import SchemaRegistry
 from schemas.validation import ValidationBounds
@@ -123,7 +121,3 @@ def key_json(key: Key | RowKey) -> list[Any]:
     if isinstance(key, OrderGapKey):
         return ["OrderGapKey", *key[:2], _bucket_repr(key.le_days, GAP_BUCKETS_DAYS)]
     return [type(key).__name__, *key[:-1]]
-
-
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)

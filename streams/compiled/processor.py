@@ -2,13 +2,14 @@
 
 It has ``PartitionProcessor``'s interface (process, tick, recover, meta_record, the
 forget steps and the properties the runtime reads), and gives the same ``BatchResult``
-for the same inputs: tests/native/test_core.py runs both on the same batches and
-compares state bytes, rows, triggers, dead letters and stats.
+for the same inputs: tests/native/twin.py runs both on every call of the oracle tests
+and compares state bytes, rows, triggers, dead letters and stats.
 
 The Rust ``PartitionCoreHandle`` (native/src/core.rs, pycore.rs) owns the partition's
-visitor states from ``recover`` on, reading the state store once; this class converts
-between its JSON outcome and Python's types. Forgetting a person keeps its Python steps
-(``streams/forget.py``) and hands the rebuilt state to the core.
+visitor states from ``recover`` on, reading the state store once; this class turns its
+outcome (plain Python values, rows as tuples) into a ``BatchResult``. Forgetting a
+person keeps its Python steps (``streams/forget.py``) and hands the rebuilt state to the
+core.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def compiled_core_built() -> bool:
     return True
 
 
-# -- the core's JSON outcome as Python values -------------------------------------------------
+# -- the core's outcome as a BatchResult -------------------------------------------------
 
 _DATE_COLUMNS = frozenset({"cohort_start", "day"})
 _FLOAT_COLUMNS = frozenset({"le_seconds", "le_days"})
