@@ -35,7 +35,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 
 from sinks.errors import ClickHouseUnavailableError, MigrationError
-from sinks.tables import TableSpec
+from sinks.tables import EncodedRows, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,15 @@ class InsertClient(Protocol):
     ) -> Any: ...
 
     def insert(self, *, context: Any, data: Sequence[Sequence[Any]]) -> Any: ...
+
+    def raw_insert(
+        self,
+        table: str,
+        column_names: Sequence[str] | None = None,
+        insert_block: bytes | None = None,
+        *,
+        fmt: str | None = None,
+    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +451,37 @@ class _ShutDown(Exception):
     """The writer was told to give up: rows not written stay unwritten (not committed)."""
 
 
+@dataclass(slots=True)
+class _Queued:
+    """One table's rows waiting for an insert: Python rows and encoded blocks."""
+
+    spec: TableSpec
+    rows: list[Sequence[Any]]
+    encoded: list[EncodedRows]
+
+    def __len__(self) -> int:
+        return len(self.rows) + sum(map(len, self.encoded))
+
+
+def split_encoded(
+    blocks: Sequence[EncodedRows], at: int
+) -> tuple[list[EncodedRows], list[EncodedRows]]:
+    """The rows of ``blocks`` (in order) before row ``at`` and from it on."""
+    first: list[EncodedRows] = []
+    second: list[EncodedRows] = []
+    for block in blocks:
+        size = len(block)
+        if at >= size:
+            first.append(block)
+        elif at <= 0:
+            second.append(block)
+        else:
+            first.append(block.slice(0, at))
+            second.append(block.slice(at, size))
+        at -= size
+    return first, second
+
+
 class ClickHouseWriter:
     """Batched, retrying, back-pressuring writer running in its own thread.
 
@@ -505,7 +545,8 @@ class ClickHouseWriter:
         self._metrics: WriterMetrics = metrics or _NoMetrics()
         self._rejected_to = rejected_rows_to
         self._lock = threading.Condition()
-        self._pending: dict[str, tuple[TableSpec, list[Sequence[Any]]]] = {}
+        self._pending: dict[str, _Queued] = {}
+        self._column_types: dict[str, list[tuple[str, str]]] = {}
         self._pending_rows = 0
         self._submitted = 0  # submissions accepted
         self._written = 0  # submissions fully written
@@ -520,8 +561,9 @@ class ClickHouseWriter:
     def start(self) -> None:
         self._thread.start()
 
-    async def submit(self, table: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
-        """Queue rows; waits (backpressure) while the queue is over its limit."""
+    async def submit(self, table: TableSpec, rows: Sequence[Sequence[Any]] | EncodedRows) -> None:
+        """Queue rows (Python rows, or a block the compiled core keeps encoded); waits
+        (backpressure) while the queue is over its limit."""
         if not rows:
             return
         while self._pending_rows >= self._max_queue_rows and self._thread.is_alive():
@@ -529,10 +571,15 @@ class ClickHouseWriter:
         self._raise_if_gave_up()
         self.submit_nowait(table, rows)
 
-    def submit_nowait(self, table: TableSpec, rows: Sequence[Sequence[Any]]) -> None:
+    def submit_nowait(self, table: TableSpec, rows: Sequence[Sequence[Any]] | EncodedRows) -> None:
         with self._lock:
-            spec_rows = self._pending.setdefault(table.name, (table, []))[1]
-            spec_rows.extend(rows)
+            queued = self._pending.get(table.name)
+            if queued is None:
+                queued = self._pending[table.name] = _Queued(table, [], [])
+            if isinstance(rows, EncodedRows):
+                queued.encoded.append(rows)
+            else:
+                queued.rows.extend(rows)
             self._pending_rows += len(rows)
             self._submitted += 1
             self._metrics.queue_rows(self._pending_rows)
@@ -628,7 +675,7 @@ class ClickHouseWriter:
                 return None
             return self._oldest_at + self.linger_seconds()
 
-    def _take_batch(self) -> tuple[list[tuple[TableSpec, list[Sequence[Any]]]], int] | None:
+    def _take_batch(self) -> tuple[list[_Queued], int] | None:
         with self._lock:
             while not self._stopping:
                 if self._pending_rows >= self._batch_rows or self._flush_wanted:
@@ -657,10 +704,13 @@ class ClickHouseWriter:
                     return
                 batch, target = taken
                 started = self._clock()
-                for spec, rows in batch:
-                    self._write(spec, rows)
+                for queued in batch:
+                    if queued.rows:
+                        self._write(queued.spec, queued.rows)
+                    if queued.encoded:
+                        self._write_encoded(queued.spec, queued.encoded)
                     with self._lock:
-                        self._pending_rows -= len(rows)
+                        self._pending_rows -= len(queued)
                         self._metrics.queue_rows(self._pending_rows)
                 with self._lock:
                     self._written = max(self._written, target)
@@ -675,7 +725,7 @@ class ClickHouseWriter:
 
     def _write(self, spec: TableSpec, rows: list[Sequence[Any]]) -> None:
         """Insert ``rows``; a bad row is dead-lettered, the others still written."""
-        error = self._insert_with_retry(spec, rows)
+        error = self._insert_with_retry(spec, len(rows), lambda: self._insert(spec, rows))
         if error is None:
             return
         if len(rows) > 1:
@@ -685,6 +735,20 @@ class ClickHouseWriter:
             return
         self._reject(spec, rows[0], error)
 
+    def _write_encoded(self, spec: TableSpec, blocks: list[EncodedRows]) -> None:
+        """``_write`` for encoded blocks: one RowBinary insert, halved like rows."""
+        count = sum(map(len, blocks))
+        error = self._insert_with_retry(spec, count, lambda: self._insert_encoded(spec, blocks))
+        if error is None:
+            return
+        if count > 1:
+            first, second = split_encoded(blocks, count // 2)
+            self._write_encoded(spec, first)
+            self._write_encoded(spec, second)
+            return
+        (block,) = (b for b in blocks if len(b))
+        self._reject(spec, block.row(0), error)
+
     def _reject(self, spec: TableSpec, row: Sequence[Any], error: str) -> None:
         self.rejected_rows += 1
         self._metrics.rows_rejected(spec.name, 1)
@@ -693,19 +757,25 @@ class ClickHouseWriter:
         if target is None or spec is target.table:
             log.error("rejected row of %s not kept anywhere: %r", spec.name, row)
             return
-        failed = self._insert_with_retry(target.table, [target.build(spec, row, error)])
+        dead_letter = [target.build(spec, row, error)]
+        failed = self._insert_with_retry(
+            target.table, 1, lambda: self._insert(target.table, dead_letter)
+        )
         if failed is not None:
             log.error(
                 "the dead letter for a rejected %s row was refused too: %s", spec.name, failed
             )
 
-    def _insert_with_retry(self, spec: TableSpec, rows: list[Sequence[Any]]) -> str | None:
-        """Insert, retrying outages; return the error if ClickHouse refuses the data."""
+    def _insert_with_retry(
+        self, spec: TableSpec, count: int, insert: Callable[[], None]
+    ) -> str | None:
+        """``insert()`` (``count`` rows), retrying outages; return the error if ClickHouse
+        refuses the data."""
         delay = 0.1
         while True:
             started = time.perf_counter()
             try:
-                self._insert(spec, rows)
+                insert()
             except Exception as exc:
                 self.last_error = _first_line(exc)
                 self._metrics.insert_failed(spec.name)
@@ -716,34 +786,60 @@ class ClickHouseWriter:
                     spec.name,
                     self.last_error,
                     delay,
-                    len(rows),
+                    count,
                 )
-                self._sleep_or_give_up(delay, spec, len(rows))
+                self._sleep_or_give_up(delay, spec, count)
                 delay = min(delay * 2, self._retry_max)
                 continue
             self.last_error = None
-            self._metrics.observe_insert(spec.name, len(rows), time.perf_counter() - started)
+            self._metrics.observe_insert(spec.name, count, time.perf_counter() - started)
             return None
 
-    def _insert(self, spec: TableSpec, rows: list[Sequence[Any]]) -> None:
+    def _context(self, spec: TableSpec) -> tuple[InsertClient, Any]:
         if self._client is None:
             self._client = self._client_factory()
-        columns = [list(col) for col in zip(*rows, strict=True)]
         context = self._contexts.get(spec.name)
         if context is None:
             context = self._client.create_insert_context(
                 spec.name, list(spec.columns), column_oriented=True
             )
             self._contexts[spec.name] = context
+        return self._client, context
+
+    def _insert(self, spec: TableSpec, rows: list[Sequence[Any]]) -> None:
+        columns = [list(col) for col in zip(*rows, strict=True)]
+        client, context = self._context(spec)
         context.data = None  # empty it: an insert context takes new data only when empty
         try:
-            self._client.insert(context=context, data=columns)
+            client.insert(context=context, data=columns)
         except Exception:
             # A context left by a failed insert is not trusted again; the next is fresh.
             del self._contexts[spec.name]
             raise
         finally:
             context.data = None
+
+    def _insert_encoded(self, spec: TableSpec, blocks: list[EncodedRows]) -> None:
+        """One RowBinary insert of ``blocks``, encoded for the table's column types as
+        ClickHouse reports them (the insert context's DESCRIBE, read once per table)."""
+        client, context = self._context(spec)
+        columns = self._column_types.get(spec.name)
+        if columns is None:
+            columns = [
+                (name, column_type.name)
+                for name, column_type in zip(
+                    context.column_names, context.column_types, strict=True
+                )
+            ]
+            self._column_types[spec.name] = columns
+        payload = b"".join(block.row_binary(columns) for block in blocks)
+        try:
+            client.raw_insert(spec.name, list(spec.columns), payload, fmt="RowBinary")
+        except Exception:
+            # As in _insert: the table may have changed; its types are read again.
+            self._contexts.pop(spec.name, None)
+            self._column_types.pop(spec.name, None)
+            raise
 
     def _sleep_or_give_up(self, delay: float, spec: TableSpec, rows: int) -> None:
         with self._lock:

@@ -8,7 +8,9 @@ checks that both agree.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -28,3 +30,26 @@ class TableSpec:
 
     def __repr__(self) -> str:
         return f"TableSpec({self.name})"
+
+
+@runtime_checkable
+class EncodedRows(Protocol):
+    """A table's rows kept outside Python objects until the writer inserts them (the
+    compiled core's blocks, ``streams/compiled/rows.py``): inserted as RowBinary, sliced to
+    find a row ClickHouse refuses, and read as Python rows only for that row's dead letter
+    and for tests."""
+
+    def __len__(self) -> int: ...
+
+    def slice(self, start: int, stop: int) -> EncodedRows: ...
+
+    def row(self, index: int) -> Sequence[Any]:
+        """Row ``index`` as the Python row a row builder makes."""
+        ...
+
+    def python_rows(self) -> list[tuple[Any, ...]]: ...
+
+    def row_binary(self, columns: Sequence[tuple[str, str]]) -> bytes:
+        """The rows as RowBinary for ``columns``: (name, ClickHouse type) in insert order.
+        Raises ValueError when a value does not fit its column."""
+        ...

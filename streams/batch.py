@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from schemas.deadletter import DeadLetter
 from schemas.triggers import Trigger
-from sinks.tables import TableSpec
+from sinks.tables import EncodedRows, TableSpec
 from streams.outputs import ONCE_ONLY_TABLES, Row
 from streams.outputs.funnel_steps import FunnelStepKey
 from streams.outputs.kpi import GMV, ORDERS, KpiCellKey
@@ -49,6 +49,9 @@ class BatchStats:
 @dataclass
 class BatchResult:
     rows: dict[TableSpec, list[Row]] = field(default_factory=dict)
+    # Rows the compiled core keeps encoded until the writer inserts them, one block per
+    # table (streams/compiled/rows.py); a table can have rows in both.
+    encoded_rows: dict[TableSpec, EncodedRows] = field(default_factory=dict)
     # Marketing triggers to publish before the state writes (streams/runtime.py).
     triggers: list[Trigger] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
@@ -64,4 +67,16 @@ class BatchResult:
     @property
     def once_only_rows(self) -> bool:
         """Rows emitted once, at a state transition, that recovery cannot rebuild."""
-        return any(self.rows.get(spec) for spec in ONCE_ONLY_TABLES)
+        return any(self.rows.get(spec) or self.encoded_rows.get(spec) for spec in ONCE_ONLY_TABLES)
+
+    @property
+    def row_count(self) -> int:
+        return sum(map(len, self.rows.values())) + sum(map(len, self.encoded_rows.values()))
+
+    def decode_rows(self) -> BatchResult:
+        """Move the encoded rows into ``rows`` as Python rows (a forget's corrections and
+        the tests read rows); returns this result."""
+        for spec, encoded in self.encoded_rows.items():
+            self.rows.setdefault(spec, []).extend(encoded.python_rows())
+        self.encoded_rows = {}
+        return self

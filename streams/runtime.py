@@ -166,7 +166,7 @@ class Runtime:
                 partition,
                 processor.state_keys,
                 processor.state_bytes,
-                sum(len(r) for r in recovered.rows.values()),
+                recovered.row_count,
                 time.perf_counter() - started,
                 processor.recovered_version,
             )
@@ -426,3 +426,5 @@ class Runtime:
     async def _emit_rows(self, result: BatchResult) -> None:
         for spec, rows in result.rows.items():
             await self.writer.submit(spec, rows)
+        for spec, encoded in result.encoded_rows.items():
+            await self.writer.submit(spec, encoded)

@@ -28,8 +28,10 @@ pub mod lifecycle;
 pub mod lifecycle_rows;
 pub mod lives;
 pub mod pycore;
+pub mod pyrows;
 pub mod records;
 pub mod retention;
+pub mod row_binary;
 pub mod rows_aggregate;
 pub mod rows_intake;
 pub mod rules;
@@ -163,6 +165,8 @@ impl Decoder {
 fn shopfunnel_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_class::<pycore::PartitionCoreHandle>()?;
+    m.add_class::<pyrows::RowBlock>()?;
+    m.add_function(wrap_pyfunction!(pyrows::row_binary, m)?)?;
     m.add("FORMAT_VERSION", state::FORMAT_VERSION)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(probe, m)?)?;

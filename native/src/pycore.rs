@@ -1,8 +1,8 @@
 //! `PartitionCore` as a Python class: raw records in, a batch's outcome out.
 //!
-//! A call returns `(outcome, state_writes, last_version)`: the outcome as JSON (rows per
-//! table, triggers, dead letters, stats, watermark; `streams/compiled/processor.py` turns
-//! it into a `BatchResult`), the state writes as `[(key, bytes or None)]`, and the last
+//! A call returns `(outcome, state_writes, last_version)`: the outcome as Python values
+//! (each table's rows as a `RowBlock`, pyrows.rs; triggers, dead letters, stats,
+//! watermark; `streams/compiled/processor.py` turns it into a `BatchResult`), the state writes as `[(key, bytes or None)]`, and the last
 //! row version used (the worker's partitions share one strictly increasing clock).
 
 use pyo3::exceptions::PyValueError;
@@ -14,11 +14,14 @@ use crate::core::{Clocks, CoreError, Counts, Output, PartitionCore};
 use crate::intake::{EventDecoder, Record};
 use crate::json::{self, Json};
 use crate::lifecycle_rows::VersionClock;
+use crate::pyrows::{JsonRow, RowBlock};
 use crate::records::Registry;
 use crate::rows_aggregate::row_key_from;
+use crate::rows_aggregate::Row;
 use crate::rows_intake::{DEAD_LETTERS_TABLE, LATE_EVENTS_TABLE, RAW_EVENTS_TABLE};
 use crate::rules::Rules;
 use crate::validation::ValidationBounds;
+use std::mem::take;
 
 fn value_error(message: String) -> PyErr {
     PyValueError::new_err(message)
@@ -120,7 +123,7 @@ impl PartitionCoreHandle {
             .core
             .recover(meta, stored, &written, &mut clocks)
             .map_err(core_error)?;
-        Ok(answer(py, &self.core, out, &clocks))
+        answer(py, &self.core, out, &clocks)
     }
 
     /// `process(stream, records, keep_history_from)`; records are (offset, key, value,
@@ -151,7 +154,7 @@ impl PartitionCoreHandle {
             .core
             .process(stream, &records, keep_history_from, &mut clocks)
             .map_err(core_error)?;
-        Ok(answer(py, &self.core, out, &clocks))
+        answer(py, &self.core, out, &clocks)
     }
 
     /// `tick(caught_up, idle, finished)`; `caught_up` as [(stream, end offset)].
@@ -172,7 +175,7 @@ impl PartitionCoreHandle {
             .core
             .tick(&caught_up, &idle, finished, &mut clocks)
             .map_err(core_error)?;
-        Ok(answer(py, &self.core, out, &clocks))
+        answer(py, &self.core, out, &clocks)
     }
 
     /// `_forget_state` with the rebuilt state (encoded) computed in Python.
@@ -191,7 +194,7 @@ impl PartitionCoreHandle {
             .core
             .forget_state(key, state, version)
             .map_err(core_error)?;
-        Ok(answer(py, &self.core, out, &clocks(version, None, 0)))
+        answer(py, &self.core, out, &clocks(version, None, 0))
     }
 
     fn meta_record<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
@@ -267,50 +270,9 @@ fn one(k: &String) -> Vec<Json> {
     vec![Json::s(k)]
 }
 
-fn table(name: &str, rows: Vec<Json>) -> Json {
-    Json::List(vec![Json::s(name), Json::List(rows)])
-}
-
 fn outcome_json(out: &Output) -> Json {
     let intake = &out.intake;
     let life = &out.lifecycle;
-    let mut tables = Vec::new();
-    let mut push = |name: &str, rows: Vec<Json>| {
-        if !rows.is_empty() {
-            tables.push(table(name, rows));
-        }
-    };
-    push(
-        RAW_EVENTS_TABLE,
-        intake.raw_rows.iter().map(|r| r.to_json()).collect(),
-    );
-    push(
-        LATE_EVENTS_TABLE,
-        intake.late_rows.iter().map(|r| r.to_json()).collect(),
-    );
-    push(
-        DEAD_LETTERS_TABLE,
-        intake
-            .dead_letter_rows
-            .iter()
-            .map(|r| r.to_json())
-            .collect(),
-    );
-    push(
-        "segment_transitions",
-        life.transition_rows.iter().map(|r| r.to_json()).collect(),
-    );
-    push(
-        "triggers",
-        life.trigger_rows.iter().map(|r| r.to_json()).collect(),
-    );
-    push(
-        "user_rfm",
-        life.rfm_rows.iter().map(|r| r.to_json()).collect(),
-    );
-    for (name, rows) in &out.aggregate_rows {
-        push(name, rows.iter().map(|r| r.to_json()).collect());
-    }
     let s = &out.stats;
     let is = &intake.stats;
     let transitions: Counts<(String, String)> = life
@@ -344,7 +306,6 @@ fn outcome_json(out: &Output) -> Json {
         ("forgotten".into(), Json::Int(is.forgotten + s.forgotten)),
     ]);
     Json::Object(vec![
-        ("rows".into(), Json::List(tables)),
         (
             "triggers".into(),
             Json::List(life.triggers.iter().map(|t| t.to_json()).collect()),
@@ -362,7 +323,7 @@ fn outcome_json(out: &Output) -> Json {
 
 /// A JSON value as the Python value orjson would load (rows, a table's rows' values, as
 /// tuples: what the writer takes).
-fn to_py(py: Python<'_>, value: &Json, depth: usize) -> PyObject {
+pub(crate) fn to_py(py: Python<'_>, value: &Json, depth: usize) -> PyObject {
     match value {
         Json::Null => py.None(),
         Json::Bool(b) => b.into_py(py),
@@ -387,40 +348,65 @@ fn to_py(py: Python<'_>, value: &Json, depth: usize) -> PyObject {
     }
 }
 
-/// The outcome as Python values: ``{"rows": [(table, [row tuple, ...]), ...], ...}``.
-fn outcome_py(py: Python<'_>, outcome: &Json) -> PyObject {
-    let dict = PyDict::new_bound(py);
-    if let Json::Object(entries) = outcome {
-        for (k, v) in entries {
-            let value = if k == "rows" {
-                match v {
-                    Json::List(tables) => PyList::new_bound(
-                        py,
-                        tables.iter().map(|t| match t {
-                            Json::List(pair) if pair.len() == 2 => (
-                                to_py(py, &pair[0], 0),
-                                // [row, ...] where each row becomes a tuple
-                                to_py(py, &pair[1], 2),
-                            )
-                                .into_py(py),
-                            other => to_py(py, other, 0),
-                        }),
-                    )
-                    .into_any()
-                    .unbind(),
-                    other => to_py(py, other, 0),
-                }
-            } else {
-                to_py(py, v, 0)
-            };
-            let _ = dict.set_item(k, value);
+/// Each table's rows, in the order they were made, one block per table (the writer
+/// inserts a block as one RowBinary payload, `row_binary.rs`). The rows move out of `out`.
+fn row_blocks(out: &mut Output) -> Vec<RowBlock> {
+    fn add<T: JsonRow + 'static>(blocks: &mut Vec<RowBlock>, name: &str, rows: Vec<T>) {
+        if !rows.is_empty() {
+            blocks.push(RowBlock::new(name.to_string(), rows));
         }
     }
-    dict.into_any().unbind()
+    let intake = &mut out.intake;
+    let life = &mut out.lifecycle;
+    let mut blocks = Vec::new();
+    add(&mut blocks, RAW_EVENTS_TABLE, take(&mut intake.raw_rows));
+    add(&mut blocks, LATE_EVENTS_TABLE, take(&mut intake.late_rows));
+    add(
+        &mut blocks,
+        DEAD_LETTERS_TABLE,
+        take(&mut intake.dead_letter_rows),
+    );
+    add(
+        &mut blocks,
+        "segment_transitions",
+        take(&mut life.transition_rows),
+    );
+    add(&mut blocks, "triggers", take(&mut life.trigger_rows));
+    add(&mut blocks, "user_rfm", take(&mut life.rfm_rows));
+    // A table can come twice (live rows, then final ones): merged into one block.
+    let mut aggregates: Vec<(&'static str, Vec<Row>)> = Vec::new();
+    for (name, rows) in take(&mut out.aggregate_rows) {
+        match aggregates.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, existing)) => existing.extend(rows),
+            None => aggregates.push((name, rows)),
+        }
+    }
+    for (name, rows) in aggregates {
+        add(&mut blocks, name, rows);
+    }
+    blocks
 }
 
-fn answer<'py>(py: Python<'py>, core: &PartitionCore, out: Output, clocks: &Clocks) -> Answer<'py> {
-    let outcome = outcome_py(py, &outcome_json(&out));
+/// The outcome as Python values: ``{"rows": [(table, RowBlock), ...], ...}``.
+fn outcome_py(py: Python<'_>, out: &mut Output) -> PyResult<PyObject> {
+    let blocks = row_blocks(out);
+    let outcome = to_py(py, &outcome_json(out), 0);
+    let rows = PyList::empty_bound(py);
+    for block in blocks {
+        let name = block.table().to_string();
+        rows.append((name, Py::new(py, block)?))?;
+    }
+    outcome.bind(py).set_item("rows", rows)?;
+    Ok(outcome)
+}
+
+fn answer<'py>(
+    py: Python<'py>,
+    core: &PartitionCore,
+    mut out: Output,
+    clocks: &Clocks,
+) -> PyResult<Answer<'py>> {
+    let outcome = outcome_py(py, &mut out)?;
     let writes = out
         .state_writes
         .iter()
@@ -436,5 +422,5 @@ fn answer<'py>(py: Python<'py>, core: &PartitionCore, out: Output, clocks: &Cloc
             )
         })
         .collect();
-    (outcome, writes, clocks.versions.last())
+    Ok((outcome, writes, clocks.versions.last()))
 }

@@ -7,17 +7,16 @@ and compares state bytes, rows, triggers, dead letters and stats.
 
 The Rust ``PartitionCoreHandle`` (native/src/core.rs, pycore.rs) owns the partition's
 visitor states from ``recover`` on, reading the state store once; this class turns its
-outcome (plain Python values, rows as tuples) into a ``BatchResult``. Forgetting a
+outcome (plain Python values; each table's rows stay in Rust, ``rows.py``) into a
+``BatchResult``. Forgetting a
 person keeps its Python steps (``streams/forget.py``) and hands the rebuilt state to the
 core.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date
 from typing import Any
 
 import orjson
@@ -27,13 +26,13 @@ from schemas.codec import EventCodec
 from schemas.deadletter import DeadLetter
 from schemas.forget import ForgetRequest
 from schemas.triggers import Trigger, TriggerItem
-from sinks.tables import TableSpec
 from streams import forget
 from streams.batch import BatchResult, BatchStats
 from streams.checkpoint import meta_key
 from streams.compiled import config
+from streams.compiled.rows import CompiledRows, table_spec
 from streams.errors import CompiledCoreError
-from streams.outputs import ALL_TABLES, Row, RowContext, RowKey
+from streams.outputs import RowContext, RowKey
 from streams.outputs.family import VersionClock
 from streams.records import Record
 from streams.state import ForgetMark, VisitorState, decode_state, encode_state
@@ -62,37 +61,6 @@ def compiled_core_built() -> bool:
 
 
 # -- the core's outcome as a BatchResult -------------------------------------------------
-
-_DATE_COLUMNS = frozenset({"cohort_start", "day"})
-_FLOAT_COLUMNS = frozenset({"le_seconds", "le_days"})
-
-
-@functools.cache
-def _tables() -> dict[str, tuple[TableSpec, tuple[tuple[int, Callable[[Any], Any]], ...]]]:
-    """Table name -> its spec and the columns the JSON cannot carry as they are."""
-    out = {}
-    for spec in ALL_TABLES:
-        fixes: list[tuple[int, Callable[[Any], Any]]] = []
-        for i, column in enumerate(spec.columns):
-            if column in _DATE_COLUMNS:
-                fixes.append((i, date.fromisoformat))
-            elif column in _FLOAT_COLUMNS:
-                fixes.append((i, float))
-        out[spec.name] = (spec, tuple(fixes))
-    return out
-
-
-def _rows(name: str, rows: list[Row]) -> tuple[TableSpec, list[Row]]:
-    spec, fixes = _tables()[name]
-    if not fixes:
-        return spec, rows
-    fixed = []
-    for row in rows:
-        values = list(row)
-        for i, fix in fixes:
-            values[i] = fix(values[i])
-        fixed.append(tuple(values))
-    return spec, fixed
 
 
 def _trigger(t: list[Any]) -> Trigger:
@@ -152,8 +120,8 @@ def _stats(s: dict[str, Any]) -> BatchStats:
 
 
 def batch_result(data: dict[str, Any], writes: Sequence[tuple[bytes, bytes | None]]) -> BatchResult:
-    """The core's answer (the outcome as plain Python values, rows as tuples) as a
-    ``BatchResult``."""
+    """The core's answer (the outcome as plain Python values, each table's rows as one
+    block left encoded, ``streams/compiled/rows.py``) as a ``BatchResult``."""
     result = BatchResult(
         triggers=[_trigger(t) for t in data["triggers"]],
         dead_letters=[_dead_letter(d) for d in data["dead_letters"]],
@@ -163,9 +131,8 @@ def batch_result(data: dict[str, Any], writes: Sequence[tuple[bytes, bytes | Non
         stats=_stats(data["stats"]),
         watermark=data["watermark"],
     )
-    for name, rows in data["rows"]:
-        spec, built = _rows(name, rows)
-        result.rows.setdefault(spec, []).extend(built)
+    for name, block in data["rows"]:
+        result.encoded_rows[table_spec(name)] = CompiledRows(block)
     return result
 
 

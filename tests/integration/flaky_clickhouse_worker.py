@@ -22,15 +22,22 @@ class FlakyClient:
         # (a loaded machine) must not let it pass before anything was written.
         self._until: float | None = None
 
-    def insert(self, table: str | None = None, *args: Any, **kwargs: Any) -> Any:
-        context = kwargs.get("context")
-        name = table if context is None else context.table
-        if name != "schema_migrations":
+    def _outage(self, table: str | None) -> None:
+        if table != "schema_migrations":
             if self._until is None:
                 self._until = time.monotonic() + self._fail_for
             if time.monotonic() < self._until:
                 raise ConnectionError("simulated outage: ClickHouse is unreachable")
+
+    def insert(self, table: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        context = kwargs.get("context")
+        self._outage(table if context is None else context.table)
         return self._client.insert(table, *args, **kwargs)
+
+    def raw_insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
+        """The compiled core's rows arrive here (RowBinary, sinks/clickhouse.py)."""
+        self._outage(table)
+        return self._client.raw_insert(table, *args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)

@@ -1,0 +1,176 @@
+//! `RowBlock`: one table's rows from a core call, kept in Rust (as the typed rows the core
+//! made) until the writer inserts them as one RowBinary payload (`row_binary`, which runs
+//! without the GIL, in the writer's thread), so no row becomes Python objects on the way
+//! to ClickHouse. Slices share the rows (the writer halves a block to find a row
+//! ClickHouse refuses); `row`/`rows` give Python tuples for the rare readers (a rejected
+//! row's dead letter, the differential tests, a forget's corrections).
+
+use std::sync::Arc;
+
+use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList};
+
+use crate::json::Json;
+use crate::lifecycle_rows::{RfmRow, SegmentTransitionRow, TriggerRow};
+use crate::pycore::to_py;
+use crate::row_binary::{write_row, ColumnType};
+use crate::rows_aggregate::Row;
+use crate::rows_intake::{DeadLetterRow, LateEventRow, RawEventRow};
+
+/// A row of one of the core's tables: its values as JSON, made when they are needed
+/// (the block keeps the typed rows, which are smaller than their JSON).
+pub trait JsonRow: Send + Sync {
+    fn json(&self) -> Json;
+}
+
+macro_rules! json_rows {
+    ($($row:ty),*) => {
+        $(impl JsonRow for $row {
+            fn json(&self) -> Json {
+                self.to_json()
+            }
+        })*
+    };
+}
+
+json_rows!(
+    RawEventRow,
+    LateEventRow,
+    DeadLetterRow,
+    SegmentTransitionRow,
+    TriggerRow,
+    RfmRow,
+    Row
+);
+
+impl JsonRow for Json {
+    fn json(&self) -> Json {
+        self.clone()
+    }
+}
+
+/// A table's rows, whatever their type.
+trait RowSource: Send + Sync {
+    fn json_at(&self, index: usize) -> Json;
+}
+
+impl<T: JsonRow> RowSource for Vec<T> {
+    fn json_at(&self, index: usize) -> Json {
+        self[index].json()
+    }
+}
+
+#[pyclass(module = "shopfunnel_core", frozen)]
+pub struct RowBlock {
+    table: String,
+    rows: Arc<dyn RowSource>,
+    start: usize,
+    end: usize,
+}
+
+impl RowBlock {
+    pub fn new<T: JsonRow + 'static>(table: String, rows: Vec<T>) -> RowBlock {
+        let end = rows.len();
+        RowBlock {
+            table,
+            rows: Arc::new(rows),
+            start: 0,
+            end,
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+}
+
+#[pymethods]
+impl RowBlock {
+    /// A block from rows as JSON (`[[value, ...], ...]`): tests make blocks with values
+    /// the core would not.
+    #[new]
+    fn py_new(table: String, rows_json: &[u8]) -> PyResult<RowBlock> {
+        match crate::json::parse(rows_json) {
+            Ok(Json::List(rows)) => Ok(RowBlock::new(table, rows)),
+            Ok(_) => Err(PyValueError::new_err("rows_json: not a list of rows")),
+            Err(e) => Err(PyValueError::new_err(format!("rows_json: {}", e))),
+        }
+    }
+
+    #[getter(table)]
+    fn py_table(&self) -> &str {
+        &self.table
+    }
+
+    fn __len__(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Rows `start` to `stop` (clamped to the block), sharing this block's rows.
+    fn slice(&self, start: usize, stop: usize) -> RowBlock {
+        let len = self.end - self.start;
+        let stop = stop.min(len);
+        let start = start.min(stop);
+        RowBlock {
+            table: self.table.clone(),
+            rows: Arc::clone(&self.rows),
+            start: self.start + start,
+            end: self.start + stop,
+        }
+    }
+
+    /// Row `index` as a tuple of the JSON values (times as integers, dates as ISO text,
+    /// floats as Python's repr; streams/compiled/rows.py makes them the Python row).
+    fn row(&self, py: Python<'_>, index: usize) -> PyResult<PyObject> {
+        if index >= self.__len__() {
+            return Err(PyIndexError::new_err(format!(
+                "row {} of {}",
+                index,
+                self.__len__()
+            )));
+        }
+        Ok(to_py(py, &self.rows.json_at(self.start + index), 1))
+    }
+
+    fn rows<'py>(&self, py: Python<'py>) -> Bound<'py, PyList> {
+        PyList::new_bound(
+            py,
+            (self.start..self.end).map(|i| to_py(py, &self.rows.json_at(i), 1)),
+        )
+    }
+}
+
+/// The rows of `blocks`, in order, as one RowBinary payload for `columns` ([(name, type as
+/// ClickHouse names it)], the table's insert columns in the rows' order). A value that
+/// does not fit raises ValueError naming the block's row and the column.
+#[pyfunction]
+pub fn row_binary<'py>(
+    py: Python<'py>,
+    blocks: Vec<PyRef<'py, RowBlock>>,
+    columns: Vec<(String, String)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let columns = columns
+        .into_iter()
+        .map(|(name, text)| ColumnType::parse(&text).map(|t| (name, t)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PyValueError::new_err)?;
+    let parts: Vec<(String, Arc<dyn RowSource>, usize, usize)> = blocks
+        .iter()
+        .map(|b| (b.table.clone(), Arc::clone(&b.rows), b.start, b.end))
+        .collect();
+    // Encoding needs no Python object: other threads (the event loop) run meanwhile.
+    let payload = py.allow_threads(move || {
+        let mut out = Vec::new();
+        for (table, rows, start, end) in &parts {
+            for i in *start..*end {
+                write_row(&mut out, &columns, &rows.json_at(i))
+                    .map_err(|e| format!("{} row {}: {}", table, i - start, e))?;
+            }
+        }
+        Ok::<_, String>(out)
+    });
+    payload
+        .map(|bytes| PyBytes::new_bound(py, &bytes))
+        .map_err(PyValueError::new_err)
+}

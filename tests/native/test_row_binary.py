@@ -1,0 +1,264 @@
+"""The compiled core's rows reach ClickHouse as RowBinary (native/src/row_binary.rs,
+streams/compiled/rows.py, the writer's encoded path in sinks/clickhouse.py), and they are
+the same rows the Python core's row builders make.
+
+The oracle is ClickHouse itself: the Python core's rows are inserted through
+clickhouse-connect's own (Native) insert into one database, the compiled core's blocks
+through the writer's RowBinary insert into another, both with the production column
+types (the migrations), and every stored row of every table must be equal. The tables
+are plain MergeTree copies so that no row is merged away before it is compared.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+import clickhouse_connect
+import orjson
+import pytest
+import shopfunnel_core
+
+from simulator.config import SimConfig
+from simulator.generate import generate
+from sinks.clickhouse import ClickHouseWriter, apply_migrations, split_encoded
+from sinks.tables import EncodedRows
+from streams.attribution import AttributionRules
+from streams.batch import BatchResult
+from streams.compiled.rows import CompiledRows
+from streams.funnels import load_funnels
+from streams.lifecycle import DAY_MS
+from streams.outputs import ALL_TABLES, late_events
+from streams.outputs import dead_letters as dead_letters_family
+from streams.records import Record as InputRecord
+from streams.visitor import Rules
+from tests.native.test_lifecycle_rows import SHORT
+from tests.native.twin import TwinProcessor
+from tests.unit.test_core_vs_truth import MIXED_FUNNELS, TOPICS, PartitionRun, Sink
+
+SCHEMA = "row_binary_schema"
+
+# Every table the compiled core writes; the scenario must give each of them rows.
+CORE_TABLES = {
+    "events_raw",
+    "late_events",
+    "dead_letters",
+    "funnel_steps_minute",
+    "funnel_outcomes_minute",
+    "funnel_ttc_minute",
+    "funnel_attempts",
+    "kpi_minute",
+    "order_attribution",
+    "retention_cohorts",
+    "order_gaps_daily",
+    "user_rfm",
+    "segment_transitions",
+    "triggers",
+}
+
+
+@pytest.fixture(scope="module")
+def chdb() -> Iterator[Any]:
+    """An in-memory chDB with the production schema in ``SCHEMA`` (closed after the
+    module: chDB serves one data path per process)."""
+    admin = clickhouse_connect.get_client(dsn="chdb://memory")
+    admin.command(f"DROP DATABASE IF EXISTS {SCHEMA}")
+    admin.command(f"CREATE DATABASE {SCHEMA}")
+    apply_migrations(clickhouse_connect.get_client(dsn="chdb://memory", database=SCHEMA))
+    yield admin
+    admin.close()
+
+
+def _copy_of_schema(admin: Any, database: str) -> Any:
+    """``database`` with every table of the schema, same columns, as plain MergeTree."""
+    admin.command(f"DROP DATABASE IF EXISTS {database}")
+    admin.command(f"CREATE DATABASE {database}")
+    for spec in ALL_TABLES:
+        described = admin.query(f"DESCRIBE TABLE {SCHEMA}.{spec.name}").result_rows
+        columns = ", ".join(f"`{row[0]}` {row[1]}" for row in described)
+        admin.command(
+            f"CREATE TABLE {database}.{spec.name} ({columns}) ENGINE = MergeTree ORDER BY tuple()"
+        )
+    return clickhouse_connect.get_client(dsn="chdb://memory", database=database)
+
+
+def _stored(client: Any, table: str) -> list[Any]:
+    rows = client.query(f"SELECT * FROM {table}").result_rows
+    return sorted(repr(r) for r in rows)
+
+
+class _Recording(TwinProcessor):
+    """The twin, keeping each call's results before the compiled rows are decoded."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.python_rows: list[BatchResult] = []
+        self.blocks: list[BatchResult] = []
+
+    def _compare(self, call: str, python: BatchResult, compiled: BatchResult) -> BatchResult:
+        self.python_rows.append(BatchResult(rows=dict(python.rows)))
+        self.blocks.append(BatchResult(encoded_rows=dict(compiled.encoded_rows)))
+        return super()._compare(call, python, compiled)
+
+
+class _RecordingRun(PartitionRun):
+    def _fresh(self) -> _Recording:  # type: ignore[override]
+        return _Recording(self.partition, self.rules, self.codec, self.channels, TOPICS, self.store)
+
+
+@functools.cache
+def _scenario() -> tuple[list[BatchResult], list[BatchResult]]:
+    """Both cores over two weeks of traffic with short lifecycle rules (so every table
+    gets rows), in random batches with ticks: (Python results, compiled results)."""
+    config = SimConfig(
+        seed=11,
+        users=150,
+        days=14,
+        partitions=1,
+        duplicate_pct=2,
+        late_pct=3,
+        malformed_pct=2,
+        json_pct=10,
+    )
+    inputs: dict[str, list[InputRecord]] = defaultdict(list)
+    for rec in generate(config):
+        queue = inputs[rec.stream]
+        queue.append(InputRecord(len(queue), rec.key, rec.value, rec.send_time_ms))
+    rules = Rules(
+        load_funnels(MIXED_FUNNELS),
+        lifecycle=SHORT,
+        attribution=AttributionRules(lookback_ms=DAY_MS),
+    )
+    run = _RecordingRun(0, rules, Sink())
+    rnd = random.Random(4)
+    position = dict.fromkeys(TOPICS, 0)
+    while any(position[s] < len(inputs[s]) for s in TOPICS):
+        stream = rnd.choice([s for s in TOPICS if position[s] < len(inputs[s])])
+        chunk = inputs[stream][position[stream] : position[stream] + rnd.randint(1, 600)]
+        position[stream] += len(chunk)
+        run.keep(run.proc.process(stream, chunk))
+        if rnd.random() < 0.2:
+            run.keep(run.proc.tick({s: position[s] for s in TOPICS}))
+    run.keep(run.proc.tick({s: len(q) for s, q in inputs.items()}, finished=True))
+    proc = run.proc
+    assert isinstance(proc, _Recording)
+    return proc.python_rows, proc.blocks
+
+
+def _write_all(client: Any, results: list[BatchResult]) -> None:
+    writer = ClickHouseWriter(lambda: client, batch_rows=20_000)
+    writer.start()
+    for result in results:
+        for spec, rows in result.rows.items():
+            writer.submit_nowait(spec, rows)
+        for spec, encoded in result.encoded_rows.items():
+            writer.submit_nowait(spec, encoded)
+    writer.stop()
+    assert writer.rejected_rows == 0, writer.last_error
+
+
+def test_every_row_the_compiled_core_inserts_equals_the_python_cores_row(chdb: Any) -> None:
+    python, compiled = _scenario()
+    assert all(not r.encoded_rows for r in python) and all(not r.rows for r in compiled)
+    made = {spec.name for r in compiled for spec in r.encoded_rows}
+    assert made == CORE_TABLES, f"tables without rows: {CORE_TABLES - made}"
+    native = _copy_of_schema(chdb, "row_binary_native")
+    row_binary = _copy_of_schema(chdb, "row_binary_rows")
+    _write_all(native, python)
+    _write_all(row_binary, compiled)
+    for table in sorted(CORE_TABLES):
+        want = _stored(native, table)
+        got = _stored(row_binary, table)
+        assert len(got) == len(want), f"{table}: {len(got)} rows, want {len(want)}"
+        assert got == want, f"{table}: stored rows differ"
+
+
+def _late_rows(n: int) -> list[list[Any]]:
+    return [
+        [f"e{i}", "page_view", 1_700_000_000_000 + i, 1_700_000_100_000, "late", "a", "s",
+         "direct", "clickstream", 0, i, 1_700_000_200_000]
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def _block(table: str, rows: list[list[Any]]) -> CompiledRows:
+    return CompiledRows(shopfunnel_core.RowBlock(table, orjson.dumps(rows)))
+
+
+def test_a_value_that_does_not_fit_dead_letters_its_row_and_the_rest_are_written(
+    chdb: Any,
+) -> None:
+    client = _copy_of_schema(chdb, "row_binary_bad")
+    rows = _late_rows(40)
+    rows[23][9] = 70_000  # source_partition is UInt16
+    writer = ClickHouseWriter(lambda: client, rejected_rows_to=dead_letters_family.REJECTED_ROWS)
+    writer.start()
+    block = _block(late_events.TABLE.name, rows)
+    writer.submit_nowait(late_events.TABLE, block.slice(0, 30))
+    writer.submit_nowait(late_events.TABLE, block.slice(30, 40))
+    writer.stop()
+    assert writer.rejected_rows == 1
+    stored = client.query("SELECT source_offset FROM late_events").result_rows
+    assert sorted(r[0] for r in stored) == [i for i in range(40) if i != 23]
+    (letter,) = client.query("SELECT reason, detail, raw FROM dead_letters").result_rows
+    assert "source_partition" in letter[1] and "UInt16" in letter[1], letter
+    assert "e23" in letter[2]
+
+
+class _Flaky:
+    """The client, with its first ``failures`` RowBinary inserts failing as an outage."""
+
+    def __init__(self, client: Any, failures: int) -> None:
+        self._client = client
+        self.failures = failures
+
+    def create_insert_context(self, *args: Any, **kwargs: Any) -> Any:
+        return self._client.create_insert_context(*args, **kwargs)
+
+    def insert(self, **kwargs: Any) -> Any:
+        return self._client.insert(**kwargs)
+
+    def raw_insert(self, *args: Any, **kwargs: Any) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise ConnectionError("connection refused")
+        return self._client.raw_insert(*args, **kwargs)
+
+
+def test_encoded_rows_are_kept_through_an_outage_and_written_once(chdb: Any) -> None:
+    client = _copy_of_schema(chdb, "row_binary_outage")
+    flaky = _Flaky(client, failures=3)
+    writer = ClickHouseWriter(lambda: flaky, retry_max_seconds=0.2)
+    writer.start()
+    block = _block(late_events.TABLE.name, _late_rows(25))
+    writer.submit_nowait(late_events.TABLE, block)
+    writer.stop()
+    assert flaky.failures == 0 and writer.rejected_rows == 0
+    stored = Counter(r[0] for r in client.query("SELECT event_id FROM late_events").result_rows)
+    assert stored == Counter(f"e{i}" for i in range(25))
+
+
+def test_blocks_slice_and_read_back_as_python_rows() -> None:
+    block = _block(late_events.TABLE.name, _late_rows(5))
+    assert len(block) == 5 and len(block.slice(2, 99)) == 3 and len(block.slice(4, 2)) == 0
+    assert block.slice(1, 4).python_rows() == block.python_rows()[1:4]
+    assert block.slice(1, 4).row(2) == block.row(3)
+    with pytest.raises(IndexError):
+        block.row(5)
+    with pytest.raises(ValueError, match="Int128 is not supported"):
+        block.row_binary([("n", "Int128")] * 12)
+    with pytest.raises(ValueError, match="12 values for 1 columns"):
+        block.row_binary([("n", "UInt8")])
+
+
+def test_split_encoded_splits_the_rows_of_several_blocks_at_any_row() -> None:
+    rows = _block(late_events.TABLE.name, _late_rows(9)).python_rows()
+    a = _block(late_events.TABLE.name, _late_rows(9))
+    blocks: list[EncodedRows] = [a.slice(0, 4), a.slice(4, 4), a.slice(4, 9)]
+    for at in range(10):
+        first, second = split_encoded(blocks, at)
+        assert [r for b in first for r in b.python_rows()] == rows[:at]
+        assert [r for b in second for r in b.python_rows()] == rows[at:]
