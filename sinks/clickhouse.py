@@ -129,8 +129,22 @@ def embedded_directory(target: ClickHouseTarget) -> Path | None:
     return Path("/" + path.lstrip("/"))  # chdb:////abs/path has an extra slash
 
 
-def open_client(target: ClickHouseTarget, *, create_database: bool = True) -> Any:
-    """A clickhouse-connect client on ``target.database`` (created if missing).
+# The settings of the worker's own periodic reads (the experiment and attribution
+# monitors re-read the raw events every 30 s): one thread, at the lowest OS priority
+# (applied where ClickHouse may renice its threads), so such a read does not take the
+# cores from ingestion. On two cores a read at the default settings held ingestion back
+# for about 1.8 s, which was the p99 of event-to-ClickHouse latency (BENCHMARKS.md).
+BACKGROUND_READ_SETTINGS: Final[dict[str, Any]] = {"max_threads": 1, "os_thread_priority": 19}
+
+
+def open_client(
+    target: ClickHouseTarget,
+    *,
+    create_database: bool = True,
+    settings: dict[str, Any] | None = None,
+) -> Any:
+    """A clickhouse-connect client on ``target.database`` (created if missing), with
+    ``settings`` for every query it runs (e.g. ``BACKGROUND_READ_SETTINGS``).
 
     ``create_database=False`` is the readers' way (reports): nothing is created, not even
     the embedded directory, and a missing directory or database is an error that says
@@ -159,7 +173,9 @@ def open_client(target: ClickHouseTarget, *, create_database: bool = True) -> An
                     "first, or point at the data you mean (--data-dir, FUNNEL_DATA_DIR, "
                     "FUNNEL_CLICKHOUSE_DATABASE; `make demo` writes to .data/demo)"
                 )
-            return clickhouse_connect.get_client(dsn=target.dsn, database=target.database)
+            return clickhouse_connect.get_client(
+                dsn=target.dsn, database=target.database, settings=settings
+            )
         parts = urlsplit(target.dsn)
         common: dict[str, Any] = {
             "host": parts.hostname,
@@ -171,7 +187,7 @@ def open_client(target: ClickHouseTarget, *, create_database: bool = True) -> An
         if create_database:
             admin = clickhouse_connect.get_client(**common)
             admin.command(f"CREATE DATABASE IF NOT EXISTS {target.database}")
-        return clickhouse_connect.get_client(database=target.database, **common)
+        return clickhouse_connect.get_client(database=target.database, settings=settings, **common)
     except ClickHouseUnavailableError:
         raise
     except Exception as exc:

@@ -20,6 +20,7 @@ from funnel.log_throttle import install_log_throttle
 from funnel.settings import Settings
 from sinks import forget_store
 from sinks.clickhouse import (
+    BACKGROUND_READ_SETTINGS,
     ClickHouseTarget,
     ClickHouseWriter,
     apply_migrations,
@@ -387,8 +388,12 @@ def run_worker(
         metrics,
         written_keys,
         experiments=experiments,
-        experiment_reader=lambda: open_client(clickhouse_target(settings)),
-        attribution_reader=lambda: open_client(clickhouse_target(settings)),
+        experiment_reader=lambda: open_client(
+            clickhouse_target(settings), settings=BACKGROUND_READ_SETTINGS
+        ),
+        attribution_reader=lambda: open_client(
+            clickhouse_target(settings), settings=BACKGROUND_READ_SETTINGS
+        ),
         # The engine's memory accounting is only this process's when it is embedded.
         memory_reader=(
             (lambda: open_client(clickhouse_target(settings)))

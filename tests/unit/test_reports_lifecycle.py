@@ -15,7 +15,12 @@ from typer.testing import CliRunner, Result
 from funnel import cli
 from reports import queries as reports
 from reports.errors import ReportError
-from sinks.clickhouse import ClickHouseTarget, apply_migrations, open_client
+from sinks.clickhouse import (
+    BACKGROUND_READ_SETTINGS,
+    ClickHouseTarget,
+    apply_migrations,
+    open_client,
+)
 
 _numbers = itertools.count()
 
@@ -301,3 +306,19 @@ def test_report_kpi_scales_each_currency_by_its_iso_4217_exponent(
     assert "$4,026.50" in usd and "$2,013.25" in usd
     kwd = next(line for line in result.output.splitlines() if "KWD" in line)
     assert "1.234" in kwd
+
+
+def test_a_background_reader_runs_its_queries_on_one_thread_at_low_priority(
+    engine_dir: Path,
+) -> None:
+    """The monitors' client (streams/worker.py) must not take the cores from ingestion."""
+    target = ClickHouseTarget(dsn=f"chdb:///{engine_dir}", database="reports_background")
+    sql = "SELECT toUInt64(getSetting('max_threads')), getSetting('os_thread_priority')"
+    background = open_client(target, settings=BACKGROUND_READ_SETTINGS)
+    default = open_client(target)
+    try:
+        assert background.query(sql).result_rows == [(1, 19)]
+        assert default.query(sql).result_rows[0][1] == 0
+    finally:
+        background.close()
+        default.close()
