@@ -132,8 +132,9 @@ def embedded_directory(target: ClickHouseTarget) -> Path | None:
 # The settings of the worker's own periodic reads (the experiment and attribution
 # monitors re-read the raw events every 30 s): one thread, at the lowest OS priority
 # (applied where ClickHouse may renice its threads), so such a read does not take the
-# cores from ingestion. On two cores a read at the default settings held ingestion back
-# for about 1.8 s, which was the p99 of event-to-ClickHouse latency (BENCHMARKS.md).
+# cores from ingestion. On two cores, in two latency runs at the default settings, the
+# stall that set the p99 of event-to-ClickHouse latency (about 1.8 s without an insert)
+# came with such a read (BENCHMARKS.md, "rows to ClickHouse as RowBinary").
 BACKGROUND_READ_SETTINGS: Final[dict[str, Any]] = {"max_threads": 1, "os_thread_priority": 19}
 
 

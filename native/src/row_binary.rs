@@ -111,17 +111,6 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-fn kind(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Int(_) => "an integer",
-        Json::Str(_) => "a string",
-        Json::List(_) => "a list",
-        Json::Object(_) => "an object",
-    }
-}
-
 fn integer(value: &Json) -> Option<i64> {
     match value {
         Json::Int(n) => Some(*n),
@@ -165,7 +154,7 @@ fn write_integer(out: &mut Vec<u8>, n: i64, width: u8, signed: bool) -> Result<(
 }
 
 fn write_value(out: &mut Vec<u8>, column: &ColumnType, value: &Json) -> Result<(), String> {
-    let wrong = |what: &str| Err(format!("expected {}, got {}", what, kind(value)));
+    let wrong = |what: &str| Err(format!("expected {}, got {}", what, value.kind()));
     match column {
         ColumnType::String => match value {
             Json::Str(s) => {
@@ -248,7 +237,7 @@ pub fn write_row(
 ) -> Result<(), String> {
     let values = match row {
         Json::List(values) => values,
-        other => return Err(format!("a row is {}, not a list", kind(other))),
+        other => return Err(format!("a row is {}, not a list", other.kind())),
     };
     if values.len() != columns.len() {
         return Err(format!(
