@@ -47,6 +47,7 @@ from streams.experiment_stats import (
 from streams.experiments import ExperimentDef
 from streams.faust_private import underlying_producer
 from streams.outputs import experiment_decisions, experiment_readouts, experiment_status
+from streams.outputs.family import Row
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,30 @@ def restored_running(
             )
         )
     return previous, {name: p for name, p in kept.items() if 0 < p <= 1}
+
+
+def unrecorded_decisions(recorded: set[str], found: Sequence[tuple[int, Trigger]]) -> list[Row]:
+    """The ``experiment_decisions`` rows of the decision triggers ``found`` in the topic
+    (with their offsets) whose ids are not ``recorded``: each once, at its first offset."""
+    rows: list[Row] = []
+    seen = set(recorded)
+    for offset, trig in sorted(found, key=lambda pair: pair[0]):
+        if trig.trigger_id in seen:
+            continue
+        seen.add(trig.trigger_id)
+        d = trig.detail
+        rows.append(
+            experiment_decisions.build_row(
+                trig.occurred_at_ms,
+                str(d["experiment"]),
+                str(d["verdict"]),
+                str(d.get("variant", "")),
+                str(d.get("metric", "")),
+                str(d.get("reason", "")),
+                offset,
+            )
+        )
+    return rows
 
 
 @dataclass
@@ -304,8 +329,9 @@ class ExperimentMonitor:
                 .result_rows
             )
         )
-        sent = {decision_trigger_id(e, v, var) for e, v, var, _ in rows}
+        recorded = {decision_trigger_id(e, v, var) for e, v, var, _ in rows}
         after = max((int(row[3]) + 1 for row in rows), default=None)
+        found: list[tuple[int, Trigger]] = []
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False)
         await consumer.start()
         try:
@@ -320,9 +346,19 @@ class ExperimentMonitor:
                     for record in batch.get(tp, []):
                         trig = self.codec.decode_trigger(record.value)
                         if trig.trigger_type == DECISION_TRIGGER:
-                            sent.add(trig.trigger_id)
+                            found.append((int(record.offset), trig))
         finally:
             await consumer.stop()
+        missing = unrecorded_decisions(recorded, found)
+        if missing:
+            # Sent, then a crash before the record: record them now, so that the table
+            # lists every published decision (and the next restart reads less of the topic).
+            await self.writer.submit(experiment_decisions.TABLE, missing)
+            await self.writer.flush()
+            log.warning(
+                "experiment decisions published before a crash, now recorded: %d", len(missing)
+            )
+        sent = recorded | {trig.trigger_id for _, trig in found}
         if sent:
             log.info("experiment decisions already published: %d", len(sent))
         return sent

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -207,10 +208,26 @@ def run_until_idle(env: PipelineEnv, timeout: float = 240.0, **kw: Any) -> Worke
     return worker
 
 
-def clickhouse(env: PipelineEnv) -> Any:
-    return clickhouse_connect.get_client(
-        dsn=f"chdb://{env.data_dir.resolve() / 'clickhouse'}", database="shop"
+# Weak: a client the test dropped is closed (and the directory freed) at once.
+_open_clients: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def clickhouse(env: PipelineEnv, database: str = "shop") -> Any:
+    """A client of the run's embedded ClickHouse, closed after the test (conftest)."""
+    client = clickhouse_connect.get_client(
+        dsn=f"chdb://{env.data_dir.resolve() / 'clickhouse'}", database=database
     )
+    _open_clients.add(client)
+    return client
+
+
+def close_clickhouse_clients() -> None:
+    """chDB opens one directory per process, until every handle on it is closed. A failed
+    test's traceback keeps its client alive, so without this every later test that opens
+    another directory fails with it."""
+    for client in list(_open_clients):
+        client.close()
+    _open_clients.clear()
 
 
 DIMS = "channel, campaign, device, platform, country"

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
 import yaml
 from kafka import KafkaConsumer, TopicPartition
@@ -48,6 +47,7 @@ from tests.pipeline_harness import (
     REPO_ROOT,
     PipelineEnv,
     Table,
+    clickhouse,
     differences,
     free_port,
     pipeline_tables,
@@ -189,9 +189,8 @@ def scenario(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> 
         IDLE,
     )
     # Read only now: the test process holds the chDB directory once it opens it.
-    dsn = f"chdb://{env.data_dir.resolve() / 'clickhouse'}"
-    live = pipeline_tables(clickhouse_connect.get_client(dsn=dsn, database="shop"))
-    backfill = pipeline_tables(clickhouse_connect.get_client(dsn=dsn, database=BACKFILL_DB))
+    live = pipeline_tables(clickhouse(env))
+    backfill = pipeline_tables(clickhouse(env, database=BACKFILL_DB))
     return Scenario(
         env=env,
         part1=part1,

@@ -13,10 +13,15 @@ from prometheus_client import CollectorRegistry
 
 from reports.experiment_readout import ExperimentSums, RatioSums, RevenueSums, VariantSums
 from schemas.codec import EventCodec
+from schemas.triggers import Trigger
 from sinks.metrics import PipelineMetrics
 from sinks.tables import TableSpec
 from streams import experiment_monitor
-from streams.experiment_monitor import ExperimentMonitor, decision_trigger_id
+from streams.experiment_monitor import (
+    ExperimentMonitor,
+    decision_trigger_id,
+    unrecorded_decisions,
+)
 from streams.experiments import ExperimentDef, FunnelStepMetric, Guardrail, VariantDef
 from streams.outputs import experiment_decisions, experiment_readouts, experiment_status
 
@@ -229,3 +234,32 @@ def test_readout_rows_carry_every_step_reached_and_the_orders_behind_the_aov() -
     assert ("A", "step_5", "") not in rows
     revenue = rows[("A", "revenue_per_user", "CNY")]
     assert revenue[7:10] == (90_000, 9_000_000, 120)  # total, total_sq, purchases
+
+
+def _decision(verdict: str, variant: str, at: int) -> Trigger:
+    return Trigger(
+        trigger_id=decision_trigger_id("cb", verdict, variant),
+        trigger_type="experiment_decision",
+        anonymous_id="",
+        occurred_at_ms=at,
+        emitted_at_ms=at + 5,
+        detail={
+            "experiment": "cb",
+            "verdict": verdict,
+            "variant": variant,
+            "metric": "primary",
+            "reason": "why",
+        },
+    )
+
+
+def test_a_decision_sent_just_before_a_crash_is_recorded_once_at_restart() -> None:
+    """The worker died between the send and the record: the restart's read of the topic
+    finds the trigger, and its row is written with the trigger's offset, once."""
+    win, srm = _decision("win", "B", 1_000), _decision("srm", "", 2_000)
+    recorded = {decision_trigger_id("cb", "win", "B")}
+    found = [(41, srm), (7, win), (44, srm)]  # the second srm: a resend's duplicate
+    rows = unrecorded_decisions(recorded, found)
+    assert rows == [experiment_decisions.build_row(2_000, "cb", "srm", "", "primary", "why", 41)]
+    assert unrecorded_decisions(set(), found)[0][-1] == 7  # nothing recorded: win first
+    assert unrecorded_decisions(recorded | {srm.trigger_id}, found) == []
