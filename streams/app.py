@@ -123,12 +123,21 @@ def processor_factory(core: str) -> ProcessorFactory:
     return CompiledProcessor if core == "compiled" else PartitionProcessor
 
 
+def _faust_datadir(settings: Settings) -> str:
+    # Faust formats the path with its settings (``{conf.name}`` is the app id).
+    escaped = str(settings.data_dir.resolve() / "faust").replace("{", "{{").replace("}", "}}")
+    return escaped + "/{conf.name}"
+
+
 def build_app(settings: Settings) -> faust.App:
     transport.register()
     return faust.App(
         settings.app_id,
         broker=broker_urls(settings.bootstrap_servers),
         store="memory://",
+        # Faust makes this directory even with the memory store: under the data
+        # directory, not as "<app id>-data" wherever the worker was started.
+        datadir=_faust_datadir(settings),
         autodiscover=False,
         topic_partitions=settings.partitions,
         topic_replication_factor=1,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from funnel.errors import ConfigError
@@ -24,3 +26,10 @@ def test_a_read_ahead_out_of_range_names_the_setting(value: int) -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings(consumer_fetch_bytes=value)
     assert "consumer_fetch_bytes" in str(raised.value)
+
+
+def test_faust_keeps_its_directory_under_the_data_directory(tmp_path: Path) -> None:
+    """Not "<app id>-data" in whatever directory the worker was started from."""
+    settings = load_settings(data_dir=tmp_path / "odd {dir}", app_id="shop_x")
+    app = build_app(settings)
+    assert app.conf.datadir == (tmp_path / "odd {dir}" / "faust" / "shop_x").resolve()
