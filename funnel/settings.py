@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     # 1 MiB, but fetches of 1 MiB make batches of ~2k records instead of ~5k and cost 0.80x
     # the events per CPU-second (BENCHMARKS.md, memory). Lower it where memory is tight.
     consumer_fetch_bytes: int = Field(default=8 * 1024 * 1024, ge=64 * 1024, le=64 * 1024 * 1024)
+    # How long the broker may hold a fetch that finds no new records (aiokafka's
+    # fetch_max_wait_ms; Faust fixes it at 1500). aiokafka keeps one fetch in flight per
+    # broker, so a fetch of idle partitions only held that long stalls live input just as
+    # long (streams/faust_private.py: FetchWaitConsumerThread). Lower: more empty fetches
+    # while idle, about 1000 / this many per second.
+    consumer_fetch_wait_ms: int = Field(default=100, ge=1, le=1500)
     commit_interval_seconds: float = Field(default=2.0, gt=0)
     # A worker that dies holds its partitions this long before the group moves them.
     # An input partition with nothing to read for this long stops holding back the
@@ -122,11 +128,13 @@ class Settings(BaseSettings):
     # compiled core where it is built (`make setup` builds it), else Python with a warning.
     core: Literal["auto", "python", "compiled"] = "auto"
 
-    # The ClickHouse writer inserts queued rows once the oldest has waited twice a recent
-    # insert's duration, within sink_flush_min_seconds (capped at sink_flush_seconds) and
-    # sink_flush_seconds: a light load inserts often, a heavy one in big batches. It
-    # inserts at once when sink_batch_rows rows are queued (sinks/clickhouse.py).
+    # The ClickHouse writer inserts queued rows once the oldest has waited
+    # sink_busy_ratio times a recent insert's duration, within sink_flush_min_seconds
+    # (capped at sink_flush_seconds) and sink_flush_seconds: a light load inserts often, a
+    # heavy one in big batches. It inserts at once when sink_batch_rows rows are queued
+    # (sinks/clickhouse.py).
     sink_batch_rows: int = Field(default=100_000, ge=1)
+    sink_busy_ratio: float = Field(default=1.0, ge=0, le=100)
     sink_flush_seconds: float = Field(default=1.0, gt=0)
     sink_flush_min_seconds: float = Field(default=0.2, gt=0, le=60)
     sink_queue_rows: int = Field(default=200_000, ge=1)

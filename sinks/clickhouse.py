@@ -532,7 +532,7 @@ class ClickHouseWriter:
         batch_rows: int = 100_000,
         flush_seconds: float = 1.0,
         min_flush_seconds: float = 0.2,
-        busy_ratio: float = 2.0,
+        busy_ratio: float = 1.0,
         max_queue_rows: int = 200_000,
         retry_max_seconds: float = 30.0,
         metrics: WriterMetrics | None = None,

@@ -367,6 +367,13 @@ class PipelineMetrics:
             buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry,
         )
+        self.event_loop_blocked_seconds = Histogram(
+            f"{PREFIX}_event_loop_blocked_seconds",
+            "Stalls of the worker's event loop of half a second or more "
+            "(streams/loop_watchdog.py logs what it was running).",
+            buckets=(0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0),
+            registry=registry,
+        )
         self.gc_collected = Counter(
             f"{PREFIX}_gc_collected_objects",
             "Unreachable objects found by the scheduled full garbage collections.",

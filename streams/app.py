@@ -43,6 +43,7 @@ from streams.forget_runner import ForgetStore
 from streams.funnels import FunnelDef
 from streams.garbage import collect_full
 from streams.lifecycle import LifecycleRules
+from streams.loop_watchdog import LoopWatchdog, log_stall
 from streams.outputs import RowKey
 from streams.processor import PartitionProcessor, ProcessorFactory
 from streams.runtime import Runtime
@@ -124,8 +125,11 @@ def processor_factory(core: str) -> ProcessorFactory:
 
 
 def _faust_datadir(settings: Settings) -> str:
-    # Faust formats the path with its settings (``{conf.name}`` is the app id).
-    escaped = str(settings.data_dir.resolve() / "faust").replace("{", "{{").replace("}", "}}")
+    # Faust formats the path with its settings (``{conf.name}`` is the app id), and makes
+    # only the last directory.
+    parent = settings.data_dir.resolve() / "faust"
+    parent.mkdir(parents=True, exist_ok=True)
+    escaped = str(parent).replace("{", "{{").replace("}", "}}")
     return escaped + "/{conf.name}"
 
 
@@ -235,6 +239,7 @@ def build_worker(
 
     transport.attach_commit_barrier(app, flush_before_commit)
     transport.batch_topics(app, frozenset(agent_topics))
+    transport.fetch_max_wait(app, settings.consumer_fetch_wait_ms)
     attach_costs_agent(
         app, settings, cost_codec(settings), writer, FaustDeadLetters(dlq, codec), metrics
     )
@@ -289,6 +294,12 @@ def build_worker(
     @app.timer(interval=settings.gc_interval_seconds)  # type: ignore[untyped-decorator]
     async def collect_garbage() -> None:
         collect_full(metrics)
+
+    watchdog = LoopWatchdog(log_stall(metrics.event_loop_blocked_seconds.observe))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def watch_the_loop() -> None:
+        watchdog.start(asyncio.get_running_loop())
 
     memory = MemoryReadings(memory_reader)
 

@@ -62,7 +62,10 @@ class PrivateUse:
 
 _FAUST = "faust-streaming"
 _MODE = "mode-streaming"
+_AIOKAFKA = "aiokafka"
 _CONSUMER = "faust.transport.drivers.aiokafka:Consumer"
+_CONSUMER_THREAD = "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread"
+_AIOKAFKA_CONSUMER = "aiokafka.consumer.consumer:AIOKafkaConsumer"
 _PRODUCER = "faust.transport.drivers.aiokafka:Producer"
 _MEMORY_STORE = "faust.stores.memory:Store"
 _WORKER = "faust.worker:Worker"
@@ -181,6 +184,36 @@ CONTRACT: tuple[PrivateUse, ...] = (
     ),
     PrivateUse(
         _FAUST,
+        _CONSUMER,
+        "_new_consumer_thread",
+        "method",
+        "override",
+        "the consumer's thread is FetchWaitConsumerThread, which sets the fetch wait"
+        " (OffsetHookConsumer)",
+    ),
+    PrivateUse(
+        _FAUST,
+        _CONSUMER_THREAD,
+        "_create_worker_consumer",
+        "method",
+        "override + super() call",
+        "Faust builds the worker's aiokafka consumer with fetch_max_wait_ms=1500 and no"
+        " setting for it (FetchWaitConsumerThread)",
+        params=("transport",),
+    ),
+    PrivateUse(
+        _AIOKAFKA,
+        _AIOKAFKA_CONSUMER,
+        "_fetch_max_wait_ms",
+        "attribute",
+        "write (before start)",
+        "aiokafka keeps one fetch in flight per broker: one that holds only idle"
+        " partitions waits this long at the broker while records of the others pile up"
+        " (FetchWaitConsumerThread)",
+        holds=int,
+    ),
+    PrivateUse(
+        _FAUST,
         _PRODUCER,
         "_producer",
         "attribute",
@@ -236,6 +269,9 @@ class AppHooks:
     batch_topics: frozenset[str] = frozenset()
     # Awaited with the offsets before every commit (the ClickHouse flush).
     before_commit: CommitBarrier | None = None
+    # How long the broker may hold a fetch with no new records (aiokafka's
+    # fetch_max_wait_ms); None: Faust's 1500 ms.
+    fetch_max_wait_ms: int | None = None
 
 
 _APP_HOOKS: weakref.WeakKeyDictionary[object, AppHooks] = weakref.WeakKeyDictionary()
@@ -260,6 +296,10 @@ def set_batch_topics(app: object, topics: frozenset[str]) -> None:
 
 def set_commit_barrier(app: object, barrier: CommitBarrier) -> None:
     _set_hooks(app).before_commit = barrier
+
+
+def set_fetch_max_wait(app: object, milliseconds: int) -> None:
+    _set_hooks(app).fetch_max_wait_ms = milliseconds
 
 
 # --- consumer ---------------------------------------------------------------------------
@@ -329,6 +369,24 @@ def to_message(consumer: FaustConsumer, tp: TP, record: Any) -> Message:
     return message
 
 
+class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the fetch wait of the app's hooks.
+
+    aiokafka keeps at most one fetch request in flight per broker, and leaves out of it
+    the partitions that still have fetched records buffered. So a request sent while
+    the busy partitions were buffered holds only idle ones (a quiet topic, an input at
+    its end), and the broker holds it for the whole fetch wait; the busy partitions are
+    not fetched meanwhile. With Faust's 1500 ms that is a 1.5-s stall of live input.
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait = app_hooks(self.app).fetch_max_wait_ms
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait  # read by its fetcher when it starts
+        return consumer
+
+
 class OffsetHookConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer with its private commit steps as named hooks.
 
@@ -360,6 +418,9 @@ class OffsetHookConsumer(faust_aiokafka.Consumer):
 
     def _new_offset(self, tp: TP) -> int | None:
         return self.offset_to_commit(tp)
+
+    def _new_consumer_thread(self) -> FetchWaitConsumerThread:
+        return FetchWaitConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     async def _commit_offsets(
         self, offsets: Mapping[TP, int], start_new_transaction: bool = True

@@ -407,6 +407,11 @@ def attach_commit_barrier(app: AppT, barrier: CommitBarrier) -> None:
     faust_private.set_commit_barrier(app, barrier)
 
 
+def fetch_max_wait(app: AppT, milliseconds: int) -> None:
+    """How long the broker may hold a fetch of ``app``'s consumer with no new records."""
+    faust_private.set_fetch_max_wait(app, milliseconds)
+
+
 def batch_topics(app: AppT, topics: frozenset[str]) -> None:
     """Deliver these topics as record batches; all others record by record."""
     faust_private.set_batch_topics(app, topics)

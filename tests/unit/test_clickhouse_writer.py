@@ -181,10 +181,20 @@ def test_the_wait_is_counted_from_the_oldest_queued_row() -> None:
     writer.stop()
 
 
-def test_slow_inserts_stretch_the_wait_up_to_flush_seconds() -> None:
+@pytest.mark.parametrize(
+    ("busy_ratio", "expected"),
+    [
+        (None, [0.2, 0.2, 0.225, 0.2625, 0.2812, 0.2906]),  # the default: 1
+        (2.0, [0.2, 0.3, 0.45, 0.525, 0.5625, 0.5812]),
+    ],
+)
+def test_slow_inserts_stretch_the_wait_up_to_flush_seconds(
+    busy_ratio: float | None, expected: list[float]
+) -> None:
     # Inserts of 0.3 s: the moving average of cycle time rises (0.15, 0.225, ...), the
-    # wait is twice it, within [0.2, 1.0].
-    writer, _, clock = timed_writer(0.3, flush_seconds=1.0, min_flush_seconds=0.2)
+    # wait is busy_ratio times it, within [0.2, 1.0].
+    kw = {} if busy_ratio is None else {"busy_ratio": busy_ratio}
+    writer, _, clock = timed_writer(0.3, flush_seconds=1.0, min_flush_seconds=0.2, **kw)
     waits = []
     for i in range(6):
         writer.submit_nowait(T, [(i, i)])
@@ -192,7 +202,7 @@ def test_slow_inserts_stretch_the_wait_up_to_flush_seconds() -> None:
         assert due is not None
         waits.append(round(due - clock.now, 4))
         asyncio.run(writer.flush())
-    assert waits == [0.2, 0.3, 0.45, 0.525, 0.5625, 0.5812]
+    assert waits == expected
     writer.stop()
 
     writer, _, clock = timed_writer(2.0, flush_seconds=1.0, min_flush_seconds=0.2)

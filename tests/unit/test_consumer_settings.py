@@ -33,3 +33,4 @@ def test_faust_keeps_its_directory_under_the_data_directory(tmp_path: Path) -> N
     settings = load_settings(data_dir=tmp_path / "odd {dir}", app_id="shop_x")
     app = build_app(settings)
     assert app.conf.datadir == (tmp_path / "odd {dir}" / "faust" / "shop_x").resolve()
+    app.conf.datadir.mkdir(exist_ok=True)  # as Faust does at start-up: the parent exists

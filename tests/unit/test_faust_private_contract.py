@@ -8,6 +8,7 @@ reshapes one of them fails here, naming the package version, instead of in produ
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib
 import importlib.metadata
 import inspect
@@ -18,6 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import aiokafka
 import faust
 import pytest
 
@@ -65,8 +67,16 @@ def _sample_app() -> faust.App:
     )
 
 
+def _aiokafka_consumer(app: faust.App) -> aiokafka.AIOKafkaConsumer:
+    async def build() -> aiokafka.AIOKafkaConsumer:
+        return aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:1")  # never started
+
+    return asyncio.run(build())
+
+
 # An instance of each owner whose instance attributes the contract declares.
 SAMPLES: dict[str, Callable[[faust.App], Any]] = {
+    "aiokafka.consumer.consumer:AIOKafkaConsumer": _aiokafka_consumer,
     "faust.transport.drivers.aiokafka:Consumer": lambda app: app.consumer,
     "faust.transport.drivers.aiokafka:Producer": lambda app: app.producer,
     "faust.stores.memory:Store": lambda app: (
