@@ -10,8 +10,11 @@ setup-test:
 demo:
 	bash scripts/demo.sh
 
+# The broker-free tests (unit, native) on both cores, then the integration tests one at a
+# time: they share one broker and start real workers.
 test: setup-test
-	.venv/bin/python -m pytest
+	.venv/bin/python -m pytest -n 2 tests/unit tests/native
+	.venv/bin/python -m pytest tests/integration
 
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check .

@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
 from funnel.cli_attribution import report_attribution
 from funnel.cli_html import report_callback
 from funnel.cli_promotions import report_promotions, report_tiers
+from funnel.consoles import console_on_use
 from funnel.errors import FunnelError
 from funnel.settings import DEFAULT_DATA_DIR, Settings, load_settings
 
@@ -48,8 +48,8 @@ experiments_app = typer.Typer(
 )
 app.add_typer(experiments_app, name="experiments")
 
-console = Console()
-err_console = Console(stderr=True)
+console = console_on_use()
+err_console = console_on_use(stderr=True)
 
 
 def _fail(exc: Exception) -> None:

@@ -14,14 +14,14 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Column, Table
 
+from funnel.consoles import console_on_use
 from funnel.errors import FunnelError
 
-console = Console()
-err_console = Console(stderr=True)
+console = console_on_use()
+err_console = console_on_use(stderr=True)
 
 
 def _fail(exc: Exception) -> None:

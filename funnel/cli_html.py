@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from funnel.consoles import console_on_use
 from funnel.errors import FunnelError
 
-console = Console()
-err_console = Console(stderr=True)
+console = console_on_use()
+err_console = console_on_use(stderr=True)
 
 COHORT_KINDS = ("first_visit", "first_purchase")
 GRANULARITIES = ("day", "week", "month")
