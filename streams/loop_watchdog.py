@@ -6,8 +6,8 @@ garbage collection, a lock, delays every event behind it: the event-to-ClickHous
 latency's tail. A loop callback beats every ``interval`` seconds; a thread watches the
 beats, and when one is ``threshold`` seconds late it takes the loop thread's stack once,
 while the stall is going on. When the loop beats again, the stall's length is observed
-(``shopfunnel_event_loop_blocked_seconds``) and logged with that stack, so an operator
-reads where the time went without a profiler.
+(``shopfunnel_event_loop_blocked_seconds``) and logged with that stack (one line a
+minute at most), so an operator reads where the time went without a profiler.
 """
 
 from __future__ import annotations
@@ -92,15 +92,42 @@ class LoopWatchdog:
             self.check()
 
 
-def log_stall(observe: Callable[[float], None]) -> Callable[[float, str], None]:
-    """An ``on_stall`` that observes the length and logs the stack taken during it."""
+@dataclass
+class StallLog:
+    """An ``on_stall`` that observes every stall and logs at most one per ``every``
+    seconds, with its stack; the next line counts the stalls left out meanwhile (a
+    backlog's big batches would otherwise log a stack every second)."""
 
-    def report(seconds: float, stack: str) -> None:
-        observe(seconds)
+    observe: Callable[[float], None]
+    every: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _next_at: float = float("-inf")
+    _left_out: int = 0
+    _longest_left_out: float = 0.0
+
+    def __call__(self, seconds: float, stack: str) -> None:
+        self.observe(seconds)
+        now = self.clock()
+        if now < self._next_at:
+            self._left_out += 1
+            self._longest_left_out = max(self._longest_left_out, seconds)
+            return
+        since = (
+            f" ({self._left_out} more since the last such line, the longest"
+            f" {self._longest_left_out:.2f} s)"
+            if self._left_out
+            else ""
+        )
         log.warning(
-            "the event loop was blocked for %.2f s; meanwhile it was running:\n%s",
+            "the event loop was blocked for %.2f s%s; meanwhile it was running:\n%s",
             seconds,
+            since,
             stack or "  (not caught: the stall ended between two looks)",
         )
+        self._next_at = now + self.every
+        self._left_out, self._longest_left_out = 0, 0.0
 
-    return report
+
+def log_stall(observe: Callable[[float], None]) -> Callable[[float, str], None]:
+    """The worker's ``on_stall``: every stall observed, one logged a minute at most."""
+    return StallLog(observe)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from streams.loop_watchdog import LoopWatchdog, log_stall
+from streams.loop_watchdog import LoopWatchdog, StallLog, log_stall
 
 
 class Clock:
@@ -64,3 +64,23 @@ def test_a_blocked_loop_is_logged_with_what_blocked_it(caplog: pytest.LogCapture
 def test_the_interval_must_be_shorter_than_the_threshold() -> None:
     with pytest.raises(ValueError, match="interval"):
         LoopWatchdog(lambda s, stack: None, threshold=0.1, interval=0.1)
+
+
+def test_stalls_are_all_observed_but_logged_once_a_minute(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, observed = Clock(), list[float]()
+    report = StallLog(observed.append, every=60.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="streams.loop_watchdog"):
+        report(0.7, "  a.py:1 in first")
+        clock.now += 10
+        report(1.9, "  b.py:2 in second")
+        clock.now += 10
+        report(0.6, "  c.py:3 in third")
+        clock.now += 41
+        report(0.8, "  d.py:4 in fourth")
+    assert observed == [0.7, 1.9, 0.6, 0.8]
+    first, second = [r.getMessage() for r in caplog.records]
+    assert "blocked for 0.70 s;" in first and "in first" in first
+    assert "blocked for 0.80 s (2 more since the last such line, the longest 1.90 s)" in second
+    assert "in fourth" in second
