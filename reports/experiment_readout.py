@@ -65,21 +65,33 @@ carrying AS (
     FROM counted
     WHERE mapContains(experiments, {experiment:String})
 ),
-visitors AS (
-    -- One pass per visitor over its events carrying the experiment, in (t, event_id)
-    -- order: e = (t, event_id, value, known, exposing).
-    SELECT anonymous_id,
-           arraySort(groupArray((t, event_id, value, known, exposing))) AS evs,
-           arrayFilter(e -> e.4 AND e.5, evs) AS exposing_known,
-           notEmpty(exposing_known) AS exposed,
-           exposing_known[1].3 AS variant,
-           (exposing_known[1].1, exposing_known[1].2) AS at,
-           exposed AND arrayExists(e -> (e.1, e.2) >= at AND e.3 != variant, evs) AS mixed,
-           arrayDistinct(arrayMap(
-               e -> e.3,
-               arrayFilter(e -> e.5 AND NOT e.4 AND (NOT exposed OR (e.1, e.2) < at), evs)
-           )) AS unknown_values
+per_value AS (
+    -- Per visitor and value of the experiment (rarely more than one): whether the value
+    -- is a variant, its first exposing event and its last event, e = (t, event_id).
+    -- Aggregating here, not collecting each visitor's events, keeps the query's memory
+    -- to one row per visitor and value (issue #16: the arrays of every event held 1.3 GB
+    -- at 4.4 M events).
+    SELECT anonymous_id, value, any(known) AS known, countIf(exposing) > 0 AS exposes,
+           minIf((t, event_id), exposing) AS first_exposing, max((t, event_id)) AS last
     FROM carrying
+    GROUP BY anonymous_id, value
+),
+visitors AS (
+    -- v = (first_exposing, value, known, exposes, last): the exposure is the earliest
+    -- first exposing event of a known value; a visitor is mixed when another value has
+    -- an event at or after it; its unknown values are those exposing before it.
+    SELECT anonymous_id,
+           groupArray((first_exposing, value, known, exposes, last)) AS vals,
+           arraySort(arrayFilter(v -> v.3 AND v.4, vals)) AS exposing_known,
+           notEmpty(exposing_known) AS exposed,
+           exposing_known[1].2 AS variant,
+           exposing_known[1].1 AS at,
+           exposed AND arrayExists(v -> v.2 != variant AND v.5 >= at, vals) AS mixed,
+           arrayMap(
+               v -> v.2,
+               arrayFilter(v -> v.4 AND NOT v.3 AND (NOT exposed OR v.1 < at), vals)
+           ) AS unknown_values
+    FROM per_value
     GROUP BY anonymous_id
 ),
 units AS (
@@ -103,8 +115,8 @@ _AFTER: Final = """,
 after AS (
     SELECT u.anonymous_id AS anonymous_id, u.variant AS variant, c.event_type AS event_type,
            c.currency AS currency, c.value_minor AS value_minor
-    FROM units AS u
-    INNER JOIN counted AS c ON c.anonymous_id = u.anonymous_id
+    FROM counted AS c
+    INNER JOIN units AS u ON u.anonymous_id = c.anonymous_id
     WHERE (c.t, c.event_id) >= u.at
 )
 """
@@ -165,8 +177,8 @@ per_visitor AS (
                     AND c.t >= tupleElement(u.at, 1) - {lookback:Int64}
                     AND (c.t, c.event_id) < u.at)
                AS pre
-    FROM units AS u
-    INNER JOIN counted AS c ON c.anonymous_id = u.anonymous_id
+    FROM counted AS c
+    INNER JOIN units AS u ON u.anonymous_id = c.anonymous_id
     GROUP BY u.anonymous_id, u.variant
 )
 """

@@ -19,21 +19,20 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from funnel.settings import load_settings
-from reports.experiment_readout import ExperimentSums, VariantSums, experiment_sums
+from reports.experiment_readout import experiment_sums
 from schemas.codec import EventCodec
 from simulator.config import SimConfig
 from simulator.generate import SimRecord, generate
-from simulator.truth_experiments import ExperimentTruth, experiment_truth
+from simulator.truth_experiments import experiment_truth
 from streams.experiments import ExperimentDef, load_experiments
 from streams.funnels import load_funnels
 from streams.topics import ensure_topics
+from tests.experiment_sums import normalised
 from tests.integration.live_traffic import LiveTraffic
 from tests.pipeline_harness import (
     PipelineEnv,
@@ -78,36 +77,6 @@ experiments:
     exposure: {event: view_item}
     cuped: {covariate: pre_exposure_revenue, lookback: 1d}
 """
-
-
-def normalised(sums: ExperimentSums | ExperimentTruth) -> dict[str, Any]:
-    """The numbers both sides have, in one shape."""
-    variants = {}
-    for name, v in sums.variants.items():
-        if isinstance(v, VariantSums):
-            converted = v.converted
-        else:
-            converted = None if v.primary is None else v.primary.conversions
-        variants[name] = {
-            "exposed": v.exposed,
-            "converted": converted,
-            "orders": v.orders,
-            "revenue": {c: (r.n, r.total, r.total_sq) for c, r in v.revenue.items()},
-            "orders_by_currency": (
-                {c: r.orders for c, r in v.revenue.items()}
-                if isinstance(v, VariantSums)
-                else dict(v.orders_by_currency)
-            ),
-            "reached": v.reached,
-            "guardrails": {g: tuple(asdict(r).values()) for g, r in v.guardrails.items()},
-            "cuped": {c: tuple(asdict(x).values()) for c, x in v.cuped.items()},
-        }
-    return {
-        "variants": variants,
-        "mixed": sums.mixed,
-        "unknown": sums.unknown,
-        "unknown_values": dict(sums.unknown_values),
-    }
 
 
 def experiments_file(directory: Path) -> Path:

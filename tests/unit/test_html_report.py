@@ -2,22 +2,18 @@
 currency exponent, escaping of hostile labels, and the whole page from a store filled
 by the real processing core.
 
-The store: a simulated week (``simulator.generate``) goes through the real codec,
-channel rules and one :class:`PartitionProcessor` per partition, as in
-``tests/unit/test_core_vs_truth.py``; every row the core emits is inserted into
-embedded ClickHouse migrated with the real migrations, as the worker's writer would,
-plus the simulator's marketing costs as the costs agent writes them. Every chart's
-``data-value`` is then compared with the number the report readers return for it.
+The store: a simulated week (``simulator.generate``) processed by the real core into
+embedded ClickHouse (``tests/core_store.py``). Every chart's ``data-value`` is then
+compared with the number the report readers return for it.
 """
 
 from __future__ import annotations
 
 import gc
 import math
-import random
 import re
 import xml.etree.ElementTree as ET
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -41,31 +37,17 @@ from reports.html import data as html_data
 from reports.html import page, svg
 from reports.html.data import AttributionData
 from reports.html.fmt import NumberFormat
-from schemas.channels import ChannelRules
-from schemas.codec import EventCodec
-from schemas.costs import CostDay
-from schemas.costs import CostRow as CostLine
-from schemas.validation import ValidationBounds
 from simulator.config import SimConfig
-from simulator.costs import campaign_costs
-from simulator.generate import generate
 from sinks.clickhouse import ClickHouseTarget, apply_migrations, open_client
 from sinks.sql_endpoint import SqlEndpoint
-from sinks.tables import TableSpec
-from streams.checkpoint import meta_key
 from streams.experiments import load_experiments
 from streams.funnels import Breakdown, load_funnels
 from streams.lifecycle import DAY_MS, LifecycleRules
-from streams.outputs import marketing_costs
-from streams.processor import PartitionProcessor
-from streams.records import Record
-from streams.visitor import Rules
-from tests.unit.fakes import DictStore
+from tests.core_store import fill_store
 
 SVG_NS: Final = "{http://www.w3.org/2000/svg}"
 NOW: Final = datetime(2026, 11, 9, 12, 0, tzinfo=UTC)
 DATABASE: Final = "shop"
-TOPICS: Final = {"clickstream": "shop.clickstream", "cart": "shop.cart", "orders": "shop.orders"}
 EXPERIMENTS_FILE: Final = Path(streams.__file__).parent / "experiments.yaml"
 # The packaged funnels, the shop funnel broken down by device (a configured breakdown).
 FUNNELS_YAML: Final = """\
@@ -117,72 +99,6 @@ class Store:
         return f"chdb:///{(self.data_dir / 'clickhouse').resolve()}"
 
 
-def core_rows(config: SimConfig, funnels_file: Path) -> dict[TableSpec, list[Any]]:
-    """Every row the processing core emits for the simulated records, per table."""
-    rules = Rules(
-        load_funnels(funnels_file),
-        window_ms=config.window_ms,
-        session_timeout_ms=config.session_timeout_ms,
-        lateness_ms=config.lateness_ms,
-        lifecycle=LIFECYCLE,
-    )
-    per_tp: dict[tuple[str, int], list[Record]] = defaultdict(list)
-    for rec in generate(config):
-        queue = per_tp[(rec.stream, rec.partition)]
-        queue.append(Record(len(queue), rec.key, rec.value, rec.send_time_ms))
-    # The codec's stream parameter is a Literal of the three streams: a Decoder still.
-    codec: Any = EventCodec(bounds=ValidationBounds(replay=True))
-    channels = ChannelRules.load()
-    rows: dict[TableSpec, list[Any]] = defaultdict(list)
-    for partition in sorted({p for _, p in per_tp}):
-        store = DictStore()
-        proc = PartitionProcessor(partition, rules, codec, channels, TOPICS, store)
-
-        def keep(result: Any, proc: PartitionProcessor = proc, store: DictStore = store) -> None:
-            for key, value in result.state_writes.items():
-                store.put(key, value, proc.partition)
-            if result.meta:
-                store.put(meta_key(proc.partition), proc.meta_record(), proc.partition)
-            for spec, emitted in result.rows.items():
-                rows[spec].extend(emitted)
-
-        keep(proc.recover())
-        inputs = {s: per_tp[(s, partition)] for s in TOPICS}
-        position = dict.fromkeys(TOPICS, 0)
-        rnd = random.Random(partition)
-        while any(position[s] < len(inputs[s]) for s in TOPICS):
-            stream = rnd.choice([s for s in TOPICS if position[s] < len(inputs[s])])
-            chunk = inputs[stream][position[stream] : position[stream] + rnd.randint(50, 500)]
-            position[stream] += len(chunk)
-            keep(proc.process(stream, chunk, position[stream]))
-        keep(proc.tick({s: len(inputs[s]) for s in TOPICS}, finished=True))
-    return rows
-
-
-def cost_rows(config: SimConfig) -> list[Any]:
-    """The simulator's marketing costs, one import per day, as the costs agent writes."""
-    by_day: dict[str, list[CostLine]] = defaultdict(list)
-    for c in campaign_costs(config):
-        by_day[c.day].append(
-            CostLine(c.channel, c.utm_source, c.utm_medium, c.campaign, c.cost_minor, c.currency)
-        )
-    out: list[Any] = []
-    for offset, (day, lines) in enumerate(sorted(by_day.items())):
-        record = CostDay(day, config.end_ms, "simulator", tuple(lines))
-        out.extend(marketing_costs.build_rows(record, 0, offset))
-    return out
-
-
-def fill_store(client: Any, config: SimConfig, funnels_file: Path) -> None:
-    apply_migrations(client)
-    for spec, rows in core_rows(config, funnels_file).items():
-        client.insert(spec.name, [list(r) for r in rows], column_names=list(spec.columns))
-    costs = marketing_costs.TABLE
-    client.insert(
-        costs.name, [list(r) for r in cost_rows(config)], column_names=list(costs.columns)
-    )
-
-
 def build_store(data_dir: Path, config: SimConfig = CONFIG) -> Store:
     """A simulated run processed by the core, in the embedded store under ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -191,7 +107,7 @@ def build_store(data_dir: Path, config: SimConfig = CONFIG) -> Store:
     store = Store(data_dir, funnels_file)
     client = open_client(ClickHouseTarget(dsn=store.dsn, database=DATABASE))
     try:
-        fill_store(client, config, funnels_file)
+        fill_store(client, config, funnels_file, LIFECYCLE)
     finally:
         client.close()
     return store
