@@ -2,13 +2,14 @@
 
     python -m bench.experiment_readout --data-dir DIR [--experiments FILE] [--repeat 5]
 
-Times ``reports.experiment_readout.experiment_sums`` (the SQL of one evaluation) for
-every configured experiment on the embedded store under ``DIR``, beside a baseline in
-the same run: one ``SELECT count() FROM events_raw FINAL`` (a full deduplicating scan of
-the counted events). Figures are medians; quote them as ratios against the baseline, and
-as the share of one core an evaluation takes at the monitor's interval. Memory: the
-process's peak RSS during an evaluation over its RSS just before (the kernel's
-high-water mark, reset before each evaluation; Linux), the largest of the runs.
+Times ``reports.experiment_readout.experiment_sums`` (the SQL of one evaluation, with the
+monitor's read settings) for every configured experiment on the embedded store under
+``DIR``, beside a baseline in the same run: one ``SELECT count() FROM events_raw FINAL``
+(a full deduplicating scan of the counted events). Figures are medians; quote them as
+ratios against the baseline, and as the share of one core an evaluation takes at the
+monitor's interval. Memory: the process's peak RSS during an evaluation over its RSS
+just before (the kernel's high-water mark, reset before each evaluation; Linux), the
+largest of the runs.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pathlib import Path
 import clickhouse_connect
 
 from reports.experiment_readout import experiment_sums
+from sinks.clickhouse import BACKGROUND_READ_SETTINGS
 from streams.experiments import load_experiments
 from streams.funnels import load_funnels
 
@@ -54,8 +56,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per query")
     parser.add_argument("--interval", type=float, default=30.0, help="evaluation interval, s")
     args = parser.parse_args()
+    # The worker's monitor reads with these settings (one thread, low priority).
     client = clickhouse_connect.get_client(
-        dsn=f"chdb://{(args.data_dir / 'clickhouse').resolve()}", database="shop"
+        dsn=f"chdb://{(args.data_dir / 'clickhouse').resolve()}",
+        database="shop",
+        settings=BACKGROUND_READ_SETTINGS,
     )
     experiments = load_experiments(args.experiments, load_funnels())
     events = int(client.query("SELECT count() FROM events_raw").result_rows[0][0])

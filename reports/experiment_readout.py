@@ -121,17 +121,19 @@ after AS (
 )
 """
 
+# The purchases are picked before the join, which then probes only them.
 _REVENUE: Final = (
     _VISITORS
-    + _AFTER
     + """
 SELECT variant, currency, sum(revenue) AS total, sum(toInt128(revenue) * revenue) AS total_sq,
        sum(purchases) AS orders
 FROM (
-    SELECT variant, anonymous_id, currency, sum(value_minor) AS revenue, count() AS purchases
-    FROM after
-    WHERE event_type = 'purchase' AND currency != ''
-    GROUP BY variant, anonymous_id, currency
+    SELECT u.variant AS variant, u.anonymous_id AS anonymous_id, c.currency AS currency,
+           sum(c.value_minor) AS revenue, count() AS purchases
+    FROM (SELECT * FROM counted WHERE event_type = 'purchase' AND currency != '') AS c
+    INNER JOIN units AS u ON u.anonymous_id = c.anonymous_id
+    WHERE (c.t, c.event_id) >= u.at
+    GROUP BY u.variant, u.anonymous_id, c.currency
 )
 GROUP BY variant, currency
 """

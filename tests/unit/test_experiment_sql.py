@@ -11,7 +11,9 @@ records) are rewritten per event, deterministically, so that byte copies stay co
 - a tenth carry a value no variant has on about a third of their events (unknown before
   the exposure, mixed after it);
 - a tenth lose the experiments on about half of their events;
-- a tenth carry only the unknown value (never exposed, counted as unknown).
+- a tenth carry only the unknown value (never exposed, counted as unknown);
+- a fifth carry the experiments only after their first purchase, so that it is before
+  the exposure (left out of the revenue; in CUPED's pre-exposure covariates).
 
 The records then go through the real core into embedded ClickHouse
 (``tests/core_store.py``), and each experiment's sufficient statistics must equal
@@ -79,7 +81,16 @@ experiments:
     guardrails: [payment_failure_rate]
     exposure: {event: view_item}
     cuped: {covariate: pre_exposure_revenue, lookback: 1d}
+  - name: banner_from_first_event
+    variants: [control, treatment]
+    control: control
+    primary: revenue_per_user
+    cuped: {covariate: pre_exposure_revenue, lookback: 10s}  # shorter than some gaps
 """
+# The third experiment's value is the banner's, on the same events: exposed at the first
+# of them, so that groups 4 and 5 have pre-exposure revenue; its lookback is shorter than
+# some of their gaps from the purchase to the exposure, so that it is tested too.
+COPIED: Final = ("free_shipping_banner", "banner_from_first_event")
 OTHER: Final = {"A": "B", "B": "A", "control": "treatment", "treatment": "control"}
 UNKNOWN: Final = "C"
 
@@ -88,11 +99,14 @@ def _bucket(text: str, n: int) -> int:
     return zlib.crc32(text.encode()) % n
 
 
-def rewritten(event: Event) -> Event:
+def rewritten(event: Event, first_purchase_ms: dict[str, int]) -> Event:
     """The event's experiments as this test's visitor groups carry them (a function of
-    the event alone, so duplicates stay identical)."""
+    the event and its visitor's first purchase time, so duplicates stay identical)."""
     group, mark = _bucket(event.anonymous_id, 10), _bucket(event.event_id, 12)
     experiments = dict(event.experiments)
+    source, copy = COPIED
+    if source in experiments:
+        experiments[copy] = experiments[source]
     if group == 0 and mark % 4 == 0:
         experiments = {name: OTHER[value] for name, value in experiments.items()}
     elif group == 1 and mark % 3 == 0:
@@ -101,21 +115,25 @@ def rewritten(event: Event) -> Event:
         experiments = {}
     elif group == 3:
         experiments = dict.fromkeys(experiments, UNKNOWN)
-    else:
-        return event
+    elif group in (4, 5) and event.event_time_ms <= first_purchase_ms.get(event.anonymous_id, -1):
+        experiments = {}
     return dataclasses.replace(event, experiments=experiments)
 
 
 def rewritten_records(codec: EventCodec) -> list[SimRecord]:
+    records = list(generate(CONFIG))
+    first_purchase_ms: dict[str, int] = {}
+    for record in records:
+        e = record.event
+        if e is not None and e.event_type == "purchase":
+            known = first_purchase_ms.get(e.anonymous_id, e.event_time_ms)
+            first_purchase_ms[e.anonymous_id] = min(known, e.event_time_ms)
     out = []
-    for record in generate(CONFIG):
+    for record in records:
         if record.event is None:  # malformed: stays as sent
             out.append(record)
             continue
-        event = rewritten(record.event)
-        if event is record.event:
-            out.append(record)
-            continue
+        event = rewritten(record.event, first_purchase_ms)
         as_json = record.value.startswith(b"{")
         value = codec.encode_json(event) if as_json else codec.encode_avro(event)
         out.append(dataclasses.replace(record, value=value, event=event))
@@ -155,9 +173,20 @@ def test_the_rewrite_makes_mixed_unknown_and_unassigned_visitors(
     values = {v for r in changed if r.event is not None for v in r.event.experiments.values()}
     assert UNKNOWN in values
     assert any(r.event is not None and not r.event.experiments for r in records)
+    # Purchases before the exposure: without the experiments, by visitors who carry them.
+    later = {r.event.anonymous_id for r in records if r.event and r.event.experiments}
+    early_purchases = [
+        r.event
+        for r in records
+        if r.event is not None
+        and r.event.event_type == "purchase"
+        and not r.event.experiments
+        and r.event.anonymous_id in later
+    ]
+    assert len(early_purchases) > 5
 
 
-@pytest.mark.parametrize("name", ["checkout_button", "free_shipping_banner"])
+@pytest.mark.parametrize("name", ["checkout_button", "free_shipping_banner", COPIED[1]])
 def test_the_sums_equal_the_truth_with_mixed_and_unknown_visitors(
     name: str, client: Any, records: list[SimRecord], experiments: tuple[ExperimentDef, ...]
 ) -> None:
@@ -176,3 +205,5 @@ def test_the_sums_equal_the_truth_with_mixed_and_unknown_visitors(
     assert all(v["exposed"] > 50 for v in want["variants"].values())
     assert any(v["orders"] > 0 for v in want["variants"].values())
     assert any(v["cuped"] for v in want["variants"].values())
+    if name == COPIED[1]:  # pre-exposure revenue, the covariate x, summed
+        assert any(c[3] > 0 for v in want["variants"].values() for c in v["cuped"].values())
