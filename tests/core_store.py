@@ -28,7 +28,7 @@ from sinks.clickhouse import apply_migrations
 from sinks.tables import TableSpec
 from streams.checkpoint import meta_key
 from streams.funnels import load_funnels
-from streams.lifecycle import LifecycleRules
+from streams.lifecycle import DAY_MS, LifecycleRules
 from streams.outputs import marketing_costs
 from streams.processor import PartitionProcessor
 from streams.records import Record
@@ -36,6 +36,16 @@ from streams.visitor import Rules
 from tests.unit.fakes import DictStore
 
 TOPICS: Final = {"clickstream": "shop.clickstream", "cart": "shop.cart", "orders": "shop.orders"}
+# Lifecycle thresholds of days, so that buyers of a simulated week move through every
+# stage within it.
+DAYS_LIFECYCLE: Final = LifecycleRules(
+    new_ms=DAY_MS,
+    dormant_ms=2 * DAY_MS,
+    churn_ms=4 * DAY_MS,
+    cart_abandon_ms=30 * 60_000,
+    anonymous_ttl_ms=5 * DAY_MS,
+    buyer_ttl_ms=12 * DAY_MS,
+)
 
 
 def core_rows(

@@ -43,8 +43,7 @@ from simulator.truth_experiments import experiment_truth
 from sinks.clickhouse import ClickHouseTarget, open_client
 from streams.experiments import ExperimentDef, load_experiments
 from streams.funnels import load_funnels
-from streams.lifecycle import DAY_MS, LifecycleRules
-from tests.core_store import fill_store
+from tests.core_store import DAYS_LIFECYCLE, fill_store
 from tests.experiment_sums import normalised
 
 FUNNELS_FILE: Final = Path(streams.__file__).parent / "funnels.yaml"
@@ -57,14 +56,6 @@ CONFIG: Final = SimConfig(
     late_pct=2,
     malformed_pct=1,
     json_pct=10,
-)
-LIFECYCLE: Final = LifecycleRules(
-    new_ms=DAY_MS,
-    dormant_ms=2 * DAY_MS,
-    churn_ms=4 * DAY_MS,
-    cart_abandon_ms=30 * 60_000,
-    anonymous_ttl_ms=5 * DAY_MS,
-    buyer_ttl_ms=12 * DAY_MS,
 )
 EXPERIMENTS: Final = """
 experiments:
@@ -159,7 +150,7 @@ def client(tmp_path_factory: pytest.TempPathFactory, records: list[SimRecord]) -
     target = ClickHouseTarget(dsn=f"chdb://{data_dir / 'clickhouse'}", database="shop")
     handle = open_client(target)
     try:
-        fill_store(handle, CONFIG, FUNNELS_FILE, LIFECYCLE, records)
+        fill_store(handle, CONFIG, FUNNELS_FILE, DAYS_LIFECYCLE, records)
         yield handle
     finally:
         handle.close()

@@ -42,8 +42,7 @@ from sinks.clickhouse import ClickHouseTarget, apply_migrations, open_client
 from sinks.sql_endpoint import SqlEndpoint
 from streams.experiments import load_experiments
 from streams.funnels import Breakdown, load_funnels
-from streams.lifecycle import DAY_MS, LifecycleRules
-from tests.core_store import fill_store
+from tests.core_store import DAYS_LIFECYCLE, fill_store
 
 SVG_NS: Final = "{http://www.w3.org/2000/svg}"
 NOW: Final = datetime(2026, 11, 9, 12, 0, tzinfo=UTC)
@@ -74,14 +73,6 @@ CONFIG: Final = SimConfig(
     malformed_pct=1,
     json_pct=5,
 )
-LIFECYCLE: Final = LifecycleRules(
-    new_ms=DAY_MS,
-    dormant_ms=2 * DAY_MS,
-    churn_ms=4 * DAY_MS,
-    cart_abandon_ms=30 * 60_000,
-    anonymous_ttl_ms=5 * DAY_MS,
-    buyer_ttl_ms=12 * DAY_MS,
-)
 HOSTILE: Final = "\"'><script>alert(1)</script><img src=x onerror=alert(2)>&amp;"
 
 
@@ -107,7 +98,7 @@ def build_store(data_dir: Path, config: SimConfig = CONFIG) -> Store:
     store = Store(data_dir, funnels_file)
     client = open_client(ClickHouseTarget(dsn=store.dsn, database=DATABASE))
     try:
-        fill_store(client, config, funnels_file, LIFECYCLE)
+        fill_store(client, config, funnels_file, DAYS_LIFECYCLE)
     finally:
         client.close()
     return store
