@@ -405,3 +405,29 @@ def test_soak_fails_loudly_after_saving_a_flood(
         bench_run.run_soak_only(args, Console(quiet=True))
     assert orjson.loads((tmp_path / "r.json").read_bytes())["soak"]["dead_letters"]["ok"] is False
     assert bench_run.main([*argv, "--run-dir", str(tmp_path / "run")]) == 2
+
+
+def test_a_run_without_a_soak_keeps_the_soak_the_results_file_has(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    soak = {"rss_growth_after_warmup_pct": -5.3, "flat": True, "minutes": 30.0, "git_commit": "ab"}
+    output.write_bytes(orjson.dumps({"soak": soak, "scaling": {"speedup": 1.0}}))
+    fresh: dict[str, Any] = {"scaling": {"speedup": 1.9}}
+    fresh["goals"] = goals(fresh)
+    assert fresh["goals"]["flat_memory_over_30_minutes"]["met"] is None
+    bench_run.keep_earlier_soak(fresh, output)
+    assert fresh["soak"] == soak
+    assert fresh["goals"]["flat_memory_over_30_minutes"]["met"] is True
+    assert fresh["goals"]["two_workers_at_least_1_8x"]["met"] is True  # this run's
+
+
+def test_a_run_with_its_own_soak_or_no_results_file_keeps_its_own(tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    bench_run.keep_earlier_soak(fresh := {"scaling": {}}, output)  # no file yet
+    assert "soak" not in fresh
+    output.write_bytes(orjson.dumps({"soak": {"rss_growth_after_warmup_pct": 50.0}}))
+    own = {"soak": {"rss_growth_after_warmup_pct": 1.0}}
+    bench_run.keep_earlier_soak(own, output)
+    assert own["soak"] == {"rss_growth_after_warmup_pct": 1.0}
+    output.write_text("not json")
+    bench_run.keep_earlier_soak(fresh, output)
+    assert "soak" not in fresh
