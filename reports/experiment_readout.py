@@ -69,8 +69,9 @@ per_value AS (
     -- Per visitor and value of the experiment (rarely more than one): whether the value
     -- is a variant, its first exposing event and its last event, e = (t, event_id).
     -- Aggregating here, not collecting each visitor's events, keeps the query's memory
-    -- to one row per visitor and value (issue #16: the arrays of every event held 1.3 GB
-    -- at 4.4 M events).
+    -- to one row per visitor and value (issue #16: with an array of every event per
+    -- visitor, and joins hashing every event, an evaluation took +1.2 GB of RSS at 4.4 M
+    -- events; BENCHMARKS.md).
     SELECT anonymous_id, value, any(known) AS known, countIf(exposing) > 0 AS exposes,
            minIf((t, event_id), exposing) AS first_exposing, max((t, event_id)) AS last
     FROM carrying
