@@ -35,6 +35,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.exceptions import DatabaseError, DataError
 
 from sinks.errors import ClickHouseUnavailableError, MigrationError
+from sinks.memory import ReleasingReader
 from sinks.tables import EncodedRows, TableSpec
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,14 @@ def embedded_directory(target: ClickHouseTarget) -> Path | None:
 # stall that set the p99 of event-to-ClickHouse latency (about 1.8 s without an insert)
 # came with such a read (BENCHMARKS.md, "rows to ClickHouse as RowBinary").
 BACKGROUND_READ_SETTINGS: Final[dict[str, Any]] = {"max_threads": 1, "os_thread_priority": 19}
+
+
+def open_background_reader(target: ClickHouseTarget) -> Any:
+    """The client of a monitor's periodic read: ``BACKGROUND_READ_SETTINGS``, and on the
+    embedded engine the memory each read freed goes back to the OS when it ends
+    (:class:`sinks.memory.ReleasingReader`)."""
+    client = open_client(target, settings=BACKGROUND_READ_SETTINGS)
+    return ReleasingReader(client) if target.is_embedded else client
 
 
 def open_client(

@@ -20,11 +20,11 @@ from funnel.log_throttle import install_log_throttle
 from funnel.settings import Settings
 from sinks import forget_store
 from sinks.clickhouse import (
-    BACKGROUND_READ_SETTINGS,
     ClickHouseTarget,
     ClickHouseWriter,
     apply_migrations,
     embedded_directory,
+    open_background_reader,
     open_client,
     open_rows,
 )
@@ -389,12 +389,8 @@ def run_worker(
         metrics,
         written_keys,
         experiments=experiments,
-        experiment_reader=lambda: open_client(
-            clickhouse_target(settings), settings=BACKGROUND_READ_SETTINGS
-        ),
-        attribution_reader=lambda: open_client(
-            clickhouse_target(settings), settings=BACKGROUND_READ_SETTINGS
-        ),
+        experiment_reader=lambda: open_background_reader(clickhouse_target(settings)),
+        attribution_reader=lambda: open_background_reader(clickhouse_target(settings)),
         # The engine's memory accounting is only this process's when it is embedded.
         memory_reader=(
             (lambda: open_client(clickhouse_target(settings)))

@@ -43,7 +43,9 @@ from bench.soak import (
     curve,
     dead_letter_check,
     gc_summary,
+    level_growth_pct,
     require_dead_letter_share,
+    rss_level_mb,
     soak_sim_config,
     soak_start_ms,
 )
@@ -340,6 +342,24 @@ def test_soak_curve_and_gc_summary_from_scrapes(tmp_path: Path) -> None:
     ]
     assert gc_summary(old_worker.snapshots, 100.0, 160.0) is None
     assert "gc_runs" not in curve(old_worker, 100.0, 160.0)[0]
+
+
+def test_the_memory_level_ignores_a_reads_spike_but_not_a_step() -> None:
+    # 0.5-s samples: a flat 1,000 MB with a 40-s spike to 1,650 MB (a monitor's read)
+    # at the end window's last instant, which a single end sample would take as +65%.
+    flat = [(t / 2, 1000.0) for t in range(0, 2 * 600)]
+    spiky = flat + [(600 + t / 2, 1650.0 if t >= 2 * 140 else 1000.0) for t in range(2 * 180)]
+    warm = rss_level_mb(spiky, 0.0, 180.0)
+    end = rss_level_mb(spiky, 600.0, 780.0)
+    assert (warm, end) == (1000.0, 1000.0)
+    assert level_growth_pct(warm, end) == 0.0
+    # A step that holds for most of the window is growth, and the level says so.
+    stepped = flat + [(600 + t / 2, 1150.0 if t >= 2 * 30 else 1000.0) for t in range(2 * 180)]
+    assert level_growth_pct(warm, rss_level_mb(stepped, 600.0, 780.0)) == pytest.approx(15.0)
+    # Samples of a process being torn down (0 bytes) and outside the window do not count.
+    assert rss_level_mb([(1.0, 0.0), (2.0, 500.0), (9.0, 9000.0)], 0.0, 5.0) == 500.0
+    assert rss_level_mb([], 0.0, 5.0) is None
+    assert level_growth_pct(None, 1.0) is None
 
 
 def test_prometheus_by_label_sums_one_label() -> None:

@@ -16,9 +16,12 @@ from sinks.memory import (
     CLICKHOUSE_METRICS,
     JEMALLOC_PARTS,
     PARTS,
+    PURGE_ENGINE_HEAP,
     HeapGrowthLog,
     MemoryReadings,
+    ReleasingReader,
     anonymous_rss,
+    jemalloc_parts,
     malloc_stats,
     memory_parts,
     trim_malloc,
@@ -176,3 +179,100 @@ def test_heap_growth_is_logged_by_line_only_while_tracing(
     assert "test_memory_readings.py:" in first
     assert len(kept) == 5000
     assert "python_traced" not in memory_parts(None)
+
+
+# Frees about 100-170 MB of the engine's heap when it ends (measured: jemalloc keeps it
+# resident as dirty pages for its decay time, about ten seconds).
+_FREES_A_LOT = (
+    "SELECT count() FROM (SELECT toString(number) AS k, count() FROM numbers(4000000) GROUP BY k)"
+)
+
+
+def _dirty_mb(client: Any) -> float:
+    parts = jemalloc_parts(client)
+    return (parts["jemalloc_resident"] - parts["jemalloc_active"]) / 2**20
+
+
+def test_a_releasing_reader_hands_a_reads_freed_heap_back_at_once() -> None:
+    import clickhouse_connect
+
+    client: Any = clickhouse_connect.get_client(dsn="chdb://memory")
+    # The control: the same read through the plain client leaves its freed pages resident.
+    assert client.query(_FREES_A_LOT).result_rows == [(4_000_000,)]
+    left_by_plain = _dirty_mb(client)
+    assert left_by_plain > 48
+    reader = ReleasingReader(client)
+    assert reader.query(_FREES_A_LOT).result_rows == [(4_000_000,)]
+    assert _dirty_mb(client) < 32 < left_by_plain
+
+
+class _RefusingEngine:
+    def __init__(self) -> None:
+        self.commands = 0
+        self.queries = 0
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> str:
+        self.queries += 1
+        if sql == "fail":
+            raise RuntimeError("the read itself failed")
+        return f"rows of {sql}"
+
+    def command(self, sql: str) -> None:
+        self.commands += 1
+        raise RuntimeError(f"Code: 1. DB::Exception: {sql} is not supported")
+
+
+def test_a_refused_purge_is_logged_once_and_reads_go_on(caplog: pytest.LogCaptureFixture) -> None:
+    engine = _RefusingEngine()
+    reader = ReleasingReader(engine)
+    with caplog.at_level("WARNING", logger="sinks.memory"):
+        assert reader.query("SELECT 1", parameters={"a": 1}) == "rows of SELECT 1"
+        assert reader.query("SELECT 2") == "rows of SELECT 2"
+    assert engine.commands == 1  # not tried again after the refusal
+    assert [r.getMessage() for r in caplog.records if PURGE_ENGINE_HEAP in r.getMessage()] == [
+        f"the embedded ClickHouse refused {PURGE_ENGINE_HEAP!r} (Code: 1. DB::Exception: "
+        f"{PURGE_ENGINE_HEAP} is not supported); its freed memory is returned by "
+        "jemalloc's own decay instead"
+    ]
+    assert reader.release() is False
+
+
+def test_a_failed_read_still_purges_and_raises_its_own_error() -> None:
+    calls: list[str] = []
+
+    class Engine:
+        def query(self, sql: str) -> None:
+            calls.append("query")
+            raise RuntimeError("the read itself failed")
+
+        def command(self, sql: str) -> None:
+            calls.append(sql)
+
+    with pytest.raises(RuntimeError, match="the read itself failed"):
+        ReleasingReader(Engine()).query("SELECT broken")
+    assert calls == ["query", PURGE_ENGINE_HEAP]
+
+
+def test_only_the_embedded_engines_monitor_reads_are_purged(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sinks import clickhouse
+    from sinks.clickhouse import BACKGROUND_READ_SETTINGS, ClickHouseTarget
+
+    opened: list[dict[str, Any] | None] = []
+
+    def fake_open(target: ClickHouseTarget, *, settings: dict[str, Any] | None = None) -> str:
+        opened.append(settings)
+        return f"client of {target.dsn}"
+
+    monkeypatch.setattr(clickhouse, "open_client", fake_open)
+    embedded = clickhouse.open_background_reader(
+        ClickHouseTarget(dsn="chdb:///tmp/x", database="shop")
+    )
+    server = clickhouse.open_background_reader(
+        ClickHouseTarget(dsn="http://ch:8123", database="shop")
+    )
+    assert isinstance(embedded, ReleasingReader)
+    assert embedded.__getattr__("upper")() == "CLIENT OF CHDB:///TMP/X"  # delegates the rest
+    assert server == "client of http://ch:8123"
+    assert opened == [BACKGROUND_READ_SETTINGS, BACKGROUND_READ_SETTINGS]
