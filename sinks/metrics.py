@@ -484,6 +484,13 @@ class PipelineMetrics:
             "Unix time of the last successful evaluation of the experiment readouts.",
             registry=registry,
         )
+        self.experiment_evaluation_seconds = Gauge(
+            f"{PREFIX}_experiment_evaluation_seconds",
+            "Wall time of the last evaluation of the experiment readouts (every experiment, "
+            "failed or not); the next one starts at least 9 times as long after it. It grows "
+            "with the stored events.",
+            registry=registry,
+        )
         self.experiment_evaluation_failures = Counter(
             f"{PREFIX}_experiment_evaluation_failures",
             "Evaluations of the experiment readouts that failed (query or statistics error).",

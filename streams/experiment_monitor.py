@@ -201,7 +201,9 @@ class ExperimentMonitor:
             log.exception("experiment evaluation failed; trying again at the next one")
             return []
         finally:
-            self._next_at = time.monotonic() + self.BACKOFF * (time.monotonic() - started)
+            took = time.monotonic() - started
+            self.metrics.experiment_evaluation_seconds.set(took)
+            self._next_at = time.monotonic() + self.BACKOFF * took
 
     def _observe(self, r: ExperimentReadout) -> None:
         m, name = self.metrics, r.exp.name

@@ -1027,6 +1027,21 @@ PIPELINE: Final = Dashboard(
             unit="bytes",
         ),
         Panel(
+            "Experiment readout: age and evaluation time",
+            "timeseries",
+            (
+                PromQuery(
+                    "time() - max(shopfunnel_experiment_last_evaluation_timestamp_seconds > 0)",
+                    "age of the readouts",
+                ),
+                PromQuery(
+                    "max(shopfunnel_experiment_evaluation_seconds)",
+                    "last evaluation took (the next starts 9x that later)",
+                ),
+            ),
+            unit="s",
+        ),
+        Panel(
             "Changelog records per second",
             "timeseries",
             (

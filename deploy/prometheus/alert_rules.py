@@ -41,6 +41,7 @@ EXPERIMENT_VERDICT: Final = "shopfunnel_experiment_verdict"
 EXPERIMENT_EXPOSED: Final = "shopfunnel_experiment_exposed_users"
 EXPERIMENT_LAST_EVALUATION: Final = "shopfunnel_experiment_last_evaluation_timestamp_seconds"
 EXPERIMENT_FAILURES: Final = "shopfunnel_experiment_evaluation_failures_total"
+EXPERIMENT_EVALUATION_SECONDS: Final = "shopfunnel_experiment_evaluation_seconds"
 
 
 FUNNEL_DASHBOARD_UID: Final = "shopfunnel-funnel"
@@ -110,6 +111,10 @@ class RuleParams:
     # un-declare), so a short hold is enough.
     experiment_verdict_for: int = MINUTE
     experiment_stale_after: int = 5 * MINUTE
+    # A monitor's cycle, in evaluations: after each it waits BACKOFF (9) times its time
+    # (streams/experiment_monitor.py), then evaluates again. On a large store an
+    # evaluation takes minutes, and readouts that old are on schedule, not stale.
+    experiment_cycle_evaluations: float = 10.0
     experiment_stale_for: int = 5 * MINUTE
     experiment_failure_window: int = 10 * MINUTE
     # Short and long windows of the recorded rates and conversions.
@@ -588,13 +593,17 @@ def _experiment_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
             ),
         },
         {
-            # Stale: no successful evaluation for a while, while experiments are being read
-            # out (their gauges exist) or evaluations keep failing (which also covers a
-            # monitor that never succeeded since the worker started). max: any worker's
-            # fresh evaluation keeps the readouts fresh.
+            # Stale: no successful evaluation for a while beyond the monitor's own cycle
+            # (its last evaluation's time, times the cycle), while experiments are being
+            # read out (their gauges exist) or evaluations keep failing (which also covers
+            # a monitor that never succeeded since the worker started). max: any worker's
+            # fresh evaluation keeps the readouts fresh. Without the cycle, a store whose
+            # evaluation takes over 30 s kept this alert firing (issue #16's soaks).
             "alert": "ExperimentReadoutStale",
             "expr": (
-                f"time() - max({EXPERIMENT_LAST_EVALUATION}) > {stale}\n"
+                f"time() - max({EXPERIMENT_LAST_EVALUATION})\n"
+                f"> {stale} + {p.experiment_cycle_evaluations:g} * "
+                f"(max({EXPERIMENT_EVALUATION_SECONDS}) or vector(0))\n"
                 "and on ()\n(\n"
                 f"  count({EXPERIMENT_EXPOSED}) > 0\n"
                 "  or on ()\n"
@@ -606,7 +615,9 @@ def _experiment_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
             "annotations": _annotations(
                 "Experiment readouts were last evaluated {{ $value | humanizeDuration }} ago",
                 f"No successful evaluation of the experiment readouts for more than "
-                f"{d(p.experiment_stale_after)} while experiments are configured or "
+                f"{d(p.experiment_stale_after)} beyond the monitor's cycle ("
+                f"{p.experiment_cycle_evaluations:g} times its last evaluation's time, "
+                f"{EXPERIMENT_EVALUATION_SECONDS}) while experiments are configured or "
                 f"evaluations fail (within {fw}); gauges, the ClickHouse readouts and the "
                 "decision triggers are stale. (An age of decades means never since the "
                 "worker started.)",

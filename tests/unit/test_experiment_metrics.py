@@ -57,6 +57,11 @@ EXPERIMENT_CONTRACT: dict[str, tuple[type[Gauge] | type[Counter], str, tuple[str
         "shopfunnel_experiment_last_evaluation_timestamp_seconds",
         (),
     ),
+    "experiment_evaluation_seconds": (
+        Gauge,
+        "shopfunnel_experiment_evaluation_seconds",
+        (),
+    ),
     "experiment_evaluation_failures": (
         Counter,
         "shopfunnel_experiment_evaluation_failures",

@@ -5,12 +5,15 @@ decision across SIGKILLs are tested end to end in tests/integration/test_experim
 from __future__ import annotations
 
 import asyncio
+import time
 from fractions import Fraction
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from deploy.prometheus.alert_rules import RuleParams
 from reports.experiment_readout import ExperimentSums, RatioSums, RevenueSums, VariantSums
 from schemas.codec import EventCodec
 from schemas.triggers import Trigger
@@ -173,6 +176,30 @@ def test_a_failed_evaluation_is_counted_and_the_next_waits(
     assert registry.get_sample_value("shopfunnel_experiment_evaluation_failures_total") == 1
     m._next_at += 3600  # as after an evaluation that took 400 s
     assert not m.due()
+
+
+def test_an_evaluations_time_is_exported_and_sets_the_wait_before_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    m, _, _, registry = monitor(monkeypatch, [sums(5000, 5000)])
+    clock = [1000.0]
+    # The monitor's clock only (asyncio keeps the real one).
+    fake_time = SimpleNamespace(monotonic=lambda: clock[0], time=time.time)
+    monkeypatch.setattr(experiment_monitor, "time", fake_time)
+
+    def slow(client: object, exp: object) -> ExperimentSums:
+        clock[0] += 90.0  # a large store's evaluation
+        return sums(5000, 5000)
+
+    monkeypatch.setattr(experiment_monitor, "experiment_sums", slow)
+    asyncio.run(m.evaluate())
+    assert registry.get_sample_value("shopfunnel_experiment_evaluation_seconds") == 90.0
+    clock[0] += m.BACKOFF * 90.0 - 1
+    assert not m.due()
+    clock[0] += 1
+    assert m.due()
+    # The stale alert allows for this cycle: the wait and the evaluation itself.
+    assert RuleParams().experiment_cycle_evaluations == m.BACKOFF + 1
 
 
 def test_a_restart_resumes_the_running_readout_from_clickhouse() -> None:
