@@ -321,15 +321,11 @@ def run_soak(setup: FullSetup, users: int | None, rate: float, minutes: float) -
     warm = started + span * WARMUP_FRACTION
     minute_marks = [started + 60 * i for i in range(int(span // 60) + 1)] + [ended]
     rss_by_minute = [round(_rss_mb_at(worker, t) or 0.0, 1) for t in minute_marks]
-    after_warmup = [
-        (s.at, s.rss_bytes / 1024 / 1024)
-        for s in (worker.sampler.samples if worker.sampler else [])
-        if warm <= s.at <= ended
-    ]
     samples = [
         (s.at, s.rss_bytes / 1024 / 1024)
         for s in (worker.sampler.samples if worker.sampler else [])
     ]
+    after_warmup = [(at, mb) for at, mb in samples if warm <= at <= ended]
     level_warm = rss_level_mb(samples, warm, warm + LEVEL_WINDOW_SECONDS)
     level_end = rss_level_mb(samples, ended - LEVEL_WINDOW_SECONDS, ended)
     level_growth = level_growth_pct(level_warm, level_end)

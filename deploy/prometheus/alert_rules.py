@@ -597,8 +597,8 @@ def _experiment_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
             # (its last evaluation's time, times the cycle), while experiments are being
             # read out (their gauges exist) or evaluations keep failing (which also covers
             # a monitor that never succeeded since the worker started). max: any worker's
-            # fresh evaluation keeps the readouts fresh. Without the cycle, a store whose
-            # evaluation takes over 30 s kept this alert firing (issue #16's soaks).
+            # fresh evaluation keeps the readouts fresh. Without the cycle (a flat 5 min,
+            # held 5 min), it fired in every cycle once an evaluation took over ~60 s.
             "alert": "ExperimentReadoutStale",
             "expr": (
                 f"time() - max({EXPERIMENT_LAST_EVALUATION})\n"
