@@ -138,7 +138,7 @@ class ReleasingReader:
     to the OS as soon as the query ends.
 
     Why: a monitor's whole-store read (the experiment readout, the attribution views)
-    frees 250-550 MB of the engine's jemalloc heap when it ends, and jemalloc keeps those
+    frees 220-660 MB of the engine's jemalloc heap when it ends, and jemalloc keeps those
     pages resident for about ten seconds before it returns them (BENCHMARKS.md, issue #16
     item 5). A sample of the worker's RSS in those seconds counts a heap nobody uses. The
     purge takes 20-60 ms on a 4.4 M-event store, against seconds for the read.
