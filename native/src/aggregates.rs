@@ -3,7 +3,9 @@
 //! `_candidate_thresholds`, `finalize`, `forget`, `live_rows`, `take_dirty`).
 //!
 //! Python's containers and their orders, as kept here:
-//! - `totals` (dict Key -> int): a HashMap (only looked up, never iterated).
+//! - `totals` (dict Key -> int; only looked up, never iterated): `Totals`, a map per key
+//!   type, a KPI row's cells together, so a row's totals are read by reference (building
+//!   an owned key per lookup copied its strings: perf, BENCHMARKS.md).
 //! - `thresholds` (dict in insertion order): a `Vec<(String, i64)>` in the same order.
 //! - `dirty` (a set: its order depends on the hash seed): a HashSet.
 //! - `_open` (funnel -> {window: count}; only its minimum window is read): a BTreeMap per
@@ -23,12 +25,17 @@ use std::collections::BTreeMap;
 
 use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
+use crate::attribution::OrderAttributionKey;
 use crate::attribution::KPI_THRESHOLD;
 use crate::contributions::key_from;
 use crate::json::{Json, JsonError, JsonResult};
-use crate::keys::{row_of, Key, KpiKey, OpenAttemptKey, RowKey};
+use crate::keys::{
+    row_of, FunnelAttemptKey, FunnelOutcomeKey, FunnelStepKey, FunnelTtcKey, Key, KeyRef, KpiKey,
+    OpenAttemptKey, RowKey, METRICS,
+};
 use crate::lifecycle::DAY_MS;
 use crate::retention::{current_period_ms, GAPS_FAMILY, GRANULARITIES};
+use crate::retention::{OrderGapKey, RetentionKey};
 use crate::rules::{funnel_threshold, Rules};
 use crate::state::Dims;
 
@@ -86,6 +93,116 @@ impl std::fmt::Display for FinalizeError {
     }
 }
 
+/// `totals`: every non-final key's running sum, a map per key type (module docs).
+#[derive(Clone, Debug, Default)]
+pub struct Totals {
+    step: HashMap<FunnelStepKey, i64>,
+    outcome: HashMap<FunnelOutcomeKey, i64>,
+    ttc: HashMap<FunnelTtcKey, i64>,
+    attempt: HashMap<FunnelAttemptKey, i64>,
+    kpi: HashMap<KpiKey, [i64; METRICS.len()]>,
+    attribution: HashMap<OrderAttributionKey, i64>,
+    retention: HashMap<RetentionKey, i64>,
+    gap: HashMap<OrderGapKey, i64>,
+}
+
+/// `totals[key] += change` (wrapping, as module docs), copying the key only when new.
+fn add_to<K: Clone + Eq + std::hash::Hash>(map: &mut HashMap<K, i64>, key: &K, change: i64) {
+    match map.get_mut(key) {
+        Some(total) => *total = total.wrapping_add(change),
+        None => {
+            map.insert(key.clone(), change);
+        }
+    }
+}
+
+impl Totals {
+    /// The key's total (0 for an unknown key).
+    pub fn get(&self, key: KeyRef<'_>) -> i64 {
+        let found = match key {
+            KeyRef::FunnelStep(k) => self.step.get(k),
+            KeyRef::FunnelOutcome(k) => self.outcome.get(k),
+            KeyRef::FunnelTtc(k) => self.ttc.get(k),
+            KeyRef::FunnelAttempt(k) => self.attempt.get(k),
+            KeyRef::KpiCell(k, metric) => self.kpi.get(k).and_then(|cells| cells.get(metric)),
+            KeyRef::OrderAttribution(k) => self.attribution.get(k),
+            KeyRef::Retention(k) => self.retention.get(k),
+            KeyRef::OrderGap(k) => self.gap.get(k),
+        };
+        found.copied().unwrap_or(0)
+    }
+
+    /// Add `change` to `key` (not an open attempt), whose row is `row`.
+    fn add(&mut self, key: &Key, row: &RowKey, change: i64) {
+        match (key, row) {
+            (Key::KpiCell(cell), RowKey::Kpi(kpi)) => {
+                if let Some(slot) = self
+                    .kpi
+                    .entry(kpi.clone())
+                    .or_insert([0; METRICS.len()])
+                    .get_mut(cell.metric)
+                {
+                    *slot = slot.wrapping_add(change);
+                }
+            }
+            (Key::FunnelStep(k), _) => add_to(&mut self.step, k, change),
+            (Key::FunnelOutcome(k), _) => add_to(&mut self.outcome, k, change),
+            (Key::FunnelTtc(k), _) => add_to(&mut self.ttc, k, change),
+            (Key::FunnelAttempt(k), _) => add_to(&mut self.attempt, k, change),
+            (Key::OrderAttribution(k), _) => add_to(&mut self.attribution, k, change),
+            (Key::Retention(k), _) => add_to(&mut self.retention, k, change),
+            (Key::OrderGap(k), _) => add_to(&mut self.gap, k, change),
+            (Key::KpiCell(_), _) | (Key::OpenAttempt(_), _) => {}
+        }
+    }
+
+    /// Drop every key of `row` (a KPI row: all its cells).
+    fn remove_row(&mut self, row: &RowKey) {
+        match row {
+            RowKey::FunnelStep(k) => {
+                self.step.remove(k);
+            }
+            RowKey::FunnelOutcome(k) => {
+                self.outcome.remove(k);
+            }
+            RowKey::FunnelTtc(k) => {
+                self.ttc.remove(k);
+            }
+            RowKey::FunnelAttempt(k) => {
+                self.attempt.remove(k);
+            }
+            RowKey::Kpi(k) => {
+                self.kpi.remove(k);
+            }
+            RowKey::OrderAttribution(k) => {
+                self.attribution.remove(k);
+            }
+            RowKey::Retention(k) => {
+                self.retention.remove(k);
+            }
+            RowKey::OrderGap(k) => {
+                self.gap.remove(k);
+            }
+        }
+    }
+}
+
+impl<'a> KeyRef<'a> {
+    /// The total's key for a row that is one key (None for a KPI row: one per cell).
+    pub fn of_row(row: &'a RowKey) -> Option<KeyRef<'a>> {
+        Some(match row {
+            RowKey::FunnelStep(k) => KeyRef::FunnelStep(k),
+            RowKey::FunnelOutcome(k) => KeyRef::FunnelOutcome(k),
+            RowKey::FunnelTtc(k) => KeyRef::FunnelTtc(k),
+            RowKey::FunnelAttempt(k) => KeyRef::FunnelAttempt(k),
+            RowKey::Kpi(_) => return None,
+            RowKey::OrderAttribution(k) => KeyRef::OrderAttribution(k),
+            RowKey::Retention(k) => KeyRef::Retention(k),
+            RowKey::OrderGap(k) => KeyRef::OrderGap(k),
+        })
+    }
+}
+
 /// The rows of one (finality group, window) and when the group was first added.
 #[derive(Clone, Debug)]
 struct Group {
@@ -96,7 +213,7 @@ struct Group {
 /// `streams.aggregates.PartitionAggregates` (the rules are passed to `finalize`).
 #[derive(Clone, Debug, Default)]
 pub struct PartitionAggregates {
-    pub totals: HashMap<Key, i64>,
+    pub totals: Totals,
     /// Finality group -> first window not final yet, in Python's dict order.
     pub thresholds: Vec<(String, i64)>,
     pub dirty: HashSet<RowKey>,
@@ -145,16 +262,11 @@ impl PartitionAggregates {
                 self.count_open(k, *change);
                 continue;
             }
-            match self.totals.get_mut(key) {
-                Some(total) => *total = total.wrapping_add(*change),
-                None => {
-                    self.totals.insert(key.clone(), *change);
-                }
-            }
             let row = match row_of(key) {
                 Some(row) => row,
                 None => continue,
             };
+            self.totals.add(key, &row, *change);
             if !self.dirty.contains(&row) {
                 self.dirty.insert(row.clone());
             }
@@ -199,9 +311,24 @@ impl PartitionAggregates {
         self.groups.insert(group, Group { seq, rows });
     }
 
+    /// The total of a borrowed key (0 for an unknown key).
+    pub fn total(&self, key: KeyRef<'_>) -> i64 {
+        self.totals.get(key)
+    }
+
     /// `value`: the key's total (0 for an unknown key).
     pub fn value(&self, key: &Key) -> i64 {
-        self.totals.get(key).copied().unwrap_or(0)
+        match key {
+            Key::FunnelStep(k) => self.totals.get(KeyRef::FunnelStep(k)),
+            Key::FunnelOutcome(k) => self.totals.get(KeyRef::FunnelOutcome(k)),
+            Key::FunnelTtc(k) => self.totals.get(KeyRef::FunnelTtc(k)),
+            Key::FunnelAttempt(k) => self.totals.get(KeyRef::FunnelAttempt(k)),
+            Key::KpiCell(k) => self.totals.get(KeyRef::KpiCell(&k.row(), k.metric)),
+            Key::OrderAttribution(k) => self.totals.get(KeyRef::OrderAttribution(k)),
+            Key::Retention(k) => self.totals.get(KeyRef::Retention(k)),
+            Key::OrderGap(k) => self.totals.get(KeyRef::OrderGap(k)),
+            Key::OpenAttempt(_) => 0,
+        }
     }
 
     /// `_candidate_thresholds`: per finality group, the first window not final at
@@ -318,18 +445,7 @@ impl PartitionAggregates {
                     }
                 }
             }
-            match row {
-                RowKey::Kpi(k) => {
-                    for cell in k.cells() {
-                        self.totals.remove(&Key::KpiCell(cell));
-                    }
-                }
-                other => {
-                    if let Some(key) = other.as_key() {
-                        self.totals.remove(&key);
-                    }
-                }
-            }
+            self.totals.remove_row(row);
         }
     }
 

@@ -23,7 +23,7 @@ use crate::deadletter::DeadLetter;
 use crate::intake::{
     in_flight, rejected_in_flight, EventDecoder, Intake, IntakeResult, Pending, Record,
 };
-use crate::keys::{Key, RowKey, GMV, ORDERS};
+use crate::keys::{Key, KeyRef, RowKey, GMV, METRICS, ORDERS};
 use crate::lifecycle_rows::{advance_lifecycle, LifecycleOutput, VersionClock};
 use crate::retention::retention_contributions;
 use crate::rows_aggregate::{aggregate_rows, merge_rows, RowContext, TableRows};
@@ -455,7 +455,7 @@ impl PartitionCore {
         out: &mut TableRows,
     ) -> Result<(), CoreError> {
         let aggregates = &self.aggregates;
-        let total = |key: &Key| aggregates.value(key);
+        let total = |key: KeyRef<'_>| aggregates.total(key);
         let rows = aggregate_rows(keys, &total, &self.ctx(is_final, version))
             .map_err(fail("aggregate rows"))?;
         merge_rows(out, rows);
@@ -651,13 +651,16 @@ impl PartitionCore {
                 }
             }
         }
+        // Visitor updates do not move the thresholds (only `finalize` below does): one
+        // copy for the batch, not one per visitor.
+        let thresholds = self.aggregates.thresholds.clone();
         for (key, items) in &by_visitor {
-            self.update_visitor(key, items, watermark, out, clocks)?;
+            self.update_visitor(key, items, watermark, &thresholds, out, clocks)?;
         }
         if let Some(mark) = watermark {
             for key in self.timers.pop_due(mark) {
                 if !index.contains_key(&key) {
-                    self.update_visitor(&key, &[], watermark, out, clocks)?;
+                    self.update_visitor(&key, &[], watermark, &thresholds, out, clocks)?;
                 }
             }
         }
@@ -690,11 +693,11 @@ impl PartitionCore {
         key: &[u8],
         items: &[Pending],
         watermark: Option<i64>,
+        thresholds: &[(String, i64)],
         out: &mut Output,
         clocks: &mut Clocks,
     ) -> Result<(), CoreError> {
-        let thresholds = self.aggregates.thresholds.clone();
-        let mut cached = self.visitors.load(key, &self.rules, &thresholds)?;
+        let mut cached = self.visitors.load(key, &self.rules, thresholds)?;
         let old_size = cached.size;
         let before = match &cached.computed_under {
             Some(under) if same_thresholds(under, &thresholds) => cached.contributions.clone(),
@@ -829,12 +832,14 @@ impl PartitionCore {
         out.aggregate_rows = rows;
         let anonymous_id = rebuilt.anonymous_id.clone();
         let aggregates = &self.aggregates;
-        let counts_nothing = |row: &RowKey| match row {
-            RowKey::Kpi(k) => k
-                .cells()
-                .into_iter()
-                .all(|c| aggregates.value(&Key::KpiCell(c)) == 0),
-            other => other.as_key().map_or(true, |k| aggregates.value(&k) == 0),
+        let counts_nothing = |row: &RowKey| match KeyRef::of_row(row) {
+            Some(key) => aggregates.total(key) == 0,
+            None => match row {
+                RowKey::Kpi(k) => {
+                    (0..METRICS.len()).all(|m| aggregates.total(KeyRef::KpiCell(k, m)) == 0)
+                }
+                _ => true,
+            },
         };
         // Rows of the visitor's own (per-visitor keys) now counting nothing are deleted
         // afterwards; keep them out of the totals so that no final row brings them back.

@@ -72,6 +72,14 @@ impl EventDecoder {
 /// A Python `Counter` over string keys: insertion order, `+= 1` adds a missing key.
 pub type Counts<K> = Vec<(K, i64)>;
 
+/// `counts[key] += n` for a key of text (no copy of it when already counted).
+fn add(counts: &mut Counts<String>, key: &str, n: i64) {
+    match counts.iter_mut().find(|(k, _)| k == key) {
+        Some((_, total)) => *total += n,
+        None => counts.push((key.to_owned(), n)),
+    }
+}
+
 fn bump<K: PartialEq>(counts: &mut Counts<K>, key: K) {
     match counts.iter_mut().find(|(k, _)| *k == key) {
         Some((_, n)) => *n += 1,
@@ -147,9 +155,14 @@ impl Intake {
             Some((_, topic)) => topic.as_str(),
             None => return Err(format!("no topic for stream {:?}", stream)),
         };
-        let mut pending = Vec::new();
+        // Sized for the batch up front: growing these vectors record by record made the
+        // allocator copy them and the kernel zero fresh pages (perf, BENCHMARKS.md).
+        let mut pending = Vec::with_capacity(records.len());
+        result.raw_rows.reserve(records.len());
+        if !records.is_empty() {
+            add(&mut result.stats.ingested, stream, records.len() as i64);
+        }
         for record in records {
-            bump(&mut result.stats.ingested, stream.to_owned());
             let decoded = self
                 .decoder
                 .decode(&record.value, stream, record.timestamp_ms)?;

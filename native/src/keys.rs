@@ -169,18 +169,6 @@ impl KpiKey {
     pub fn final_at(&self) -> i64 {
         self.window
     }
-
-    /// The row's cells, in METRICS order.
-    pub fn cells(&self) -> Vec<KpiCellKey> {
-        (0..METRICS.len())
-            .map(|metric| KpiCellKey {
-                window: self.window,
-                dims: self.dims.clone(),
-                currency: self.currency.clone(),
-                metric,
-            })
-            .collect()
-    }
 }
 
 /// `kpi.KpiCellKey`: one metric of a `kpi_minute` row.
@@ -216,6 +204,20 @@ pub enum Key {
     OrderAttribution(OrderAttributionKey),
     Retention(RetentionKey),
     OrderGap(OrderGapKey),
+}
+
+/// A borrowed aggregate key, to read a total without building (and copying) an owned
+/// `Key`: a KPI cell is its row's key and the metric's index.
+#[derive(Clone, Copy, Debug)]
+pub enum KeyRef<'a> {
+    FunnelStep(&'a FunnelStepKey),
+    FunnelOutcome(&'a FunnelOutcomeKey),
+    FunnelTtc(&'a FunnelTtcKey),
+    FunnelAttempt(&'a FunnelAttemptKey),
+    KpiCell(&'a KpiKey, usize),
+    OrderAttribution(&'a OrderAttributionKey),
+    Retention(&'a RetentionKey),
+    OrderGap(&'a OrderGapKey),
 }
 
 /// A row of an aggregate table (`streams.outputs.RowKey`): what `Key`s are grouped into

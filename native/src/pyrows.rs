@@ -14,7 +14,7 @@ use pyo3::types::{PyBytes, PyList};
 use crate::json::Json;
 use crate::lifecycle_rows::{RfmRow, SegmentTransitionRow, TriggerRow};
 use crate::pycore::to_py;
-use crate::row_binary::{write_row, ColumnType};
+use crate::row_binary::{write_cells, write_row, ColumnType, RowCells};
 use crate::rows_aggregate::Row;
 use crate::rows_intake::{DeadLetterRow, LateEventRow, RawEventRow};
 
@@ -22,6 +22,11 @@ use crate::rows_intake::{DeadLetterRow, LateEventRow, RawEventRow};
 /// (the block keeps the typed rows, which are smaller than their JSON).
 pub trait JsonRow: Send + Sync {
     fn json(&self) -> Json;
+
+    /// Append the row in RowBinary (through its JSON unless the row has its cells).
+    fn write(&self, out: &mut Vec<u8>, columns: &[(String, ColumnType)]) -> Result<(), String> {
+        write_row(out, columns, &self.json())
+    }
 }
 
 macro_rules! json_rows {
@@ -34,8 +39,18 @@ macro_rules! json_rows {
     };
 }
 
+/// `events_raw` (one row per event, the most rows by far) is encoded from its fields.
+impl JsonRow for RawEventRow {
+    fn json(&self) -> Json {
+        self.to_json()
+    }
+
+    fn write(&self, out: &mut Vec<u8>, columns: &[(String, ColumnType)]) -> Result<(), String> {
+        write_cells(out, columns, &self.cells())
+    }
+}
+
 json_rows!(
-    RawEventRow,
     LateEventRow,
     DeadLetterRow,
     SegmentTransitionRow,
@@ -53,11 +68,27 @@ impl JsonRow for Json {
 /// A table's rows, whatever their type.
 trait RowSource: Send + Sync {
     fn json_at(&self, index: usize) -> Json;
+
+    fn write_at(
+        &self,
+        index: usize,
+        out: &mut Vec<u8>,
+        columns: &[(String, ColumnType)],
+    ) -> Result<(), String>;
 }
 
 impl<T: JsonRow> RowSource for Vec<T> {
     fn json_at(&self, index: usize) -> Json {
         self[index].json()
+    }
+
+    fn write_at(
+        &self,
+        index: usize,
+        out: &mut Vec<u8>,
+        columns: &[(String, ColumnType)],
+    ) -> Result<(), String> {
+        self[index].write(out, columns)
     }
 }
 
@@ -164,7 +195,7 @@ pub fn row_binary<'py>(
         let mut out = Vec::new();
         for (table, rows, start, end) in &parts {
             for i in *start..*end {
-                write_row(&mut out, &columns, &rows.json_at(i))
+                rows.write_at(i, &mut out, &columns)
                     .map_err(|e| format!("{} row {}: {}", table, i - start, e))?;
             }
         }

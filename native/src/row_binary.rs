@@ -111,12 +111,56 @@ fn varint(out: &mut Vec<u8>, mut n: u64) {
     out.push(n as u8);
 }
 
-fn integer(value: &Json) -> Option<i64> {
-    match value {
-        Json::Int(n) => Some(*n),
-        Json::Bool(b) => Some(i64::from(*b)),
-        _ => None,
+/// A value to encode, borrowed: a row's JSON value, or a typed row's field as it is
+/// (`RowCells`), so that the row need not be copied into JSON first.
+#[derive(Clone, Copy, Debug)]
+pub enum Cell<'a> {
+    Json(&'a Json),
+    Null,
+    Int(i64),
+    Str(&'a str),
+    Strs(&'a [String]),
+    Ints(&'a [i64]),
+    /// A map of text to text, in order.
+    Pairs(&'a [(String, String)]),
+}
+
+impl<'a> Cell<'a> {
+    fn kind(self) -> &'static str {
+        match self {
+            Cell::Json(j) => j.kind(),
+            Cell::Null => "null",
+            Cell::Int(_) => "an integer",
+            Cell::Str(_) => "a string",
+            Cell::Strs(_) | Cell::Ints(_) => "a list",
+            Cell::Pairs(_) => "an object",
+        }
     }
+
+    fn integer(self) -> Option<i64> {
+        match self {
+            Cell::Int(n) | Cell::Json(&Json::Int(n)) => Some(n),
+            Cell::Json(&Json::Bool(b)) => Some(i64::from(b)),
+            _ => None,
+        }
+    }
+
+    fn text(self) -> Option<&'a str> {
+        match self {
+            Cell::Str(s) => Some(s),
+            Cell::Json(Json::Str(s)) => Some(s.as_str()),
+            _ => None,
+        }
+    }
+
+    fn is_null(self) -> bool {
+        matches!(self, Cell::Null | Cell::Json(Json::Null))
+    }
+}
+
+/// A typed row's values in its table's column order, without copying them.
+pub trait RowCells {
+    fn cells(&self) -> Vec<Cell<'_>>;
 }
 
 /// Days since 1970-01-01 of an ISO date `YYYY-MM-DD` (proleptic Gregorian).
@@ -153,24 +197,24 @@ fn write_integer(out: &mut Vec<u8>, n: i64, width: u8, signed: bool) -> Result<(
     Ok(())
 }
 
-fn write_value(out: &mut Vec<u8>, column: &ColumnType, value: &Json) -> Result<(), String> {
+fn write_value(out: &mut Vec<u8>, column: &ColumnType, value: Cell<'_>) -> Result<(), String> {
     let wrong = |what: &str| Err(format!("expected {}, got {}", what, value.kind()));
     match column {
-        ColumnType::String => match value {
-            Json::Str(s) => {
+        ColumnType::String => match value.text() {
+            Some(s) => {
                 varint(out, s.len() as u64);
                 out.extend_from_slice(s.as_bytes());
             }
-            _ => return wrong("a string"),
+            None => return wrong("a string"),
         },
-        ColumnType::Integer(width, signed) => match integer(value) {
+        ColumnType::Integer(width, signed) => match value.integer() {
             Some(n) => write_integer(out, n, *width, *signed)?,
             None => return wrong("an integer"),
         },
         ColumnType::Float64 => {
-            let x = match value {
-                Json::Int(n) => *n as f64,
-                Json::Str(s) => s
+            let x = match (value, value.text()) {
+                (Cell::Int(n), _) | (Cell::Json(&Json::Int(n)), _) => n as f64,
+                (_, Some(s)) => s
                     .parse::<f64>()
                     .map_err(|_| format!("{:?} is not a number", s))?,
                 _ => return wrong("a number"),
@@ -178,9 +222,9 @@ fn write_value(out: &mut Vec<u8>, column: &ColumnType, value: &Json) -> Result<(
             out.extend_from_slice(&x.to_le_bytes());
         }
         ColumnType::Date => {
-            let days = match value {
-                Json::Str(s) => epoch_days(s).ok_or_else(|| format!("{:?} is not a date", s))?,
-                Json::Int(n) => *n,
+            let days = match (value, value.text()) {
+                (_, Some(s)) => epoch_days(s).ok_or_else(|| format!("{:?} is not a date", s))?,
+                (Cell::Int(n), _) | (Cell::Json(&Json::Int(n)), _) => n,
                 _ => return wrong("a date"),
             };
             if !(0..=i64::from(u16::MAX)).contains(&days) {
@@ -189,16 +233,16 @@ fn write_value(out: &mut Vec<u8>, column: &ColumnType, value: &Json) -> Result<(
             out.extend_from_slice(&(days as u16).to_le_bytes());
         }
         ColumnType::DateTime => match value {
-            Json::Int(n) => write_integer(out, *n, 4, false)
+            Cell::Int(n) | Cell::Json(&Json::Int(n)) => write_integer(out, n, 4, false)
                 .map_err(|_| format!("{} is out of range for DateTime", n))?,
             _ => return wrong("seconds since the epoch"),
         },
         ColumnType::DateTime64Millis => match value {
-            Json::Int(n) => out.extend_from_slice(&n.to_le_bytes()),
+            Cell::Int(n) | Cell::Json(&Json::Int(n)) => out.extend_from_slice(&n.to_le_bytes()),
             _ => return wrong("milliseconds since the epoch"),
         },
         ColumnType::Nullable(t) => {
-            if let Json::Null = value {
+            if value.is_null() {
                 out.push(1);
             } else {
                 out.push(0);
@@ -206,20 +250,39 @@ fn write_value(out: &mut Vec<u8>, column: &ColumnType, value: &Json) -> Result<(
             }
         }
         ColumnType::Array(t) => match value {
-            Json::List(items) => {
+            Cell::Json(Json::List(items)) => {
                 varint(out, items.len() as u64);
                 for item in items {
-                    write_value(out, t, item)?;
+                    write_value(out, t, Cell::Json(item))?;
+                }
+            }
+            Cell::Strs(items) => {
+                varint(out, items.len() as u64);
+                for item in items {
+                    write_value(out, t, Cell::Str(item))?;
+                }
+            }
+            Cell::Ints(items) => {
+                varint(out, items.len() as u64);
+                for item in items {
+                    write_value(out, t, Cell::Int(*item))?;
                 }
             }
             _ => return wrong("a list"),
         },
         ColumnType::Map(k, v) => match value {
-            Json::Object(entries) => {
+            Cell::Json(Json::Object(entries)) => {
                 varint(out, entries.len() as u64);
                 for (key, item) in entries {
-                    write_value(out, k, &Json::Str(key.clone()))?;
-                    write_value(out, v, item)?;
+                    write_value(out, k, Cell::Str(key))?;
+                    write_value(out, v, Cell::Json(item))?;
+                }
+            }
+            Cell::Pairs(entries) => {
+                varint(out, entries.len() as u64);
+                for (key, item) in entries {
+                    write_value(out, k, Cell::Str(key))?;
+                    write_value(out, v, Cell::Str(item))?;
                 }
             }
             _ => return wrong("an object"),
@@ -239,16 +302,26 @@ pub fn write_row(
         Json::List(values) => values,
         other => return Err(format!("a row is {}, not a list", other.kind())),
     };
-    if values.len() != columns.len() {
+    let cells: Vec<Cell<'_>> = values.iter().map(Cell::Json).collect();
+    write_cells(out, columns, &cells)
+}
+
+/// Append a row given as its cells (one per column), as `write_row`.
+pub fn write_cells(
+    out: &mut Vec<u8>,
+    columns: &[(String, ColumnType)],
+    cells: &[Cell<'_>],
+) -> Result<(), String> {
+    if cells.len() != columns.len() {
         return Err(format!(
             "a row has {} values for {} columns",
-            values.len(),
+            cells.len(),
             columns.len()
         ));
     }
     let start = out.len();
-    for ((name, column), value) in columns.iter().zip(values) {
-        if let Err(e) = write_value(out, column, value) {
+    for ((name, column), value) in columns.iter().zip(cells) {
+        if let Err(e) = write_value(out, column, *value) {
             out.truncate(start);
             return Err(format!("column {}: {}", name, e));
         }

@@ -8,14 +8,13 @@
 //! Python tuple: a JSON list, dates as ISO strings ("2024-01-31"), the float buckets
 //! (`le_seconds`, `le_days`) as the `repr()` of the Python value ("10", "inf").
 
-use std::collections::HashMap;
-
+use crate::aggregates::PartitionAggregates;
 use crate::attribution::OrderAttributionKey;
 use crate::funnels::FunnelDef;
 use crate::json::{Json, JsonError, JsonResult};
 use crate::keys::{
-    row_of, FunnelAttemptKey, FunnelOutcomeKey, FunnelStepKey, FunnelTtcKey, Key, KpiKey, RowKey,
-    TtcBucket, METRICS,
+    row_of, FunnelAttemptKey, FunnelOutcomeKey, FunnelStepKey, FunnelTtcKey, KeyRef, KpiKey,
+    RowKey, TtcBucket, METRICS,
 };
 use crate::retention::{day_of, Date, GapBucket, OrderGapKey, RetentionKey};
 use crate::rules::Rules;
@@ -417,7 +416,7 @@ impl OrderGapRow {
 }
 
 /// Reads a partition's running total of one aggregate key (`TotalOf`).
-pub type TotalOf<'t> = dyn Fn(&Key) -> i64 + 't;
+pub type TotalOf<'t> = dyn Fn(KeyRef<'_>) -> i64 + 't;
 
 /// Rows grouped by table name, tables in first-seen order.
 pub type TableRows = Vec<(&'static str, Vec<Row>)>;
@@ -437,7 +436,7 @@ pub fn funnel_step_row(
         step: key.step,
         step_name,
         partition: ctx.partition,
-        entered: total(&Key::FunnelStep(key.clone())),
+        entered: total(KeyRef::FunnelStep(key)),
         is_final: ctx.is_final,
         version: ctx.version,
     })
@@ -456,7 +455,7 @@ pub fn funnel_outcome_row(
         breakdown: key.breakdown.clone(),
         outcome: key.outcome,
         partition: ctx.partition,
-        entities: total(&Key::FunnelOutcome(key.clone())),
+        entities: total(KeyRef::FunnelOutcome(key)),
         is_final: ctx.is_final,
         version: ctx.version,
     }
@@ -471,7 +470,7 @@ pub fn funnel_ttc_row(key: &FunnelTtcKey, total: &TotalOf, ctx: &RowContext) -> 
         breakdown: key.breakdown.clone(),
         le_seconds: key.le_seconds,
         partition: ctx.partition,
-        converted: total(&Key::FunnelTtc(key.clone())),
+        converted: total(KeyRef::FunnelTtc(key)),
         is_final: ctx.is_final,
         version: ctx.version,
     }
@@ -495,7 +494,7 @@ pub fn funnel_attempt_row(
         level: key.level,
         step_times: key.step_times.clone(),
         partition: ctx.partition,
-        attempts: total(&Key::FunnelAttempt(key.clone())),
+        attempts: total(KeyRef::FunnelAttempt(key)),
         is_final: ctx.is_final,
         version: ctx.version,
     }
@@ -504,8 +503,8 @@ pub fn funnel_attempt_row(
 /// `kpi.build_row`: the total of each of the row's cells, in METRICS order.
 pub fn kpi_row(key: &KpiKey, total: &TotalOf, ctx: &RowContext) -> KpiRow {
     let mut metrics = [0i64; 11];
-    for (slot, cell) in metrics.iter_mut().zip(key.cells()) {
-        *slot = total(&Key::KpiCell(cell));
+    for (metric, slot) in metrics.iter_mut().enumerate() {
+        *slot = total(KeyRef::KpiCell(key, metric));
     }
     debug_assert_eq!(metrics.len(), METRICS.len());
     KpiRow {
@@ -540,7 +539,7 @@ pub fn order_attribution_row(
         value_minor: key.value_minor,
         is_first: key.is_first,
         partition: ctx.partition,
-        share_micro: total(&Key::OrderAttribution(key.clone())),
+        share_micro: total(KeyRef::OrderAttribution(key)),
         is_final: ctx.is_final,
         version: ctx.version,
     }
@@ -562,7 +561,7 @@ pub fn retention_row(
         channel: key.channel.clone(),
         platform: key.platform.clone(),
         partition: ctx.partition,
-        users: total(&Key::Retention(key.clone())),
+        users: total(KeyRef::Retention(key)),
         is_final: ctx.is_final,
         version: ctx.version,
     })
@@ -580,7 +579,7 @@ pub fn order_gap_row(
         channel: key.channel.clone(),
         le_days: key.le_days,
         partition: ctx.partition,
-        orders: total(&Key::OrderGap(key.clone())),
+        orders: total(KeyRef::OrderGap(key)),
         is_final: ctx.is_final,
         version: ctx.version,
     })
@@ -692,15 +691,18 @@ fn context_of<'a>(args: &Json, rules: &'a Rules) -> JsonResult<RowContext<'a>> {
     })
 }
 
-fn totals_of(args: &Json) -> JsonResult<HashMap<Key, i64>> {
-    let mut totals = HashMap::new();
+fn totals_of(args: &Json) -> JsonResult<PartitionAggregates> {
+    let mut totals = PartitionAggregates::new();
     for pair in arg(args, "totals")?.list("totals")? {
         let pair = pair.list("a [key, total] pair")?;
         if pair.len() != 2 {
             return Err(JsonError("a [key, total] pair".into()));
         }
         let key = crate::contributions::key_from(pair[0].list("a key")?)?;
-        totals.insert(key, pair[1].int("a total")?);
+        let total = pair[1].int("a total")?;
+        // Set, not added: a pair repeated in the probe's input replaces the earlier one.
+        let now = totals.value(&key);
+        totals.apply(&[(key, total.wrapping_sub(now))]);
     }
     Ok(totals)
 }
@@ -725,7 +727,7 @@ fn rows_of(args: &Json, keys: &Json, rules: &Rules) -> JsonResult<TableRows> {
         .into_iter()
         .map(row_key_from)
         .collect::<JsonResult<_>>()?;
-    let total = |key: &Key| totals.get(key).copied().unwrap_or(0);
+    let total = |key: KeyRef<'_>| totals.total(key);
     aggregate_rows(&keys, &total, &ctx).map_err(|e| JsonError(e.0))
 }
 

@@ -6,6 +6,7 @@
 use crate::deadletter::{hex, DeadLetter};
 use crate::event::Event;
 use crate::json::Json;
+use crate::row_binary::{Cell, RowCells};
 
 /// `raw_events.TABLE.name`.
 pub const RAW_EVENTS_TABLE: &str = "events_raw";
@@ -217,6 +218,63 @@ impl RawEventRow {
             strs(&self.item_brands),
             strs(&self.item_variants),
         ])
+    }
+}
+
+impl RowCells for RawEventRow {
+    /// The values of `to_json`, in the same order, borrowed.
+    fn cells(&self) -> Vec<Cell<'_>> {
+        vec![
+            Cell::Str(&self.event_id),
+            Cell::Str(&self.event_type),
+            Cell::Str(&self.stream),
+            Cell::Int(self.event_time),
+            Cell::Int(self.sent_time),
+            Cell::Str(&self.anonymous_id),
+            self.user_id.as_deref().map_or(Cell::Null, Cell::Str),
+            Cell::Str(&self.session_id),
+            Cell::Str(&self.platform),
+            Cell::Str(&self.device),
+            Cell::Str(&self.country),
+            Cell::Str(&self.channel),
+            Cell::Str(&self.utm_source),
+            Cell::Str(&self.utm_medium),
+            Cell::Str(&self.utm_campaign),
+            Cell::Str(&self.utm_content),
+            Cell::Str(&self.utm_term),
+            Cell::Str(&self.referrer),
+            Cell::Str(&self.page_url),
+            Cell::Str(&self.referral_code),
+            Cell::Pairs(&self.experiments),
+            Cell::Strs(&self.item_ids),
+            Cell::Ints(&self.item_prices_minor),
+            Cell::Ints(&self.item_quantities),
+            Cell::Str(&self.cart_id),
+            Cell::Str(&self.transaction_id),
+            Cell::Str(&self.currency),
+            self.value_minor.map_or(Cell::Null, Cell::Int),
+            self.tax_minor.map_or(Cell::Null, Cell::Int),
+            self.shipping_minor.map_or(Cell::Null, Cell::Int),
+            self.discount_minor.map_or(Cell::Null, Cell::Int),
+            Cell::Str(&self.coupon),
+            Cell::Str(&self.payment_type),
+            Cell::Str(&self.refund_reason),
+            Cell::Str(&self.payment_error_code),
+            Cell::Int(self.is_late),
+            Cell::Str(&self.source_topic),
+            Cell::Int(self.source_partition),
+            Cell::Int(self.source_offset),
+            Cell::Int(self.ingested_at),
+            Cell::Int(self.version),
+            Cell::Pairs(&self.properties),
+            Cell::Strs(&self.item_coupons),
+            Cell::Ints(&self.item_discounts_minor),
+            Cell::Str(&self.search_term),
+            Cell::Strs(&self.item_names),
+            Cell::Strs(&self.item_categories),
+            Cell::Strs(&self.item_brands),
+            Cell::Strs(&self.item_variants),
+        ]
     }
 }
 
