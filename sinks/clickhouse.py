@@ -49,7 +49,12 @@ class InsertClient(Protocol):
     """The part of a clickhouse-connect client the writer uses (tests substitute fakes)."""
 
     def create_insert_context(
-        self, table: str, column_names: Sequence[str], *, column_oriented: bool
+        self,
+        table: str,
+        column_names: Sequence[str],
+        *,
+        column_oriented: bool,
+        settings: dict[str, Any] | None = None,
     ) -> Any: ...
 
     def insert(self, *, context: Any, data: Sequence[Sequence[Any]]) -> Any: ...
@@ -61,6 +66,7 @@ class InsertClient(Protocol):
         insert_block: bytes | None = None,
         *,
         fmt: str | None = None,
+        settings: dict[str, Any] | None = None,
     ) -> Any: ...
 
 
@@ -137,6 +143,16 @@ def embedded_directory(target: ClickHouseTarget) -> Path | None:
 # stall that set the p99 of event-to-ClickHouse latency (about 1.8 s without an insert)
 # came with such a read (BENCHMARKS.md, "rows to ClickHouse as RowBinary").
 BACKGROUND_READ_SETTINGS: Final[dict[str, Any]] = {"max_threads": 1, "os_thread_priority": 19}
+
+
+# The writer's inserts. ``optimize_on_insert`` (on by default) makes every insert collapse
+# the rows of one sort key inside the inserted block, as a merge would. Nothing here
+# needs that: rows of one key arrive in many inserts anyway, so every reader of a
+# replacing or summing table already reads with FINAL or aggregates, and merges collapse
+# the rest. Measured on the compiled core's rows, 150,000 events inserted in blocks of
+# 16,000 (`python -m bench.insert_cost`): chDB's CPU for `events_raw` 0.78x, for all the
+# tables 0.83x (BENCHMARKS.md).
+INSERT_SETTINGS: Final[dict[str, Any]] = {"optimize_on_insert": 0}
 
 
 def open_background_reader(target: ClickHouseTarget) -> Any:
@@ -827,7 +843,7 @@ class ClickHouseWriter:
         context = self._contexts.get(spec.name)
         if context is None:
             context = self._client.create_insert_context(
-                spec.name, list(spec.columns), column_oriented=True
+                spec.name, list(spec.columns), column_oriented=True, settings=INSERT_SETTINGS
             )
             self._contexts[spec.name] = context
         return self._client, context
@@ -860,7 +876,9 @@ class ClickHouseWriter:
             self._column_types[spec.name] = columns
         payload = b"".join(block.row_binary(columns) for block in blocks)
         try:
-            client.raw_insert(spec.name, list(spec.columns), payload, fmt="RowBinary")
+            client.raw_insert(
+                spec.name, list(spec.columns), payload, fmt="RowBinary", settings=INSERT_SETTINGS
+            )
         except Exception:
             # As in _insert: the table may have changed; its types are read again.
             self._contexts.pop(spec.name, None)

@@ -25,7 +25,7 @@ import shopfunnel_core
 from simulator.config import SimConfig
 from simulator.generate import generate
 from sinks.clickhouse import ClickHouseWriter, apply_migrations, split_encoded
-from sinks.tables import EncodedRows
+from sinks.tables import EncodedRows, TableSpec
 from streams.attribution import AttributionRules
 from streams.batch import BatchResult
 from streams.compiled.rows import CompiledRows
@@ -176,6 +176,41 @@ def test_every_row_the_compiled_core_inserts_equals_the_python_cores_row(chdb: A
         assert got == want, f"{table}: stored rows differ"
 
 
+def test_event_rows_encode_from_their_fields_as_they_do_from_their_json(chdb: Any) -> None:
+    """``events_raw`` rows are encoded from the typed row's fields (``RowCells``), not
+    through JSON; every payload must be byte for byte the JSON path's, for the
+    production column types, and a value that does not fit must still name its column."""
+    _, compiled = _scenario()
+    columns = [
+        (name, kind)
+        for name, kind, *_ in chdb.query(f"DESCRIBE TABLE {SCHEMA}.events_raw").result_rows
+    ]
+    blocks = [
+        rows._block
+        for result in compiled
+        for spec, rows in result.encoded_rows.items()
+        if spec.name == "events_raw" and isinstance(rows, CompiledRows)
+    ]
+    raw = [row for block in blocks for row in block.rows()]
+    # The scenario has the shapes the encoder must get right: no user, items, experiments,
+    # properties, amounts present and absent, late (version 0) rows.
+    index = {name: i for i, (name, _) in enumerate(columns)}
+    assert any(r[index["user_id"]] is None for r in raw)
+    assert any(r[index["user_id"]] is not None for r in raw)
+    assert any(len(r[index["item_ids"]]) > 1 for r in raw)
+    assert any(r[index["experiments"]] for r in raw)
+    assert any(r[index["value_minor"]] is None for r in raw)
+    assert any(r[index["value_minor"]] is not None for r in raw)
+    assert {r[index["version"]] for r in raw} == {0, 1}
+    for block in blocks:
+        as_json = shopfunnel_core.RowBlock("events_raw", orjson.dumps(block.rows()))
+        typed = shopfunnel_core.row_binary([block], columns)
+        assert typed == shopfunnel_core.row_binary([as_json], columns)
+    wrong = [(name, "UInt8" if name == "event_type" else kind) for name, kind in columns]
+    with pytest.raises(ValueError, match="column event_type: expected an integer, got a string"):
+        shopfunnel_core.row_binary(blocks[:1], wrong)
+
+
 def _late_rows(n: int) -> list[list[Any]]:
     return [
         [f"e{i}", "page_view", 1_700_000_000_000 + i, 1_700_000_100_000, "late", "a", "s",
@@ -262,3 +297,33 @@ def test_split_encoded_splits_the_rows_of_several_blocks_at_any_row() -> None:
         first, second = split_encoded(blocks, at)
         assert [r for b in first for r in b.python_rows()] == rows[:at]
         assert [r for b in second for r in b.python_rows()] == rows[at:]
+
+
+def test_the_writer_leaves_equal_keys_of_one_insert_to_the_merges(chdb: Any) -> None:
+    """The writer inserts with ``optimize_on_insert = 0`` (``INSERT_SETTINGS``): rows of
+    one sort key in one insert stay apart in the part, as they would across two inserts,
+    and FINAL (how every replacing table is read) still keeps one. With the engine's
+    default the insert itself collapses them."""
+    database = "row_binary_insert_settings"
+    chdb.command(f"DROP DATABASE IF EXISTS {database}")
+    chdb.command(f"CREATE DATABASE {database}")
+    client = clickhouse_connect.get_client(dsn="chdb://memory", database=database)
+    for table in ("by_rows", "by_blocks", "by_default"):
+        client.command(
+            f"CREATE TABLE {table} (k String, v UInt64, version UInt64) "
+            "ENGINE = ReplacingMergeTree(version) ORDER BY k"
+        )
+    rows = [["a", 1, 1], ["a", 2, 2], ["b", 3, 1]]
+    writer = ClickHouseWriter(lambda: client)
+    writer.start()
+    spec = TableSpec("by_rows", ("k", "v", "version"))
+    writer.submit_nowait(spec, [tuple(r) for r in rows])
+    blocks = TableSpec("by_blocks", ("k", "v", "version"))
+    writer.submit_nowait(blocks, _block("by_blocks", rows))
+    writer.stop()
+    client.insert("by_default", rows, column_names=["k", "v", "version"])
+    for table in ("by_rows", "by_blocks"):
+        assert client.query(f"SELECT count() FROM {table}").result_rows == [(3,)]
+        final = client.query(f"SELECT k, v FROM {table} FINAL ORDER BY k").result_rows
+        assert final == [("a", 2), ("b", 3)]
+    assert client.query("SELECT count() FROM by_default").result_rows == [(2,)]

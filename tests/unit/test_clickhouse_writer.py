@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from sinks.clickhouse import ClickHouseWriter
+from sinks.clickhouse import INSERT_SETTINGS, ClickHouseWriter
 from sinks.tables import TableSpec
 
 T = TableSpec("t", ("k", "v"))
@@ -33,9 +33,15 @@ class FakeClient:
         self.down = threading.Event()
 
     def create_insert_context(
-        self, table: str, column_names: Sequence[str], *, column_oriented: bool
+        self,
+        table: str,
+        column_names: Sequence[str],
+        *,
+        column_oriented: bool,
+        settings: dict[str, Any] | None = None,
     ) -> FakeContext:
         assert column_oriented is True
+        assert settings == INSERT_SETTINGS
         return FakeContext(table)
 
     def insert(self, *, context: FakeContext, data: Sequence[Sequence[Any]]) -> None:
