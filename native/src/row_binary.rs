@@ -156,6 +156,24 @@ impl<'a> Cell<'a> {
     fn is_null(self) -> bool {
         matches!(self, Cell::Null | Cell::Json(Json::Null))
     }
+
+    /// The value as JSON (a copy: for the rare readers of a row, not for encoding).
+    pub fn to_json(self) -> Json {
+        match self {
+            Cell::Json(j) => j.clone(),
+            Cell::Null => Json::Null,
+            Cell::Int(n) => Json::Int(n),
+            Cell::Str(s) => Json::s(s),
+            Cell::Strs(items) => Json::List(items.iter().map(|v| Json::s(v)).collect()),
+            Cell::Ints(items) => Json::List(items.iter().map(|v| Json::Int(*v)).collect()),
+            Cell::Pairs(entries) => Json::Object(
+                entries
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Json::s(v)))
+                    .collect(),
+            ),
+        }
+    }
 }
 
 /// A typed row's values in its table's column order, without copying them.

@@ -20,29 +20,8 @@ pub const BEYOND_LATENESS: &str = "beyond_lateness";
 /// `late_events.WINDOW_CLOSED`: behind the partition's watermark.
 pub const WINDOW_CLOSED: &str = "window_closed";
 
-fn opt_s(value: &Option<String>) -> Json {
-    value.as_deref().map_or(Json::Null, Json::s)
-}
-
 fn or_empty(value: &Option<String>) -> String {
     value.clone().unwrap_or_default()
-}
-
-fn strs(values: &[String]) -> Json {
-    Json::List(values.iter().map(|v| Json::s(v)).collect())
-}
-
-fn ints(values: &[i64]) -> Json {
-    Json::List(values.iter().map(|v| Json::Int(*v)).collect())
-}
-
-fn pairs(entries: &[(String, String)]) -> Json {
-    Json::Object(
-        entries
-            .iter()
-            .map(|(k, v)| (k.clone(), Json::s(v)))
-            .collect(),
-    )
 }
 
 /// One row of `events_raw`: every decoded event as received (on time or late).
@@ -166,58 +145,9 @@ impl RawEventRow {
         }
     }
 
+    /// The row as JSON, in column order (`cells`, the one list of its columns).
     pub fn to_json(&self) -> Json {
-        Json::List(vec![
-            Json::s(&self.event_id),
-            Json::s(&self.event_type),
-            Json::s(&self.stream),
-            Json::Int(self.event_time),
-            Json::Int(self.sent_time),
-            Json::s(&self.anonymous_id),
-            opt_s(&self.user_id),
-            Json::s(&self.session_id),
-            Json::s(&self.platform),
-            Json::s(&self.device),
-            Json::s(&self.country),
-            Json::s(&self.channel),
-            Json::s(&self.utm_source),
-            Json::s(&self.utm_medium),
-            Json::s(&self.utm_campaign),
-            Json::s(&self.utm_content),
-            Json::s(&self.utm_term),
-            Json::s(&self.referrer),
-            Json::s(&self.page_url),
-            Json::s(&self.referral_code),
-            pairs(&self.experiments),
-            strs(&self.item_ids),
-            ints(&self.item_prices_minor),
-            ints(&self.item_quantities),
-            Json::s(&self.cart_id),
-            Json::s(&self.transaction_id),
-            Json::s(&self.currency),
-            Json::opt_i(self.value_minor),
-            Json::opt_i(self.tax_minor),
-            Json::opt_i(self.shipping_minor),
-            Json::opt_i(self.discount_minor),
-            Json::s(&self.coupon),
-            Json::s(&self.payment_type),
-            Json::s(&self.refund_reason),
-            Json::s(&self.payment_error_code),
-            Json::Int(self.is_late),
-            Json::s(&self.source_topic),
-            Json::Int(self.source_partition),
-            Json::Int(self.source_offset),
-            Json::Int(self.ingested_at),
-            Json::Int(self.version),
-            pairs(&self.properties),
-            strs(&self.item_coupons),
-            ints(&self.item_discounts_minor),
-            Json::s(&self.search_term),
-            strs(&self.item_names),
-            strs(&self.item_categories),
-            strs(&self.item_brands),
-            strs(&self.item_variants),
-        ])
+        Json::List(self.cells().into_iter().map(Cell::to_json).collect())
     }
 }
 

@@ -178,8 +178,10 @@ def test_every_row_the_compiled_core_inserts_equals_the_python_cores_row(chdb: A
 
 def test_event_rows_encode_from_their_fields_as_they_do_from_their_json(chdb: Any) -> None:
     """``events_raw`` rows are encoded from the typed row's fields (``RowCells``), not
-    through JSON; every payload must be byte for byte the JSON path's, for the
-    production column types, and a value that does not fit must still name its column."""
+    through a JSON tree per row; every payload must be byte for byte what the same rows
+    give through their JSON, for the production column types, and a value that does not
+    fit must still name its column. (That the cells are the right values in the right
+    order is the stored-rows test's: it compares them with the Python core's rows.)"""
     _, compiled = _scenario()
     columns = [
         (name, kind)
