@@ -700,8 +700,8 @@ impl PartitionCore {
         let mut cached = self.visitors.load(key, &self.rules, thresholds)?;
         let old_size = cached.size;
         let before = match &cached.computed_under {
-            Some(under) if same_thresholds(under, &thresholds) => cached.contributions.clone(),
-            _ => live_only(&cached.contributions, &thresholds),
+            Some(under) if same_thresholds(under, thresholds) => cached.contributions.clone(),
+            _ => live_only(&cached.contributions, thresholds),
         };
         let rules = &self.rules;
         let mut state = std::mem::replace(&mut cached.state, VisitorState::new(self.partition, ""));
@@ -743,7 +743,7 @@ impl PartitionCore {
         if let Some(mark) = watermark {
             drop_forgotten_lives(&mut state, mark, &self.durable_thresholds, rules);
         }
-        let after = contributions(&state, rules, &thresholds).map_err(fail("contributions"))?;
+        let after = contributions(&state, rules, thresholds).map_err(fail("contributions"))?;
         let mut delta = diff(&before, &after).map_err(fail("diff"))?;
         let inputs_now = RetentionInputs::of(&state);
         let signature = inputs_signature(&inputs_now);
@@ -752,8 +752,8 @@ impl PartitionCore {
         let mut inputs: Option<RetentionInputs> = None;
         if signature != cached.retention_signature {
             // Only now are the retention contributions before the batch needed.
-            let retention_before = cached.retention(&thresholds, rules)?;
-            let computed = retention_of(&inputs_now, &thresholds, rules)?;
+            let retention_before = cached.retention(thresholds, rules)?;
+            let computed = retention_of(&inputs_now, thresholds, rules)?;
             delta.extend(diff(&retention_before, &computed).map_err(fail("diff"))?);
             retention_after = Some(computed);
             inputs = Some(inputs_now);
@@ -767,7 +767,7 @@ impl PartitionCore {
             if state.forgets.is_empty() && after.is_empty() && expired(&state, mark, rules) {
                 let nothing_left = match &retention_after {
                     Some(cells) => cells.is_empty(),
-                    None => cached.retention(&thresholds, rules)?.is_empty(),
+                    None => cached.retention(thresholds, rules)?.is_empty(),
                 };
                 if nothing_left {
                     // Every life forgotten and nothing left to count: drop the visitor.
