@@ -133,7 +133,7 @@ def main() -> None:
     sizes = args.block_events or [16_000]
     records = cached_records(args.records, args.days)
     blocks = core_rows(records)
-    events = sum(1 for _ in records)
+    events = len(records)
     configurations: dict[str, dict[str, Any]] = {"engine_default": {}, "writer": INSERT_SETTINGS}
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as directory:
