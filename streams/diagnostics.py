@@ -26,18 +26,28 @@ log = logging.getLogger(__name__)
 
 def install_stack_dumps() -> None:
     """Register both signals (idempotent; does nothing where they do not exist)."""
+    if install_thread_dumps():
+        signal.signal(signal.SIGUSR2, _log_tasks)
+
+
+def install_thread_dumps() -> bool:
+    """``SIGUSR1`` writes every thread's stack (C-level, so it replaces any handler set
+    before); False where that cannot be set (no such signal, or not the main thread)."""
     if not hasattr(signal, "SIGUSR1"):  # pragma: no cover - not on Windows
-        return
+        return False
     if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread (an embedding caller)
+        return False  # signal handlers can only be set from the main thread (an embedding caller)
     try:
         sys.stderr.fileno()
         stream = sys.stderr
     except (AttributeError, ValueError, io.UnsupportedOperation):  # captured (tests, CliRunner)
         stream = sys.__stderr__
     if stream is not None:
+        # A second register() keeps the handler it set the first time even when another
+        # was set since (mode's worker sets one): unregister first, so this one is set.
+        faulthandler.unregister(signal.SIGUSR1)
         faulthandler.register(signal.SIGUSR1, file=stream, all_threads=True)
-    signal.signal(signal.SIGUSR2, _log_tasks)
+    return True
 
 
 def describe_tasks() -> str:
@@ -53,6 +63,11 @@ def describe_tasks() -> str:
     return out.getvalue()
 
 
-def _log_tasks(signum: int, frame: FrameType | None) -> None:
+def log_tasks(signum: int) -> None:
+    """Log every task's stack (what ``SIGUSR2`` does; call it from the loop's thread)."""
     text = describe_tasks()
     log.warning("asyncio tasks on request (signal %d):\n%s", signum, text or "(no running loop)")
+
+
+def _log_tasks(signum: int, frame: FrameType | None) -> None:
+    log_tasks(signum)

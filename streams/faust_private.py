@@ -22,6 +22,7 @@ attributes on the ``faust.App`` object.
 
 from __future__ import annotations
 
+import signal
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from collections.abc import Set as AbstractSet
@@ -33,6 +34,8 @@ from aiokafka import AIOKafkaProducer
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
+
+from streams.diagnostics import install_thread_dumps, log_tasks
 
 # --- the contract ---------------------------------------------------------------------
 
@@ -248,6 +251,15 @@ CONTRACT: tuple[PrivateUse, ...] = (
         "method",
         "override + super() call",
         "mode's SIGINT handler, as _on_sigterm (StopSignalWorker)",
+    ),
+    PrivateUse(
+        _MODE,
+        _WORKER,
+        "_on_sigusr2",
+        "method",
+        "override (replaces it)",
+        "mode's SIGUSR2 handler starts pdb; the worker logs its asyncio tasks instead"
+        " (StopSignalWorker, streams/diagnostics.py)",
     ),
 )
 
@@ -482,3 +494,13 @@ class StopSignalWorker(faust.Worker):
     def _on_sigint(self) -> None:
         self.on_stop_signal()
         super()._on_sigint()
+
+    # mode's worker sets its own SIGUSR1 (a task listing) and SIGUSR2 (pdb, which has no
+    # terminal in a worker) handlers when it starts, over the stack dumps the worker
+    # installed (streams/diagnostics.py): put those back.
+    def install_signal_handlers(self) -> None:
+        super().install_signal_handlers()
+        install_thread_dumps()  # C-level: mode's SIGUSR1 handler no longer runs
+
+    def _on_sigusr2(self) -> None:
+        log_tasks(signal.SIGUSR2)

@@ -102,6 +102,15 @@ def test_live_worker_answers_through_the_endpoint(kafka_bootstrap: str, tmp_path
         )
         assert report.returncode == 0, report.stdout + report.stderr
         assert "in use by another process" not in report.stdout + report.stderr
+
+        # kill -USR1 / -USR2: the live worker logs its threads' and tasks' stacks and goes
+        # on (mode's own handlers, a pdb prompt for SIGUSR2, must not take them over)
+        dumps = worker.stack_dumps()
+        assert "(most recent call first)" in dumps, dumps  # faulthandler's thread stacks
+        assert "asyncio tasks on request" in dumps and "Task" in dumps, dumps
+        assert "Starting debugger" not in dumps and "BdbQuit" not in dumps, dumps
+        assert worker.process.poll() is None, worker.log_tail()
+        assert _rows(client) == last
     finally:
         worker.terminate()
         code = worker.wait(120)

@@ -48,3 +48,34 @@ def test_both_signals_dump_stacks_and_the_process_keeps_running() -> None:
     assert "Current thread" in err or "Thread 0x" in err, err  # faulthandler's thread dump
     assert "asyncio tasks on request" in err, err
     assert "stuck-task" in err and "waits_on_something_that_never_comes" in err, err
+
+
+REINSTALL = """
+import signal, sys, time
+from streams.diagnostics import install_stack_dumps, install_thread_dumps
+install_stack_dumps()
+signal.signal(signal.SIGUSR1, lambda *_: print("the other handler", flush=True))  # as mode's
+install_thread_dumps()
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+def test_thread_dumps_take_the_signal_back_from_a_handler_set_since() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", REINSTALL],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.5)
+        assert proc.poll() is None, "a dump must not stop the process"
+    finally:
+        proc.kill()
+        out, err = proc.communicate(timeout=10)
+    assert "(most recent call first)" in err, err
+    assert "the other handler" not in out, out
