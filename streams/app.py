@@ -251,6 +251,7 @@ def build_worker(
     async def process(stream: Any) -> None:
         async for event in stream.events():
             batch: RecordBatch = event.value
+            await app.consumer.batch_received(batch)  # type: ignore[attr-defined]  # ours
             read_again_from = runtime.gap_before(batch)
             if read_again_from is not None:
                 await reread(batch, read_again_from)

@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 from types import FrameType
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +60,31 @@ def describe_tasks() -> str:
     out = io.StringIO()
     for task in sorted(tasks, key=lambda t: t.get_name()):
         out.write(f"--- {task.get_name()}: {task.get_coro()!r}\n")
-        task.print_stack(limit=12, file=out)
+        out.writelines(f"{line}\n" for line in await_chain(task.get_coro()))
     return out.getvalue()
+
+
+def await_chain(coro: object, limit: int = 40) -> list[str]:
+    """Where a suspended coroutine waits, outermost first: each coroutine it awaits in turn
+    (``Task.print_stack`` shows only the outermost, e.g. mode's ``await task``)."""
+    lines: list[str] = []
+    while coro is not None and len(lines) < limit:
+        frame = _first_attribute(coro, ("cr_frame", "gi_frame", "ag_frame"))
+        if frame is None:  # a future (or a task, listed on its own), or a finished coroutine
+            lines.append(f"  awaiting {coro!r}"[:300])
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        coro = _first_attribute(coro, ("cr_await", "gi_yieldfrom", "ag_await"))
+    return lines
+
+
+def _first_attribute(obj: object, names: tuple[str, ...]) -> Any:
+    for name in names:
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
 
 
 def log_tasks(signum: int) -> None:

@@ -76,6 +76,9 @@ class _Delivered:
     covers_from: int
     generation_id: int  # the consumer group generation it was delivered in
     batch: RecordBatch  # matched by identity: a stale copy may end at the same offset
+    # Delivery order across all partitions: the agent's stream reads batches in it.
+    sequence: int = 0
+    received: bool = False  # the agent's stream handed it to the agent
     processed: bool = False
 
 
@@ -129,9 +132,29 @@ class _Account:
         return min(earlier) if earlier else None
 
     def processed(self, batch: RecordBatch) -> None:
-        delivered = self.batches.get(batch.last_offset)
-        if delivered is not None and delivered.batch is batch:
+        delivered = self._delivered(batch)
+        if delivered is not None:
             delivered.processed = True
+
+    def received(self, batch: RecordBatch) -> int | None:
+        """Mark ``batch`` received by the agent; its delivery sequence (None: not ours)."""
+        delivered = self._delivered(batch)
+        if delivered is None:
+            return None
+        delivered.received = True
+        return delivered.sequence
+
+    def dropped_before(self, sequence: int) -> int | None:
+        """Start of the first batch delivered before ``sequence`` that the agent never
+        received: the stream read past it, so it dropped it."""
+        dropped = [
+            d.covers_from for d in self.batches.values() if d.sequence < sequence and not d.received
+        ]
+        return min(dropped) if dropped else None
+
+    def _delivered(self, batch: RecordBatch) -> _Delivered | None:
+        delivered = self.batches.get(batch.last_offset)
+        return delivered if delivered is not None and delivered.batch is batch else None
 
 
 class BatchConsumer(faust_private.OffsetHookConsumer):
@@ -228,6 +251,47 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
         except IllegalStateError:  # revoked meanwhile: its next owner starts from commits
             self._accounts().pop(tp, None)
 
+    async def batch_received(self, batch: RecordBatch) -> None:
+        """The agent's stream handed it ``batch``: read again what the stream dropped.
+
+        The stream reads batches in the order this consumer delivered them, and drops
+        (without a trace) those that reach it while flow control is stopped or that carry
+        an earlier generation. So a batch of another partition delivered before this one
+        that the agent never received was dropped. Nothing else would bring it back when
+        it was its partition's last (table recovery delivers a small partition whole, then
+        the stream drops it): the partition would wait for the stall safety net. A hole
+        in this batch's own partition is the agent's check (``Runtime.gap_before``).
+        """
+        tp = TP(batch.topic, batch.partition)
+        accounts = self._accounts()
+        account = accounts.get(tp)
+        sequence = account.received(batch) if account is not None else None
+        if sequence is None:
+            return
+        for other, other_account in list(accounts.items()):
+            start = other_account.dropped_before(sequence) if other != tp else None
+            if start is None:
+                continue
+            self.log.info(
+                "%s: a batch from %d was delivered but never reached the agent (the "
+                "stream dropped it): reading again from %d",
+                other,
+                start,
+                start,
+            )
+            if other not in self.assignment():
+                accounts.pop(other, None)  # its next owner starts from the commits
+                continue
+            try:
+                await self.seek(other, start)
+            except IllegalStateError:  # revoked meanwhile: its next owner starts from commits
+                accounts.pop(other, None)
+
+    def _next_sequence(self) -> int:
+        sequence: int = self.__dict__.get("_funnel_delivery_sequence", 0) + 1
+        self.__dict__["_funnel_delivery_sequence"] = sequence
+        return sequence
+
     def batch_processed(self, batch: RecordBatch) -> None:
         """The agent applied ``batch``: its offsets may be committed (after the barrier).
 
@@ -297,7 +361,9 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
             tp,
             generation_id=self.app.consumer_generation_id,
         )
-        account.batches[last] = _Delivered(covers_from, self.app.consumer_generation_id, batch)
+        account.batches[last] = _Delivered(
+            covers_from, self.app.consumer_generation_id, batch, self._next_sequence()
+        )
         return message
 
     async def _put_back(self, tp: TP, records: list[Any]) -> None:

@@ -18,8 +18,11 @@ install_stack_dumps()
 async def waits_on_something_that_never_comes():
     await asyncio.Event().wait()
 
+async def outer_layer():  # the dump follows the awaits down from the task's coroutine
+    await waits_on_something_that_never_comes()
+
 async def main():
-    asyncio.ensure_future(waits_on_something_that_never_comes()).set_name("stuck-task")
+    asyncio.ensure_future(outer_layer()).set_name("stuck-task")
     print("ready", flush=True)
     await asyncio.sleep(30)
 
@@ -47,7 +50,8 @@ def test_both_signals_dump_stacks_and_the_process_keeps_running() -> None:
         _out, err = proc.communicate(timeout=10)
     assert "Current thread" in err or "Thread 0x" in err, err  # faulthandler's thread dump
     assert "asyncio tasks on request" in err, err
-    assert "stuck-task" in err and "waits_on_something_that_never_comes" in err, err
+    assert "stuck-task" in err and "in outer_layer" in err, err
+    assert "in waits_on_something_that_never_comes" in err and "in wait" in err, err
 
 
 REINSTALL = """

@@ -257,3 +257,46 @@ def test_a_stalled_partition_no_longer_assigned_is_left_alone() -> None:
     consumer._paused_partitions = set()
     asyncio.run(consumer.read_again(CLICKS, 3))
     assert consumer.seeks == [] and CLICKS not in consumer._active_partitions
+
+
+def test_a_batch_the_stream_dropped_is_read_again_once_a_later_one_reaches_the_agent() -> None:
+    # Table recovery delivered CLICKS whole (its last batch); the stream dropped it.
+    # Nothing later comes on CLICKS, but the stream reads in delivery order: once a
+    # later CART batch reaches the agent, the CLICKS one cannot still be on its way.
+    consumer = ProbeConsumer({CLICKS: fetched(0, 9), CART: fetched(0, 4)}, None)
+    [(_, dropped), (_, cart)] = consumer.delivered()
+    assert consumer.seeks == []
+    asyncio.run(consumer.batch_received(cart.value))
+    assert consumer.seeks == [(CLICKS, 0)]
+    assert consumer._account(CLICKS).next_expected == 0
+    assert consumer._account(CLICKS).batches == {}  # the dropped copy is forgotten
+    consumer.batch_processed(cart.value)
+    assert consumer._new_offset(CART) == 5
+    consumer.batch_processed(dropped.value)  # a stale copy: it counts for nothing
+    assert consumer._new_offset(CLICKS) is None
+
+
+def test_batches_still_on_their_way_to_the_agent_are_not_read_again() -> None:
+    consumer = ProbeConsumer({CLICKS: fetched(0, 9), CART: fetched(0, 4)}, None)
+    [(_, clicks), (_, cart)] = consumer.delivered()
+    asyncio.run(consumer.batch_received(clicks.value))  # CART was delivered after it
+    consumer._fetch = {CLICKS: fetched(10, 19)}
+    [(_, later)] = consumer.delivered()
+    asyncio.run(consumer.batch_received(cart.value))
+    asyncio.run(consumer.batch_received(later.value))
+    assert consumer.seeks == []
+    # A hole in the received batch's own partition is the agent's check (gap_before).
+    consumer._fetch = {CLICKS: fetched(20, 29)}
+    assert len(consumer.delivered()) == 1  # the stream drops this one
+    consumer._fetch = {CLICKS: fetched(30, 39)}
+    [(_, after_hole)] = consumer.delivered()
+    asyncio.run(consumer.batch_received(after_hole.value))
+    assert consumer.seeks == []
+
+
+def test_a_dropped_batch_of_a_partition_revoked_since_is_left_to_its_next_owner() -> None:
+    consumer = ProbeConsumer({CLICKS: fetched(0, 9), CART: fetched(0, 4)}, None)
+    [_, (_, cart)] = consumer.delivered()
+    consumer.assigned = {CART}
+    asyncio.run(consumer.batch_received(cart.value))
+    assert consumer.seeks == [] and CLICKS not in consumer._accounts()
