@@ -30,9 +30,10 @@ asyncio.run(main())
 """
 
 
-def test_both_signals_dump_stacks_and_the_process_keeps_running() -> None:
+def signalled(program: str, *signals: signal.Signals) -> tuple[str, str]:
+    """Run ``program`` until it prints "ready", send ``signals``; its stdout and stderr."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", PROGRAM],
+        [sys.executable, "-c", program],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -40,14 +41,18 @@ def test_both_signals_dump_stacks_and_the_process_keeps_running() -> None:
     )
     try:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
-        proc.send_signal(signal.SIGUSR2)
-        time.sleep(0.5)
+        for sig in signals:
+            proc.send_signal(sig)
+            time.sleep(0.5)
         assert proc.poll() is None, "a dump must not stop the process"
     finally:
         proc.kill()
-        _out, err = proc.communicate(timeout=10)
+        out, err = proc.communicate(timeout=10)
+    return out, err
+
+
+def test_both_signals_dump_stacks_and_the_process_keeps_running() -> None:
+    _out, err = signalled(PROGRAM, signal.SIGUSR1, signal.SIGUSR2)
     assert "Current thread" in err or "Thread 0x" in err, err  # faulthandler's thread dump
     assert "asyncio tasks on request" in err, err
     assert "stuck-task" in err and "in outer_layer" in err, err
@@ -66,20 +71,6 @@ time.sleep(30)
 
 
 def test_thread_dumps_take_the_signal_back_from_a_handler_set_since() -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", REINSTALL],
-        cwd=REPO_ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGUSR1)
-        time.sleep(0.5)
-        assert proc.poll() is None, "a dump must not stop the process"
-    finally:
-        proc.kill()
-        out, err = proc.communicate(timeout=10)
+    out, err = signalled(REINSTALL, signal.SIGUSR1)
     assert "(most recent call first)" in err, err
     assert "the other handler" not in out, out
