@@ -137,6 +137,8 @@ class Settings(BaseSettings):
     sink_busy_ratio: float = Field(default=1.0, ge=0, le=100)
     sink_flush_seconds: float = Field(default=1.0, gt=0)
     sink_flush_min_seconds: float = Field(default=0.2, gt=0, le=60)
+    # At saturation the queue stays full and each commit waits for it to be written, so
+    # this bound is also how far committed offsets trail (BENCHMARKS.md, "Scaling pass").
     sink_queue_rows: int = Field(default=200_000, ge=1)
     # On SIGTERM (or --duration), the ClickHouse writer keeps retrying this long, then
     # gives up (nothing is lost: offsets are not committed past unwritten rows); the
