@@ -119,9 +119,10 @@ impl PartitionCoreHandle {
             .map(|(k, v)| (k.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect();
         let mut clocks = clocks(versions_last, now_ns, wall_ms);
-        let out = self
-            .core
-            .recover(meta, stored, &written, &mut clocks)
+        let core = &mut self.core;
+        // Without the GIL, as `process` (a partition's whole state is rebuilt here).
+        let out = py
+            .allow_threads(|| core.recover(meta, stored, &written, &mut clocks))
             .map_err(core_error)?;
         answer(py, &self.core, out, &clocks)
     }
@@ -150,9 +151,12 @@ impl PartitionCoreHandle {
             })
             .collect();
         let mut clocks = clocks(versions_last, now_ns, wall_ms);
-        let out = self
-            .core
-            .process(stream, &records, keep_history_from, &mut clocks)
+        let core = &mut self.core;
+        // Without the GIL: the consumer thread fetches and parses the next records and
+        // the writer thread does its Python work while the core runs (a batch takes
+        // tenths of a second; holding the GIL starved both, BENCHMARKS.md).
+        let out = py
+            .allow_threads(|| core.process(stream, &records, keep_history_from, &mut clocks))
             .map_err(core_error)?;
         answer(py, &self.core, out, &clocks)
     }
@@ -171,9 +175,10 @@ impl PartitionCoreHandle {
         wall_ms: i64,
     ) -> PyResult<Answer<'py>> {
         let mut clocks = clocks(versions_last, now_ns, wall_ms);
-        let out = self
-            .core
-            .tick(&caught_up, &idle, finished, &mut clocks)
+        let core = &mut self.core;
+        // Without the GIL, as `process` (timers fire and finalized windows' rows are made).
+        let out = py
+            .allow_threads(|| core.tick(&caught_up, &idle, finished, &mut clocks))
             .map_err(core_error)?;
         answer(py, &self.core, out, &clocks)
     }
