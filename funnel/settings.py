@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from funnel.errors import ConfigError
@@ -137,6 +144,11 @@ class Settings(BaseSettings):
     sink_busy_ratio: float = Field(default=1.0, ge=0, le=100)
     sink_flush_seconds: float = Field(default=1.0, gt=0)
     sink_flush_min_seconds: float = Field(default=0.2, gt=0, le=60)
+    # While the input is behind (more records to read than the worker processes in
+    # sink_flush_seconds: a restart, a replay, a burst), rows wait up to this long (or
+    # sink_batch_rows) and the offset commits do not ask for an early insert: small
+    # inserts while catching up cost chDB more than they save (streams/backlog.py).
+    sink_behind_flush_seconds: float = Field(default=5.0, gt=0, le=600)
     # At saturation the queue stays full and each commit waits for it to be written, so
     # this bound is also how far committed offsets trail (BENCHMARKS.md, "Scaling pass").
     sink_queue_rows: int = Field(default=200_000, ge=1)
@@ -196,6 +208,17 @@ class Settings(BaseSettings):
             if lowered in {"0", "false", "no", "off", ""}:
                 return False
             raise ValueError(f"expected a boolean (true/false/1/0), got {value!r}")
+        return value
+
+    @field_validator("sink_behind_flush_seconds")
+    @classmethod
+    def _check_behind_flush(cls, value: float, info: ValidationInfo) -> float:
+        live = info.data.get("sink_flush_seconds")
+        if live is not None and value < live:
+            raise ValueError(
+                f"must be at least sink_flush_seconds ({live}): it is the wait while the "
+                "input is behind, when inserts should get bigger, not smaller"
+            )
         return value
 
     @field_validator("clickhouse_dsn")

@@ -543,6 +543,13 @@ class ClickHouseWriter:
     fixed cost: a part per table for chDB to write and merge), spending at most about
     ``1 / (1 + busy_ratio)`` of its time inserting until the wait reaches
     ``flush_seconds``. ``batch_rows`` queued rows, or :meth:`flush`, insert at once.
+
+    While the worker's input is behind (:meth:`set_behind`: more records wait to be read
+    than it processes in ``flush_seconds``), latency is the backlog's, not the writer's:
+    the rows wait up to ``behind_flush_seconds`` (or until ``batch_rows`` are queued), and
+    :meth:`settled`, the barrier the offset commits and the finalized rows wait on, no
+    longer asks for an early insert. Small inserts while catching up cost chDB more per
+    row (merges) than the latency they save (BENCHMARKS.md, "The core without the GIL").
     """
 
     # Weight of the newest cycle in the cycle-duration estimate (a moving average, so one
@@ -557,6 +564,7 @@ class ClickHouseWriter:
         batch_rows: int = 100_000,
         flush_seconds: float = 1.0,
         min_flush_seconds: float = 0.2,
+        behind_flush_seconds: float = 5.0,
         busy_ratio: float = 1.0,
         max_queue_rows: int = 200_000,
         retry_max_seconds: float = 30.0,
@@ -578,6 +586,9 @@ class ClickHouseWriter:
         self._batch_rows = batch_rows
         self._flush_seconds = flush_seconds
         self._min_flush_seconds = min(min_flush_seconds, flush_seconds)
+        # Never shorter than the live wait (the settings refuse that, naming the field).
+        self._behind_flush_seconds = max(behind_flush_seconds, flush_seconds)
+        self._behind = False
         self._busy_ratio = busy_ratio
         self._clock = clock
         self._cycle_seconds = 0.0  # moving average of recent insert cycles
@@ -640,6 +651,30 @@ class ClickHouseWriter:
             self._flush_wanted = True
             self._lock.notify_all()
         await self._written_through(target, poll_seconds=0.005)
+
+    def set_behind(self, behind: bool) -> None:
+        """Tell the writer whether the worker's input is behind (see the class)."""
+        with self._lock:
+            if behind != self._behind:
+                self._behind = behind
+                self._lock.notify_all()  # the wait for the queued rows changes now
+
+    @property
+    def behind(self) -> bool:
+        return self._behind
+
+    @property
+    def flush_seconds(self) -> float:
+        return self._flush_seconds
+
+    async def settled(self) -> None:
+        """Return once every row submitted before this call is in ClickHouse: an early
+        insert (:meth:`flush`) while the input keeps up, the writer's own pace
+        (:meth:`wait_written`) while it is behind."""
+        if self._behind:
+            await self.wait_written()
+        else:
+            await self.flush()
 
     async def wait_written(self) -> None:
         """Like :meth:`flush`, without asking for an early insert: returns once every row
@@ -706,6 +741,8 @@ class ClickHouseWriter:
 
     def linger_seconds(self) -> float:
         """How long the oldest queued row waits before an insert starts (see the class)."""
+        if self._behind:
+            return self._behind_flush_seconds
         wanted = self._busy_ratio * self._cycle_seconds
         return min(self._flush_seconds, max(self._min_flush_seconds, wanted))
 

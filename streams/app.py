@@ -234,7 +234,7 @@ def build_worker(
         runtime.attach_forgets(topics.forget, forget_store)
 
     async def flush_before_commit(offsets: Any) -> None:
-        await writer.flush()
+        await writer.settled()  # at the writer's own pace while the input is behind
         await runtime.store.wait_delivered()  # type: ignore[attr-defined]
 
     transport.attach_commit_barrier(app, flush_before_commit)

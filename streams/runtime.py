@@ -19,6 +19,7 @@ from schemas.forget import decode_forget
 from schemas.reasons import Rejection
 from sinks.clickhouse import ClickHouseWriter
 from sinks.metrics import PipelineMetrics
+from streams.backlog import Backlog
 from streams.batch import BatchResult
 from streams.checkpoint import meta_key
 from streams.conversion import ConversionTracker
@@ -111,6 +112,7 @@ class Runtime:
     _versions: VersionClock = field(default_factory=VersionClock)
     _batches_running: int = 0
     _last_tick_at: float | None = None
+    _backlog: Backlog | None = None  # is the input behind (the writer inserts in bulk)
 
     def __post_init__(self) -> None:
         self.stream_by_topic = {topic: stream for stream, topic in self.topics_by_stream.items()}
@@ -249,6 +251,7 @@ class Runtime:
         # empty inputs are caught up from launch while others are still being fed).
         all_idle_since: float | None = None
         all_caught_up = bool(offsets)
+        lag_total = processed_total = 0
         for (stream, partition), (committed, end) in offsets.items():
             position = self.positions.setdefault((stream, partition), TopicPosition())
             # Before our first batch, only what an earlier worker committed is known to
@@ -259,6 +262,11 @@ class Runtime:
             # Records that arrived and were processed between two ticks leave the input
             # caught up at both: only the moved position tells that it was not quiet.
             processed = position.ticked_offset not in (None, next_offset)
+            if stream != FORGET_STREAM:
+                if end is not None:
+                    lag_total += max(0, end - next_offset)
+                if position.ticked_offset is not None:
+                    processed_total += max(0, next_offset - position.ticked_offset)
             position.ticked_offset = next_offset
             lagging = end is not None and next_offset < end
             if self._stalled(position, lagging, processed, since_last_tick if agent_free else 0.0):
@@ -275,6 +283,7 @@ class Runtime:
                 idle.setdefault(partition, set()).add(stream)
             if all_idle_since is None or position.caught_up_since > all_idle_since:
                 all_idle_since = position.caught_up_since
+        self._tell_writer_behind(lag_total, processed_total, since_last_tick)
         for partition in list(self.processors):
             async with self._lock(partition):
                 processor = self.processors.get(partition)
@@ -288,6 +297,22 @@ class Runtime:
             if self.on_input_stall is not None:
                 await self.on_input_stall(stream, partition, offset)
         await self._maybe_stop_when_idle(all_idle_since if all_caught_up else None, now, caught_up)
+
+    def _tell_writer_behind(self, lag: int, processed: int, elapsed: float) -> None:
+        if self._backlog is None:
+            self._backlog = Backlog(horizon_seconds=self.writer.flush_seconds)
+        behind = self._backlog.observe(lag, processed, elapsed)
+        if behind == self.writer.behind:
+            return
+        self.writer.set_behind(behind)
+        log.info(
+            "input %s: %d records to read, %d processed in %.1f s; ClickHouse inserts %s",
+            "behind" if behind else "caught up",
+            lag,
+            processed,
+            elapsed,
+            "in bulk" if behind else "at the live pace",
+        )
 
     def _stalled(
         self, position: TopicPosition, lagging: bool, processed: bool, free_seconds: float
@@ -416,7 +441,7 @@ class Runtime:
             # Final rows must be in ClickHouse before the thresholds that exclude them from
             # future rebuilds are persisted: the checkpoint waits for the ClickHouse flush in
             # the changelog queue (processing goes on; later records queue behind it).
-            barrier = self.writer.flush if result.finalized else None
+            barrier = self.writer.settled if result.finalized else None
             meta: list[tuple[bytes, bytes | None]] = [
                 (meta_key(partition), processor.meta_record())
             ]

@@ -363,6 +363,7 @@ def run_worker(
         batch_rows=settings.sink_batch_rows,
         flush_seconds=settings.sink_flush_seconds,
         min_flush_seconds=settings.sink_flush_min_seconds,
+        behind_flush_seconds=settings.sink_behind_flush_seconds,
         busy_ratio=settings.sink_busy_ratio,
         max_queue_rows=settings.sink_queue_rows,
         metrics=WriterMetrics(metrics),

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from funnel.errors import ConfigError
+from funnel.settings import load_settings
 from sinks.clickhouse import INSERT_SETTINGS, ClickHouseWriter
 from sinks.tables import TableSpec
 
@@ -273,3 +275,68 @@ def test_the_flush_settings_are_validated(monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.setenv("FUNNEL_SINK_FLUSH_MIN_SECONDS", bad)
         with pytest.raises(ValidationError):
             Settings()
+    monkeypatch.setenv("FUNNEL_SINK_FLUSH_MIN_SECONDS", "0.2")
+    assert Settings().sink_behind_flush_seconds == 5.0
+    monkeypatch.setenv("FUNNEL_SINK_BEHIND_FLUSH_SECONDS", "0.5")  # below sink_flush_seconds
+    with pytest.raises(ConfigError, match=r"sink_behind_flush_seconds: .*at least sink_flush"):
+        load_settings()
+    lenient = ClickHouseWriter(lambda: FakeClient(), flush_seconds=1.0, behind_flush_seconds=0.5)
+    lenient.set_behind(True)
+    assert lenient.linger_seconds() == 1.0  # never shorter than the live wait
+
+
+def _wait_for_inserts(client: SlowClient, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while client.inserts < count and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def test_behind_the_writer_waits_longer_and_commits_do_not_cut_inserts_short() -> None:
+    # (The writer's waits are real seconds on the fake clock: the bulk wait is kept short.)
+    writer, client, clock = timed_writer(
+        0.0, flush_seconds=0.5, min_flush_seconds=0.2, behind_flush_seconds=1.0
+    )
+    writer.submit_nowait(U, [("live",)])
+    assert writer.insert_due_at() == pytest.approx(clock.now + 0.2)
+    asyncio.run(asyncio.wait_for(writer.settled(), 10))  # keeping up: inserts at once
+    assert client.inserts == 1
+    writer.set_behind(True)
+    assert writer.behind
+    writer.submit_nowait(T, [(1, 1)])
+    assert writer.insert_due_at() == pytest.approx(clock.now + 1.0)
+
+    async def settle_while_clock_moves() -> int:
+        # The commit's barrier: it must not insert early, so the rows wait for their time.
+        settled = asyncio.ensure_future(writer.settled())
+        await asyncio.sleep(0.05)
+        inserts_before_due = client.inserts
+        assert not settled.done()
+        clock.now += 1.0
+        await asyncio.wait_for(settled, 10)
+        return inserts_before_due
+
+    assert asyncio.run(settle_while_clock_moves()) == 1  # nothing inserted before due
+    assert client.inserts == 2
+    # A flush (a new partition's recovery, a forget, a report) still inserts at once.
+    writer.submit_nowait(T, [(2, 2)])
+    asyncio.run(asyncio.wait_for(writer.flush(), 10))
+    assert client.inserts == 3
+    assert client.rows["t"] == [(1, 1), (2, 2)]
+    writer.stop()
+
+
+def test_catching_up_shortens_a_wait_already_under_way() -> None:
+    writer, client, clock = timed_writer(0.0, flush_seconds=1.0, min_flush_seconds=0.2)
+    writer.set_behind(True)
+    writer.submit_nowait(T, [(1, 1)])
+    clock.now += 0.5  # past the live wait, not the bulk one
+    time.sleep(0.05)
+    assert client.inserts == 0
+    writer.set_behind(False)  # wakes the writer: the rows are due now
+    _wait_for_inserts(client, 1)
+    assert client.inserts == 1
+    # Caught up, a commit's barrier asks for an insert at once again.
+    writer.submit_nowait(T, [(2, 2)])
+    asyncio.run(asyncio.wait_for(writer.settled(), 10))
+    assert client.inserts == 2
+    writer.stop()

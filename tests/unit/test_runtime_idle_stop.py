@@ -72,6 +72,14 @@ class Harness:
             on_idle_stop=lambda: self.stops.append(clock.now),
             processors={0: processor},
         )
+        writer = self.runtime.writer
+        writer.flush_seconds = 1.0
+        writer.behind = False
+
+        def set_behind(behind: bool) -> None:
+            writer.behind = behind
+
+        writer.set_behind.side_effect = set_behind
         self.end = dict.fromkeys(TOPICS, 0)  # each input's end offset (high watermark)
 
     @property
