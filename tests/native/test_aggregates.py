@@ -510,3 +510,28 @@ def test_open_attempts_hold_a_funnel_back() -> None:
     finals = [r for o, r, _ in entries if o[0] == "finalize"]
     assert finals == [[], [], [normal(key_j(step))], []]
     assert differences(entries, run_rust(rules, entries)) == []
+
+
+def test_a_row_dirty_when_its_group_was_forgotten_rejoins_a_new_group() -> None:
+    """Two rows of one (finality group, window), both dirty; forgetting one drops the
+    group whole, so the other's next contribution must open the group again. (A compiled
+    apply that skipped the group of a row already dirty would miss this; it was tried
+    for speed, did not pay, and this test caught the unguarded version.)"""
+    rules = RULES[0]
+    dims = ("", "", "", "", "")
+    first = FunnelStepKey("shop", 0, dims, 1, ())
+    second = FunnelStepKey("shop", 0, dims, 2, ())
+    program: list[Any] = [
+        ("apply", {first: 1, second: 1}),
+        ("forget", [first]),
+        ("apply", {second: 1}),
+        ("live_rows",),
+        ("take_dirty",),
+        ("apply", {second: 1}),  # dirty again after take_dirty: the fast path
+        ("apply", {second: 1}),
+        ("live_rows",),
+    ]
+    entries = run_python(rules, program)
+    live = [r for o, r, _ in entries if o == ["live_rows"]]
+    assert live[0] == [normal(key_j(second))]
+    assert differences(entries, run_rust(rules, entries)) == []
