@@ -393,6 +393,13 @@ class PipelineMetrics:
             "Rows waiting in the sink queue (backpressure starts at the configured maximum).",
             registry=registry,
         )
+        self.input_behind = Gauge(
+            f"{PREFIX}_input_behind",
+            "1 while the worker's input is behind (more records to read than it processes "
+            "in FUNNEL_SINK_FLUSH_SECONDS, two ticks in a row) and the ClickHouse writer "
+            "inserts in bulk; 0 at the live pace (streams/backlog.py).",
+            registry=registry,
+        )
         self.state_keys = Gauge(
             f"{PREFIX}_state_keys",
             "Keys held in a state store.",

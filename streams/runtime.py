@@ -305,6 +305,7 @@ class Runtime:
         if behind == self.writer.behind:
             return
         self.writer.set_behind(behind)
+        self.metrics.input_behind.set(1 if behind else 0)
         log.info(
             "input %s: %d records to read, %d processed in %.1f s; ClickHouse inserts %s",
             "behind" if behind else "caught up",

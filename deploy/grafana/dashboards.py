@@ -1007,6 +1007,11 @@ PIPELINE: Final = Dashboard(
             (PromQuery("sum by (instance) (shopfunnel_sink_queue_rows)", "{{instance}}"),),
         ),
         Panel(
+            "Catching up: input behind, bulk inserts (1)",
+            "timeseries",
+            (PromQuery("max by (instance) (shopfunnel_input_behind)", "{{instance}}"),),
+        ),
+        Panel(
             "State size",
             "timeseries",
             (

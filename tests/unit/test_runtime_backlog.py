@@ -28,9 +28,11 @@ def test_a_backlog_switches_the_writer_to_bulk_inserts_until_it_is_worked_off(
     h.consume_some("clickstream", 10_000)
     h.tick()
     assert writer.set_behind.call_args_list == [call(True)]
+    h.runtime.metrics.input_behind.set.assert_called_with(1)
     h.consume_some("clickstream", 30_000)
     h.tick()  # 10,000 left, 30,000 a second: less than a second of work
     assert writer.set_behind.call_args_list[-1] == call(False)
+    h.runtime.metrics.input_behind.set.assert_called_with(0)
     h.consume_some("clickstream", 10_000)
     h.tick()
     assert writer.behind is False
