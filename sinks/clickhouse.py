@@ -653,8 +653,11 @@ class ClickHouseWriter:
         await self._written_through(target, poll_seconds=0.005)
 
     def set_behind(self, behind: bool) -> None:
-        """Tell the writer whether the worker's input is behind (see the class)."""
+        """Tell the writer whether the worker's input is behind (see the class). Once a
+        shutdown began, it stays at the live pace: the rows should be out in the grace
+        period, not wait for a bigger insert."""
         with self._lock:
+            behind = behind and self._give_up_at is None
             if behind != self._behind:
                 self._behind = behind
                 self._lock.notify_all()  # the wait for the queued rows changes now
@@ -721,6 +724,7 @@ class ClickHouseWriter:
             deadline = time.monotonic() + grace_seconds
             if self._give_up_at is None or deadline < self._give_up_at:
                 self._give_up_at = deadline
+            self._behind = False  # the live pace: what is queued goes out now
             self._lock.notify_all()
 
     def stop(self, timeout: float = 60.0) -> None:

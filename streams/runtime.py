@@ -301,8 +301,9 @@ class Runtime:
     def _tell_writer_behind(self, lag: int, processed: int, elapsed: float) -> None:
         if self._backlog is None:
             self._backlog = Backlog(horizon_seconds=self.writer.flush_seconds)
+        was_behind = self._backlog.behind
         behind = self._backlog.observe(lag, processed, elapsed)
-        if behind == self.writer.behind:
+        if behind == was_behind:
             return
         self.writer.set_behind(behind)
         self.metrics.input_behind.set(1 if behind else 0)

@@ -340,3 +340,19 @@ def test_catching_up_shortens_a_wait_already_under_way() -> None:
     asyncio.run(asyncio.wait_for(writer.settled(), 10))
     assert client.inserts == 2
     writer.stop()
+
+
+def test_a_shutdown_ends_the_bulk_mode_for_good() -> None:
+    writer, client, clock = timed_writer(0.0, flush_seconds=1.0, min_flush_seconds=0.2)
+    writer.set_behind(True)
+    writer.submit_nowait(T, [(1, 1)])
+    clock.now += 0.5  # due at the live pace, not in bulk
+    time.sleep(0.05)
+    assert client.inserts == 0
+    writer.begin_shutdown(30.0)  # wakes the writer at the live pace
+    _wait_for_inserts(client, 1)
+    assert client.inserts == 1
+    assert not writer.behind
+    writer.set_behind(True)  # a tick during the grace period
+    assert not writer.behind
+    writer.stop()
