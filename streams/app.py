@@ -311,6 +311,8 @@ def build_worker(
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = set(args[0] if args else kwargs.get("revoked", ()))
         runtime.forget_partitions({tp.partition for tp in revoked if tp.topic in agent_topics})
+        # The commit at hand-over (streams/transport.py) follows: the group waits for it.
+        runtime.leave_bulk_mode("a rebalance")
 
     if experiments and experiment_reader is not None:
         monitor = ExperimentMonitor(

@@ -118,9 +118,11 @@ CONTRACT: tuple[PrivateUse, ...] = (
         _CONSUMER,
         "_committed_offset",
         "attribute",
-        "read",
+        "read, delete entries",
         "the committed offset per partition: where commits continue, the replay bound"
-        " handed to the processor, lag before the first batch (committed_offset)",
+        " handed to the processor, lag before the first batch (committed_offset); a"
+        " commit at revocation leaves no entry for a partition no longer ours"
+        " (forget_committed)",
         holds=MutableMapping,
     ),
     PrivateUse(
@@ -324,6 +326,14 @@ def committed_offset(consumer: object, tp: TP) -> int | None:
     committed: Mapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
     value = committed.get(tp)  # not [tp]: Faust's defaultdict would grow
     return int(value) if value is not None else None
+
+
+def forget_committed(consumer: object, tps: Iterable[TP]) -> None:
+    """Drop Faust's committed offsets of ``tps``, as its revocation does: a commit made
+    after it (the hand-over commit) would put them back for partitions no longer ours."""
+    committed: MutableMapping[TP, int | None] = getattr(consumer, "_committed_offset", {})
+    for tp in tps:
+        committed.pop(tp, None)
 
 
 def forget_acked(consumer: FaustConsumer, tp: TP) -> None:

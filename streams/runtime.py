@@ -316,6 +316,17 @@ class Runtime:
             "in bulk" if behind else "at the live pace",
         )
 
+    def leave_bulk_mode(self, why: str) -> None:
+        """Insert at the live pace from now on, and measure the input afresh: a commit
+        that the consumer group waits for (a rebalance) should not wait for a bulk
+        insert. The ticks put the writer back in bulk once the input is behind again."""
+        backlog, self._backlog = self._backlog, None
+        if backlog is None or not backlog.behind:
+            return
+        self.writer.set_behind(False)
+        self.metrics.input_behind.set(0)
+        log.info("%s: ClickHouse inserts at the live pace until the input is measured again", why)
+
     def _stalled(
         self, position: TopicPosition, lagging: bool, processed: bool, free_seconds: float
     ) -> bool:

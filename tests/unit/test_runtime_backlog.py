@@ -49,3 +49,40 @@ def test_records_waiting_while_none_are_processed_count_as_behind(
     assert h.runtime.writer.set_behind.call_args_list == []
     h.tick()
     assert h.runtime.writer.behind is True
+
+
+def test_a_rebalance_ends_the_bulk_mode_and_the_input_is_measured_afresh(
+    clock: Clock,  # noqa: F811
+) -> None:
+    h = StallHarness(clock)
+    writer = h.runtime.writer
+    h.produce("clickstream", 100)
+    h.consume_some("clickstream", 100)
+    h.tick()
+    h.produce("clickstream", 60_000)
+    for _ in range(2):
+        h.consume_some("clickstream", 10_000)
+        h.tick()
+    assert writer.set_behind.call_args_list == [call(True)]
+    # The commit at hand-over must not wait for a bulk insert: the group waits for it.
+    h.runtime.leave_bulk_mode("a rebalance")
+    assert writer.set_behind.call_args_list == [call(True), call(False)]
+    h.runtime.metrics.input_behind.set.assert_called_with(0)
+    # Still behind afterwards: bulk again only after two ticks that say so.
+    h.consume_some("clickstream", 10_000)
+    h.tick()
+    assert writer.set_behind.call_args_list[-1] == call(False)
+    h.consume_some("clickstream", 10_000)
+    h.tick()
+    assert writer.set_behind.call_args_list[-1] == call(True)
+
+
+def test_leaving_the_bulk_mode_when_not_in_it_tells_the_writer_nothing(
+    clock: Clock,  # noqa: F811
+) -> None:
+    h = StallHarness(clock)
+    h.produce("clickstream", 100)
+    h.consume_some("clickstream", 100)
+    h.tick()
+    h.runtime.leave_bulk_mode("a rebalance")
+    assert h.runtime.writer.set_behind.call_args_list == []
