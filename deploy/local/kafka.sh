@@ -18,6 +18,8 @@
 #   KAFKA_OWNER_PID          stop the broker once this process exits (test fixtures use it
 #                            so that a killed test run leaves no broker behind)
 #   KAFKA_LOG_LINES          lines `logs` prints (default 100)
+#   KAFKA_GROUP_INITIAL_DELAY_MS  how long a new consumer group's first rebalance waits
+#                            for more members (default 0: one worker; Kafka's own is 3000)
 #   PYTHON                   interpreter for the readiness probe (default python3; stdlib only)
 set -euo pipefail
 
@@ -40,6 +42,7 @@ readonly PORT="${KAFKA_PORT:-19092}"
 readonly CONTROLLER_PORT="${KAFKA_CONTROLLER_PORT:-19093}"
 readonly HEAP="${KAFKA_HEAP:-1g}"
 readonly START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
+readonly GROUP_INITIAL_DELAY_MS="${KAFKA_GROUP_INITIAL_DELAY_MS:-0}"
 readonly PYTHON="${PYTHON:-python3}"
 readonly STOP_TIMEOUT=30
 # A distinct exit code for "a port is busy", so callers that chose ports can pick others.
@@ -241,8 +244,9 @@ share.coordinator.state.topic.min.isr=1
 # transaction create these topics, and on a laptop that is seconds of waiting.
 offsets.topic.num.partitions=8
 transaction.state.log.num.partitions=8
-# Nobody else will join: do not hold the first rebalance back.
-group.initial.rebalance.delay.ms=0
+# One worker by default: do not hold the first rebalance back. Workers started together
+# want Kafka's 3000: else the first to join takes every partition, then gives half up.
+group.initial.rebalance.delay.ms=$GROUP_INITIAL_DELAY_MS
 EOF
 }
 
@@ -377,6 +381,9 @@ cmd_start() {
         return 0
     fi
     local started="$EPOCHREALTIME" pid
+    [[ "$GROUP_INITIAL_DELAY_MS" =~ ^[0-9]+$ ]] ||
+        die "KAFKA_GROUP_INITIAL_DELAY_MS is '$GROUP_INITIAL_DELAY_MS', not a whole number of milliseconds" \
+            "unset it (0), or set it to e.g. 3000 (Kafka's default) when several workers start together"
     require_python
     take_lock
     if pid="$(broker_pid)"; then

@@ -20,6 +20,7 @@ from tests.kafka_fixture import (
     ScriptBroker,
     create_topic,
     free_port_pair,
+    new_script_broker,
     running_script_broker,
     session_script_broker,
     unique_topic,
@@ -293,10 +294,16 @@ def test_status_reports_running_broker_and_its_address(script_broker: ScriptBrok
     assert script_broker.bootstrap in result.stdout
 
 
-def test_stop_leaves_no_process_and_status_says_stopped(tmp_path: Path) -> None:
+def test_stop_leaves_no_process_and_status_says_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Also: several workers started together want the group's first rebalance held back.
+    monkeypatch.setenv("KAFKA_GROUP_INITIAL_DELAY_MS", "3000")
     # A broker of its own: stopping the session's broker would break the other tests.
     with running_script_broker(tmp_path / "kafka") as broker:
         assert len(broker.process_ids()) == 1
+        config = (broker.data_dir / "server.properties").read_text().splitlines()
+        assert "group.initial.rebalance.delay.ms=3000" in config
 
         stopped = broker.run("stop")
         status = broker.run("status")
@@ -306,6 +313,21 @@ def test_stop_leaves_no_process_and_status_says_stopped(tmp_path: Path) -> None:
         assert not broker.pid_file.exists()
         assert status.returncode == 1
         assert "stopped" in status.stdout
+
+
+def test_a_group_delay_that_is_not_milliseconds_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KAFKA_GROUP_INITIAL_DELAY_MS", "3s")
+    broker = new_script_broker(tmp_path / "kafka")
+    try:
+        result = broker.run("start")
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert "KAFKA_GROUP_INITIAL_DELAY_MS is '3s'" in result.stderr
+        assert "fix:" in result.stderr
+        assert broker.process_ids() == []
+    finally:
+        broker.stop()
 
 
 def run_ready_probe(bootstrap: str) -> int:
