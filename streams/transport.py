@@ -257,7 +257,11 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
             # sends it waits for. Given up on, it goes on and lands (or fails) by itself.
             done = await asyncio.wait_for(asyncio.shield(commit), HAND_OVER_COMMIT_SECONDS)
         except TimeoutError:
-            commit.add_done_callback(lambda task: self._hand_over_landed(task, offsets))
+            # Landing late, the partitions may be ours again (Faust revokes them all and
+            # assigns most back): their committed offsets are Faust's again, left alone.
+            commit.add_done_callback(
+                lambda task: self._hand_over_landed(task, offsets, forget_committed=False)
+            )
             self.log.warning(
                 "revoked partitions not committed within %.0f s at hand-over: the group goes "
                 "on without the commit, and their next owner may read again what this "
@@ -271,14 +275,21 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
         if done:
             self._hand_over_landed(commit, offsets)
 
-    def _hand_over_landed(self, commit: asyncio.Future[bool], offsets: Mapping[TP, int]) -> None:
+    def _hand_over_landed(
+        self,
+        commit: asyncio.Future[bool],
+        offsets: Mapping[TP, int],
+        *,
+        forget_committed: bool = True,
+    ) -> None:
         if commit.cancelled():
             return
         exc = commit.exception()
         if exc is not None:
             self._hand_over_failed(exc)
         elif commit.result():
-            faust_private.forget_committed(self, offsets)
+            if forget_committed:
+                faust_private.forget_committed(self, offsets)
             self.log.info(
                 "committed at hand-over: %s",
                 ", ".join(f"{tp.topic}[{tp.partition}]@{o}" for tp, o in sorted(offsets.items())),

@@ -173,4 +173,23 @@ def test_a_slow_hand_over_commit_is_given_up_on_and_still_lands_by_itself(
     # Not cancelled half-way through its barrier: it went on and landed.
     assert consumer.commits == [{CLICKS: 10}]
     assert "committed at hand-over" in caplog.text
-    assert faust_private.committed_offset(consumer, CLICKS) is None
+
+
+def test_a_late_hand_over_commit_leaves_a_partition_assigned_back_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Faust revokes every partition and assigns most of them back; a commit landing after
+    # that must not drop the committed offset Faust read for the new assignment.
+    monkeypatch.setattr(transport, "HAND_OVER_COMMIT_SECONDS", 0.05)
+    consumer = HandOverProbe({CLICKS: fetched(0, 9)})
+    consumer.apply_all()
+    consumer.barrier_seconds = 0.3
+
+    async def scenario() -> None:
+        await consumer.on_partitions_revoked({CLICKS})
+        consumer._committed_offset[CLICKS] = 4  # assigned back: Faust's seek read it
+        await asyncio.sleep(0.5)
+
+    asyncio.run(scenario())
+    assert consumer.commits == [{CLICKS: 10}]
+    assert faust_private.committed_offset(consumer, CLICKS) == 10  # as Faust's commit sets
