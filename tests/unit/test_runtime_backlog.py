@@ -12,14 +12,20 @@ from tests.unit.test_runtime_idle_stop import Clock, clock  # noqa: F401
 from tests.unit.test_runtime_input_stall import StallHarness
 
 
+def caught_up(clock: Clock) -> StallHarness:  # noqa: F811
+    """A harness whose first tick saw the input caught up (100 records, all processed)."""
+    h = StallHarness(clock)
+    h.produce("clickstream", 100)
+    h.consume_some("clickstream", 100)
+    h.tick()
+    return h
+
+
 def test_a_backlog_switches_the_writer_to_bulk_inserts_until_it_is_worked_off(
     clock: Clock,  # noqa: F811
 ) -> None:
-    h = StallHarness(clock)
+    h = caught_up(clock)
     writer = h.runtime.writer
-    h.produce("clickstream", 100)
-    h.consume_some("clickstream", 100)
-    h.tick()  # first tick: caught up
     assert writer.set_behind.call_args_list == []
     h.produce("clickstream", 60_000)  # a burst: 6 s of work at 10,000 a second
     h.consume_some("clickstream", 10_000)
@@ -54,11 +60,8 @@ def test_records_waiting_while_none_are_processed_count_as_behind(
 def test_a_rebalance_ends_the_bulk_mode_and_the_input_is_measured_afresh(
     clock: Clock,  # noqa: F811
 ) -> None:
-    h = StallHarness(clock)
+    h = caught_up(clock)
     writer = h.runtime.writer
-    h.produce("clickstream", 100)
-    h.consume_some("clickstream", 100)
-    h.tick()
     h.produce("clickstream", 60_000)
     for _ in range(2):
         h.consume_some("clickstream", 10_000)
@@ -80,9 +83,6 @@ def test_a_rebalance_ends_the_bulk_mode_and_the_input_is_measured_afresh(
 def test_leaving_the_bulk_mode_when_not_in_it_tells_the_writer_nothing(
     clock: Clock,  # noqa: F811
 ) -> None:
-    h = StallHarness(clock)
-    h.produce("clickstream", 100)
-    h.consume_some("clickstream", 100)
-    h.tick()
+    h = caught_up(clock)
     h.runtime.leave_bulk_mode("a rebalance")
     assert h.runtime.writer.set_behind.call_args_list == []
