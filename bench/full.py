@@ -207,6 +207,54 @@ def run_saturation(
     return summarise_pass(procs, total, app_id, setup)
 
 
+def _system_share(procs: list[WorkerProcess], start: float, end: float) -> float | None:
+    """The kernel's share of the workers' CPU between two times (None without samples)."""
+    cpu = system = 0.0
+    for p in procs:
+        if p.sampler is None:
+            continue
+        spent = p.sampler.cpu_between(start, end)
+        kernel = p.sampler.system_between(start, end)
+        if spent is None or kernel is None:
+            continue
+        cpu += spent
+        system += kernel
+    return round(system / cpu, 3) if cpu else None
+
+
+def second_half(
+    procs: list[WorkerProcess], total: int, first_at: float, done_at: float
+) -> dict[str, Any] | None:
+    """The pass from the first scrape that saw half the input ingested, to its end.
+
+    A fresh worker grows by about a GB in its first seconds, and the kernel zeroes every
+    new page: a third of its CPU then, under a tenth once its memory stops growing
+    (BENCHMARKS.md). The second half is the warmed-up worker's cost per event; the whole
+    pass stays the headline figure.
+    """
+    times = sorted({s.at for p in procs for s in p.snapshots if first_at < s.at < done_at})
+    for at in times:
+        ingested = sum(_ingested_at(p, at) for p in procs)
+        if ingested < total / 2:
+            continue
+        if ingested >= total:  # the rest came in one scrape (tiny runs)
+            return None
+        cpu = [p.sampler.cpu_between(at, done_at) for p in procs if p.sampler]
+        if not cpu or any(c is None for c in cpu):
+            return None
+        spent = sum(c for c in cpu if c is not None)
+        if spent <= 0:
+            return None
+        return {
+            "from_s": round(at - first_at, 2),
+            "events": int(total - ingested),
+            "events_per_s": round((total - ingested) / (done_at - at), 1),
+            "events_per_cpu_second": round((total - ingested) / spent, 1),
+            "system_cpu_share": _system_share(procs, at, done_at),
+        }
+    return None
+
+
 def summarise_pass(
     procs: list[WorkerProcess], total: int, app_id: str, setup: FullSetup
 ) -> dict[str, Any]:
@@ -234,6 +282,8 @@ def summarise_pass(
         "cpu_seconds": round(cpu_total, 2),
         "events_per_cpu_second": round(counted / cpu_total, 1) if cpu_total else None,
         "cpu_cores_used": round(cpu_total / busy, 2),
+        "system_cpu_share": _system_share(procs, first_at, done_at),
+        "second_half": second_half(procs, total, first_at, done_at),
         "peak_rss_mb": round(max(p.sampler.peak_rss_mb for p in procs if p.sampler), 1),
         "peak_rss_mb_per_worker": [round(p.sampler.peak_rss_mb, 1) for p in procs if p.sampler],
         "changelog_records": int(changelog_total),

@@ -74,6 +74,15 @@ def full(results: dict[str, Any]) -> str:
         ["events/s, 1 worker, saturation", _n(sat["events_per_s"])],
         ["x plain aiokafka loop (simple workload)", _n(results.get("ratio_vs_baseline"), 3)],
         ["events per worker CPU-second", _n(sat["events_per_cpu_second"])],
+        [
+            "events per worker CPU-second, second half of the pass",
+            _n((sat.get("second_half") or {}).get("events_per_cpu_second")),
+        ],
+        [
+            "kernel's share of the worker's CPU: whole pass / second half",
+            f"{_n(sat.get('system_cpu_share'), 3)} / "
+            f"{_n((sat.get('second_half') or {}).get('system_cpu_share'), 3)}",
+        ],
         ["CPU cores used by the worker", _n(sat["cpu_cores_used"], 2)],
         ["peak RSS MB", _n(sat["peak_rss_mb"])],
         ["changelog records per event", _n(sat["changelog_records_per_event"], 3)],

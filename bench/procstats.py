@@ -39,8 +39,8 @@ def vm_rss_bytes(pid: int) -> int | None:
     return None if kb is None else kb * 1024
 
 
-def cpu_seconds(stat_path: str) -> float | None:
-    """utime + stime of a process or thread from its ``stat`` file."""
+def cpu_times(stat_path: str) -> tuple[float, float] | None:
+    """(utime, stime) in seconds of a process or thread from its ``stat`` file."""
     try:
         with open(stat_path, encoding="ascii", errors="replace") as stat:
             text = stat.read()
@@ -48,7 +48,13 @@ def cpu_seconds(stat_path: str) -> float | None:
         return None
     # Fields after the command name, which is in parentheses and may contain spaces.
     fields = text[text.rfind(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return int(fields[11]) / _TICKS, int(fields[12]) / _TICKS
+
+
+def cpu_seconds(stat_path: str) -> float | None:
+    """utime + stime of a process or thread from its ``stat`` file."""
+    times = cpu_times(stat_path)
+    return None if times is None else times[0] + times[1]
 
 
 @dataclass
@@ -56,6 +62,8 @@ class Sample:
     at: float  # time.time()
     rss_bytes: int
     cpu_seconds: float  # user + system, all threads (children not included)
+    # The kernel's part of cpu_seconds: mostly page faults (zeroing fresh memory) here.
+    system_seconds: float = 0.0
 
 
 @dataclass
@@ -88,11 +96,11 @@ class ProcessSampler:
     def sample_once(self) -> bool:
         hwm = vm_hwm_bytes(self.pid)
         rss = vm_rss_bytes(self.pid)
-        cpu = cpu_seconds(f"/proc/{self.pid}/stat")
-        if hwm is None or rss is None or cpu is None:
+        times = cpu_times(f"/proc/{self.pid}/stat")
+        if hwm is None or rss is None or times is None:
             return False
         self.peak_rss_bytes = max(self.peak_rss_bytes, hwm, rss)
-        self.samples.append(Sample(time.time(), rss, cpu))
+        self.samples.append(Sample(time.time(), rss, times[0] + times[1], times[1]))
         return True
 
     def cpu_between(self, start: float, end: float) -> float | None:
@@ -101,6 +109,13 @@ class ProcessSampler:
         if len(inside) < 2:
             return None
         return inside[-1].cpu_seconds - inside[0].cpu_seconds
+
+    def system_between(self, start: float, end: float) -> float | None:
+        """The kernel's part of :meth:`cpu_between`."""
+        inside = [s for s in self.samples if start <= s.at <= end]
+        if len(inside) < 2:
+            return None
+        return inside[-1].system_seconds - inside[0].system_seconds
 
     @property
     def peak_rss_mb(self) -> float:

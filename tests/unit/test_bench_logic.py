@@ -14,7 +14,7 @@ from rich.console import Console
 from bench import run as bench_run
 from bench.changelog_stats import summarise as summarise_changelog
 from bench.dataset import recount, window_start
-from bench.full import FullSetup, _worker_configs, new_topics
+from bench.full import FullSetup, _system_share, _worker_configs, new_topics, second_half
 from bench.procstats import ProcessSampler, Sample
 from bench.profiling import render, summarise
 from bench.promscrape import (
@@ -451,3 +451,48 @@ def test_a_run_with_its_own_soak_or_no_results_file_keeps_its_own(tmp_path: Path
     output.write_text("not json")
     bench_run.keep_earlier_soak(fresh, output)
     assert "soak" not in fresh
+
+
+def _growing_then_warm_worker(tmp_path: Path) -> WorkerProcess:
+    """30 s at 1,000 events/s: 2 CPU-s a second (0.8 of it the kernel's) for 15 s as
+    memory grows, then 1 CPU-s a second (0.05 the kernel's)."""
+    worker = _soak_worker(tmp_path)
+    worker.sampler = ProcessSampler(pid=0)
+    cpu = system = 0.0
+    for i in range(61):
+        at = 100.0 + i / 2
+        worker.sampler.samples.append(Sample(at, 0, cpu, system))
+        worker.snapshots.append(Snapshot(at, {INGESTED: 500.0 * i}, 3))
+        growing = at < 115.0
+        cpu += 1.0 if growing else 0.5
+        system += 0.4 if growing else 0.025
+    return worker
+
+
+def test_the_second_half_is_the_warm_worker_and_the_kernel_share_is_split_out(
+    tmp_path: Path,
+) -> None:
+    worker = _growing_then_warm_worker(tmp_path)
+    half = second_half([worker], 30_000, 100.0, 130.0)
+    assert half is not None
+    assert half["from_s"] == 15.0 and half["events"] == 15_000
+    assert half["events_per_s"] == 1000.0
+    assert half["events_per_cpu_second"] == 1000.0
+    assert half["system_cpu_share"] == 0.05
+    # The whole pass: 45 CPU-s, 12.75 of them the kernel's.
+    assert _system_share([worker], 100.0, 130.0) == round(12.75 / 45, 3)
+
+
+def test_no_second_half_without_samples_or_when_one_scrape_saw_everything(
+    tmp_path: Path,
+) -> None:
+    worker = _growing_then_warm_worker(tmp_path)
+    assert worker.sampler is not None
+    worker.sampler.samples = [s for s in worker.sampler.samples if s.at < 110.0]
+    assert second_half([worker], 30_000, 100.0, 130.0) is None
+    tiny = _soak_worker(tmp_path)
+    tiny.sampler = ProcessSampler(pid=0)
+    tiny.sampler.samples += [Sample(1.0, 0, 0.0), Sample(2.0, 0, 1.0)]
+    tiny.snapshots += [Snapshot(1.5, {INGESTED: 0.0}, 3), Snapshot(1.9, {INGESTED: 50.0}, 3)]
+    assert second_half([tiny], 50, 1.0, 2.0) is None
+    assert _system_share([tiny], 1.0, 2.0) == 0.0
