@@ -3,17 +3,23 @@
 //! `_candidate_thresholds`, `finalize`, `forget`, `live_rows`, `take_dirty`).
 //!
 //! Python's containers and their orders, as kept here:
-//! - `totals` (dict Key -> int; only looked up, never iterated): `Totals`, a map per key
-//!   type, a KPI row's cells together, so a row's totals are read by reference (building
-//!   an owned key per lookup copied its strings: perf, BENCHMARKS.md).
+//! - `totals` (dict Key -> int; only looked up, never iterated), `dirty` (a set: its
+//!   order depends on the hash seed) and the rows of `_rows_by_window` hold each live row
+//!   three times. Here each live row is kept once, in a slab (`Rows`) with its totals (a
+//!   KPI row's cells together) and its dirty flag, found by the hash of its key from a
+//!   contribution, a row or a `KeyRef` alike, so a lookup never builds (and copies) an
+//!   owned key (perf, BENCHMARKS.md); `dirty` and the groups hold row ids.
 //! - `thresholds` (dict in insertion order): a `Vec<(String, i64)>` in the same order.
-//! - `dirty` (a set: its order depends on the hash seed): a HashSet.
 //! - `_open` (funnel -> {window: count}; only its minimum window is read): a BTreeMap per
 //!   funnel, a funnel without open attempts left out (Python's empty dict is falsy).
 //! - `_rows_by_window` ((finality group, window) -> set of rows, in dict insertion order):
 //!   the groups in a HashMap, each with its insertion sequence number, and per finality
 //!   group its windows by sequence number. `finalize` and `live_rows` give the groups in
-//!   Python's dict order; the rows inside one group come from a set (any order).
+//!   Python's dict order; the rows inside one group in the order they joined it (Python's
+//!   come from a set: any order). A row remembers the sequence number of the group it
+//!   joined; when that group went whole (`forget` of another of its rows), the row joins
+//!   the group of its (finality group, window) anew at its next contribution, as
+//!   Python's `setdefault` does.
 //!
 //! Python's integers are unbounded: totals and open-attempt counts here are i64 and wrap
 //! past its range (a sum of i64 contributions that large never happens; ClickHouse's
@@ -23,7 +29,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use std::hash::{BuildHasher, Hash, Hasher};
+
+use crate::fxhash::{FxBuild, FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::attribution::OrderAttributionKey;
 use crate::attribution::KPI_THRESHOLD;
@@ -93,100 +101,6 @@ impl std::fmt::Display for FinalizeError {
     }
 }
 
-/// `totals`: every non-final key's running sum, a map per key type (module docs).
-#[derive(Clone, Debug, Default)]
-pub struct Totals {
-    step: HashMap<FunnelStepKey, i64>,
-    outcome: HashMap<FunnelOutcomeKey, i64>,
-    ttc: HashMap<FunnelTtcKey, i64>,
-    attempt: HashMap<FunnelAttemptKey, i64>,
-    kpi: HashMap<KpiKey, [i64; METRICS.len()]>,
-    attribution: HashMap<OrderAttributionKey, i64>,
-    retention: HashMap<RetentionKey, i64>,
-    gap: HashMap<OrderGapKey, i64>,
-}
-
-/// `totals[key] += change` (wrapping, as module docs), copying the key only when new.
-fn add_to<K: Clone + Eq + std::hash::Hash>(map: &mut HashMap<K, i64>, key: &K, change: i64) {
-    match map.get_mut(key) {
-        Some(total) => *total = total.wrapping_add(change),
-        None => {
-            map.insert(key.clone(), change);
-        }
-    }
-}
-
-impl Totals {
-    /// The key's total (0 for an unknown key).
-    pub fn get(&self, key: KeyRef<'_>) -> i64 {
-        let found = match key {
-            KeyRef::FunnelStep(k) => self.step.get(k),
-            KeyRef::FunnelOutcome(k) => self.outcome.get(k),
-            KeyRef::FunnelTtc(k) => self.ttc.get(k),
-            KeyRef::FunnelAttempt(k) => self.attempt.get(k),
-            KeyRef::KpiCell(k, metric) => self.kpi.get(k).and_then(|cells| cells.get(metric)),
-            KeyRef::OrderAttribution(k) => self.attribution.get(k),
-            KeyRef::Retention(k) => self.retention.get(k),
-            KeyRef::OrderGap(k) => self.gap.get(k),
-        };
-        found.copied().unwrap_or(0)
-    }
-
-    /// Add `change` to `key` (not an open attempt), whose row is `row`.
-    fn add(&mut self, key: &Key, row: &RowKey, change: i64) {
-        match (key, row) {
-            (Key::KpiCell(cell), RowKey::Kpi(kpi)) => {
-                if let Some(slot) = self
-                    .kpi
-                    .entry(kpi.clone())
-                    .or_insert([0; METRICS.len()])
-                    .get_mut(cell.metric)
-                {
-                    *slot = slot.wrapping_add(change);
-                }
-            }
-            (Key::FunnelStep(k), _) => add_to(&mut self.step, k, change),
-            (Key::FunnelOutcome(k), _) => add_to(&mut self.outcome, k, change),
-            (Key::FunnelTtc(k), _) => add_to(&mut self.ttc, k, change),
-            (Key::FunnelAttempt(k), _) => add_to(&mut self.attempt, k, change),
-            (Key::OrderAttribution(k), _) => add_to(&mut self.attribution, k, change),
-            (Key::Retention(k), _) => add_to(&mut self.retention, k, change),
-            (Key::OrderGap(k), _) => add_to(&mut self.gap, k, change),
-            (Key::KpiCell(_), _) | (Key::OpenAttempt(_), _) => {}
-        }
-    }
-
-    /// Drop every key of `row` (a KPI row: all its cells).
-    fn remove_row(&mut self, row: &RowKey) {
-        match row {
-            RowKey::FunnelStep(k) => {
-                self.step.remove(k);
-            }
-            RowKey::FunnelOutcome(k) => {
-                self.outcome.remove(k);
-            }
-            RowKey::FunnelTtc(k) => {
-                self.ttc.remove(k);
-            }
-            RowKey::FunnelAttempt(k) => {
-                self.attempt.remove(k);
-            }
-            RowKey::Kpi(k) => {
-                self.kpi.remove(k);
-            }
-            RowKey::OrderAttribution(k) => {
-                self.attribution.remove(k);
-            }
-            RowKey::Retention(k) => {
-                self.retention.remove(k);
-            }
-            RowKey::OrderGap(k) => {
-                self.gap.remove(k);
-            }
-        }
-    }
-}
-
 impl<'a> KeyRef<'a> {
     /// The total's key for a row that is one key (None for a KPI row: one per cell).
     pub fn of_row(row: &'a RowKey) -> Option<KeyRef<'a>> {
@@ -203,24 +117,302 @@ impl<'a> KeyRef<'a> {
     }
 }
 
-/// The rows of one (finality group, window) and when the group was first added.
+/// A live row's key in borrowed form: what `apply` has (a contribution key; a KPI cell
+/// names its row by the cell's window, dimensions and currency), what `total` and
+/// `forget` have (a row or a `KeyRef`), all hashed and compared alike, so that finding a
+/// row never builds (and copies) an owned key.
+#[derive(Clone, Copy)]
+enum RowRef<'a> {
+    FunnelStep(&'a FunnelStepKey),
+    FunnelOutcome(&'a FunnelOutcomeKey),
+    FunnelTtc(&'a FunnelTtcKey),
+    FunnelAttempt(&'a FunnelAttemptKey),
+    Kpi(i64, &'a Dims, &'a str),
+    OrderAttribution(&'a OrderAttributionKey),
+    Retention(&'a RetentionKey),
+    OrderGap(&'a OrderGapKey),
+}
+
+impl<'a> RowRef<'a> {
+    /// The row of a contribution key, and the KPI metric a cell adds to (None: an open
+    /// attempt, which has no row).
+    fn of_key(key: &'a Key) -> Option<(RowRef<'a>, usize)> {
+        Some(match key {
+            Key::FunnelStep(k) => (RowRef::FunnelStep(k), 0),
+            Key::FunnelOutcome(k) => (RowRef::FunnelOutcome(k), 0),
+            Key::OpenAttempt(_) => return None,
+            Key::FunnelTtc(k) => (RowRef::FunnelTtc(k), 0),
+            Key::FunnelAttempt(k) => (RowRef::FunnelAttempt(k), 0),
+            Key::KpiCell(k) => (RowRef::Kpi(k.window, &k.dims, &k.currency), k.metric),
+            Key::OrderAttribution(k) => (RowRef::OrderAttribution(k), 0),
+            Key::Retention(k) => (RowRef::Retention(k), 0),
+            Key::OrderGap(k) => (RowRef::OrderGap(k), 0),
+        })
+    }
+
+    fn of_row(row: &'a RowKey) -> RowRef<'a> {
+        match row {
+            RowKey::FunnelStep(k) => RowRef::FunnelStep(k),
+            RowKey::FunnelOutcome(k) => RowRef::FunnelOutcome(k),
+            RowKey::FunnelTtc(k) => RowRef::FunnelTtc(k),
+            RowKey::FunnelAttempt(k) => RowRef::FunnelAttempt(k),
+            RowKey::Kpi(k) => RowRef::Kpi(k.window, &k.dims, &k.currency),
+            RowKey::OrderAttribution(k) => RowRef::OrderAttribution(k),
+            RowKey::Retention(k) => RowRef::Retention(k),
+            RowKey::OrderGap(k) => RowRef::OrderGap(k),
+        }
+    }
+
+    /// A total's row, and the KPI metric of a cell.
+    fn of_total(key: KeyRef<'a>) -> (RowRef<'a>, usize) {
+        match key {
+            KeyRef::FunnelStep(k) => (RowRef::FunnelStep(k), 0),
+            KeyRef::FunnelOutcome(k) => (RowRef::FunnelOutcome(k), 0),
+            KeyRef::FunnelTtc(k) => (RowRef::FunnelTtc(k), 0),
+            KeyRef::FunnelAttempt(k) => (RowRef::FunnelAttempt(k), 0),
+            KeyRef::KpiCell(k, metric) => (RowRef::Kpi(k.window, &k.dims, &k.currency), metric),
+            KeyRef::OrderAttribution(k) => (RowRef::OrderAttribution(k), 0),
+            KeyRef::Retention(k) => (RowRef::Retention(k), 0),
+            KeyRef::OrderGap(k) => (RowRef::OrderGap(k), 0),
+        }
+    }
+
+    fn hash_with(&self, build: &FxBuild) -> u64 {
+        let mut h = build.build_hasher();
+        match self {
+            RowRef::FunnelStep(k) => (0u8, k).hash(&mut h),
+            RowRef::FunnelOutcome(k) => (1u8, k).hash(&mut h),
+            RowRef::FunnelTtc(k) => (2u8, k).hash(&mut h),
+            RowRef::FunnelAttempt(k) => (3u8, k).hash(&mut h),
+            RowRef::Kpi(window, dims, currency) => (4u8, window, dims, currency).hash(&mut h),
+            RowRef::OrderAttribution(k) => (5u8, k).hash(&mut h),
+            RowRef::Retention(k) => (6u8, k).hash(&mut h),
+            RowRef::OrderGap(k) => (7u8, k).hash(&mut h),
+        }
+        h.finish()
+    }
+
+    fn is(&self, row: &RowKey) -> bool {
+        match (self, row) {
+            (RowRef::FunnelStep(a), RowKey::FunnelStep(b)) => *a == b,
+            (RowRef::FunnelOutcome(a), RowKey::FunnelOutcome(b)) => *a == b,
+            (RowRef::FunnelTtc(a), RowKey::FunnelTtc(b)) => *a == b,
+            (RowRef::FunnelAttempt(a), RowKey::FunnelAttempt(b)) => *a == b,
+            (RowRef::Kpi(window, dims, currency), RowKey::Kpi(b)) => {
+                *window == b.window && *currency == b.currency.as_str() && **dims == b.dims
+            }
+            (RowRef::OrderAttribution(a), RowKey::OrderAttribution(b)) => *a == b,
+            (RowRef::Retention(a), RowKey::Retention(b)) => *a == b,
+            (RowRef::OrderGap(a), RowKey::OrderGap(b)) => *a == b,
+            _ => false,
+        }
+    }
+
+    fn to_row(self) -> RowKey {
+        match self {
+            RowRef::FunnelStep(k) => RowKey::FunnelStep(k.clone()),
+            RowRef::FunnelOutcome(k) => RowKey::FunnelOutcome(k.clone()),
+            RowRef::FunnelTtc(k) => RowKey::FunnelTtc(k.clone()),
+            RowRef::FunnelAttempt(k) => RowKey::FunnelAttempt(k.clone()),
+            RowRef::Kpi(window, dims, currency) => RowKey::Kpi(KpiKey {
+                window,
+                dims: dims.clone(),
+                currency: currency.to_owned(),
+            }),
+            RowRef::OrderAttribution(k) => RowKey::OrderAttribution(k.clone()),
+            RowRef::Retention(k) => RowKey::Retention(k.clone()),
+            RowRef::OrderGap(k) => RowKey::OrderGap(k.clone()),
+        }
+    }
+}
+
+/// A row's totals: one, or a KPI row's cell per metric.
+#[derive(Clone, Debug)]
+enum Cells {
+    One(i64),
+    Kpi([i64; METRICS.len()]),
+}
+
+impl Cells {
+    fn zero(row: &RowRef<'_>) -> Cells {
+        match row {
+            RowRef::Kpi(..) => Cells::Kpi([0; METRICS.len()]),
+            _ => Cells::One(0),
+        }
+    }
+
+    fn get(&self, metric: usize) -> i64 {
+        match self {
+            Cells::One(total) => *total,
+            Cells::Kpi(cells) => cells.get(metric).copied().unwrap_or(0),
+        }
+    }
+
+    /// `totals[key] += change`, wrapping (module docs).
+    fn add(&mut self, metric: usize, change: i64) {
+        let slot = match self {
+            Cells::One(total) => Some(total),
+            Cells::Kpi(cells) => cells.get_mut(metric),
+        };
+        if let Some(slot) = slot {
+            *slot = slot.wrapping_add(change);
+        }
+    }
+}
+
+/// A live row: its key (the one copy the aggregates keep), its totals, whether it is
+/// dirty, and the sequence number of the group it was last added to.
+#[derive(Clone, Debug)]
+struct Slot {
+    key: RowKey,
+    cells: Cells,
+    dirty: bool,
+    group: u64,
+}
+
+/// Row ids by the hash of their key (almost always one per hash).
+#[derive(Clone, Debug)]
+enum Bucket {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+impl Bucket {
+    fn ids(&self) -> &[u32] {
+        match self {
+            Bucket::One(id) => std::slice::from_ref(id),
+            Bucket::Many(ids) => ids,
+        }
+    }
+}
+
+/// Every live row once, in a slab: the totals, the dirty flags and the groups refer to a
+/// row by its index (a `u32`), so a contribution finds its row with one hash and one
+/// probe, and a row's key is copied once, when it first appears (Python's `totals`,
+/// `dirty` and `_rows_by_window` hold the row three times).
+#[derive(Clone, Default)]
+struct Rows {
+    build: FxBuild,
+    slots: Vec<Option<Slot>>,
+    free: Vec<u32>,
+    by_hash: HashMap<u64, Bucket>,
+}
+
+impl std::fmt::Debug for Rows {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rows")
+            .field("live", &(self.slots.len() - self.free.len()))
+            .finish()
+    }
+}
+
+impl Rows {
+    fn find_hashed(&self, hash: u64, row: &RowRef<'_>) -> Option<u32> {
+        let bucket = self.by_hash.get(&hash)?;
+        bucket
+            .ids()
+            .iter()
+            .copied()
+            .find(|id| self.slot(*id).map_or(false, |slot| row.is(&slot.key)))
+    }
+
+    fn find(&self, row: &RowRef<'_>) -> Option<u32> {
+        self.find_hashed(row.hash_with(&self.build), row)
+    }
+
+    fn slot(&self, id: u32) -> Option<&Slot> {
+        self.slots.get(id as usize).and_then(Option::as_ref)
+    }
+
+    fn slot_mut(&mut self, id: u32) -> Option<&mut Slot> {
+        self.slots.get_mut(id as usize).and_then(Option::as_mut)
+    }
+
+    /// The row's id, adding it (with zero totals) when it is new.
+    fn find_or_add(&mut self, row: &RowRef<'_>) -> u32 {
+        let hash = row.hash_with(&self.build);
+        if let Some(id) = self.find_hashed(hash, row) {
+            return id;
+        }
+        let slot = Slot {
+            key: row.to_row(),
+            cells: Cells::zero(row),
+            dirty: false,
+            group: 0,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.slots[id as usize] = Some(slot);
+                id
+            }
+            None => {
+                self.slots.push(Some(slot));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        match self.by_hash.get_mut(&hash) {
+            None => {
+                self.by_hash.insert(hash, Bucket::One(id));
+            }
+            Some(bucket) => {
+                let mut ids = bucket.ids().to_vec();
+                ids.push(id);
+                *bucket = Bucket::Many(ids);
+            }
+        }
+        id
+    }
+
+    fn remove(&mut self, row: &RowRef<'_>) {
+        let hash = row.hash_with(&self.build);
+        let id = match self.find_hashed(hash, row) {
+            Some(id) => id,
+            None => return,
+        };
+        let emptied = match self.by_hash.get_mut(&hash) {
+            Some(Bucket::Many(ids)) => {
+                ids.retain(|other| *other != id);
+                ids.is_empty()
+            }
+            _ => true,
+        };
+        if emptied {
+            self.by_hash.remove(&hash);
+        }
+        self.slots[id as usize] = None;
+        self.free.push(id);
+    }
+
+    fn total(&self, row: &RowRef<'_>, metric: usize) -> i64 {
+        self.find(row)
+            .and_then(|id| self.slot(id))
+            .map_or(0, |slot| slot.cells.get(metric))
+    }
+}
+
+/// The rows of one (finality group, window) and when the group was first added (its
+/// sequence number, never 0).
 #[derive(Clone, Debug)]
 struct Group {
     seq: u64,
-    rows: HashSet<RowKey>,
+    rows: Vec<u32>,
 }
 
 /// `streams.aggregates.PartitionAggregates` (the rules are passed to `finalize`).
 #[derive(Clone, Debug, Default)]
 pub struct PartitionAggregates {
-    pub totals: Totals,
+    rows: Rows,
     /// Finality group -> first window not final yet, in Python's dict order.
     pub thresholds: Vec<(String, i64)>,
-    pub dirty: HashSet<RowKey>,
+    /// Ids of the dirty rows (a row's flag says whether it still is: an id may be here
+    /// twice after its row was forgotten and the id reused).
+    dirty: Vec<u32>,
     /// Open attempts per funnel and window: they hold the funnel's threshold back.
     open: HashMap<String, BTreeMap<i64, i64>>,
     /// (finality group, window) -> rows; a group's rows turn final together.
     groups: HashMap<(String, i64), Group>,
+    /// The sequence numbers of the groups in `groups`.
+    live_groups: HashSet<u64>,
     /// Finality group -> its windows in `groups`, by insertion sequence number.
     windows: HashMap<String, BTreeMap<u64, i64>>,
     next_seq: u64,
@@ -258,19 +450,37 @@ impl PartitionAggregates {
     /// of its funnel and window; any other key adds to its total and marks its row dirty).
     pub fn apply(&mut self, delta: &[(Key, i64)]) {
         for (key, change) in delta {
-            if let Key::OpenAttempt(k) = key {
-                self.count_open(k, *change);
-                continue;
-            }
-            let row = match row_of(key) {
-                Some(row) => row,
-                None => continue,
+            let (row, metric) = match RowRef::of_key(key) {
+                Some(found) => found,
+                None => {
+                    if let Key::OpenAttempt(k) = key {
+                        self.count_open(k, *change);
+                    }
+                    continue;
+                }
             };
-            self.totals.add(key, &row, *change);
-            if !self.dirty.contains(&row) {
-                self.dirty.insert(row.clone());
+            let id = self.rows.find_or_add(&row);
+            let group_alive = {
+                let live_groups = &self.live_groups;
+                let slot = match self.rows.slot_mut(id) {
+                    Some(slot) => slot,
+                    None => continue,
+                };
+                slot.cells.add(metric, *change);
+                if !slot.dirty {
+                    slot.dirty = true;
+                    self.dirty.push(id);
+                }
+                live_groups.contains(&slot.group)
+            };
+            if !group_alive {
+                // New, or its group went (another row of it was forgotten): Python's
+                // `setdefault` adds it to the (finality group, window) as it is now.
+                let seq = self.add_to_group((key.threshold(), key.final_at()), id);
+                if let Some(slot) = self.rows.slot_mut(id) {
+                    slot.group = seq;
+                }
             }
-            self.add_row((key.threshold(), key.final_at()), row);
         }
     }
 
@@ -295,39 +505,41 @@ impl PartitionAggregates {
         }
     }
 
-    fn add_row(&mut self, group: (String, i64), row: RowKey) {
+    /// Add the row to its (finality group, window), made at the end of the order when
+    /// new; the group's sequence number.
+    fn add_to_group(&mut self, group: (String, i64), id: u32) -> u64 {
         if let Some(known) = self.groups.get_mut(&group) {
-            known.rows.insert(row);
-            return;
+            known.rows.push(id);
+            return known.seq;
         }
-        let seq = self.next_seq;
         self.next_seq += 1;
+        let seq = self.next_seq;
         self.windows
             .entry(group.0.clone())
             .or_default()
             .insert(seq, group.1);
-        let mut rows = HashSet::default();
-        rows.insert(row);
-        self.groups.insert(group, Group { seq, rows });
+        self.live_groups.insert(seq);
+        self.groups.insert(
+            group,
+            Group {
+                seq,
+                rows: vec![id],
+            },
+        );
+        seq
     }
 
     /// The total of a borrowed key (0 for an unknown key).
     pub fn total(&self, key: KeyRef<'_>) -> i64 {
-        self.totals.get(key)
+        let (row, metric) = RowRef::of_total(key);
+        self.rows.total(&row, metric)
     }
 
     /// `value`: the key's total (0 for an unknown key).
     pub fn value(&self, key: &Key) -> i64 {
-        match key {
-            Key::FunnelStep(k) => self.totals.get(KeyRef::FunnelStep(k)),
-            Key::FunnelOutcome(k) => self.totals.get(KeyRef::FunnelOutcome(k)),
-            Key::FunnelTtc(k) => self.totals.get(KeyRef::FunnelTtc(k)),
-            Key::FunnelAttempt(k) => self.totals.get(KeyRef::FunnelAttempt(k)),
-            Key::KpiCell(k) => self.totals.get(KeyRef::KpiCell(&k.row(), k.metric)),
-            Key::OrderAttribution(k) => self.totals.get(KeyRef::OrderAttribution(k)),
-            Key::Retention(k) => self.totals.get(KeyRef::Retention(k)),
-            Key::OrderGap(k) => self.totals.get(KeyRef::OrderGap(k)),
-            Key::OpenAttempt(_) => 0,
+        match RowRef::of_key(key) {
+            Some((row, metric)) => self.rows.total(&row, metric),
+            None => 0,
         }
     }
 
@@ -423,7 +635,7 @@ impl PartitionAggregates {
                 if *window < limit {
                     group.1 = *window;
                     if let Some(known) = self.groups.get(&group) {
-                        final_rows.extend(known.rows.iter().cloned());
+                        final_rows.extend(self.keys_of(&known.rows));
                     }
                 }
             }
@@ -431,13 +643,19 @@ impl PartitionAggregates {
         Ok(final_rows)
     }
 
+    /// The keys of rows by id.
+    fn keys_of<'s>(&'s self, ids: &'s [u32]) -> impl Iterator<Item = RowKey> + 's {
+        ids.iter()
+            .filter_map(move |id| self.rows.slot(*id).map(|slot| slot.key.clone()))
+    }
+
     /// `forget`: drop the rows (written final, or vanished) from the totals, the dirty
     /// rows and their (finality group, window), which goes whole.
     pub fn forget(&mut self, rows: &[RowKey]) {
         for row in rows {
-            self.dirty.remove(row);
             let group = (row.threshold(), row.final_at());
             if let Some(known) = self.groups.remove(&group) {
+                self.live_groups.remove(&known.seq);
                 if let Some(windows) = self.windows.get_mut(&group.0) {
                     windows.remove(&known.seq);
                     if windows.is_empty() {
@@ -445,7 +663,9 @@ impl PartitionAggregates {
                     }
                 }
             }
-            self.totals.remove_row(row);
+            // Its id may stay in `dirty`: the slot's absence (or a new row's own flag,
+            // once the id is reused) tells `take_dirty` to pass it over.
+            self.rows.remove(&RowRef::of_row(row));
         }
     }
 
@@ -455,13 +675,31 @@ impl PartitionAggregates {
         groups.sort_by_key(|g| g.seq);
         groups
             .into_iter()
-            .flat_map(|g| g.rows.iter().cloned())
+            .flat_map(|g| self.keys_of(&g.rows))
             .collect()
     }
 
     /// `take_dirty`: the dirty rows (in no particular order), clearing them.
     pub fn take_dirty(&mut self) -> Vec<RowKey> {
-        self.dirty.drain().collect()
+        let mut out = Vec::with_capacity(self.dirty.len());
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(slot) = self.rows.slot_mut(id) {
+                if slot.dirty {
+                    slot.dirty = false;
+                    out.push(slot.key.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// `dirty.clear()`: no row is dirty.
+    pub fn clear_dirty(&mut self) {
+        for id in std::mem::take(&mut self.dirty) {
+            if let Some(slot) = self.rows.slot_mut(id) {
+                slot.dirty = false;
+            }
+        }
     }
 }
 
@@ -612,7 +850,7 @@ fn run_op(aggregates: &mut PartitionAggregates, rules: &Rules, op: &Json) -> Jso
             Json::Null
         }
         "clear_dirty" => {
-            aggregates.dirty.clear();
+            aggregates.clear_dirty();
             Json::Null
         }
         other => return Err(JsonError(format!("no operation {:?}", other))),

@@ -507,7 +507,7 @@ impl PartitionCore {
             self.visitors.stored.insert(key.clone(), raw);
             self.visitors.remember(key, cached);
         }
-        self.aggregates.dirty.clear();
+        self.aggregates.clear_dirty();
         let live = self.aggregates.live_rows();
         let live_set: FxHashSet<&RowKey> = live.iter().collect();
         let mut seen: FxHashSet<&RowKey> = FxHashSet::default();

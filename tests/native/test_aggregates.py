@@ -42,7 +42,7 @@ from streams.outputs.funnel_attempts import FunnelAttemptKey
 from streams.outputs.funnel_outcomes import FunnelOutcomeKey, OpenAttemptKey
 from streams.outputs.funnel_steps import FunnelStepKey
 from streams.outputs.funnel_ttc import TTC_BUCKETS_S, FunnelTtcKey
-from streams.outputs.kpi import KpiCellKey, KpiKey
+from streams.outputs.kpi import METRICS, KpiCellKey, KpiKey
 from streams.outputs.order_attribution import OrderAttributionKey
 from streams.outputs.order_gaps import OrderGapKey
 from streams.outputs.retention import RetentionKey
@@ -534,4 +534,41 @@ def test_a_row_dirty_when_its_group_was_forgotten_rejoins_a_new_group() -> None:
     entries = run_python(rules, program)
     live = [r for o, r, _ in entries if o == ["live_rows"]]
     assert live[0] == [normal(key_j(second))]
+    assert differences(entries, run_rust(rules, entries)) == []
+
+
+def test_a_forgotten_rows_place_taken_by_a_new_row() -> None:
+    """The compiled aggregates keep each row once, in a slab, and `dirty` and the groups
+    by the row's index; a forgotten row's index is reused by the next new row. A dirty
+    row forgotten, then a new row in its place: take_dirty gives the new row once, and
+    neither the old row's total nor its group come back. Also a KPI row (one index for its
+    eleven cells) forgotten and counted again from zero."""
+    rules = RULES[0]
+    dims = ("", "", "", "", "")
+    old = FunnelStepKey("shop", 0, dims, 1, ())
+    new = FunnelStepKey("shop", 60_000, dims, 1, ())
+    orders = KpiCellKey(0, dims, "EUR", METRICS.index("orders"))
+    gmv = KpiCellKey(0, dims, "EUR", METRICS.index("gmv_minor"))
+    program: list[Any] = [
+        ("apply", {old: 3, orders: 1, gmv: 500}),
+        ("forget", [old]),
+        ("apply", {new: 1}),
+        ("take_dirty",),
+        ("value", old),
+        ("value", new),
+        ("live_rows",),
+        ("forget", [KpiKey(0, dims, "EUR")]),
+        ("value", gmv),
+        ("apply", {gmv: 7}),
+        ("take_dirty",),
+        ("value", gmv),
+        ("value", orders),
+        ("live_rows",),
+    ]
+    entries = run_python(rules, program)
+    dirty = [r for o, r, _ in entries if o == ["take_dirty"]]
+    assert sorted(map(str, dirty[0])) == sorted(
+        map(str, [normal(key_j(new)), normal(key_j(KpiKey(0, dims, "EUR")))])
+    )
+    assert [r for o, r, _ in entries if o[0] == "value"] == [0, 1, 0, 7, 0]
     assert differences(entries, run_rust(rules, entries)) == []
