@@ -29,9 +29,8 @@
 
 use std::collections::BTreeMap;
 
-use std::hash::{BuildHasher, Hash, Hasher};
-
-use crate::fxhash::{FxBuild, FxHashMap as HashMap, FxHashSet as HashSet};
+use crate::fxhash::{FxHashMap as HashMap, FxHashSet as HashSet};
+use crate::hashindex::HashIndex;
 
 use crate::attribution::OrderAttributionKey;
 use crate::attribution::KPI_THRESHOLD;
@@ -177,19 +176,17 @@ impl<'a> RowRef<'a> {
         }
     }
 
-    fn hash_with(&self, build: &FxBuild) -> u64 {
-        let mut h = build.build_hasher();
+    fn hash_in(&self, index: &HashIndex) -> u64 {
         match self {
-            RowRef::FunnelStep(k) => (0u8, k).hash(&mut h),
-            RowRef::FunnelOutcome(k) => (1u8, k).hash(&mut h),
-            RowRef::FunnelTtc(k) => (2u8, k).hash(&mut h),
-            RowRef::FunnelAttempt(k) => (3u8, k).hash(&mut h),
-            RowRef::Kpi(window, dims, currency) => (4u8, window, dims, currency).hash(&mut h),
-            RowRef::OrderAttribution(k) => (5u8, k).hash(&mut h),
-            RowRef::Retention(k) => (6u8, k).hash(&mut h),
-            RowRef::OrderGap(k) => (7u8, k).hash(&mut h),
+            RowRef::FunnelStep(k) => index.hash(&(0u8, k)),
+            RowRef::FunnelOutcome(k) => index.hash(&(1u8, k)),
+            RowRef::FunnelTtc(k) => index.hash(&(2u8, k)),
+            RowRef::FunnelAttempt(k) => index.hash(&(3u8, k)),
+            RowRef::Kpi(window, dims, currency) => index.hash(&(4u8, window, dims, currency)),
+            RowRef::OrderAttribution(k) => index.hash(&(5u8, k)),
+            RowRef::Retention(k) => index.hash(&(6u8, k)),
+            RowRef::OrderGap(k) => index.hash(&(7u8, k)),
         }
-        h.finish()
     }
 
     fn is(&self, row: &RowKey) -> bool {
@@ -270,54 +267,26 @@ struct Slot {
     group: u64,
 }
 
-/// Row ids by the hash of their key (almost always one per hash).
-#[derive(Clone, Debug)]
-enum Bucket {
-    One(u32),
-    Many(Vec<u32>),
-}
-
-impl Bucket {
-    fn ids(&self) -> &[u32] {
-        match self {
-            Bucket::One(id) => std::slice::from_ref(id),
-            Bucket::Many(ids) => ids,
-        }
-    }
-}
-
 /// Every live row once, in a slab: the totals, the dirty flags and the groups refer to a
 /// row by its index (a `u32`), so a contribution finds its row with one hash and one
 /// probe, and a row's key is copied once, when it first appears (Python's `totals`,
 /// `dirty` and `_rows_by_window` hold the row three times).
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 struct Rows {
-    build: FxBuild,
     slots: Vec<Option<Slot>>,
     free: Vec<u32>,
-    by_hash: HashMap<u64, Bucket>,
-}
-
-impl std::fmt::Debug for Rows {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Rows")
-            .field("live", &(self.slots.len() - self.free.len()))
-            .finish()
-    }
+    index: HashIndex,
 }
 
 impl Rows {
     fn find_hashed(&self, hash: u64, row: &RowRef<'_>) -> Option<u32> {
-        let bucket = self.by_hash.get(&hash)?;
-        bucket
-            .ids()
-            .iter()
-            .copied()
-            .find(|id| self.slot(*id).map_or(false, |slot| row.is(&slot.key)))
+        self.index.find(hash, |id| {
+            self.slot(id).map_or(false, |slot| row.is(&slot.key))
+        })
     }
 
     fn find(&self, row: &RowRef<'_>) -> Option<u32> {
-        self.find_hashed(row.hash_with(&self.build), row)
+        self.find_hashed(row.hash_in(&self.index), row)
     }
 
     fn slot(&self, id: u32) -> Option<&Slot> {
@@ -330,7 +299,7 @@ impl Rows {
 
     /// The row's id, adding it (with zero totals) when it is new.
     fn find_or_add(&mut self, row: &RowRef<'_>) -> u32 {
-        let hash = row.hash_with(&self.build);
+        let hash = row.hash_in(&self.index);
         if let Some(id) = self.find_hashed(hash, row) {
             return id;
         }
@@ -350,37 +319,17 @@ impl Rows {
                 (self.slots.len() - 1) as u32
             }
         };
-        match self.by_hash.get_mut(&hash) {
-            None => {
-                self.by_hash.insert(hash, Bucket::One(id));
-            }
-            Some(bucket) => {
-                let mut ids = bucket.ids().to_vec();
-                ids.push(id);
-                *bucket = Bucket::Many(ids);
-            }
-        }
+        self.index.insert(hash, id);
         id
     }
 
     fn remove(&mut self, row: &RowRef<'_>) {
-        let hash = row.hash_with(&self.build);
-        let id = match self.find_hashed(hash, row) {
-            Some(id) => id,
-            None => return,
-        };
-        let emptied = match self.by_hash.get_mut(&hash) {
-            Some(Bucket::Many(ids)) => {
-                ids.retain(|other| *other != id);
-                ids.is_empty()
-            }
-            _ => true,
-        };
-        if emptied {
-            self.by_hash.remove(&hash);
+        let hash = row.hash_in(&self.index);
+        if let Some(id) = self.find_hashed(hash, row) {
+            self.index.remove(hash, id);
+            self.slots[id as usize] = None;
+            self.free.push(id);
         }
-        self.slots[id as usize] = None;
-        self.free.push(id);
     }
 
     fn total(&self, row: &RowRef<'_>, metric: usize) -> i64 {

@@ -9,6 +9,7 @@
 //! are unbounded: where a sum would leave i64, these return an error instead.
 
 use crate::fxhash::FxHashMap as HashMap;
+use crate::hashindex::HashIndex;
 
 use crate::attribution::{attribution_contributions, window_of, KPI_THRESHOLD};
 use crate::attribution::{Model, OrderAttributionKey};
@@ -48,18 +49,26 @@ fn error<T>(why: &str) -> Result<T, ContribError> {
     Err(ContribError(why.to_owned()))
 }
 
-/// The dict being built: the pairs in insertion order and where each key is.
+/// The dict being built: the pairs in insertion order and where each key is (by its
+/// hash: the key itself only in `pairs`, not copied into the index).
 #[derive(Default)]
 struct Out {
     pairs: Vec<(Key, i64)>,
-    index: HashMap<Key, usize>,
+    index: HashIndex,
 }
 
 impl Out {
     /// `out[key] = out.get(key, 0) + value` (no zero check: `_add_credit`'s inline adds).
     fn bump(&mut self, key: Key, value: i64) -> Result<(), ContribError> {
-        match self.index.get(&key) {
-            Some(&at) => match self.pairs.get_mut(at) {
+        let hash = self.index.hash(&key);
+        let pairs = &self.pairs;
+        let found = self.index.find(hash, |at| {
+            pairs
+                .get(at as usize)
+                .map_or(false, |(known, _)| *known == key)
+        });
+        match found {
+            Some(at) => match self.pairs.get_mut(at as usize) {
                 Some(entry) => match entry.1.checked_add(value) {
                     Some(sum) => entry.1 = sum,
                     None => return error("a contribution outside i64"),
@@ -67,7 +76,7 @@ impl Out {
                 None => return error("contributions index"),
             },
             None => {
-                self.index.insert(key.clone(), self.pairs.len());
+                self.index.insert(hash, self.pairs.len() as u32);
                 self.pairs.push((key, value));
             }
         }
@@ -398,9 +407,31 @@ pub fn live_only(contrib: &[(Key, i64)], thresholds: &Thresholds) -> Contributio
 /// `diff(before, after)`: after's changes (nonzero) in after's order, then before's keys
 /// after lacks, negated (zeros included, as Python's). Keys must be unique in each.
 pub fn diff(before: &[(Key, i64)], after: &[(Key, i64)]) -> Result<Contributions, ContribError> {
+    // Both lists hold each key once (dicts), and a batch mostly appends to a visitor's
+    // contributions: over the common prefix of keys, a key's old value is the one at the
+    // same place, with no map needed. (A key after the prefix cannot be in the other
+    // list's prefix: that holds the same keys as this list's prefix.)
+    let common = before
+        .iter()
+        .zip(after.iter())
+        .take_while(|((old, _), (new, _))| old == new)
+        .count();
+    let mut delta: Contributions = Vec::new();
+    for ((key, old), (_, value)) in before[..common].iter().zip(after[..common].iter()) {
+        let change = match value.checked_sub(*old) {
+            Some(change) => change,
+            None => return error("a change outside i64"),
+        };
+        if change != 0 {
+            delta.push((key.clone(), change));
+        }
+    }
+    let (before, after) = (&before[common..], &after[common..]);
+    if before.is_empty() && after.is_empty() {
+        return Ok(delta);
+    }
     let before_index: HashMap<&Key, i64> = before.iter().map(|(k, v)| (k, *v)).collect();
     let after_keys: HashMap<&Key, ()> = after.iter().map(|(k, _)| (k, ())).collect();
-    let mut delta: Contributions = Vec::new();
     for (key, value) in after {
         let old = before_index.get(key).copied().unwrap_or(0);
         let change = match value.checked_sub(old) {

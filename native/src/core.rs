@@ -101,6 +101,19 @@ impl CachedVisitor {
             }
         }
     }
+
+    /// `retention`, for a caller that replaces the visitor's retention with a new one
+    /// (and so never asks again): nothing is kept, so nothing is copied.
+    fn take_retention(
+        &mut self,
+        thresholds: &[(String, i64)],
+        rules: &Rules,
+    ) -> Result<Contributions, CoreError> {
+        match self.computed_retention.take() {
+            Some(computed) => Ok(live_only(&computed, thresholds)),
+            None => retention_of(&self.retention_inputs, thresholds, rules),
+        }
+    }
 }
 
 /// `VisitorCache` over the partition's own store of encoded states: the decoded visitors
@@ -699,8 +712,11 @@ impl PartitionCore {
     ) -> Result<(), CoreError> {
         let mut cached = self.visitors.load(key, &self.rules, thresholds)?;
         let old_size = cached.size;
+        // The cached contributions are not read again below: taken, not copied.
         let before = match &cached.computed_under {
-            Some(under) if same_thresholds(under, thresholds) => cached.contributions.clone(),
+            Some(under) if same_thresholds(under, thresholds) => {
+                std::mem::take(&mut cached.contributions)
+            }
             _ => live_only(&cached.contributions, thresholds),
         };
         let rules = &self.rules;
@@ -752,7 +768,7 @@ impl PartitionCore {
         let mut inputs: Option<RetentionInputs> = None;
         if signature != cached.retention_signature {
             // Only now are the retention contributions before the batch needed.
-            let retention_before = cached.retention(thresholds, rules)?;
+            let retention_before = cached.take_retention(thresholds, rules)?;
             let computed = retention_of(&inputs_now, thresholds, rules)?;
             delta.extend(diff(&retention_before, &computed).map_err(fail("diff"))?);
             retention_after = Some(computed);

@@ -21,6 +21,7 @@ pub mod event;
 pub mod funnel_eval;
 pub mod funnels;
 pub mod fxhash;
+pub mod hashindex;
 pub mod intake;
 pub mod json;
 pub mod keys;
