@@ -630,16 +630,29 @@ impl PartitionAggregates {
 
     /// `take_dirty`: the dirty rows (in no particular order), clearing them.
     pub fn take_dirty(&mut self) -> Vec<RowKey> {
-        let mut out = Vec::with_capacity(self.dirty.len());
+        let ids = self.take_dirty_ids();
+        ids.iter()
+            .filter_map(|id| self.row_key(*id).cloned())
+            .collect()
+    }
+
+    /// `take_dirty` as the ids of the rows (each once), for `row_key`.
+    pub fn take_dirty_ids(&mut self) -> Vec<u32> {
+        let mut ids = Vec::with_capacity(self.dirty.len());
         for id in std::mem::take(&mut self.dirty) {
             if let Some(slot) = self.rows.slot_mut(id) {
                 if slot.dirty {
                     slot.dirty = false;
-                    out.push(slot.key.clone());
+                    ids.push(id);
                 }
             }
         }
-        out
+        ids
+    }
+
+    /// The key of a live row by id (from `take_dirty_ids`; None once it is forgotten).
+    pub fn row_key(&self, id: u32) -> Option<&RowKey> {
+        self.rows.slot(id).map(|slot| &slot.key)
     }
 
     /// `dirty.clear()`: no row is dirty.

@@ -11,6 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::fxhash::{FxHashMap, FxHashSet};
+use crate::hashindex::HashIndex;
 
 use crate::aggregates::PartitionAggregates;
 use crate::channels::ChannelCache;
@@ -257,29 +258,41 @@ fn add<K: PartialEq>(counts: &mut Counts<K>, key: K, n: i64) {
     }
 }
 
-/// A `Counter` with many keys (step entries: one per funnel step, window and dims).
-#[derive(Clone, Debug)]
-pub struct IndexedCounts<K: std::hash::Hash + Eq + Clone> {
-    pub counts: Counts<K>,
-    index: FxHashMap<K, usize>,
+/// The step entries' `Counter` key: (funnel, step, window, channel, campaign).
+pub type StepEntry = (String, i64, i64, String, String);
+
+/// A `Counter` with many keys (step entries: one per funnel step, window and dims),
+/// found by hash from the borrowed key: a key is copied once, when new.
+#[derive(Clone, Debug, Default)]
+pub struct StepEntries {
+    pub counts: Counts<StepEntry>,
+    index: HashIndex,
 }
 
-impl<K: std::hash::Hash + Eq + Clone> Default for IndexedCounts<K> {
-    fn default() -> Self {
-        IndexedCounts {
-            counts: Vec::new(),
-            index: FxHashMap::default(),
-        }
-    }
-}
-
-impl<K: std::hash::Hash + Eq + Clone> IndexedCounts<K> {
-    fn add(&mut self, key: K, n: i64) {
-        match self.index.get(&key) {
-            Some(&at) => self.counts[at].1 += n,
+impl StepEntries {
+    fn add(&mut self, key: (&str, i64, i64, &str, &str), n: i64) {
+        let hash = self.index.hash(&key);
+        let counts = &self.counts;
+        let found = self.index.find(hash, |at| {
+            counts.get(at as usize).map_or(false, |(k, _)| {
+                (k.0.as_str(), k.1, k.2, k.3.as_str(), k.4.as_str()) == key
+            })
+        });
+        match found.and_then(|at| self.counts.get_mut(at as usize)) {
+            Some((_, total)) => *total += n,
             None => {
-                self.index.insert(key.clone(), self.counts.len());
-                self.counts.push((key, n));
+                self.index.insert(hash, self.counts.len() as u32);
+                let (funnel, step, window, channel, campaign) = key;
+                self.counts.push((
+                    (
+                        funnel.to_owned(),
+                        step,
+                        window,
+                        channel.to_owned(),
+                        campaign.to_owned(),
+                    ),
+                    n,
+                ));
             }
         }
     }
@@ -294,7 +307,7 @@ pub struct Stats {
     pub duplicates: Counts<String>,
     pub replayed: i64,
     /// (funnel, step, window, channel, campaign) -> net change of entities.
-    pub step_entries: IndexedCounts<(String, i64, i64, String, String)>,
+    pub step_entries: StepEntries,
     /// (channel, currency) -> net change.
     pub orders: Counts<(String, String)>,
     pub gmv_minor: Counts<(String, String)>,
@@ -310,13 +323,7 @@ impl Stats {
         for (key, change) in delta {
             match key {
                 Key::FunnelStep(k) => self.step_entries.add(
-                    (
-                        k.funnel.clone(),
-                        k.step,
-                        k.window,
-                        k.dims[0].clone(),
-                        k.dims[1].clone(),
-                    ),
+                    (&k.funnel, k.step, k.window, &k.dims[0], &k.dims[1]),
                     *change,
                 ),
                 Key::KpiCell(k) if k.metric == ORDERS || k.metric == GMV => {
@@ -460,9 +467,9 @@ impl PartitionCore {
         }
     }
 
-    fn rows_of(
+    fn rows_of<'k>(
         &self,
-        keys: &[RowKey],
+        keys: impl IntoIterator<Item = &'k RowKey>,
         is_final: bool,
         version: i64,
         out: &mut TableRows,
@@ -652,15 +659,17 @@ impl PartitionCore {
     ) -> Result<(), CoreError> {
         let watermark = self.watermark();
         out.watermark = watermark;
-        let mut by_visitor: Vec<(Vec<u8>, Vec<Pending>)> = Vec::new();
-        let mut index: FxHashMap<Vec<u8>, usize> = FxHashMap::default();
-        for item in pending {
+        // The batch's events by visitor, in first-seen order. The events stay where they
+        // are (an event is large: moving each into its visitor's list copied it).
+        let mut by_visitor: Vec<(&[u8], Vec<&Pending>)> = Vec::new();
+        let mut index: FxHashMap<&[u8], usize> = FxHashMap::default();
+        for item in &pending {
             let key = item.event.anonymous_id.as_bytes();
             match index.get(key) {
                 Some(&at) => by_visitor[at].1.push(item),
                 None => {
-                    index.insert(key.to_vec(), by_visitor.len());
-                    by_visitor.push((key.to_vec(), vec![item]));
+                    index.insert(key, by_visitor.len());
+                    by_visitor.push((key, vec![item]));
                 }
             }
         }
@@ -672,7 +681,7 @@ impl PartitionCore {
         }
         if let Some(mark) = watermark {
             for key in self.timers.pop_due(mark) {
-                if !index.contains_key(&key) {
+                if !index.contains_key(key.as_slice()) {
                     self.update_visitor(&key, &[], watermark, &thresholds, out, clocks)?;
                 }
             }
@@ -682,15 +691,15 @@ impl PartitionCore {
             .finalize(&self.rules, watermark)
             .map_err(fail("finalize"))?;
         let final_set: FxHashSet<&RowKey> = final_rows.iter().collect();
-        let dirty: Vec<RowKey> = self
-            .aggregates
-            .take_dirty()
-            .into_iter()
-            .filter(|row| !final_set.contains(row))
-            .collect();
+        // The dirty rows are read where the aggregates keep them, not copied out.
+        let dirty_ids = self.aggregates.take_dirty_ids();
         let version = clocks.versions.next();
         let mut rows = std::mem::take(&mut out.aggregate_rows);
-        self.rows_of(&dirty, false, version, &mut rows)?;
+        let dirty = dirty_ids
+            .iter()
+            .filter_map(|id| self.aggregates.row_key(*id))
+            .filter(|row| !final_set.contains(row));
+        self.rows_of(dirty, false, version, &mut rows)?;
         if !final_rows.is_empty() {
             self.rows_of(&final_rows, true, version, &mut rows)?;
             self.aggregates.forget(&final_rows);
@@ -704,7 +713,7 @@ impl PartitionCore {
     fn update_visitor(
         &mut self,
         key: &[u8],
-        items: &[Pending],
+        items: &[&Pending],
         watermark: Option<i64>,
         thresholds: &[(String, i64)],
         out: &mut Output,

@@ -610,8 +610,8 @@ fn push_row(out: &mut TableRows, row: Row) {
 /// `aggregate_rows`: rows for aggregate `keys` with the partition's current totals,
 /// grouped by table (tables in first-seen order, rows in key order). Err where Python
 /// raises (a funnel step without a name, a date outside years 1-9999): then no rows.
-pub fn aggregate_rows(
-    keys: &[RowKey],
+pub fn aggregate_rows<'k>(
+    keys: impl IntoIterator<Item = &'k RowKey>,
     total: &TotalOf,
     ctx: &RowContext,
 ) -> Result<TableRows, RowError> {
