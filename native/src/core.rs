@@ -735,13 +735,13 @@ impl PartitionCore {
                 &mut state,
                 &item.event,
                 &item.dims,
-                &item.stream,
+                item.stream(),
                 item.offset,
                 rules,
             )
             .map_err(fail("apply_event"))?;
             match applied {
-                Applied::Duplicate => add(&mut out.stats.duplicates, item.stream.clone(), 1),
+                Applied::Duplicate => add(&mut out.stats.duplicates, item.stream().to_owned(), 1),
                 Applied::Replayed => out.stats.replayed += 1,
                 _ => {}
             }

@@ -5,6 +5,7 @@
 //! classifier and the forget hooks are given as closures.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::deadletter::DeadLetter;
 use crate::event::{Event, Stream};
@@ -30,10 +31,17 @@ pub struct Record {
 /// An on-time event on its way to its visitor.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pending {
-    pub event: Event,
+    /// Shared with the event's `events_raw` row.
+    pub event: Arc<Event>,
     pub dims: Dims,
-    pub stream: String,
     pub offset: i64,
+}
+
+impl Pending {
+    /// The input the event came from.
+    pub fn stream(&self) -> &'static str {
+        self.event.stream.as_str()
+    }
 }
 
 /// `EventCodec.decode`: the record reader (`records.rs`) then `build_event`.
@@ -63,7 +71,7 @@ impl EventDecoder {
                     Some(kind) => kind,
                     None => return Err(format!("unknown stream {:?}", stream)),
                 };
-                build_event(&record, kind, now_ms, &self.bounds).map_err(|e| e.0)
+                build_event(record, kind, now_ms, &self.bounds).map_err(|e| e.0)
             }
         }
     }
@@ -157,6 +165,7 @@ impl Intake {
         };
         // Sized for the batch up front: growing these vectors record by record made the
         // allocator copy them and the kernel zero fresh pages (perf, BENCHMARKS.md).
+        let shared_topic: Arc<str> = Arc::from(topic);
         let mut pending = Vec::with_capacity(records.len());
         result.raw_rows.reserve(records.len());
         if !records.is_empty() {
@@ -188,11 +197,12 @@ impl Intake {
             );
             let (late_reason, watermark) =
                 lateness(event.event_time_ms, tp_clock, partition_watermark);
+            let event = Arc::new(event);
             result.raw_rows.push(RawEventRow::build(
                 &event,
                 &channel,
                 late_reason.is_some(),
-                topic,
+                &shared_topic,
                 self.partition,
                 record.offset,
                 record.timestamp_ms,
@@ -225,7 +235,6 @@ impl Intake {
             pending.push(Pending {
                 event,
                 dims,
-                stream: stream.to_owned(),
                 offset: record.offset,
             });
         }
@@ -448,7 +457,7 @@ fn pending_json(p: &Pending) -> Json {
     Json::List(vec![
         p.event.to_json(),
         Json::List(p.dims.iter().map(|d| Json::s(d)).collect()),
-        Json::s(&p.stream),
+        Json::s(p.stream()),
         Json::Int(p.offset),
     ])
 }

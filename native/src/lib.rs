@@ -150,7 +150,7 @@ impl Decoder {
             match read {
                 records::RecordRead::Rejected(_) => rejections += 1,
                 records::RecordRead::Record(record) => {
-                    match validation::build_event(&record, kind, *now, &self.bounds) {
+                    match validation::build_event(record, kind, *now, &self.bounds) {
                         Ok(Ok(_)) => events += 1,
                         Ok(Err(_)) => rejections += 1,
                         Err(e) => return Err(value_error(format!("a record: {}", e))),

@@ -73,14 +73,85 @@ const DETAIL_LIMIT: usize = 300;
 
 /// What the first stage of `EventCodec.decode` makes of a record: the record for
 /// `build_event`, or why it goes to the dead-letter topic.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum RecordRead {
-    Record(Json),
+#[derive(Debug)]
+pub enum RecordRead<'r> {
+    Record(ReaderRecord<'r>),
     Rejected(Rejection),
 }
 
-fn rejected(reason: Reason, detail: String) -> RecordRead {
+fn rejected<'r>(reason: Reason, detail: String) -> RecordRead<'r> {
     RecordRead::Rejected(Rejection::new(reason, detail))
+}
+
+/// A record as a reader made it: its fields, in field order. An Avro record's names are
+/// its reader schema's, borrowed: copying ~45 names into every record was a tenth of the
+/// intake's time (perf, BENCHMARKS.md).
+#[derive(Debug)]
+pub struct ReaderRecord<'r> {
+    names: FieldNames<'r>,
+    values: Vec<Json>,
+}
+
+#[derive(Debug)]
+enum FieldNames<'r> {
+    Schema(&'r [(String, Avro)]),
+    Own(Vec<String>),
+}
+
+impl<'r> ReaderRecord<'r> {
+    /// The record of a JSON object's entries; None when `value` is not an object.
+    pub fn from_json(value: Json) -> Option<ReaderRecord<'static>> {
+        match value {
+            Json::Object(entries) => {
+                let (names, values) = entries.into_iter().unzip();
+                Some(ReaderRecord {
+                    names: FieldNames::Own(names),
+                    values,
+                })
+            }
+            _ => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    pub fn name(&self, index: usize) -> &str {
+        match &self.names {
+            FieldNames::Schema(fields) => &fields[index].0,
+            FieldNames::Own(names) => &names[index],
+        }
+    }
+
+    /// Where field `name` is, looked for from `from` on, then from the start: the fields
+    /// are mostly read in their order, so the first look usually finds it.
+    pub fn position(&self, name: &str, from: usize) -> Option<usize> {
+        let len = self.len();
+        let from = from.min(len);
+        (from..len)
+            .chain(0..from)
+            .find(|&index| self.name(index) == name)
+    }
+
+    pub fn value(&self, index: usize) -> &Json {
+        &self.values[index]
+    }
+
+    /// The value at `index`, moved out (a null is left in its place).
+    pub fn take(&mut self, index: usize) -> Json {
+        std::mem::replace(&mut self.values[index], Json::Null)
+    }
+
+    /// The record as a JSON object (names copied), for the probes.
+    pub fn into_json(self) -> Json {
+        let names: Vec<String> = (0..self.len()).map(|i| self.name(i).to_owned()).collect();
+        Json::Object(names.into_iter().zip(self.values).collect())
+    }
 }
 
 // -- the registry -----------------------------------------------------------------------
@@ -98,7 +169,8 @@ pub struct RegisteredSchema {
 #[derive(Clone, Debug)]
 struct StreamCodec {
     name: String,
-    readers: Vec<(i64, Avro)>,
+    /// schema id -> the fields of its record.
+    readers: Vec<(i64, Vec<(String, Avro)>)>,
     json: Conv,
 }
 
@@ -152,9 +224,11 @@ impl Registry {
                 let definition = definitions[i];
                 let what = format!("{} v{}", schema.name, schema.version);
                 require_event_fields(definition, &what)?;
-                let reader = AvroCompiler::default()
-                    .compile(definition, "")
-                    .map_err(|e| format!("{}: {}", what, e))?;
+                let reader = match AvroCompiler::default().compile(definition, "") {
+                    Ok(Avro::Record(fields)) => fields,
+                    Ok(_) => return Err(format!("{}: an event schema must be a record", what)),
+                    Err(e) => return Err(format!("{}: {}", what, e)),
+                };
                 readers.push((schema.schema_id, reader));
             }
             let latest = versions[versions.len() - 1];
@@ -179,7 +253,7 @@ impl Registry {
         raw: &[u8],
         stream: &str,
         max_payload_bytes: i64,
-    ) -> Result<RecordRead, String> {
+    ) -> Result<RecordRead<'_>, String> {
         if raw.len() as i128 > max_payload_bytes as i128 {
             return Ok(rejected(
                 Reason::PayloadTooLarge,
@@ -220,7 +294,7 @@ impl Registry {
         ))
     }
 
-    fn read_avro(&self, raw: &[u8], codec: &StreamCodec) -> RecordRead {
+    fn read_avro<'r>(&self, raw: &[u8], codec: &'r StreamCodec) -> RecordRead<'r> {
         if raw.len() < 5 {
             return rejected(
                 Reason::Undecodable,
@@ -238,8 +312,8 @@ impl Registry {
             }
         };
         let mut body = AvroReader { buf: raw, pos: 5 };
-        let record = match body.read(reader) {
-            Ok(record) => record,
+        let values = match body.fields(reader) {
+            Ok(values) => values,
             Err(fail) => {
                 return rejected(
                     Reason::Undecodable,
@@ -262,7 +336,10 @@ impl Registry {
                 format!("Avro body for schema id {} {}", schema_id, problem),
             );
         }
-        RecordRead::Record(record)
+        RecordRead::Record(ReaderRecord {
+            names: FieldNames::Schema(reader),
+            values,
+        })
     }
 
     fn unknown_id_detail(&self, schema_id: i64, codec: &StreamCodec) -> String {
@@ -671,12 +748,9 @@ impl<'a> AvroReader<'a> {
             }
             Avro::Record(fields) => {
                 // Field names are unique (the compiler checks), so no dict semantics needed.
-                let mut out = Vec::with_capacity(fields.len());
-                for (name, schema) in fields {
-                    let value = self.read(schema)?;
-                    out.push((name.clone(), value));
-                }
-                Ok(Json::Object(out))
+                let values = self.fields(fields)?;
+                let names = fields.iter().map(|(name, _)| name.clone());
+                Ok(Json::Object(names.zip(values).collect()))
             }
             Avro::Array(items) => {
                 let mut out = Vec::new();
@@ -697,6 +771,15 @@ impl<'a> AvroReader<'a> {
                 Ok(Json::Object(out.finish()))
             }
         }
+    }
+
+    /// A record's values, in field order.
+    fn fields(&mut self, fields: &[(String, Avro)]) -> Result<Vec<Json>, AvroFail> {
+        let mut values = Vec::with_capacity(fields.len());
+        for (_, schema) in fields {
+            values.push(self.read(schema)?);
+        }
+        Ok(values)
     }
 
     /// Avro blocks: a count (negative: followed by the block's byte size), the items, and
@@ -1893,7 +1976,7 @@ fn convert(conv: &Conv, value: &Value, at: &str) -> Result<Json, Bad> {
 }
 
 /// `EventCodec._read_json`: parse, check it is an object, default `sent_time`, shape.
-fn read_json(raw: &[u8], conv: &Conv) -> RecordRead {
+fn read_json(raw: &[u8], conv: &Conv) -> RecordRead<'static> {
     let mut obj = match orjson_loads(raw) {
         Ok(obj) => obj,
         Err(e) => return rejected(Reason::Undecodable, clip(&format!("invalid JSON: {}", e))),
@@ -1923,8 +2006,10 @@ fn read_json(raw: &[u8], conv: &Conv) -> RecordRead {
             }
         }
     }
-    match convert(conv, &obj, "") {
-        Ok(record) => RecordRead::Record(record),
+    match convert(conv, &obj, "").map(ReaderRecord::from_json) {
+        Ok(Some(record)) => RecordRead::Record(record),
+        // The converter of a record schema makes an object of an object.
+        Ok(None) => rejected(Reason::Undecodable, "JSON record must be an object".into()),
         Err((reason, detail)) => rejected(reason, detail),
     }
 }
@@ -2448,7 +2533,7 @@ fn arg<'a>(args: &'a Json, key: &str) -> JsonResult<&'a Json> {
 
 fn read_json_out(read: Result<RecordRead, String>) -> Json {
     match read {
-        Ok(RecordRead::Record(record)) => Json::Object(vec![("record".into(), record)]),
+        Ok(RecordRead::Record(record)) => Json::Object(vec![("record".into(), record.into_json())]),
         Ok(RecordRead::Rejected(r)) => Json::Object(vec![
             ("reason".into(), Json::s(r.reason.as_str())),
             ("detail".into(), Json::Str(r.detail)),

@@ -10,6 +10,7 @@
 //! Values are the rows' JSON values (`Row::to_json`): times as integers (milliseconds for
 //! `DateTime64(3)`, seconds for `DateTime`), dates as ISO text, floats as Python's repr.
 
+use crate::event::Item;
 use crate::json::Json;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +124,9 @@ pub enum Cell<'a> {
     Ints(&'a [i64]),
     /// A map of text to text, in order.
     Pairs(&'a [(String, String)]),
+    /// A list of one text of each item (`events_raw`'s item columns, read in place).
+    ItemStrs(&'a [Item], fn(&Item) -> &str),
+    ItemInts(&'a [Item], fn(&Item) -> i64),
 }
 
 impl<'a> Cell<'a> {
@@ -132,7 +136,7 @@ impl<'a> Cell<'a> {
             Cell::Null => "null",
             Cell::Int(_) => "an integer",
             Cell::Str(_) => "a string",
-            Cell::Strs(_) | Cell::Ints(_) => "a list",
+            Cell::Strs(_) | Cell::Ints(_) | Cell::ItemStrs(..) | Cell::ItemInts(..) => "a list",
             Cell::Pairs(_) => "an object",
         }
     }
@@ -166,6 +170,12 @@ impl<'a> Cell<'a> {
             Cell::Str(s) => Json::s(s),
             Cell::Strs(items) => Json::List(items.iter().map(|v| Json::s(v)).collect()),
             Cell::Ints(items) => Json::List(items.iter().map(|v| Json::Int(*v)).collect()),
+            Cell::ItemStrs(items, text) => {
+                Json::List(items.iter().map(|item| Json::s(text(item))).collect())
+            }
+            Cell::ItemInts(items, number) => {
+                Json::List(items.iter().map(|item| Json::Int(number(item))).collect())
+            }
             Cell::Pairs(entries) => Json::Object(
                 entries
                     .iter()
@@ -284,6 +294,18 @@ fn write_value(out: &mut Vec<u8>, column: &ColumnType, value: Cell<'_>) -> Resul
                 varint(out, items.len() as u64);
                 for item in items {
                     write_value(out, t, Cell::Int(*item))?;
+                }
+            }
+            Cell::ItemStrs(items, text) => {
+                varint(out, items.len() as u64);
+                for item in items {
+                    write_value(out, t, Cell::Str(text(item)))?;
+                }
+            }
+            Cell::ItemInts(items, number) => {
+                varint(out, items.len() as u64);
+                for item in items {
+                    write_value(out, t, Cell::Int(number(item)))?;
                 }
             }
             _ => return wrong("a list"),

@@ -3,6 +3,8 @@
 //! TableSpec's order. `to_json` gives the row as the probe's JSON list (the Python tuple
 //! with dicts as objects in insertion order).
 
+use std::sync::Arc;
+
 use crate::deadletter::{hex, DeadLetter};
 use crate::event::Event;
 use crate::json::Json;
@@ -20,128 +22,43 @@ pub const BEYOND_LATENESS: &str = "beyond_lateness";
 /// `late_events.WINDOW_CLOSED`: behind the partition's watermark.
 pub const WINDOW_CLOSED: &str = "window_closed";
 
-fn or_empty(value: &Option<String>) -> String {
-    value.clone().unwrap_or_default()
-}
-
-/// One row of `events_raw`: every decoded event as received (on time or late).
+/// One row of `events_raw`: every decoded event as received (on time or late). The row
+/// reads the event in place (shared with the visitor update that follows): copying its
+/// ~45 values into a row of its own was a tenth of the intake (perf, BENCHMARKS.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RawEventRow {
-    pub event_id: String,
-    pub event_type: String,
-    pub stream: String,
-    pub event_time: i64,
-    pub sent_time: i64,
-    pub anonymous_id: String,
-    pub user_id: Option<String>,
-    pub session_id: String,
-    pub platform: String,
-    pub device: String,
-    pub country: String,
+    pub event: Arc<Event>,
     pub channel: String,
-    pub utm_source: String,
-    pub utm_medium: String,
-    pub utm_campaign: String,
-    pub utm_content: String,
-    pub utm_term: String,
-    pub referrer: String,
-    pub page_url: String,
-    pub referral_code: String,
-    pub experiments: Vec<(String, String)>,
-    pub item_ids: Vec<String>,
-    pub item_prices_minor: Vec<i64>,
-    pub item_quantities: Vec<i64>,
-    pub cart_id: String,
-    pub transaction_id: String,
-    pub currency: String,
-    pub value_minor: Option<i64>,
-    pub tax_minor: Option<i64>,
-    pub shipping_minor: Option<i64>,
-    pub discount_minor: Option<i64>,
-    pub coupon: String,
-    pub payment_type: String,
-    pub refund_reason: String,
-    pub payment_error_code: String,
-    /// 1 when late, else 0.
-    pub is_late: i64,
-    pub source_topic: String,
+    pub is_late: bool,
+    pub source_topic: Arc<str>,
     pub source_partition: i64,
     pub source_offset: i64,
     pub ingested_at: i64,
-    /// 0 when late, else 1: an on-time copy replaces a late copy of the same event.
-    pub version: i64,
-    pub properties: Vec<(String, String)>,
-    pub item_coupons: Vec<String>,
-    pub item_discounts_minor: Vec<i64>,
-    pub search_term: String,
-    pub item_names: Vec<String>,
-    pub item_categories: Vec<String>,
-    pub item_brands: Vec<String>,
-    pub item_variants: Vec<String>,
+}
+
+fn text(value: &Option<String>) -> &str {
+    value.as_deref().unwrap_or("")
 }
 
 impl RawEventRow {
     /// `raw_events.build_row(event, channel, is_late, topic, partition, offset, now_ms)`.
     pub fn build(
-        event: &Event,
+        event: &Arc<Event>,
         channel: &str,
         is_late: bool,
-        topic: &str,
+        topic: &Arc<str>,
         partition: i64,
         offset: i64,
         now_ms: i64,
     ) -> RawEventRow {
-        let items = &event.items;
         RawEventRow {
-            event_id: event.event_id.clone(),
-            event_type: event.event_type.clone(),
-            stream: event.stream.as_str().to_owned(),
-            event_time: event.event_time_ms,
-            sent_time: event.sent_time_ms,
-            anonymous_id: event.anonymous_id.clone(),
-            user_id: event.user_id.clone(),
-            session_id: event.session_id.clone(),
-            platform: event.platform.clone(),
-            device: event.device.clone(),
-            country: event.country.clone(),
+            event: Arc::clone(event),
             channel: channel.to_owned(),
-            utm_source: or_empty(&event.utm_source),
-            utm_medium: or_empty(&event.utm_medium),
-            utm_campaign: or_empty(&event.utm_campaign),
-            utm_content: or_empty(&event.utm_content),
-            utm_term: or_empty(&event.utm_term),
-            referrer: or_empty(&event.referrer),
-            page_url: or_empty(&event.page_url),
-            referral_code: or_empty(&event.referral_code),
-            experiments: event.experiments.clone(),
-            item_ids: items.iter().map(|i| i.item_id.clone()).collect(),
-            item_prices_minor: items.iter().map(|i| i.price_minor).collect(),
-            item_quantities: items.iter().map(|i| i.quantity).collect(),
-            cart_id: or_empty(&event.cart_id),
-            transaction_id: or_empty(&event.transaction_id),
-            currency: or_empty(&event.currency),
-            value_minor: event.value_minor,
-            tax_minor: event.tax_minor,
-            shipping_minor: event.shipping_minor,
-            discount_minor: event.discount_minor,
-            coupon: or_empty(&event.coupon),
-            payment_type: or_empty(&event.payment_type),
-            refund_reason: or_empty(&event.refund_reason),
-            payment_error_code: or_empty(&event.payment_error_code),
-            is_late: if is_late { 1 } else { 0 },
-            source_topic: topic.to_owned(),
+            is_late,
+            source_topic: Arc::clone(topic),
             source_partition: partition,
             source_offset: offset,
             ingested_at: now_ms,
-            version: if is_late { 0 } else { 1 },
-            properties: event.properties.clone(),
-            item_coupons: items.iter().map(|i| or_empty(&i.coupon)).collect(),
-            item_discounts_minor: items.iter().map(|i| i.discount_minor).collect(),
-            search_term: or_empty(&event.search_term),
-            item_names: items.iter().map(|i| or_empty(&i.item_name)).collect(),
-            item_categories: items.iter().map(|i| or_empty(&i.item_category)).collect(),
-            item_brands: items.iter().map(|i| or_empty(&i.item_brand)).collect(),
-            item_variants: items.iter().map(|i| or_empty(&i.item_variant)).collect(),
         }
     }
 
@@ -154,56 +71,61 @@ impl RawEventRow {
 impl RowCells for RawEventRow {
     /// The values of `to_json`, in the same order, borrowed.
     fn cells(&self) -> Vec<Cell<'_>> {
+        let event = &*self.event;
+        let items = &event.items[..];
+        // 1 when late, else 0; the version is 0 when late, else 1: an on-time copy
+        // replaces a late copy of the same event.
+        let (is_late, version) = if self.is_late { (1, 0) } else { (0, 1) };
         vec![
-            Cell::Str(&self.event_id),
-            Cell::Str(&self.event_type),
-            Cell::Str(&self.stream),
-            Cell::Int(self.event_time),
-            Cell::Int(self.sent_time),
-            Cell::Str(&self.anonymous_id),
-            self.user_id.as_deref().map_or(Cell::Null, Cell::Str),
-            Cell::Str(&self.session_id),
-            Cell::Str(&self.platform),
-            Cell::Str(&self.device),
-            Cell::Str(&self.country),
+            Cell::Str(&event.event_id),
+            Cell::Str(&event.event_type),
+            Cell::Str(event.stream.as_str()),
+            Cell::Int(event.event_time_ms),
+            Cell::Int(event.sent_time_ms),
+            Cell::Str(&event.anonymous_id),
+            event.user_id.as_deref().map_or(Cell::Null, Cell::Str),
+            Cell::Str(&event.session_id),
+            Cell::Str(&event.platform),
+            Cell::Str(&event.device),
+            Cell::Str(&event.country),
             Cell::Str(&self.channel),
-            Cell::Str(&self.utm_source),
-            Cell::Str(&self.utm_medium),
-            Cell::Str(&self.utm_campaign),
-            Cell::Str(&self.utm_content),
-            Cell::Str(&self.utm_term),
-            Cell::Str(&self.referrer),
-            Cell::Str(&self.page_url),
-            Cell::Str(&self.referral_code),
-            Cell::Pairs(&self.experiments),
-            Cell::Strs(&self.item_ids),
-            Cell::Ints(&self.item_prices_minor),
-            Cell::Ints(&self.item_quantities),
-            Cell::Str(&self.cart_id),
-            Cell::Str(&self.transaction_id),
-            Cell::Str(&self.currency),
-            self.value_minor.map_or(Cell::Null, Cell::Int),
-            self.tax_minor.map_or(Cell::Null, Cell::Int),
-            self.shipping_minor.map_or(Cell::Null, Cell::Int),
-            self.discount_minor.map_or(Cell::Null, Cell::Int),
-            Cell::Str(&self.coupon),
-            Cell::Str(&self.payment_type),
-            Cell::Str(&self.refund_reason),
-            Cell::Str(&self.payment_error_code),
-            Cell::Int(self.is_late),
+            Cell::Str(text(&event.utm_source)),
+            Cell::Str(text(&event.utm_medium)),
+            Cell::Str(text(&event.utm_campaign)),
+            Cell::Str(text(&event.utm_content)),
+            Cell::Str(text(&event.utm_term)),
+            Cell::Str(text(&event.referrer)),
+            Cell::Str(text(&event.page_url)),
+            Cell::Str(text(&event.referral_code)),
+            Cell::Pairs(&event.experiments),
+            Cell::ItemStrs(items, |i| &i.item_id),
+            Cell::ItemInts(items, |i| i.price_minor),
+            Cell::ItemInts(items, |i| i.quantity),
+            Cell::Str(text(&event.cart_id)),
+            Cell::Str(text(&event.transaction_id)),
+            Cell::Str(text(&event.currency)),
+            event.value_minor.map_or(Cell::Null, Cell::Int),
+            event.tax_minor.map_or(Cell::Null, Cell::Int),
+            event.shipping_minor.map_or(Cell::Null, Cell::Int),
+            event.discount_minor.map_or(Cell::Null, Cell::Int),
+            Cell::Str(text(&event.coupon)),
+            Cell::Str(text(&event.payment_type)),
+            Cell::Str(text(&event.refund_reason)),
+            Cell::Str(text(&event.payment_error_code)),
+            Cell::Int(is_late),
             Cell::Str(&self.source_topic),
             Cell::Int(self.source_partition),
             Cell::Int(self.source_offset),
             Cell::Int(self.ingested_at),
-            Cell::Int(self.version),
-            Cell::Pairs(&self.properties),
-            Cell::Strs(&self.item_coupons),
-            Cell::Ints(&self.item_discounts_minor),
-            Cell::Str(&self.search_term),
-            Cell::Strs(&self.item_names),
-            Cell::Strs(&self.item_categories),
-            Cell::Strs(&self.item_brands),
-            Cell::Strs(&self.item_variants),
+            Cell::Int(version),
+            Cell::Pairs(&event.properties),
+            Cell::ItemStrs(items, |i| text(&i.coupon)),
+            Cell::ItemInts(items, |i| i.discount_minor),
+            Cell::Str(text(&event.search_term)),
+            Cell::ItemStrs(items, |i| text(&i.item_name)),
+            Cell::ItemStrs(items, |i| text(&i.item_category)),
+            Cell::ItemStrs(items, |i| text(&i.item_brand)),
+            Cell::ItemStrs(items, |i| text(&i.item_variant)),
         ]
     }
 }

@@ -17,7 +17,10 @@
 //! detail are Python's (`py_repr`).
 
 use crate::event::{stream_of_event, Event, Item, Stream, PLATFORMS};
+use std::cell::Cell;
+
 use crate::json::{Json, JsonError, JsonResult};
+use crate::records::ReaderRecord;
 
 pub const EARLIEST_EVENT_TIME_MS: i64 = 946_684_800_000; // 2000-01-01T00:00:00Z
 pub const EARLIEST_REPLAY_EVENT_TIME_MS: i64 = 31_536_000_000; // 1971-01-01T00:00:00Z
@@ -254,33 +257,31 @@ impl ValidationBounds {
 
 // -- reading the record -------------------------------------------------------------------
 
-/// A decoded record (or item): `rec[name]` and `rec.get(name)` with the reader's types.
-struct Fields<'a> {
-    what: &'a str,
-    entries: &'a [(String, Json)],
-}
+/// `rec[name]` and `rec.get(name)` over a reader's record or item, with the reader's types.
+trait Lookup<'a> {
+    /// What the fields belong to, for errors ("the record", "an item").
+    fn what(&self) -> &str;
 
-impl<'a> Fields<'a> {
-    fn of(value: &'a Json, what: &'a str) -> JsonResult<Fields<'a>> {
-        Ok(Fields {
-            what,
-            entries: value.object(what)?,
-        })
-    }
+    /// The value of field `name`, null included; None when the field is absent.
+    fn find(&self, name: &str) -> Option<&'a Json>;
 
     /// `rec.get(name)`: None when the field is absent or null.
     fn get(&self, name: &str) -> Option<&'a Json> {
-        match self.entries.iter().find(|(k, _)| k == name) {
-            Some((_, Json::Null)) | None => None,
-            Some((_, value)) => Some(value),
+        match self.find(name) {
+            Some(Json::Null) | None => None,
+            Some(value) => Some(value),
         }
     }
 
     /// `rec[name]`: an error when the field is absent.
     fn field(&self, name: &str) -> JsonResult<&'a Json> {
-        match self.entries.iter().find(|(k, _)| k == name) {
-            Some((_, value)) => Ok(value),
-            None => Err(JsonError(format!("{} has no field {:?}", self.what, name))),
+        match self.find(name) {
+            Some(value) => Ok(value),
+            None => Err(JsonError(format!(
+                "{} has no field {:?}",
+                self.what(),
+                name
+            ))),
         }
     }
 
@@ -305,6 +306,114 @@ impl<'a> Fields<'a> {
     }
 }
 
+/// A decoded item (a JSON object).
+struct Fields<'a> {
+    what: &'a str,
+    entries: &'a [(String, Json)],
+}
+
+impl<'a> Fields<'a> {
+    fn of(value: &'a Json, what: &'a str) -> JsonResult<Fields<'a>> {
+        Ok(Fields {
+            what,
+            entries: value.object(what)?,
+        })
+    }
+}
+
+impl<'a> Lookup<'a> for Fields<'a> {
+    fn what(&self) -> &str {
+        self.what
+    }
+
+    fn find(&self, name: &str) -> Option<&'a Json> {
+        self.entries.iter().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+}
+
+/// The record being checked: its fields found from where the last one was.
+struct RecordFields<'a, 'r> {
+    record: &'a ReaderRecord<'r>,
+    next: Cell<usize>,
+}
+
+impl<'a, 'r> RecordFields<'a, 'r> {
+    fn of(record: &'a ReaderRecord<'r>) -> Self {
+        RecordFields {
+            record,
+            next: Cell::new(0),
+        }
+    }
+}
+
+impl<'a, 'r> Lookup<'a> for RecordFields<'a, 'r> {
+    fn what(&self) -> &str {
+        RECORD
+    }
+
+    fn find(&self, name: &str) -> Option<&'a Json> {
+        let index = self.record.position(name, self.next.get())?;
+        self.next.set(index + 1);
+        Some(self.record.value(index))
+    }
+}
+
+/// The checked record's text fields, moved into the Event rather than copied.
+struct Taker<'r> {
+    record: ReaderRecord<'r>,
+    next: usize,
+}
+
+impl<'r> Taker<'r> {
+    fn index(&mut self, name: &str) -> JsonResult<usize> {
+        match self.record.position(name, self.next) {
+            Some(index) => {
+                self.next = index + 1;
+                Ok(index)
+            }
+            None => Err(JsonError(format!("{} has no field {:?}", RECORD, name))),
+        }
+    }
+
+    fn opt_string(&mut self, name: &str) -> JsonResult<Option<String>> {
+        let index = self.index(name)?;
+        self.record.value(index).opt_str(name)?; // the look's type check and message
+        Ok(match self.record.take(index) {
+            Json::Str(text) => Some(text),
+            _ => None,
+        })
+    }
+
+    fn string(&mut self, name: &str) -> JsonResult<String> {
+        let index = self.index(name)?;
+        self.record.value(index).str(name)?;
+        Ok(match self.record.take(index) {
+            Json::Str(text) => text,
+            _ => String::new(),
+        })
+    }
+
+    /// An Avro map of strings, in insertion order.
+    fn string_map(&mut self, name: &str) -> JsonResult<Vec<(String, String)>> {
+        let index = self.index(name)?;
+        for (_, value) in self.record.value(index).object(name)? {
+            value.str(name)?;
+        }
+        Ok(match self.record.take(index) {
+            Json::Object(entries) => entries
+                .into_iter()
+                .map(|(k, v)| match v {
+                    Json::Str(text) => (k, text),
+                    _ => (k, String::new()),
+                })
+                .collect(),
+            _ => Vec::new(),
+        })
+    }
+}
+
+const RECORD: &str = "the record";
+
 /// An Avro map of strings, in insertion order.
 fn string_map(value: &Json, what: &str) -> JsonResult<Vec<(String, String)>> {
     value
@@ -316,15 +425,80 @@ fn string_map(value: &Json, what: &str) -> JsonResult<Vec<(String, String)>> {
 
 // -- build_event --------------------------------------------------------------------------
 
-/// The validated Event for `rec`, or the first Rejection that applies; `Err` when `rec`
-/// is not shaped as a reader's record.
+/// What the checks keep for the Event besides the record's text fields.
+struct Checked {
+    event_type: String,
+    event_time: i64,
+    sent_time: i64,
+    value: Option<i64>,
+    tax: Option<i64>,
+    shipping: Option<i64>,
+    discount: Option<i64>,
+    items: Vec<Item>,
+    properties: Vec<(String, String)>,
+}
+
+/// The validated Event for `record`, or the first Rejection that applies; `Err` when
+/// `record` is not shaped as a reader's record.
 pub fn build_event(
-    rec: &Json,
+    record: ReaderRecord<'_>,
     stream: Stream,
     now_ms: i64,
     bounds: &ValidationBounds,
 ) -> JsonResult<Result<Event, Rejection>> {
-    let rec = Fields::of(rec, "the record")?;
+    let checked = match check(&record, stream, now_ms, bounds)? {
+        Ok(checked) => checked,
+        Err(rejection) => return Ok(Err(rejection)),
+    };
+    // The text fields move out of the record, in the order the Event lists them.
+    let mut rec = Taker { record, next: 0 };
+    Ok(Ok(Event {
+        stream,
+        event_type: checked.event_type,
+        event_id: rec.string("event_id")?,
+        event_time_ms: checked.event_time,
+        sent_time_ms: checked.sent_time,
+        anonymous_id: rec.string("anonymous_id")?,
+        session_id: rec.string("session_id")?,
+        user_id: rec.opt_string("user_id")?,
+        platform: rec.string("platform")?,
+        device: rec.string("device")?,
+        country: rec.string("country")?,
+        page_url: rec.opt_string("page_url")?,
+        referrer: rec.opt_string("referrer")?,
+        utm_source: rec.opt_string("utm_source")?,
+        utm_medium: rec.opt_string("utm_medium")?,
+        utm_campaign: rec.opt_string("utm_campaign")?,
+        utm_content: rec.opt_string("utm_content")?,
+        utm_term: rec.opt_string("utm_term")?,
+        experiments: rec.string_map("experiments")?,
+        referral_code: rec.opt_string("referral_code")?,
+        search_term: rec.opt_string("search_term")?,
+        items: checked.items,
+        cart_id: rec.opt_string("cart_id")?,
+        transaction_id: rec.opt_string("transaction_id")?,
+        currency: rec.opt_string("currency")?,
+        value_minor: checked.value,
+        tax_minor: checked.tax,
+        shipping_minor: checked.shipping,
+        coupon: rec.opt_string("coupon")?,
+        discount_minor: checked.discount,
+        payment_type: rec.opt_string("payment_type")?,
+        refund_reason: rec.opt_string("refund_reason")?,
+        payment_error_code: rec.opt_string("payment_error_code")?,
+        properties: checked.properties,
+    }))
+}
+
+/// The checks of `build_event`, in the Python's order: what the Event keeps of them, or
+/// the first Rejection.
+fn check(
+    record: &ReaderRecord<'_>,
+    stream: Stream,
+    now_ms: i64,
+    bounds: &ValidationBounds,
+) -> JsonResult<Result<Checked, Rejection>> {
+    let rec = RecordFields::of(record);
     let event_id = rec.str("event_id")?;
     let anonymous_id = rec.str("anonymous_id")?;
     let session_id = rec.str("session_id")?;
@@ -425,40 +599,18 @@ pub fn build_event(
     if !active && (currency.is_some() || !items.is_empty() || has_money) {
         return Ok(Err(bad_currency(currency)));
     }
-    Ok(Ok(Event {
-        stream,
+    // Checked only: the Event's copies are taken from the record afterwards.
+    rec.str("device")?;
+    rec.str("country")?;
+    Ok(Ok(Checked {
         event_type,
-        event_id: event_id.to_owned(),
-        event_time_ms: event_time,
-        sent_time_ms: sent_time,
-        anonymous_id: anonymous_id.to_owned(),
-        session_id: session_id.to_owned(),
-        user_id: user_id.map(str::to_owned),
-        platform: platform.to_owned(),
-        device: rec.str("device")?.to_owned(),
-        country: rec.str("country")?.to_owned(),
-        page_url: rec.owned_opt_str("page_url")?,
-        referrer: rec.owned_opt_str("referrer")?,
-        utm_source: rec.owned_opt_str("utm_source")?,
-        utm_medium: rec.owned_opt_str("utm_medium")?,
-        utm_campaign: rec.owned_opt_str("utm_campaign")?,
-        utm_content: rec.owned_opt_str("utm_content")?,
-        utm_term: rec.owned_opt_str("utm_term")?,
-        experiments: string_map(rec.field("experiments")?, "experiments")?,
-        referral_code: rec.owned_opt_str("referral_code")?,
-        search_term: rec.owned_opt_str("search_term")?,
+        event_time,
+        sent_time,
+        value,
+        tax,
+        shipping,
+        discount,
         items,
-        cart_id: cart_id.map(str::to_owned),
-        transaction_id: transaction_id.map(str::to_owned),
-        currency: currency.map(str::to_owned),
-        value_minor: value,
-        tax_minor: tax,
-        shipping_minor: shipping,
-        coupon: rec.owned_opt_str("coupon")?,
-        discount_minor: discount,
-        payment_type: rec.owned_opt_str("payment_type")?,
-        refund_reason: rec.owned_opt_str("refund_reason")?,
-        payment_error_code: rec.owned_opt_str("payment_error_code")?,
         properties,
     }))
 }
@@ -1057,12 +1209,12 @@ fn probe_build_event(args: &Json) -> JsonResult<Json> {
         .ok_or_else(|| JsonError(format!("unknown stream {:?}", stream_name)))?;
     let now_ms = arg(args, "now_ms")?.int("now_ms")?;
     let bounds = ValidationBounds::from_json(arg(args, "bounds")?)?;
-    Ok(
-        match build_event(arg(args, "record")?, stream, now_ms, &bounds)? {
-            Ok(event) => Json::Object(vec![("event".into(), event.to_json())]),
-            Err(rejection) => Json::Object(vec![("rejection".into(), rejection.to_json())]),
-        },
-    )
+    let record = ReaderRecord::from_json(arg(args, "record")?.clone())
+        .ok_or_else(|| JsonError("the record is not an object".into()))?;
+    Ok(match build_event(record, stream, now_ms, &bounds)? {
+        Ok(event) => Json::Object(vec![("event".into(), event.to_json())]),
+        Err(rejection) => Json::Object(vec![("rejection".into(), rejection.to_json())]),
+    })
 }
 
 fn table_json(table: &[(u32, u32)]) -> Json {
