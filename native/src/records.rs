@@ -16,9 +16,11 @@
 //!   the `sent_time` default of `_read_json`). Floats and ints beyond i64 exist only in the
 //!   parsed value; the shaped record is `Json` or a rejection, as in Python.
 //!
-//! The result is the record as `Json` (records and maps as objects, arrays as lists), or a
-//! `validation::Rejection` with the reason code and the same detail text as Python's (the
-//! reasons, `py_repr` and its Unicode table are validation.rs's).
+//! The result is a `ReaderRecord` (the top-level fields in field order, their values as
+//! `Json`: records and maps as objects, arrays as lists; an Avro record's names are its
+//! reader schema's, not copied), or a `validation::Rejection` with the reason code and the
+//! same detail text as Python's (the reasons, `py_repr` and its Unicode table are
+//! validation.rs's).
 //!
 //! `Registry::from_json` takes what `schemas/registry.py` loads: every registered schema's
 //! name, version, id and JSON definition (tests/native/test_records.py builds that JSON).

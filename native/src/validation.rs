@@ -2,11 +2,12 @@
 //! `schemas/validation.py` (with the parts of `schemas/custom.py`, `schemas/iso4217.py`,
 //! `schemas/properties.py` and `schemas/reasons.py` it uses).
 //!
-//! Input is the record the Avro reader (or the JSON converter) produced, as a `Json`
-//! object in field order: Avro records and maps as objects, arrays as lists, null as
-//! `Null`. `build_event` gives the `Event` or the first `Rejection` that applies, with the
-//! same reason and, byte for byte, the same detail as the Python; the checks and their
-//! order are described in the Python module's docstring. A record whose shape no reader
+//! Input is the record the Avro reader (or the JSON converter) produced, a
+//! `records::ReaderRecord` (its fields in field order; nested records and maps as `Json`
+//! objects, arrays as lists, null as `Null`); the checks read it in place, then the
+//! Event takes its strings. `build_event` gives the `Event` or the first `Rejection` that
+//! applies, with the same reason and, byte for byte, the same detail as the Python; the
+//! checks and their order are described in the Python module's docstring. A record whose shape no reader
 //! produces (a missing field, a string where an integer belongs) is an `Err`, where the
 //! Python would raise.
 //!
