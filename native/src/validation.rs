@@ -600,9 +600,6 @@ fn check(
     if !active && (currency.is_some() || !items.is_empty() || has_money) {
         return Ok(Err(bad_currency(currency)));
     }
-    // Checked only: the Event's copies are taken from the record afterwards.
-    rec.str("device")?;
-    rec.str("country")?;
     Ok(Ok(Checked {
         event_type,
         event_time,
