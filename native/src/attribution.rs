@@ -14,9 +14,9 @@
 //! property, with `str.lower()` over Python 3.11's Unicode 14 database (tables at the end
 //! of the file).
 
+use crate::fxhash::FxHashMap as HashMap;
 use std::borrow::{Borrow, Cow};
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use crate::event::{Event, Stream};
 use crate::json::{Json, JsonError, JsonResult};
@@ -807,7 +807,7 @@ pub fn attribution_contributions(
     rules: &AttributionRules,
 ) -> Result<Vec<(OrderAttributionKey, i64)>, AttributionError> {
     let mut out: Vec<(OrderAttributionKey, i64)> = Vec::new();
-    let mut index: HashMap<OrderAttributionKey, usize> = HashMap::new();
+    let mut index: HashMap<OrderAttributionKey, usize> = HashMap::default();
     for order in &state.orders {
         if order.kind != "purchase" {
             continue;

@@ -131,11 +131,7 @@ pub fn write_str(s: &str, out: &mut Vec<u8>) {
 // -- reading ---------------------------------------------------------------------------
 
 pub fn parse(raw: &[u8]) -> JsonResult<Json> {
-    let mut parser = Parser {
-        raw,
-        pos: 0,
-        depth: 0,
-    };
+    let mut parser = Parser::new(raw);
     parser.skip_ws();
     let value = parser.value()?;
     parser.skip_ws();
@@ -145,7 +141,9 @@ pub fn parse(raw: &[u8]) -> JsonResult<Json> {
     Ok(value)
 }
 
-struct Parser<'a> {
+/// The reader under `parse` and under `json_reader::ByteReader` (which reads a value's
+/// parts in place, without building the tree).
+pub(crate) struct Parser<'a> {
     raw: &'a [u8],
     pos: usize,
     depth: usize,
@@ -156,11 +154,51 @@ struct Parser<'a> {
 const MAX_DEPTH: usize = 64;
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn new(raw: &'a [u8]) -> Self {
+        Parser {
+            raw,
+            pos: 0,
+            depth: 0,
+        }
+    }
+
+    pub(crate) fn at_end(&self) -> bool {
+        self.pos == self.raw.len()
+    }
+
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Steps over `byte` if it is next.
+    pub(crate) fn eat(&mut self, byte: u8) -> bool {
+        if self.peek() == Some(byte) {
+            self.pos += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Steps over the word `null` if it is next.
+    pub(crate) fn eat_null(&mut self) -> bool {
+        if self.raw[self.pos..].starts_with(b"null") {
+            self.pos += 4;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub(crate) fn leave(&mut self) {
+        self.depth -= 1;
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.raw.get(self.pos).copied()
     }
 
-    fn skip_ws(&mut self) {
+    pub(crate) fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
         }
@@ -175,7 +213,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn value(&mut self) -> JsonResult<Json> {
+    pub(crate) fn value(&mut self) -> JsonResult<Json> {
         match self.peek() {
             None => err("unexpected end of data"),
             Some(b'n') => self.expect_word(b"null", Json::Null),
@@ -192,7 +230,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn enter(&mut self) -> JsonResult<()> {
+    pub(crate) fn enter(&mut self) -> JsonResult<()> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return err("nested too deeply");
@@ -266,6 +304,10 @@ impl<'a> Parser<'a> {
     }
 
     fn int(&mut self) -> JsonResult<Json> {
+        self.integer().map(Json::Int)
+    }
+
+    pub(crate) fn integer(&mut self) -> JsonResult<i64> {
         let start = self.pos;
         if self.peek() == Some(b'-') {
             self.pos += 1;
@@ -286,7 +328,6 @@ impl<'a> Parser<'a> {
         let text = std::str::from_utf8(&self.raw[start..self.pos])
             .map_err(|_| JsonError(format!("invalid number at byte {}", start)))?;
         text.parse::<i64>()
-            .map(Json::Int)
             .map_err(|_| JsonError(format!("integer out of range at byte {}", start)))
     }
 
@@ -303,7 +344,7 @@ impl<'a> Parser<'a> {
         Ok(code)
     }
 
-    fn string(&mut self) -> JsonResult<String> {
+    pub(crate) fn string(&mut self) -> JsonResult<String> {
         self.pos += 1; // the opening quote
         let mut out: Vec<u8> = Vec::new();
         loop {

@@ -6,6 +6,7 @@
 //! test can compare their state bytes (tests/native/test_state_codec.py).
 
 use crate::json::{self, Json, JsonError, JsonResult};
+use crate::json_reader::{ByteReader, TreeReader, ValueReader};
 
 pub const FORMAT_VERSION: i64 = 2;
 
@@ -724,236 +725,324 @@ impl From<JsonError> for DecodeError {
     }
 }
 
-fn fields<'a>(value: &'a Json, what: &str, at_least: usize) -> JsonResult<&'a [Json]> {
-    let items = value.list(what)?;
-    if items.len() < at_least {
-        return Err(JsonError(format!(
-            "{} has {} fields, fewer than {}",
+/// The fields of one of the state's fixed-shape lists, read in order. A required field
+/// missing, or more fields than the shape has, is refused with the list named.
+struct Fields<'r, R: ValueReader> {
+    r: &'r mut R,
+    what: &'static str,
+    /// The list has not ended yet.
+    open: bool,
+}
+
+impl<'r, R: ValueReader> Fields<'r, R> {
+    fn enter(r: &'r mut R, what: &'static str) -> JsonResult<Self> {
+        r.enter_list(what)?;
+        Ok(Fields {
+            r,
             what,
-            items.len(),
-            at_least
-        )));
+            open: true,
+        })
+    }
+
+    /// The reader, at the next (required) field.
+    fn next(&mut self) -> JsonResult<&mut R> {
+        if self.open && self.r.more()? {
+            return Ok(&mut *self.r);
+        }
+        self.open = false;
+        Err(JsonError(format!("{} has too few fields", self.what)))
+    }
+
+    fn int(&mut self, what: &str) -> JsonResult<i64> {
+        self.next()?.int(what)
+    }
+
+    fn opt_int(&mut self, what: &str) -> JsonResult<Option<i64>> {
+        opt_int(self.next()?, what)
+    }
+
+    fn string(&mut self, what: &str) -> JsonResult<String> {
+        self.next()?.string(what)
+    }
+
+    fn count(&mut self, what: &str) -> JsonResult<usize> {
+        let n = self.int(what)?;
+        usize::try_from(n).map_err(|_| JsonError(format!("{} is negative", what)))
+    }
+
+    fn boolean(&mut self, what: &str) -> JsonResult<bool> {
+        self.next()?.boolean(what)
+    }
+
+    fn read<T>(&mut self, read: impl FnOnce(&mut R) -> JsonResult<T>) -> JsonResult<T> {
+        read(self.next()?)
+    }
+
+    /// A trailing field that older writers did not write: None once the list has ended.
+    fn optional<T>(&mut self, read: impl FnOnce(&mut R) -> JsonResult<T>) -> JsonResult<Option<T>> {
+        if self.open && self.r.more()? {
+            return read(&mut *self.r).map(Some);
+        }
+        self.open = false;
+        Ok(None)
+    }
+
+    fn end(self) -> JsonResult<()> {
+        if self.open && self.r.more()? {
+            return Err(JsonError(format!("{} has too many fields", self.what)));
+        }
+        Ok(())
+    }
+
+    /// Steps over fields after the known ones (the state's own list allows them).
+    fn skip_rest(self) -> JsonResult<()> {
+        if self.open {
+            while self.r.more()? {
+                self.r.any()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn opt_int<R: ValueReader>(r: &mut R, what: &str) -> JsonResult<Option<i64>> {
+    if r.null()? {
+        return Ok(None);
+    }
+    r.int(what).map(Some)
+}
+
+fn opt_string<R: ValueReader>(r: &mut R, what: &str) -> JsonResult<Option<String>> {
+    if r.null()? {
+        return Ok(None);
+    }
+    r.string(what).map(Some)
+}
+
+fn list_of<R: ValueReader, T>(
+    r: &mut R,
+    what: &str,
+    read: fn(&mut R) -> JsonResult<T>,
+) -> JsonResult<Vec<T>> {
+    r.enter_list(what)?;
+    let mut items = Vec::new();
+    while r.more()? {
+        items.push(read(r)?);
     }
     Ok(items)
 }
 
-fn exactly<'a>(value: &'a Json, what: &str, n: usize) -> JsonResult<&'a [Json]> {
-    let items = fields(value, what, n)?;
-    if items.len() > n {
-        return Err(JsonError(format!(
-            "{} has {} fields, more than {}",
-            what,
-            items.len(),
-            n
-        )));
+fn string_list<R: ValueReader>(r: &mut R, what: &str) -> JsonResult<Vec<String>> {
+    r.enter_list(what)?;
+    let mut items = Vec::new();
+    while r.more()? {
+        items.push(r.string(what)?);
     }
     Ok(items)
 }
 
-fn string(value: &Json, what: &str) -> JsonResult<String> {
-    value.str(what).map(str::to_owned)
+fn int_list<R: ValueReader>(r: &mut R, what: &str) -> JsonResult<Vec<i64>> {
+    r.enter_list(what)?;
+    let mut items = Vec::new();
+    while r.more()? {
+        items.push(r.int(what)?);
+    }
+    Ok(items)
 }
 
-fn usize_of(value: &Json, what: &str) -> JsonResult<usize> {
-    let n = value.int(what)?;
-    usize::try_from(n).map_err(|_| JsonError(format!("{} is negative", what)))
-}
-
-fn string_list(value: &Json, what: &str) -> JsonResult<Vec<String>> {
-    value.list(what)?.iter().map(|v| string(v, what)).collect()
-}
-
-fn int_pairs(value: &Json, what: &str) -> JsonResult<Vec<(String, i64)>> {
-    value
-        .object(what)?
-        .iter()
-        .map(|(k, v)| Ok((k.clone(), v.int(what)?)))
+/// A JSON object of integers, in key order. A repeated key keeps its first position and
+/// its last value (as dict() does), and only that value must be an integer.
+fn int_pairs<R: ValueReader>(r: &mut R, what: &str) -> JsonResult<Vec<(String, i64)>> {
+    r.enter_object(what)?;
+    let mut entries: Vec<(String, Json)> = Vec::new();
+    while let Some(key) = r.key()? {
+        let value = r.any()?;
+        match entries.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => entries.push((key, value)),
+        }
+    }
+    entries
+        .into_iter()
+        .map(|(k, v)| Ok((k, v.int(what)?)))
         .collect()
 }
 
-/// One item of the state's JSON (also the probes' form of it).
-pub fn decode_event(value: &Json) -> JsonResult<FunnelEvent> {
-    let f = fields(value, "an event", 4)?;
-    if f.len() > 5 {
-        return Err(JsonError(format!(
-            "an event has {} fields, more than 5",
-            f.len()
-        )));
-    }
-    let props = match f.get(4) {
-        None => Vec::new(),
-        Some(raw) => raw
-            .list("an event's properties")?
-            .iter()
-            .map(|p| {
-                let kv = exactly(p, "an event property", 2)?;
-                Ok((
-                    string(&kv[0], "a property name")?,
-                    string(&kv[1], "a property value")?,
-                ))
-            })
-            .collect::<JsonResult<_>>()?,
-    };
+fn read_property<R: ValueReader>(r: &mut R) -> JsonResult<(String, String)> {
+    let mut f = Fields::enter(r, "an event property")?;
+    let pair = (f.string("a property name")?, f.string("a property value")?);
+    f.end()?;
+    Ok(pair)
+}
+
+fn read_event<R: ValueReader>(r: &mut R) -> JsonResult<FunnelEvent> {
+    let mut f = Fields::enter(r, "an event")?;
+    let t = f.int("an event's time")?;
+    let event_id = f.string("an event id")?;
+    let event_type = f.string("an event type")?;
+    let dims = f.count("an event's dims")?;
+    let props = f.optional(|r| list_of(r, "an event's properties", read_property))?;
+    f.end()?;
     Ok(FunnelEvent {
-        t: f[0].int("an event's time")?,
-        event_id: string(&f[1], "an event id")?,
-        event_type: string(&f[2], "an event type")?,
-        dims: usize_of(&f[3], "an event's dims")?,
-        props,
+        t,
+        event_id,
+        event_type,
+        dims,
+        props: props.unwrap_or_default(),
     })
 }
 
-/// One item of the state's JSON (also the probes' form of it).
-pub fn decode_credit(value: &Json) -> JsonResult<ClosedCredit> {
-    let f = fields(value, "a closed credit", 5)?;
-    if f.len() > 9 {
-        return Err(JsonError(format!(
-            "a closed credit has {} fields, more than 9",
-            f.len()
-        )));
-    }
-    let text = |i: usize, what: &str| -> JsonResult<String> {
-        f.get(i).map_or(Ok(String::new()), |v| string(v, what))
-    };
+fn read_credit<R: ValueReader>(r: &mut R) -> JsonResult<ClosedCredit> {
+    let mut f = Fields::enter(r, "a closed credit")?;
+    let funnel = f.string("a credit's funnel")?;
+    let window = f.int("a credit's window")?;
+    let dims = f.count("a credit's dims")?;
+    let level = f.int("a credit's level")?;
+    let ttc_ms = f.opt_int("a credit's time to convert")?;
+    // Written by older writers without the fields that follow.
+    let entity = f.optional(|r| r.string("a credit's entity"))?;
+    let start_event_id = f.optional(|r| r.string("a credit's start event"))?;
+    let step_times = f.optional(|r| int_list(r, "a credit's step times"))?;
+    let breakdown = f.optional(|r| string_list(r, "a credit's breakdown"))?;
+    f.end()?;
     Ok(ClosedCredit {
-        funnel: string(&f[0], "a credit's funnel")?,
-        window: f[1].int("a credit's window")?,
-        dims: usize_of(&f[2], "a credit's dims")?,
-        level: f[3].int("a credit's level")?,
-        ttc_ms: f[4].opt_int("a credit's time to convert")?,
-        entity: text(5, "a credit's entity")?,
-        start_event_id: text(6, "a credit's start event")?,
-        step_times: match f.get(7) {
-            None => Vec::new(),
-            Some(v) => v
-                .list("a credit's step times")?
-                .iter()
-                .map(|x| x.int("a step time"))
-                .collect::<JsonResult<_>>()?,
-        },
-        breakdown: match f.get(8) {
-            None => Vec::new(),
-            Some(v) => string_list(v, "a credit's breakdown")?,
-        },
+        funnel,
+        window,
+        dims,
+        level,
+        ttc_ms,
+        entity: entity.unwrap_or_default(),
+        start_event_id: start_event_id.unwrap_or_default(),
+        step_times: step_times.unwrap_or_default(),
+        breakdown: breakdown.unwrap_or_default(),
     })
 }
 
-/// One item of the state's JSON (also the probes' form of it).
-pub fn decode_order(value: &Json) -> JsonResult<OrderLine> {
-    let f = exactly(value, "an order line", 10)?;
-    Ok(OrderLine {
-        t: f[0].int("an order's time")?,
-        event_id: string(&f[1], "an order's event id")?,
-        kind: string(&f[2], "an order's kind")?,
-        transaction_id: string(&f[3], "an order's transaction")?,
-        value_minor: f[4].int("an order's value")?,
-        items: f[5].int("an order's items")?,
-        has_coupon: f[6].boolean("an order's coupon flag")?,
-        discount_minor: f[7].int("an order's discount")?,
-        dims: usize_of(&f[8], "an order's dims")?,
-        currency: string(&f[9], "an order's currency")?,
-    })
+fn read_order<R: ValueReader>(r: &mut R) -> JsonResult<OrderLine> {
+    let mut f = Fields::enter(r, "an order line")?;
+    let line = OrderLine {
+        t: f.int("an order's time")?,
+        event_id: f.string("an order's event id")?,
+        kind: f.string("an order's kind")?,
+        transaction_id: f.string("an order's transaction")?,
+        value_minor: f.int("an order's value")?,
+        items: f.int("an order's items")?,
+        has_coupon: f.boolean("an order's coupon flag")?,
+        discount_minor: f.int("an order's discount")?,
+        dims: f.count("an order's dims")?,
+        currency: f.string("an order's currency")?,
+    };
+    f.end()?;
+    Ok(line)
 }
 
-/// One item of the state's JSON (also the probes' form of it).
-pub fn decode_day(value: &Json) -> JsonResult<DayActivity> {
-    let f = exactly(value, "a day's activity", 6)?;
-    Ok(DayActivity {
-        day: f[0].int("a day")?,
-        first_t: f[1].int("a day's first time")?,
-        first_event_id: string(&f[2], "a day's first event")?,
-        channel: string(&f[3], "a day's channel")?,
-        platform: string(&f[4], "a day's platform")?,
-        last_t: f[5].int("a day's last time")?,
-    })
+fn read_day<R: ValueReader>(r: &mut R) -> JsonResult<DayActivity> {
+    let mut f = Fields::enter(r, "a day's activity")?;
+    let day = DayActivity {
+        day: f.int("a day")?,
+        first_t: f.int("a day's first time")?,
+        first_event_id: f.string("a day's first event")?,
+        channel: f.string("a day's channel")?,
+        platform: f.string("a day's platform")?,
+        last_t: f.int("a day's last time")?,
+    };
+    f.end()?;
+    Ok(day)
 }
 
-/// One item of the state's JSON (also the probes' form of it).
-pub fn decode_purchase(value: &Json) -> JsonResult<Purchase> {
-    let f = exactly(value, "a purchase", 5)?;
-    Ok(Purchase {
-        t: f[0].int("a purchase's time")?,
-        transaction_id: string(&f[1], "a purchase's transaction")?,
-        value_minor: f[2].int("a purchase's value")?,
-        currency: string(&f[3], "a purchase's currency")?,
-        channel: string(&f[4], "a purchase's channel")?,
-    })
+fn read_purchase<R: ValueReader>(r: &mut R) -> JsonResult<Purchase> {
+    let mut f = Fields::enter(r, "a purchase")?;
+    let purchase = Purchase {
+        t: f.int("a purchase's time")?,
+        transaction_id: f.string("a purchase's transaction")?,
+        value_minor: f.int("a purchase's value")?,
+        currency: f.string("a purchase's currency")?,
+        channel: f.string("a purchase's channel")?,
+    };
+    f.end()?;
+    Ok(purchase)
 }
 
-/// One item of the state's JSON (also the probes' form of it).
-pub fn decode_cart(value: &Json) -> JsonResult<CartEvent> {
-    let f = exactly(value, "a cart event", 6)?;
-    let lines = f[3]
-        .list("a cart event's lines")?
-        .iter()
-        .map(|line| {
-            let l = exactly(line, "a cart line", 3)?;
-            Ok(CartLine {
-                item_id: string(&l[0], "a cart line's item")?,
-                quantity: l[1].int("a cart line's quantity")?,
-                unit_price_minor: l[2].int("a cart line's price")?,
-            })
-        })
-        .collect::<JsonResult<_>>()?;
-    Ok(CartEvent {
-        t: f[0].int("a cart event's time")?,
-        event_id: string(&f[1], "a cart event's id")?,
-        kind: string(&f[2], "a cart event's kind")?,
-        lines,
-        currency: string(&f[4], "a cart event's currency")?,
-        channel: string(&f[5], "a cart event's channel")?,
-    })
+fn read_cart_line<R: ValueReader>(r: &mut R) -> JsonResult<CartLine> {
+    let mut f = Fields::enter(r, "a cart line")?;
+    let line = CartLine {
+        item_id: f.string("a cart line's item")?,
+        quantity: f.int("a cart line's quantity")?,
+        unit_price_minor: f.int("a cart line's price")?,
+    };
+    f.end()?;
+    Ok(line)
 }
 
-/// One item of the state's JSON (also the probes' form of it).
-pub fn decode_touch(value: &Json) -> JsonResult<Touch> {
-    let f = exactly(value, "a touch", 8)?;
-    Ok(Touch {
-        t: f[0].int("a touch's time")?,
-        session_id: string(&f[1], "a touch's session")?,
-        event_id: string(&f[2], "a touch's event")?,
-        channel: string(&f[3], "a touch's channel")?,
-        source: string(&f[4], "a touch's source")?,
-        medium: string(&f[5], "a touch's medium")?,
-        campaign: string(&f[6], "a touch's campaign")?,
-        kol: string(&f[7], "a touch's kol")?,
-    })
+fn read_cart<R: ValueReader>(r: &mut R) -> JsonResult<CartEvent> {
+    let mut f = Fields::enter(r, "a cart event")?;
+    let cart = CartEvent {
+        t: f.int("a cart event's time")?,
+        event_id: f.string("a cart event's id")?,
+        kind: f.string("a cart event's kind")?,
+        lines: f.read(|r| list_of(r, "a cart event's lines", read_cart_line))?,
+        currency: f.string("a cart event's currency")?,
+        channel: f.string("a cart event's channel")?,
+    };
+    f.end()?;
+    Ok(cart)
 }
 
-/// One item of the state's JSON (also the probes' form of it).
-pub fn decode_mark(value: &Json) -> JsonResult<ForgetMark> {
-    let f = exactly(value, "a forget mark", 4)?;
-    Ok(ForgetMark {
-        request_id: string(&f[0], "a forget mark's request")?,
-        requested_at: f[1].int("a forget mark's time")?,
-        from_ms: f[2].opt_int("a forget mark's start")?,
-        to_ms: f[3].opt_int("a forget mark's end")?,
-    })
+fn read_touch<R: ValueReader>(r: &mut R) -> JsonResult<Touch> {
+    let mut f = Fields::enter(r, "a touch")?;
+    let touch = Touch {
+        t: f.int("a touch's time")?,
+        session_id: f.string("a touch's session")?,
+        event_id: f.string("a touch's event")?,
+        channel: f.string("a touch's channel")?,
+        source: f.string("a touch's source")?,
+        medium: f.string("a touch's medium")?,
+        campaign: f.string("a touch's campaign")?,
+        kol: f.string("a touch's kol")?,
+    };
+    f.end()?;
+    Ok(touch)
 }
 
-fn list_of<T>(value: &Json, what: &str, decode: fn(&Json) -> JsonResult<T>) -> JsonResult<Vec<T>> {
-    value.list(what)?.iter().map(decode).collect()
+fn read_mark<R: ValueReader>(r: &mut R) -> JsonResult<ForgetMark> {
+    let mut f = Fields::enter(r, "a forget mark")?;
+    let mark = ForgetMark {
+        request_id: f.string("a forget mark's request")?,
+        requested_at: f.int("a forget mark's time")?,
+        from_ms: f.opt_int("a forget mark's start")?,
+        to_ms: f.opt_int("a forget mark's end")?,
+    };
+    f.end()?;
+    Ok(mark)
 }
 
-/// The state stored under the table key `anonymous_id`.
-pub fn decode(raw: &[u8], anonymous_id: &str) -> Result<VisitorState, DecodeError> {
-    let payload = json::parse(raw)?;
-    let p = payload.list("the state")?;
-    if let Some(version) = p.first() {
-        let version = version.int("the format version")?;
-        if version != FORMAT_VERSION {
-            return Err(DecodeError::Version(version));
-        }
-    }
-    let p = fields(&payload, "the state", 19)?;
+fn read_dims<R: ValueReader>(r: &mut R) -> JsonResult<Dims> {
+    let mut f = Fields::enter(r, "a dimension tuple")?;
+    let dims = [
+        f.string("a channel")?,
+        f.string("a campaign")?,
+        f.string("a device")?,
+        f.string("a platform")?,
+        f.string("a country")?,
+    ];
+    f.end()?;
+    Ok(dims)
+}
+
+fn read_session<R: ValueReader>(r: &mut R) -> JsonResult<OpenSession> {
+    let mut f = Fields::enter(r, "a session")?;
+    let session = OpenSession {
+        session_id: f.string("a session id")?,
+        closed_segments: f.int("a session's closed segments")?,
+        events: f.read(|r| list_of(r, "a session's events", read_event))?,
+    };
+    f.end()?;
+    Ok(session)
+}
+
+fn read_sessions<R: ValueReader>(r: &mut R) -> JsonResult<Vec<OpenSession>> {
     let mut sessions: Vec<OpenSession> = Vec::new();
-    for raw_session in p[3].list("the sessions")? {
-        let s = exactly(raw_session, "a session", 3)?;
-        let session = OpenSession {
-            session_id: string(&s[0], "a session id")?,
-            closed_segments: s[1].int("a session's closed segments")?,
-            events: list_of(&s[2], "a session's events", decode_event)?,
-        };
+    for session in list_of(r, "the sessions", read_session)? {
         // A repeated id keeps its first position and its last value (as dict() does).
         match sessions
             .iter_mut()
@@ -963,69 +1052,199 @@ pub fn decode(raw: &[u8], anonymous_id: &str) -> Result<VisitorState, DecodeErro
             None => sessions.push(session),
         }
     }
-    let dims = p[2]
-        .list("the dimension tuples")?
-        .iter()
-        .map(|d| {
-            let f = exactly(d, "a dimension tuple", 5)?;
-            Ok([
-                string(&f[0], "a channel")?,
-                string(&f[1], "a campaign")?,
-                string(&f[2], "a device")?,
-                string(&f[3], "a platform")?,
-                string(&f[4], "a country")?,
-            ])
-        })
-        .collect::<JsonResult<_>>()?;
-    let first_purchase = match &p[7] {
-        Json::Null => None,
-        other => {
-            let f = exactly(other, "the first purchase", 2)?;
-            Some((
-                f[0].int("the first purchase's time")?,
-                string(&f[1], "its transaction")?,
-            ))
-        }
-    };
-    Ok(VisitorState {
-        partition: p[1].int("the partition")?,
+    Ok(sessions)
+}
+
+fn read_first_purchase<R: ValueReader>(r: &mut R) -> JsonResult<Option<(i64, String)>> {
+    if r.null()? {
+        return Ok(None);
+    }
+    let mut f = Fields::enter(r, "the first purchase")?;
+    let first = (
+        f.int("the first purchase's time")?,
+        f.string("its transaction")?,
+    );
+    f.end()?;
+    Ok(Some(first))
+}
+
+/// The state's fields after the format version (which the caller has checked).
+fn read_state_fields<R: ValueReader>(
+    mut p: Fields<'_, R>,
+    anonymous_id: &str,
+) -> JsonResult<VisitorState> {
+    let state = VisitorState {
+        partition: p.int("the partition")?,
         anonymous_id: anonymous_id.to_owned(),
-        dims,
-        sessions,
-        closed: list_of(&p[4], "the closed credits", decode_credit)?,
-        orders: list_of(&p[5], "the order lines", decode_order)?,
-        transactions: string_list(&p[6], "the transactions")?,
-        first_purchase,
-        first_seen_t: p[8].opt_int("the first seen time")?,
-        last_seen_t: p[9].opt_int("the last seen time")?,
-        user_id: p[10].opt_str("the user id")?.map(str::to_owned),
-        applied: int_pairs(&p[11], "the applied offsets")?,
-        user_events: list_of(&p[12], "the user events", decode_event)?,
-        user_closed_groups: p[13].int("the closed user groups")?,
-        days: list_of(&p[14], "the days", decode_day)?,
-        purchases: list_of(&p[15], "the purchases", decode_purchase)?,
-        cart: list_of(&p[16], "the cart", decode_cart)?,
-        stage: string(&p[17], "the stage")?,
-        lifecycle_as_of: p[18].opt_int("the lifecycle time")?,
+        dims: p.read(|r| list_of(r, "the dimension tuples", read_dims))?,
+        sessions: p.read(read_sessions)?,
+        closed: p.read(|r| list_of(r, "the closed credits", read_credit))?,
+        orders: p.read(|r| list_of(r, "the order lines", read_order))?,
+        transactions: p.read(|r| string_list(r, "the transactions"))?,
+        first_purchase: p.read(read_first_purchase)?,
+        first_seen_t: p.opt_int("the first seen time")?,
+        last_seen_t: p.opt_int("the last seen time")?,
+        user_id: p.read(|r| opt_string(r, "the user id"))?,
+        applied: p.read(|r| int_pairs(r, "the applied offsets"))?,
+        user_events: p.read(|r| list_of(r, "the user events", read_event))?,
+        user_closed_groups: p.int("the closed user groups")?,
+        days: p.read(|r| list_of(r, "the days", read_day))?,
+        purchases: p.read(|r| list_of(r, "the purchases", read_purchase))?,
+        cart: p.read(|r| list_of(r, "the cart", read_cart))?,
+        stage: p.string("the stage")?,
+        lifecycle_as_of: p.opt_int("the lifecycle time")?,
         // Appended in place of a format bump: states written before them have none.
-        user_consumed: match p.get(19) {
-            Some(v) => int_pairs(v, "the consumed user events")?,
-            None => Vec::new(),
+        user_consumed: p
+            .optional(|r| int_pairs(r, "the consumed user events"))?
+            .unwrap_or_default(),
+        touches: p
+            .optional(|r| list_of(r, "the touches", read_touch))?
+            .unwrap_or_default(),
+        forgets: p
+            .optional(|r| list_of(r, "the forget marks", read_mark))?
+            .unwrap_or_default(),
+    };
+    p.skip_rest()?;
+    Ok(state)
+}
+
+fn read_state<R: ValueReader>(r: &mut R, anonymous_id: &str) -> Result<VisitorState, DecodeError> {
+    let mut p = Fields::enter(r, "the state")?;
+    let version = p.int("the format version")?;
+    if version != FORMAT_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    Ok(read_state_fields(p, anonymous_id)?)
+}
+
+/// Reads one item of the state's JSON from a parsed tree (the probes' form of it): the
+/// whole value must be the item.
+fn from_tree<'t, T>(
+    value: &'t Json,
+    read: fn(&mut TreeReader<'t>) -> JsonResult<T>,
+) -> JsonResult<T> {
+    read(&mut TreeReader::new(value))
+}
+
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_event(value: &Json) -> JsonResult<FunnelEvent> {
+    from_tree(value, read_event)
+}
+
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_credit(value: &Json) -> JsonResult<ClosedCredit> {
+    from_tree(value, read_credit)
+}
+
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_order(value: &Json) -> JsonResult<OrderLine> {
+    from_tree(value, read_order)
+}
+
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_day(value: &Json) -> JsonResult<DayActivity> {
+    from_tree(value, read_day)
+}
+
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_purchase(value: &Json) -> JsonResult<Purchase> {
+    from_tree(value, read_purchase)
+}
+
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_cart(value: &Json) -> JsonResult<CartEvent> {
+    from_tree(value, read_cart)
+}
+
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_touch(value: &Json) -> JsonResult<Touch> {
+    from_tree(value, read_touch)
+}
+
+/// One item of the state's JSON (also the probes' form of it).
+pub fn decode_mark(value: &Json) -> JsonResult<ForgetMark> {
+    from_tree(value, read_mark)
+}
+
+/// The state stored under the table key `anonymous_id`, read from its bytes in place
+/// (no `Json` tree is built: each string is copied once, into the state).
+pub fn decode(raw: &[u8], anonymous_id: &str) -> Result<VisitorState, DecodeError> {
+    let mut reader = ByteReader::new(raw);
+    let state = read_state(&mut reader, anonymous_id);
+    match state {
+        Ok(state) => {
+            reader.finish()?;
+            Ok(state)
+        }
+        // The version is read first, but bytes that are not JSON at all are unreadable,
+        // whatever number they start with (as `streams/state.py` has it).
+        Err(DecodeError::Version(v)) => match json::parse(raw) {
+            Ok(_) => Err(DecodeError::Version(v)),
+            Err(e) => Err(e.into()),
         },
-        touches: match p.get(20) {
-            Some(v) => list_of(v, "the touches", decode_touch)?,
-            None => Vec::new(),
-        },
-        forgets: match p.get(21) {
-            Some(v) => list_of(v, "the forget marks", decode_mark)?,
-            None => Vec::new(),
-        },
-    })
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The state read from a parsed tree: what `decode` must agree with.
+    fn decode_through_tree(raw: &[u8], anonymous_id: &str) -> Result<VisitorState, DecodeError> {
+        let tree = json::parse(raw)?;
+        read_state(&mut TreeReader::new(&tree), anonymous_id)
+    }
+
+    #[test]
+    fn reading_the_bytes_in_place_agrees_with_reading_the_tree() {
+        let canonical: &[u8] = br#"[2,7,[["web","c\u0001","m","web","DE"]],[["s1",1,[[10,"e1","page_view",0,[["k","v"]]]]],["s1",2,[]]],[["shop",60000,0,2,null]],[],["t1"],null,10,12,null,{"clickstream":4,"clickstream":5},[],3,[],[],[],"new",null]"#;
+        let spaced: Vec<u8> = {
+            let text = String::from_utf8(canonical.to_vec()).unwrap();
+            format!(" {} ", text.replace(',', " ,\n\t").replace('[', "[ ")).into_bytes()
+        };
+        let cases: Vec<Vec<u8>> = vec![
+            canonical.to_vec(),
+            spaced,
+            // A repeated key: only its last value must be an integer.
+            br#"[2,7,[],[],[],[],[],null,null,null,null,{"a":"x","a":1},[],0,[],[],[],"new",null,{},[],[],"later",{"x":[1]}]"#.to_vec(),
+            br#"[2,7,[],[],[],[],[],null,null,null,null,{"a":1,"a":"x"},[],0,[],[],[],"new",null]"#.to_vec(),
+            br#"[3,"anything"]"#.to_vec(),
+            br#"[3,"anything"] x"#.to_vec(),
+            br#"[3,"#.to_vec(),
+            br#"[2,7,[],[],[],[],[],null,null,null,null,{},[],0,[],[],[],"new"]"#.to_vec(),
+            br#"[2,7,[],[],[],[],[],null,null,null,null,{},[],0,[],[],[],"new",null] ]"#.to_vec(),
+            br#"[2,7,[],[],[],[],[],null,null,null,null,{},[],0,[],[],[],"new",null,{},[],[],[1,]]"#.to_vec(),
+            br#"[2,7,[],[],[[1,2,3]],[],[],null,null,null,null,{},[],0,[],[],[],"new",null]"#.to_vec(),
+            br#"[2,7,[],[],[["f",1,0,2,null,"e","s",[1],["b"],"extra"]],[],[],null,null,null,null,{},[],0,[],[],[],"new",null]"#.to_vec(),
+            b"[]".to_vec(),
+            b"{}".to_vec(),
+        ];
+        for raw in &cases {
+            let text = String::from_utf8_lossy(raw);
+            let in_place = decode(raw, "v");
+            let through_tree = decode_through_tree(raw, "v");
+            match (&in_place, &through_tree) {
+                (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", text),
+                (Err(DecodeError::Version(a)), Err(DecodeError::Version(b))) => {
+                    assert_eq!(a, b, "{}", text)
+                }
+                (Err(DecodeError::Unreadable(_)), Err(DecodeError::Unreadable(_))) => {}
+                _ => panic!("{}: {:?} against {:?}", text, in_place, through_tree),
+            }
+        }
+        let read = decode(canonical, "v").unwrap();
+        assert_eq!(read.applied, vec![("clickstream".to_string(), 5)]);
+        assert_eq!(read.sessions.len(), 1);
+        assert_eq!(read.sessions[0].closed_segments, 2);
+        assert!(decode(&cases[2], "v").is_ok());
+        assert!(decode(&cases[3], "v").is_err());
+        assert_eq!(decode(&cases[4], "v"), Err(DecodeError::Version(3)));
+        assert!(matches!(
+            decode(&cases[5], "v"),
+            Err(DecodeError::Unreadable(_))
+        ));
+    }
 
     #[test]
     fn the_direct_encoder_writes_what_the_json_tree_writes() {
