@@ -1,12 +1,14 @@
 """chDB's CPU for the writer's inserts, per table, by insert size and insert settings.
 
     .venv/bin/python -m bench.insert_cost [--records 150000] [--block-events 16000 ...]
+        [--format Native --format RowBinary]
 
 The compiled core processes one partition's share of simulated traffic (every input's
 records after each ``bench.state_memory.BATCH`` records, a tick every few batches so
 that windows close and every aggregate table gets rows). Its rows are grouped into
 inserts of ``--block-events`` events each, as the writer groups a flush interval's rows,
-encoded as the writer encodes them (RowBinary for the table's column types), and then
+encoded as the writer encodes them (a Native block for the table's column types; or
+RowBinary, the encoding before it, with ``--format RowBinary``), and then
 inserted table by table into an embedded chDB with the production migrations, once with
 the engine's default settings and once with the writer's
 ``sinks.clickhouse.INSERT_SETTINGS``. Each table's figure is the CPU of the whole
@@ -85,15 +87,20 @@ def core_rows(records: list[tuple[str, bytes, bytes, int]]) -> list[tuple[int, s
 
 
 def payloads(
-    blocks: list[tuple[int, str, Any]], block_events: int, columns: dict[str, list[Any]]
+    blocks: list[tuple[int, str, Any]],
+    block_events: int,
+    columns: dict[str, list[Any]],
+    fmt: str = "Native",
 ) -> dict[str, list[bytes]]:
-    """Per table, one RowBinary payload per insert of ``block_events`` events."""
+    """Per table, one payload in ``fmt`` (Native or RowBinary) per insert of
+    ``block_events`` events."""
+    encode = {"Native": CompiledRows.native, "RowBinary": CompiledRows.row_binary}[fmt]
     grouped: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for done, table, rows in blocks:
         grouped[table][done // block_events].append(rows)
     return {
         table: [
-            b"".join(rows.row_binary(columns[table]) for rows in cycle)
+            b"".join(encode(rows, columns[table]) for rows in cycle)
             for _, cycle in sorted(by_cycle.items())
         ]
         for table, by_cycle in grouped.items()
@@ -101,7 +108,11 @@ def payloads(
 
 
 def insert_cpu(
-    directory: str, database: str, settings: dict[str, Any], table_payloads: dict[str, list[bytes]]
+    directory: str,
+    database: str,
+    settings: dict[str, Any],
+    table_payloads: dict[str, list[bytes]],
+    fmt: str = "Native",
 ) -> dict[str, float]:
     admin = clickhouse_connect.get_client(dsn=f"chdb://{directory}")
     admin.command(f"CREATE DATABASE IF NOT EXISTS {database}")
@@ -115,7 +126,7 @@ def insert_cpu(
         idle_rate = (time.process_time() - idle_started) / MERGE_SETTLE_SECONDS
         started, wall = time.process_time(), time.monotonic()
         for payload in parts:
-            client.raw_insert(table, names, payload, fmt="RowBinary", settings=settings)
+            client.raw_insert(table, names, payload, fmt=fmt, settings=settings)
         time.sleep(MERGE_SETTLE_SECONDS)
         used = time.process_time() - started
         cpu[table] = max(0.0, used - idle_rate * (time.monotonic() - wall))
@@ -129,8 +140,15 @@ def main() -> None:
     parser.add_argument(
         "--block-events", type=int, action="append", help="events per insert (16000)"
     )
+    parser.add_argument(
+        "--format",
+        action="append",
+        choices=("Native", "RowBinary"),
+        help="insert format, repeatable (Native, the writer's)",
+    )
     args = parser.parse_args()
     sizes = args.block_events or [16_000]
+    formats = args.format or ["Native"]
     records = cached_records(args.records, args.days)
     blocks = core_rows(records)
     events = len(records)
@@ -149,18 +167,20 @@ def main() -> None:
             for table in tables
         }
         for size in sizes:
-            encoded = payloads(blocks, size, columns)
-            for name, settings in configurations.items():
-                cpu = insert_cpu(directory, f"b_{name}_{size}", settings, encoded)
-                results.append(
-                    {
-                        "block_events": size,
-                        "settings": name,
-                        "us_per_event": {t: round(c / events * 1e6, 2) for t, c in cpu.items()},
-                        "total_us_per_event": round(sum(cpu.values()) / events * 1e6, 2),
-                    }
-                )
-                print(json.dumps(results[-1]), flush=True)
+            for fmt in formats:
+                encoded = payloads(blocks, size, columns, fmt)
+                for name, settings in configurations.items():
+                    cpu = insert_cpu(directory, f"b_{name}_{size}_{fmt}", settings, encoded, fmt)
+                    results.append(
+                        {
+                            "block_events": size,
+                            "format": fmt,
+                            "settings": name,
+                            "us_per_event": {t: round(c / events * 1e6, 2) for t, c in cpu.items()},
+                            "total_us_per_event": round(sum(cpu.values()) / events * 1e6, 2),
+                        }
+                    )
+                    print(json.dumps(results[-1]), flush=True)
     print(json.dumps({"events": events, "inserts": results}, indent=1))
 
 

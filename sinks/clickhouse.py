@@ -819,7 +819,7 @@ class ClickHouseWriter:
         self._reject(spec, rows[0], error)
 
     def _write_encoded(self, spec: TableSpec, blocks: list[EncodedRows]) -> None:
-        """``_write`` for encoded blocks: one RowBinary insert, halved like rows."""
+        """``_write`` for encoded blocks: one Native insert, halved like rows."""
         count = sum(map(len, blocks))
         error = self._insert_with_retry(spec, count, lambda: self._insert_encoded(spec, blocks))
         if error is None:
@@ -903,8 +903,11 @@ class ClickHouseWriter:
             context.data = None
 
     def _insert_encoded(self, spec: TableSpec, blocks: list[EncodedRows]) -> None:
-        """One RowBinary insert of ``blocks``, encoded for the table's column types as
-        ClickHouse reports them (the insert context's DESCRIBE, read once per table)."""
+        """One Native insert of ``blocks`` (a Native block each), encoded for the table's
+        column types as ClickHouse reports them (the insert context's DESCRIBE, read once
+        per table). ``LowCardinality`` columns are sent as their inner type, which
+        ClickHouse converts (``input_format_native_allow_types_conversion``, on by
+        default)."""
         client, context = self._context(spec)
         columns = self._column_types.get(spec.name)
         if columns is None:
@@ -915,10 +918,12 @@ class ClickHouseWriter:
                 )
             ]
             self._column_types[spec.name] = columns
-        payload = b"".join(block.row_binary(columns) for block in blocks)
+        payload = b"".join(block.native(columns) for block in blocks)
+        if not payload:
+            return
         try:
             client.raw_insert(
-                spec.name, list(spec.columns), payload, fmt="RowBinary", settings=INSERT_SETTINGS
+                spec.name, list(spec.columns), payload, fmt="Native", settings=INSERT_SETTINGS
             )
         except Exception:
             # As in _insert: the table may have changed; its types are read again.

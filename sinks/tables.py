@@ -35,7 +35,7 @@ class TableSpec:
 @runtime_checkable
 class EncodedRows(Protocol):
     """A table's rows kept outside Python objects until the writer inserts them (the
-    compiled core's blocks, ``streams/compiled/rows.py``): inserted as RowBinary, sliced to
+    compiled core's blocks, ``streams/compiled/rows.py``): inserted as Native, sliced to
     find a row ClickHouse refuses, and read as Python rows only for that row's dead letter
     and for tests."""
 
@@ -52,4 +52,10 @@ class EncodedRows(Protocol):
     def row_binary(self, columns: Sequence[tuple[str, str]]) -> bytes:
         """The rows as RowBinary for ``columns``: (name, ClickHouse type) in insert order.
         Raises ValueError when a value does not fit its column."""
+        ...
+
+    def native(self, columns: Sequence[tuple[str, str]]) -> bytes:
+        """The rows as one block of ClickHouse's Native format for ``columns`` (as
+        ``row_binary``; empty for no rows). The writer inserts this: the engine reads it
+        at about half the CPU of RowBinary."""
         ...

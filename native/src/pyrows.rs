@@ -1,7 +1,7 @@
 //! `RowBlock`: one table's rows from a core call, kept in Rust (as the typed rows the core
-//! made) until the writer inserts them as one RowBinary payload (`row_binary`, which runs
-//! without the GIL, in the writer's thread), so no row becomes Python objects on the way
-//! to ClickHouse. Slices share the rows (the writer halves a block to find a row
+//! made) until the writer inserts them as one Native block (`native_block`; `row_binary`
+//! gives the same rows as RowBinary), encoded without the GIL in the writer's thread, so
+//! no row becomes Python objects on the way to ClickHouse. Slices share the rows (the writer halves a block to find a row
 //! ClickHouse refuses); `row`/`rows` give Python tuples for the rare readers (a rejected
 //! row's dead letter, the differential tests, a forget's corrections).
 
@@ -13,8 +13,9 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::json::Json;
 use crate::lifecycle_rows::{RfmRow, SegmentTransitionRow, TriggerRow};
+use crate::native_block::{without_low_cardinality, BlockWriter};
 use crate::pycore::to_py;
-use crate::row_binary::{write_cells, write_row, ColumnType, RowCells};
+use crate::row_binary::{write_cells, write_row, Cell, ColumnType, RowCells};
 use crate::rows_aggregate::Row;
 use crate::rows_intake::{DeadLetterRow, LateEventRow, RawEventRow};
 
@@ -26,6 +27,17 @@ pub trait JsonRow: Send + Sync {
     /// Append the row in RowBinary (through its JSON unless the row has its cells).
     fn write(&self, out: &mut Vec<u8>, columns: &[(String, ColumnType)]) -> Result<(), String> {
         write_row(out, columns, &self.json())
+    }
+
+    /// Add the row to a Native block (through its JSON unless the row has its cells).
+    fn push_to(&self, block: &mut BlockWriter<'_>) -> Result<(), String> {
+        match self.json() {
+            Json::List(values) => {
+                let cells: Vec<Cell<'_>> = values.iter().map(Cell::Json).collect();
+                block.push(&cells)
+            }
+            other => Err(format!("a row is {}, not a list", other.kind())),
+        }
     }
 }
 
@@ -47,6 +59,10 @@ impl JsonRow for RawEventRow {
 
     fn write(&self, out: &mut Vec<u8>, columns: &[(String, ColumnType)]) -> Result<(), String> {
         write_cells(out, columns, &self.cells())
+    }
+
+    fn push_to(&self, block: &mut BlockWriter<'_>) -> Result<(), String> {
+        block.push(&self.cells())
     }
 }
 
@@ -75,6 +91,8 @@ trait RowSource: Send + Sync {
         out: &mut Vec<u8>,
         columns: &[(String, ColumnType)],
     ) -> Result<(), String>;
+
+    fn push_at(&self, index: usize, block: &mut BlockWriter<'_>) -> Result<(), String>;
 }
 
 impl<T: JsonRow> RowSource for Vec<T> {
@@ -89,6 +107,10 @@ impl<T: JsonRow> RowSource for Vec<T> {
         columns: &[(String, ColumnType)],
     ) -> Result<(), String> {
         self[index].write(out, columns)
+    }
+
+    fn push_at(&self, index: usize, block: &mut BlockWriter<'_>) -> Result<(), String> {
+        self[index].push_to(block)
     }
 }
 
@@ -200,6 +222,45 @@ pub fn row_binary<'py>(
             }
         }
         Ok::<_, String>(out)
+    });
+    payload
+        .map(|bytes| PyBytes::new_bound(py, &bytes))
+        .map_err(PyValueError::new_err)
+}
+
+/// The rows of `blocks`, in order, as one block of ClickHouse's Native format for
+/// `columns` (as `row_binary`); empty bytes for no rows. `LowCardinality` columns are
+/// stated as their inner type (ClickHouse converts them on insert). A value that does not
+/// fit raises ValueError naming the block's row and the column.
+#[pyfunction]
+pub fn native_block<'py>(
+    py: Python<'py>,
+    blocks: Vec<PyRef<'py, RowBlock>>,
+    columns: Vec<(String, String)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let columns = columns
+        .into_iter()
+        .map(|(name, text)| {
+            let stated = without_low_cardinality(&text);
+            ColumnType::parse(&text).map(|t| (name, t, stated))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(PyValueError::new_err)?;
+    let parts: Vec<(String, Arc<dyn RowSource>, usize, usize)> = blocks
+        .iter()
+        .map(|b| (b.table.clone(), Arc::clone(&b.rows), b.start, b.end))
+        .collect();
+    // As row_binary: no Python object is needed, so the event loop runs meanwhile.
+    let payload = py.allow_threads(move || {
+        let rows: usize = parts.iter().map(|(_, _, start, end)| end - start).sum();
+        let mut block = BlockWriter::new(&columns, rows);
+        for (table, rows, start, end) in &parts {
+            for i in *start..*end {
+                rows.push_at(i, &mut block)
+                    .map_err(|e| format!("{} row {}: {}", table, i - start, e))?;
+            }
+        }
+        Ok::<_, String>(block.finish())
     });
     payload
         .map(|bytes| PyBytes::new_bound(py, &bytes))

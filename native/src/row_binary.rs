@@ -130,7 +130,7 @@ pub enum Cell<'a> {
 }
 
 impl<'a> Cell<'a> {
-    fn kind(self) -> &'static str {
+    pub(crate) fn kind(self) -> &'static str {
         match self {
             Cell::Json(j) => j.kind(),
             Cell::Null => "null",
@@ -157,7 +157,7 @@ impl<'a> Cell<'a> {
         }
     }
 
-    fn is_null(self) -> bool {
+    pub(crate) fn is_null(self) -> bool {
         matches!(self, Cell::Null | Cell::Json(Json::Null))
     }
 
@@ -225,7 +225,12 @@ fn write_integer(out: &mut Vec<u8>, n: i64, width: u8, signed: bool) -> Result<(
     Ok(())
 }
 
-fn write_value(out: &mut Vec<u8>, column: &ColumnType, value: Cell<'_>) -> Result<(), String> {
+/// One value in RowBinary (also a scalar's form in a Native column, `native_block`).
+pub(crate) fn write_value(
+    out: &mut Vec<u8>,
+    column: &ColumnType,
+    value: Cell<'_>,
+) -> Result<(), String> {
     let wrong = |what: &str| Err(format!("expected {}, got {}", what, value.kind()));
     match column {
         ColumnType::String => match value.text() {

@@ -2,8 +2,9 @@
 
 The core returns each table's rows of a call as one ``RowBlock`` (native/src/pyrows.rs).
 :class:`CompiledRows` is the writer's view of it (``sinks.tables.EncodedRows``): the
-writer asks for RowBinary in the table's column types (native/src/row_binary.rs), so the
-rows go to ClickHouse without becoming Python objects. Python rows, exactly as the row
+writer asks for a Native block in the table's column types (native/src/native_block.rs;
+RowBinary, native/src/row_binary.rs, on request), so the rows go to ClickHouse without
+becoming Python objects. Python rows, exactly as the row
 builders in ``streams/outputs/`` make them, are built only on request: for a row
 ClickHouse refuses (its dead letter), a forget's corrections and the tests.
 """
@@ -90,4 +91,10 @@ class CompiledRows(EncodedRows):
         import shopfunnel_core  # built: this object came from it
 
         payload: bytes = shopfunnel_core.row_binary([self._block], list(columns))
+        return payload
+
+    def native(self, columns: Sequence[tuple[str, str]]) -> bytes:
+        import shopfunnel_core  # built: this object came from it
+
+        payload: bytes = shopfunnel_core.native_block([self._block], list(columns))
         return payload

@@ -1,12 +1,14 @@
-"""The compiled core's rows reach ClickHouse as RowBinary (native/src/row_binary.rs,
-streams/compiled/rows.py, the writer's encoded path in sinks/clickhouse.py), and they are
-the same rows the Python core's row builders make.
+"""The compiled core's rows reach ClickHouse as a Native block (native/src/native_block.rs)
+or as RowBinary (native/src/row_binary.rs), through streams/compiled/rows.py and the
+writer's encoded path in sinks/clickhouse.py, and they are the same rows the Python
+core's row builders make.
 
 The oracle is ClickHouse itself: the Python core's rows are inserted through
-clickhouse-connect's own (Native) insert into one database, the compiled core's blocks
-through the writer's RowBinary insert into another, both with the production column
-types (the migrations), and every stored row of every table must be equal. The tables
-are plain MergeTree copies so that no row is merged away before it is compared.
+clickhouse-connect's own insert into one database, the compiled core's blocks through the
+writer's Native insert into another (and as RowBinary into a third), all with the
+production column types (the migrations), and every stored row of every table must be
+equal. The tables are plain MergeTree copies so that no row is merged away before it is
+compared.
 """
 
 from __future__ import annotations
@@ -176,6 +178,49 @@ def test_every_row_the_compiled_core_inserts_equals_the_python_cores_row(chdb: A
         assert got == want, f"{table}: stored rows differ"
 
 
+def test_row_binary_stores_the_rows_the_native_blocks_store(chdb: Any) -> None:
+    """Both encoders, each block inserted on its own in its format: the same stored rows."""
+    _, compiled = _scenario()
+    by_format = {
+        fmt: _copy_of_schema(chdb, f"encoded_{fmt.lower()}") for fmt in ("Native", "RowBinary")
+    }
+    for result in compiled:
+        for spec, rows in result.encoded_rows.items():
+            columns = [
+                (name, kind)
+                for name, kind, *_ in chdb.query(f"DESCRIBE TABLE {SCHEMA}.{spec.name}").result_rows
+            ]
+            names = [name for name, _ in columns]
+            payloads = {"Native": rows.native(columns), "RowBinary": rows.row_binary(columns)}
+            for fmt, client in by_format.items():
+                client.raw_insert(spec.name, names, payloads[fmt], fmt=fmt)
+    for table in sorted(CORE_TABLES):
+        native = _stored(by_format["Native"], table)
+        assert native, f"{table}: no rows"
+        assert native == _stored(by_format["RowBinary"], table), f"{table}: stored rows differ"
+
+
+def test_an_empty_slice_is_no_native_block(chdb: Any) -> None:
+    """A Native stream ends at an empty block, so a slice without rows must give nothing
+    (the writer's halving makes such slices)."""
+    block = _block("late_events", _late_rows(3))
+    columns = [
+        (name, kind)
+        for name, kind, *_ in chdb.query(f"DESCRIBE TABLE {SCHEMA}.late_events").result_rows
+    ]
+    assert block.slice(1, 1).native(columns) == b""
+    assert block.slice(0, 1).native(columns) != b""
+    client = _copy_of_schema(chdb, "empty_slices")
+    writer = ClickHouseWriter(lambda: client, batch_rows=20_000)
+    writer.start()
+    spec = next(s for s in ALL_TABLES if s.name == "late_events")
+    for part in (block.slice(0, 0), block.slice(0, 2), block.slice(2, 2), block.slice(2, 3)):
+        writer.submit_nowait(spec, part)
+    writer.stop()
+    assert writer.rejected_rows == 0, writer.last_error
+    assert len(_stored(client, "late_events")) == 3
+
+
 def test_event_rows_encode_from_their_fields_as_they_do_from_their_json(chdb: Any) -> None:
     """``events_raw`` rows are encoded from the typed row's fields (``RowCells``), not
     through a JSON tree per row; every payload must be byte for byte what the same rows
@@ -206,11 +251,14 @@ def test_event_rows_encode_from_their_fields_as_they_do_from_their_json(chdb: An
     assert {r[index["version"]] for r in raw} == {0, 1}
     for block in blocks:
         as_json = shopfunnel_core.RowBlock("events_raw", orjson.dumps(block.rows()))
-        typed = shopfunnel_core.row_binary([block], columns)
-        assert typed == shopfunnel_core.row_binary([as_json], columns)
+        for encode in (shopfunnel_core.row_binary, shopfunnel_core.native_block):
+            assert encode([block], columns) == encode([as_json], columns)
     wrong = [(name, "UInt8" if name == "event_type" else kind) for name, kind in columns]
-    with pytest.raises(ValueError, match="column event_type: expected an integer, got a string"):
-        shopfunnel_core.row_binary(blocks[:1], wrong)
+    for encode in (shopfunnel_core.row_binary, shopfunnel_core.native_block):
+        with pytest.raises(
+            ValueError, match="row 0: column event_type: expected an integer, got a string"
+        ):
+            encode(blocks[:1], wrong)
 
 
 def _late_rows(n: int) -> list[list[Any]]:
