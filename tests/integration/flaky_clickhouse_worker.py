@@ -35,7 +35,7 @@ class FlakyClient:
         return self._client.insert(table, *args, **kwargs)
 
     def raw_insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
-        """The compiled core's rows arrive here (RowBinary, sinks/clickhouse.py)."""
+        """The compiled core's rows arrive here (Native blocks, sinks/clickhouse.py)."""
         self._outage(table)
         return self._client.raw_insert(table, *args, **kwargs)
 

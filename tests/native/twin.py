@@ -158,8 +158,8 @@ class TwinProcessor:
     def _compare(self, call: str, python: BatchResult, compiled: BatchResult) -> BatchResult:
         assert not python.encoded_rows, f"{call}: the Python core encoded rows"
         # The compiled core's rows stay encoded (streams/compiled/rows.py): compared, and
-        # handed on, as the Python rows they stand for. Their RowBinary is compared
-        # through ClickHouse in tests/native/test_row_binary.py.
+        # handed on, as the Python rows they stand for. Their Native and RowBinary forms
+        # are compared through ClickHouse in tests/native/test_row_binary.py.
         compiled.decode_rows()
         assert_same_result(python, compiled, call)
         p, c = self.python, self.compiled
