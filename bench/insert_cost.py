@@ -94,13 +94,15 @@ def payloads(
 ) -> dict[str, list[bytes]]:
     """Per table, one payload in ``fmt`` (Native or RowBinary) per insert of
     ``block_events`` events."""
-    encode = {"Native": CompiledRows.native, "RowBinary": CompiledRows.row_binary}[fmt]
+
     grouped: dict[str, dict[int, list[Any]]] = defaultdict(lambda: defaultdict(list))
     for done, table, rows in blocks:
         grouped[table][done // block_events].append(rows)
     return {
         table: [
-            b"".join(encode(rows, columns[table]) for rows in cycle)
+            CompiledRows.native(cycle, columns[table])
+            if fmt == "Native"
+            else b"".join(rows.row_binary(columns[table]) for rows in cycle)
             for _, cycle in sorted(by_cycle.items())
         ]
         for table, by_cycle in grouped.items()

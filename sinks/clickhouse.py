@@ -903,7 +903,7 @@ class ClickHouseWriter:
             context.data = None
 
     def _insert_encoded(self, spec: TableSpec, blocks: list[EncodedRows]) -> None:
-        """One Native insert of ``blocks`` (a Native block each), encoded for the table's
+        """One Native insert of ``blocks``, as one Native block, encoded for the table's
         column types as ClickHouse reports them (the insert context's DESCRIBE, read once
         per table). ``LowCardinality`` columns are sent as their inner type, which
         ClickHouse converts (``input_format_native_allow_types_conversion``, on by
@@ -918,7 +918,7 @@ class ClickHouseWriter:
                 )
             ]
             self._column_types[spec.name] = columns
-        payload = b"".join(block.native(columns) for block in blocks)
+        payload = type(blocks[0]).native(blocks, columns) if blocks else b""
         if not payload:
             return
         try:

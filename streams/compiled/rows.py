@@ -93,8 +93,12 @@ class CompiledRows(EncodedRows):
         payload: bytes = shopfunnel_core.row_binary([self._block], list(columns))
         return payload
 
-    def native(self, columns: Sequence[tuple[str, str]]) -> bytes:
-        import shopfunnel_core  # built: this object came from it
+    @classmethod
+    def native(cls, blocks: Sequence[EncodedRows], columns: Sequence[tuple[str, str]]) -> bytes:
+        import shopfunnel_core  # built: these objects came from it
 
-        payload: bytes = shopfunnel_core.native_block([self._block], list(columns))
+        rows = [b._block for b in blocks if isinstance(b, CompiledRows)]
+        if len(rows) != len(blocks):
+            raise TypeError("CompiledRows.native takes CompiledRows blocks only")
+        payload: bytes = shopfunnel_core.native_block(rows, list(columns))
         return payload

@@ -191,7 +191,10 @@ def test_row_binary_stores_the_rows_the_native_blocks_store(chdb: Any) -> None:
                 for name, kind, *_ in chdb.query(f"DESCRIBE TABLE {SCHEMA}.{spec.name}").result_rows
             ]
             names = [name for name, _ in columns]
-            payloads = {"Native": rows.native(columns), "RowBinary": rows.row_binary(columns)}
+            payloads = {
+                "Native": CompiledRows.native([rows], columns),
+                "RowBinary": rows.row_binary(columns),
+            }
             for fmt, client in by_format.items():
                 client.raw_insert(spec.name, names, payloads[fmt], fmt=fmt)
     for table in sorted(CORE_TABLES):
@@ -200,16 +203,19 @@ def test_row_binary_stores_the_rows_the_native_blocks_store(chdb: Any) -> None:
         assert native == _stored(by_format["RowBinary"], table), f"{table}: stored rows differ"
 
 
-def test_an_empty_slice_is_no_native_block(chdb: Any) -> None:
+def test_an_insert_is_one_native_block_and_empty_slices_add_nothing(chdb: Any) -> None:
     """A Native stream ends at an empty block, so a slice without rows must give nothing
-    (the writer's halving makes such slices)."""
+    (the writer's halving makes such slices); the blocks of one insert are one block."""
     block = _block("late_events", _late_rows(3))
     columns = [
         (name, kind)
         for name, kind, *_ in chdb.query(f"DESCRIBE TABLE {SCHEMA}.late_events").result_rows
     ]
-    assert block.slice(1, 1).native(columns) == b""
-    assert block.slice(0, 1).native(columns) != b""
+    assert CompiledRows.native([block.slice(1, 1)], columns) == b""
+    assert CompiledRows.native([block.slice(0, 1), block.slice(2, 2)], columns) != b""
+    # Many blocks of an insert make one Native block (the engine pays per block).
+    parts = [block.slice(0, 1), block.slice(1, 1), block.slice(1, 3)]
+    assert CompiledRows.native(parts, columns) == CompiledRows.native([block], columns)
     client = _copy_of_schema(chdb, "empty_slices")
     writer = ClickHouseWriter(lambda: client, batch_rows=20_000)
     writer.start()
