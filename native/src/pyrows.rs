@@ -1,9 +1,10 @@
 //! `RowBlock`: one table's rows from a core call, kept in Rust (as the typed rows the core
 //! made) until the writer inserts them as one Native block (`native_block`; `row_binary`
 //! gives the same rows as RowBinary), encoded without the GIL in the writer's thread, so
-//! no row becomes Python objects on the way to ClickHouse. Slices share the rows (the writer halves a block to find a row
-//! ClickHouse refuses); `row`/`rows` give Python tuples for the rare readers (a rejected
-//! row's dead letter, the differential tests, a forget's corrections).
+//! no row becomes Python objects on the way to ClickHouse. Slices share the rows (the
+//! writer halves a block to find a row ClickHouse refuses); `row`/`rows` give Python
+//! tuples for the rare readers (a rejected row's dead letter, the differential tests, a
+//! forget's corrections).
 
 use std::sync::Arc;
 
@@ -194,6 +195,36 @@ impl RowBlock {
     }
 }
 
+/// The rows of some blocks: (table, rows, start, end), shared with the blocks.
+type Parts = Vec<(String, Arc<dyn RowSource>, usize, usize)>;
+
+fn parts_of(blocks: &[PyRef<'_, RowBlock>]) -> Parts {
+    blocks
+        .iter()
+        .map(|b| (b.table.clone(), Arc::clone(&b.rows), b.start, b.end))
+        .collect()
+}
+
+/// Each row of `parts` in order through `add`, the error naming the block's row.
+fn each_row(
+    parts: &Parts,
+    mut add: impl FnMut(&dyn RowSource, usize) -> Result<(), String>,
+) -> Result<(), String> {
+    for (table, rows, start, end) in parts {
+        for i in *start..*end {
+            add(rows.as_ref(), i).map_err(|e| format!("{} row {}: {}", table, i - start, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// The encoded rows as Python bytes, or the encoding error as ValueError.
+fn into_bytes(py: Python<'_>, payload: Result<Vec<u8>, String>) -> PyResult<Bound<'_, PyBytes>> {
+    payload
+        .map(|bytes| PyBytes::new_bound(py, &bytes))
+        .map_err(PyValueError::new_err)
+}
+
 /// The rows of `blocks`, in order, as one RowBinary payload for `columns` ([(name, type as
 /// ClickHouse names it)], the table's insert columns in the rows' order). A value that
 /// does not fit raises ValueError naming the block's row and the column.
@@ -208,24 +239,14 @@ pub fn row_binary<'py>(
         .map(|(name, text)| ColumnType::parse(&text).map(|t| (name, t)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(PyValueError::new_err)?;
-    let parts: Vec<(String, Arc<dyn RowSource>, usize, usize)> = blocks
-        .iter()
-        .map(|b| (b.table.clone(), Arc::clone(&b.rows), b.start, b.end))
-        .collect();
+    let parts = parts_of(&blocks);
     // Encoding needs no Python object: other threads (the event loop) run meanwhile.
     let payload = py.allow_threads(move || {
         let mut out = Vec::new();
-        for (table, rows, start, end) in &parts {
-            for i in *start..*end {
-                rows.write_at(i, &mut out, &columns)
-                    .map_err(|e| format!("{} row {}: {}", table, i - start, e))?;
-            }
-        }
-        Ok::<_, String>(out)
+        each_row(&parts, |rows, i| rows.write_at(i, &mut out, &columns))?;
+        Ok(out)
     });
-    payload
-        .map(|bytes| PyBytes::new_bound(py, &bytes))
-        .map_err(PyValueError::new_err)
+    into_bytes(py, payload)
 }
 
 /// The rows of `blocks`, in order, as one block of ClickHouse's Native format for
@@ -246,23 +267,13 @@ pub fn native_block<'py>(
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(PyValueError::new_err)?;
-    let parts: Vec<(String, Arc<dyn RowSource>, usize, usize)> = blocks
-        .iter()
-        .map(|b| (b.table.clone(), Arc::clone(&b.rows), b.start, b.end))
-        .collect();
+    let parts = parts_of(&blocks);
     // As row_binary: no Python object is needed, so the event loop runs meanwhile.
     let payload = py.allow_threads(move || {
-        let rows: usize = parts.iter().map(|(_, _, start, end)| end - start).sum();
+        let rows = parts.iter().map(|(_, _, start, end)| end - start).sum();
         let mut block = BlockWriter::new(&columns, rows);
-        for (table, rows, start, end) in &parts {
-            for i in *start..*end {
-                rows.push_at(i, &mut block)
-                    .map_err(|e| format!("{} row {}: {}", table, i - start, e))?;
-            }
-        }
-        Ok::<_, String>(block.finish())
+        each_row(&parts, |rows, i| rows.push_at(i, &mut block))?;
+        Ok(block.finish())
     });
-    payload
-        .map(|bytes| PyBytes::new_bound(py, &bytes))
-        .map_err(PyValueError::new_err)
+    into_bytes(py, payload)
 }
