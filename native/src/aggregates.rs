@@ -271,9 +271,14 @@ struct Slot {
 /// row by its index (a `u32`), so a contribution finds its row with one hash and one
 /// probe, and a row's key is copied once, when it first appears (Python's `totals`,
 /// `dirty` and `_rows_by_window` hold the row three times).
+///
+/// A slot is boxed: a `Slot` is about 400 bytes (the largest key's size), and the slab
+/// keeps its peak length, most of it free ids once the groups turn final. Unboxed, the
+/// free entries cost that much each (107 MB of the 125 MB the aggregates held after 30
+/// simulated days, BENCHMARKS.md); boxed, 8 bytes.
 #[derive(Clone, Debug, Default)]
 struct Rows {
-    slots: Vec<Option<Slot>>,
+    slots: Vec<Option<Box<Slot>>>,
     free: Vec<u32>,
     index: HashIndex,
 }
@@ -290,11 +295,13 @@ impl Rows {
     }
 
     fn slot(&self, id: u32) -> Option<&Slot> {
-        self.slots.get(id as usize).and_then(Option::as_ref)
+        self.slots.get(id as usize).and_then(Option::as_deref)
     }
 
     fn slot_mut(&mut self, id: u32) -> Option<&mut Slot> {
-        self.slots.get_mut(id as usize).and_then(Option::as_mut)
+        self.slots
+            .get_mut(id as usize)
+            .and_then(Option::as_deref_mut)
     }
 
     /// The row's id, adding it (with zero totals) when it is new.
@@ -303,12 +310,12 @@ impl Rows {
         if let Some(id) = self.find_hashed(hash, row) {
             return id;
         }
-        let slot = Slot {
+        let slot = Box::new(Slot {
             key: row.to_row(),
             cells: Cells::zero(row),
             dirty: false,
             group: 0,
-        };
+        });
         let id = match self.free.pop() {
             Some(id) => {
                 self.slots[id as usize] = Some(slot);
@@ -854,5 +861,15 @@ mod tests {
         assert_eq!(window_of_wide(119_999, 60_000), Some(60_000));
         assert_eq!(window_of_wide(i64::MIN as i128 - 1, 60_000), None);
         assert_eq!(window_of_wide(5, 0), None);
+    }
+
+    #[test]
+    fn a_free_slot_costs_a_pointer() {
+        // The slab keeps its peak length; a free id must not cost a whole row.
+        assert_eq!(
+            std::mem::size_of::<Option<Box<Slot>>>(),
+            std::mem::size_of::<usize>()
+        );
+        assert!(std::mem::size_of::<Slot>() > 100);
     }
 }

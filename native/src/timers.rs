@@ -19,10 +19,100 @@ use crate::json::{Json, JsonError, JsonResult};
 
 pub const DEFAULT_GRANULARITY_MS: i64 = 1000;
 
+/// Most buckets hold one key (a due time is a visitor's last event plus a timeout, to the
+/// millisecond): a `BTreeSet`'s first node takes about 280 bytes, which made the timers
+/// about 540 bytes a visitor (BENCHMARKS.md). Up to this many keys a bucket is a sorted
+/// `Vec` (24 bytes a key); past it, a `BTreeSet`, so an insert into a crowded second
+/// stays O(log n).
+const FEW: usize = 16;
+
+/// One bucket's keys, in byte order either way.
+#[derive(Clone, Debug)]
+enum Bucket {
+    Few(Vec<Vec<u8>>),
+    Many(BTreeSet<Vec<u8>>),
+}
+
+impl Bucket {
+    fn insert(&mut self, key: &[u8]) {
+        match self {
+            Bucket::Few(keys) => match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+                Ok(_) => {}
+                Err(at) if keys.len() < FEW => {
+                    if keys.len() == keys.capacity() {
+                        keys.reserve_exact(1); // Vec's first growth would hold four
+                    }
+                    keys.insert(at, key.to_vec());
+                }
+                Err(_) => {
+                    let mut many: BTreeSet<Vec<u8>> = std::mem::take(keys).into_iter().collect();
+                    many.insert(key.to_vec());
+                    *self = Bucket::Many(many);
+                }
+            },
+            Bucket::Many(many) => {
+                many.insert(key.to_vec());
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        match self {
+            Bucket::Few(keys) => {
+                if let Ok(at) = keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+                    keys.remove(at);
+                    if keys.is_empty() {
+                        // The bucket stays until its time comes (the heap holds it once):
+                        // empty, it holds no memory.
+                        *keys = Vec::new();
+                    }
+                }
+            }
+            Bucket::Many(many) => {
+                many.remove(key);
+                if many.is_empty() {
+                    *self = Bucket::Few(Vec::new());
+                }
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            Bucket::Few(keys) => keys.is_empty(),
+            Bucket::Many(many) => many.is_empty(),
+        }
+    }
+
+    /// Takes out the keys due at or before the watermark, in byte order.
+    fn take_due(&mut self, due_of: &mut HashMap<Vec<u8>, i64>, watermark_ms: i64) -> Vec<Vec<u8>> {
+        let is_due = |key: &Vec<u8>| due_of.get(key).map_or(false, |d| *d <= watermark_ms);
+        let ready: Vec<Vec<u8>> = match self {
+            Bucket::Few(keys) => {
+                let (ready, rest): (Vec<Vec<u8>>, Vec<Vec<u8>>) =
+                    std::mem::take(keys).into_iter().partition(is_due);
+                *keys = rest;
+                ready
+            }
+            Bucket::Many(many) => {
+                let ready: Vec<Vec<u8>> = many.iter().filter(|k| is_due(k)).cloned().collect();
+                for key in &ready {
+                    many.remove(key);
+                }
+                ready
+            }
+        };
+        for key in &ready {
+            due_of.remove(key);
+        }
+        ready
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct TimerWheel {
     granularity_ms: i64,
-    buckets: HashMap<i128, BTreeSet<Vec<u8>>>,
+    buckets: HashMap<i128, Bucket>,
     due_of: HashMap<Vec<u8>, i64>,
     /// Min-heap of the buckets in `buckets` (each once).
     order: BinaryHeap<Reverse<i128>>,
@@ -68,11 +158,14 @@ impl TimerWheel {
 
     /// The key's due time, None to clear it.
     pub fn set(&mut self, key: &[u8], due_ms: Option<i64>) {
-        if let Some(old) = self.due_of.remove(key) {
+        // The key's copy in `due_of` is kept for its next due time.
+        let mut owned: Option<Vec<u8>> = None;
+        if let Some((old_key, old)) = self.due_of.remove_entry(key) {
             let old_bucket = self.bucket(old);
             if let Some(members) = self.buckets.get_mut(&old_bucket) {
                 members.remove(key);
             }
+            owned = Some(old_key);
         }
         let due = match due_ms {
             Some(due) => due,
@@ -84,10 +177,11 @@ impl TimerWheel {
             .entry(bucket)
             .or_insert_with(|| {
                 order.push(Reverse(bucket));
-                BTreeSet::new()
+                Bucket::Few(Vec::new())
             })
-            .insert(key.to_vec());
-        self.due_of.insert(key.to_vec(), due);
+            .insert(key);
+        self.due_of
+            .insert(owned.unwrap_or_else(|| key.to_vec()), due);
     }
 
     /// The key's pending due time.
@@ -105,17 +199,7 @@ impl TimerWheel {
             }
             let mut rest_later = false;
             if let Some(members) = self.buckets.get_mut(&bucket) {
-                let due_of = &mut self.due_of;
-                let ready: Vec<Vec<u8>> = members
-                    .iter()
-                    .filter(|k| due_of.get(*k).map_or(false, |d| *d <= watermark_ms))
-                    .cloned()
-                    .collect();
-                for key in &ready {
-                    members.remove(key);
-                    due_of.remove(key);
-                }
-                due.extend(ready);
+                due.extend(members.take_due(&mut self.due_of, watermark_ms));
                 rest_later = !members.is_empty();
             }
             if rest_later {
@@ -248,5 +332,47 @@ mod tests {
         w.set(b"c", None);
         assert_eq!(w.pop_due(i64::MAX), Vec::<Vec<u8>>::new());
         assert!(w.is_empty());
+    }
+
+    #[test]
+    fn a_crowded_bucket_keeps_byte_order_both_ways() {
+        // Past FEW keys a bucket turns into a BTreeSet, and back to a Vec once empty; the
+        // keys come out in byte order and at their own due time either way.
+        for count in [3usize, FEW, FEW + 1, 3 * FEW] {
+            let mut w = TimerWheel::default();
+            let keys: Vec<Vec<u8>> = (0..count)
+                .rev()
+                .map(|i| format!("v{:03}", i).into_bytes())
+                .collect();
+            for (i, key) in keys.iter().enumerate() {
+                w.set(key, Some(1000 + (i as i64 % 2) * 500));
+            }
+            w.set(&keys[0], Some(1000)); // moved within its bucket: still once
+            w.set(&keys[1], None);
+            let mut early: Vec<Vec<u8>> = keys
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 1 && (i % 2 == 0 || *i == 0))
+                .map(|(_, k)| k.clone())
+                .collect();
+            early.sort();
+            assert_eq!(w.pop_due(1200), early, "{} keys", count);
+            let mut late: Vec<Vec<u8>> = keys
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 1 && i % 2 == 1)
+                .map(|(_, k)| k.clone())
+                .collect();
+            late.sort();
+            assert_eq!(w.pop_due(1999), late, "{} keys", count);
+            assert!(w.is_empty());
+            assert!(w.buckets.is_empty() && w.order.is_empty());
+            // A bucket emptied by moves holds nothing and still fires nothing.
+            w.set(b"x", Some(3000));
+            w.set(b"x", Some(9000));
+            assert!(w.buckets.get(&3000).map_or(false, |b| b.is_empty()));
+            assert_eq!(w.pop_due(8999), Vec::<Vec<u8>>::new());
+            assert_eq!(w.pop_due(9000), vec![b"x".to_vec()]);
+        }
     }
 }
