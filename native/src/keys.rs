@@ -222,14 +222,17 @@ pub enum KeyRef<'a> {
 
 /// A row of an aggregate table (`streams.outputs.RowKey`): what `Key`s are grouped into
 /// for writing. A KPI row has one cell per metric; open attempts are never written.
+///
+/// The two largest keys are boxed, so a row of the others (most rows) does not take
+/// their size: the live aggregates keep one `RowKey` per row (BENCHMARKS.md).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum RowKey {
     FunnelStep(FunnelStepKey),
     FunnelOutcome(FunnelOutcomeKey),
     FunnelTtc(FunnelTtcKey),
-    FunnelAttempt(FunnelAttemptKey),
+    FunnelAttempt(Box<FunnelAttemptKey>),
     Kpi(KpiKey),
-    OrderAttribution(OrderAttributionKey),
+    OrderAttribution(Box<OrderAttributionKey>),
     Retention(RetentionKey),
     OrderGap(OrderGapKey),
 }
@@ -242,9 +245,9 @@ pub fn row_of(key: &Key) -> Option<RowKey> {
         Key::FunnelOutcome(k) => RowKey::FunnelOutcome(k.clone()),
         Key::OpenAttempt(_) => return None,
         Key::FunnelTtc(k) => RowKey::FunnelTtc(k.clone()),
-        Key::FunnelAttempt(k) => RowKey::FunnelAttempt(k.clone()),
+        Key::FunnelAttempt(k) => RowKey::FunnelAttempt(Box::new(k.clone())),
         Key::KpiCell(k) => RowKey::Kpi(k.row()),
-        Key::OrderAttribution(k) => RowKey::OrderAttribution(k.clone()),
+        Key::OrderAttribution(k) => RowKey::OrderAttribution(Box::new(k.clone())),
         Key::Retention(k) => RowKey::Retention(k.clone()),
         Key::OrderGap(k) => RowKey::OrderGap(k.clone()),
     })

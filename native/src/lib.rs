@@ -22,6 +22,8 @@ pub mod funnel_eval;
 pub mod funnels;
 pub mod fxhash;
 pub mod hashindex;
+#[cfg(feature = "heap-count")]
+pub mod heap_count;
 pub mod intake;
 pub mod json;
 pub mod json_reader;
@@ -48,8 +50,13 @@ pub mod watermarks;
 use json::{Json, JsonResult};
 
 // Rust's allocations in this module only (Python keeps its own allocator).
+#[cfg(not(feature = "heap-count"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "heap-count")]
+#[global_allocator]
+static GLOBAL: heap_count::Counting = heap_count::Counting;
 
 /// Every ported module answers the probes named after it.
 type Probe = fn(&str, &Json) -> Option<JsonResult<Json>>;
@@ -174,5 +181,9 @@ fn shopfunnel_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FORMAT_VERSION", state::FORMAT_VERSION)?;
     m.add_function(wrap_pyfunction!(reencode_state, m)?)?;
     m.add_function(wrap_pyfunction!(probe, m)?)?;
+    #[cfg(feature = "heap-count")]
+    m.add_function(wrap_pyfunction!(heap_count::heap_live_bytes, m)?)?;
+    #[cfg(feature = "heap-count")]
+    m.add_function(wrap_pyfunction!(heap_count::heap_peak_bytes, m)?)?;
     Ok(())
 }

@@ -225,6 +225,13 @@ impl PartitionCoreHandle {
             .map(|raw| PyBytes::new_bound(py, raw))
     }
 
+    /// `bench/core_heap.py` (the `heap-count` build only): live heap bytes per part; it
+    /// empties the core.
+    #[cfg(feature = "heap-count")]
+    fn heap_breakdown(&mut self) -> Vec<(&'static str, i64)> {
+        self.core.heap_breakdown()
+    }
+
     #[getter]
     fn state_keys(&self) -> i64 {
         self.core.state_keys()

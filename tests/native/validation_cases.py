@@ -117,7 +117,11 @@ properties = st.dictionaries(
     st.one_of(custom_name, odd_name), property_value, max_size=MAX_PROPERTIES + 2
 )
 valid_properties = st.dictionaries(
-    custom_name, st.text(st.characters(min_codepoint=0xA0), max_size=8), max_size=4
+    # codec: with a min_codepoint alone, hypothesis also draws lone surrogates, which no
+    # reader produces and orjson cannot encode (it failed the probe's JSON, not the core).
+    custom_name,
+    st.text(st.characters(min_codepoint=0xA0, codec="utf-8"), max_size=8),
+    max_size=4,
 )
 
 # Fields that are only copied into the Event: a pool of values (cheap to draw).

@@ -496,3 +496,16 @@ def test_no_second_half_without_samples_or_when_one_scrape_saw_everything(
     tiny.snapshots += [Snapshot(1.5, {INGESTED: 0.0}, 3), Snapshot(1.9, {INGESTED: 50.0}, 3)]
     assert second_half([tiny], 50, 1.0, 2.0) is None
     assert _system_share([tiny], 1.0, 2.0) == 0.0
+
+
+def test_core_heap_refuses_a_core_without_the_counting_allocator() -> None:
+    import types
+
+    from bench import core_heap
+    from bench.errors import BenchError
+
+    installed = types.SimpleNamespace(__file__="site-packages/shopfunnel_core.so")
+    with pytest.raises(BenchError, match="not the heap-count build"):
+        core_heap.require_counting(installed)
+    counting = types.SimpleNamespace(heap_live_bytes=lambda: 0)
+    assert core_heap.require_counting(counting) is counting
