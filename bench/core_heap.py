@@ -22,7 +22,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -79,13 +78,12 @@ def require_counting(module: Any) -> Any:
 
 def measure(core: Any, records: list[tuple[str, bytes, bytes, int]]) -> dict[str, Any]:
     # Imported after the counting build is in place: CompiledProcessor imports the core.
-    from bench.state_memory import BATCH, TOPICS, MemoryTable
+    from bench.state_memory import TOPICS, MemoryTable, feed
     from schemas.channels import ChannelRules
     from schemas.codec import EventCodec
     from schemas.validation import ValidationBounds
     from streams.compiled.processor import CompiledProcessor
     from streams.funnels import load_funnels
-    from streams.records import Record
     from streams.visitor import Rules
 
     gc.collect()
@@ -96,18 +94,7 @@ def measure(core: Any, records: list[tuple[str, bytes, bytes, int]]) -> dict[str
     processor = CompiledProcessor(
         0, Rules(load_funnels(None)), decoder, ChannelRules.load(), TOPICS, table
     )
-    offsets: dict[str, int] = defaultdict(int)
-    pending: dict[str, list[Record]] = defaultdict(list)
-    for stream, key, value, timestamp in records:
-        batch = pending[stream]
-        batch.append(Record(offsets[stream], key, value, timestamp))
-        offsets[stream] += 1
-        if len(batch) >= BATCH:
-            result = processor.process(stream, batch, None)
-            pending[stream] = []
-            for k, v in result.state_writes.items():
-                table.put(k, v)
-            del result
+    feed(processor, table, records)
     gc.collect()
     peak = core.heap_peak_bytes() - start
     live = core.heap_live_bytes() - start

@@ -116,15 +116,12 @@ def partition_zero(records: int, days: float) -> list[tuple[str, bytes, bytes, i
     return [(r.stream, r.key, r.value, r.send_time_ms) for r in itertools.islice(zero, records)]
 
 
-def run_core(records: list[tuple[str, bytes, bytes, int]], cache_visitors: int) -> CoreRun:
-    gc.collect()
-    rss_before = vm_rss_bytes_self()
-    table = MemoryTable()
-    processor = new_processor(table, cache_visitors)
+def feed(processor: Any, table: MemoryTable, records: list[tuple[str, bytes, bytes, int]]) -> int:
+    """The records to the processor in per-stream batches of ``BATCH``, as the worker
+    would, its state writes into ``table``; returns how many were processed."""
     offsets: dict[str, int] = defaultdict(int)
     pending: dict[str, list[InputRecord]] = defaultdict(list)
     done = 0
-    started = time.process_time()
     for stream, key, value, ts in records:
         batch = pending[stream]
         batch.append(InputRecord(offsets[stream], key, value, ts))
@@ -142,6 +139,16 @@ def run_core(records: list[tuple[str, bytes, bytes, int]], cache_visitors: int) 
             for k, v in processor.process(stream, batch, None).state_writes.items():
                 table.put(k, v)
             done += len(batch)
+    return done
+
+
+def run_core(records: list[tuple[str, bytes, bytes, int]], cache_visitors: int) -> CoreRun:
+    gc.collect()
+    rss_before = vm_rss_bytes_self()
+    table = MemoryTable()
+    processor = new_processor(table, cache_visitors)
+    started = time.process_time()
+    done = feed(processor, table, records)
     cpu = time.process_time() - started
     gc.collect()
     visitors = len(table.data) - 1

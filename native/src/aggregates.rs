@@ -641,19 +641,23 @@ impl PartitionAggregates {
     /// rows and their (finality group, window), which goes whole.
     pub fn forget(&mut self, rows: &[RowKey]) {
         for row in rows {
-            let group = (row.threshold(), row.final_at());
-            if let Some(known) = self.groups.remove(&group) {
-                self.live_groups.remove(&known.seq);
-                if let Some(windows) = self.windows.get_mut(&group.0) {
-                    windows.remove(&known.seq);
-                    if windows.is_empty() {
-                        self.windows.remove(&group.0);
-                    }
-                }
-            }
+            self.forget_group((row.threshold(), row.final_at()));
             // Its id may stay in `dirty`: the slot's absence (or a new row's own flag,
             // once the id is reused) tells `take_dirty` to pass it over.
             self.rows.remove(&RowRef::of_row(row));
+        }
+    }
+
+    /// A (finality group, window) goes whole when one of its rows is forgotten.
+    fn forget_group(&mut self, group: (String, i64)) {
+        if let Some(known) = self.groups.remove(&group) {
+            self.live_groups.remove(&known.seq);
+            if let Some(windows) = self.windows.get_mut(&group.0) {
+                windows.remove(&known.seq);
+                if windows.is_empty() {
+                    self.windows.remove(&group.0);
+                }
+            }
         }
     }
 
@@ -664,15 +668,7 @@ impl PartitionAggregates {
                 Some(slot) => (slot.key.threshold(), slot.key.final_at()),
                 None => continue,
             };
-            if let Some(known) = self.groups.remove(&group) {
-                self.live_groups.remove(&known.seq);
-                if let Some(windows) = self.windows.get_mut(&group.0) {
-                    windows.remove(&known.seq);
-                    if windows.is_empty() {
-                        self.windows.remove(&group.0);
-                    }
-                }
-            }
+            self.forget_group(group);
             self.rows.remove_id(id);
         }
     }
