@@ -142,7 +142,18 @@ def embedded_directory(target: ClickHouseTarget) -> Path | None:
 # cores from ingestion. On two cores, in two latency runs at the default settings, the
 # stall that set the p99 of event-to-ClickHouse latency (about 1.8 s without an insert)
 # came with such a read (BENCHMARKS.md, "rows to ClickHouse as RowBinary").
-BACKGROUND_READ_SETTINGS: Final[dict[str, Any]] = {"max_threads": 1, "os_thread_priority": 19}
+#
+# Their GROUP BYs spill to the store's tmp directory past 32 MiB of aggregation state. An
+# experiment evaluation groups every stored visitor several times; at 4.4 M events each of
+# its queries held 404-528 MB without spilling and 208-324 MB with it (the rest is FINAL's
+# read of every part and the purchases' set), for 1.0-1.1x the time (BENCHMARKS.md, "the
+# monitors' reads bounded"). Spilling starts once an aggregation turns two-level, which
+# ClickHouse does past 100,000 keys: the small GROUP BYs never touch the disk.
+BACKGROUND_READ_SETTINGS: Final[dict[str, Any]] = {
+    "max_threads": 1,
+    "os_thread_priority": 19,
+    "max_bytes_before_external_group_by": 32 << 20,
+}
 
 
 # The writer's inserts. ``optimize_on_insert`` (on by default) makes every insert collapse

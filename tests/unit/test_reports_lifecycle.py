@@ -308,17 +308,21 @@ def test_report_kpi_scales_each_currency_by_its_iso_4217_exponent(
     assert "1.234" in kwd
 
 
-def test_a_background_reader_runs_its_queries_on_one_thread_at_low_priority(
+def test_a_background_reader_runs_on_one_thread_at_low_priority_and_spills(
     engine_dir: Path,
 ) -> None:
     """The monitors' client (streams/worker.py) must not take the cores from ingestion."""
     target = ClickHouseTarget(dsn=f"chdb:///{engine_dir}", database="reports_background")
-    sql = "SELECT toUInt64(getSetting('max_threads')), getSetting('os_thread_priority')"
+    sql = (
+        "SELECT toUInt64(getSetting('max_threads')), getSetting('os_thread_priority'), "
+        "toUInt64(getSetting('max_bytes_before_external_group_by'))"
+    )
     background = open_client(target, settings=BACKGROUND_READ_SETTINGS)
     default = open_client(target)
     try:
-        assert background.query(sql).result_rows == [(1, 19)]
-        assert default.query(sql).result_rows[0][1] == 0
+        # One thread, lowest priority, and GROUP BYs that spill past 32 MiB.
+        assert background.query(sql).result_rows == [(1, 19, 32 << 20)]
+        assert default.query(sql).result_rows[0][1:] == (0, 0)
     finally:
         background.close()
         default.close()
