@@ -33,7 +33,7 @@ from typing import Any, Final
 import pytest
 
 import streams
-from reports.experiment_readout import experiment_sums
+from reports.experiment_readout import JOINS_AS_WRITTEN, experiment_sums, join_settings
 from schemas.codec import EventCodec
 from schemas.model import Event
 from simulator.config import SimConfig
@@ -242,3 +242,28 @@ def test_the_sums_stay_exact_when_the_aggregations_spill_to_disk(
     assert spilled > 0  # the evaluation did spill (one part per aggregation at least)
     assert got == normalised(truth)
     assert got == normalised(experiment_sums(client, exp))  # and so did the unspilled read
+
+
+def test_the_joins_run_as_written_where_the_reader_may_say_so(
+    client: Any,
+    target: ClickHouseTarget,
+    records: list[SimRecord],
+    experiments: tuple[ExperimentDef, ...],
+) -> None:
+    """The engine here has the setting: the joins build on the exposed visitors. A read-only
+    reader may not change it, and gets the same numbers with the planner's choice."""
+    assert join_settings(client) == JOINS_AS_WRITTEN
+    read_only = open_client(target, settings={"readonly": 1})
+    try:
+        assert join_settings(read_only) == {}
+        exp = next(e for e in experiments if e.name == "checkout_button")
+        got = normalised(experiment_sums(read_only, exp))
+    finally:
+        read_only.close()
+    truth = experiment_truth(
+        records,
+        experiments,
+        lateness_ms=CONFIG.lateness_ms,
+        session_timeout_ms=CONFIG.session_timeout_ms,
+    )["checkout_button"]
+    assert got == normalised(truth)
