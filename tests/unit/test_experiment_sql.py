@@ -39,7 +39,7 @@ from schemas.model import Event
 from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.records import SimRecord
-from simulator.truth_experiments import experiment_truth
+from simulator.truth_experiments import ExperimentTruth, experiment_truth
 from sinks.clickhouse import BACKGROUND_READ_SETTINGS, ClickHouseTarget, open_client
 from streams.experiments import ExperimentDef, load_experiments
 from streams.funnels import load_funnels
@@ -143,6 +143,18 @@ def records() -> list[SimRecord]:
     return rewritten_records(EventCodec())
 
 
+def truth_of(
+    records: list[SimRecord], experiments: tuple[ExperimentDef, ...]
+) -> dict[str, ExperimentTruth]:
+    """Every experiment's sums by the simulator's oracle, from the same records."""
+    return experiment_truth(
+        records,
+        experiments,
+        lateness_ms=CONFIG.lateness_ms,
+        session_timeout_ms=CONFIG.session_timeout_ms,
+    )
+
+
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> ClickHouseTarget:
     data_dir = tmp_path_factory.mktemp("experiment-sql")
@@ -185,12 +197,7 @@ def test_the_rewrite_makes_mixed_unknown_and_unassigned_visitors(
 def test_the_sums_equal_the_truth_with_mixed_and_unknown_visitors(
     name: str, client: Any, records: list[SimRecord], experiments: tuple[ExperimentDef, ...]
 ) -> None:
-    truth = experiment_truth(
-        records,
-        experiments,
-        lateness_ms=CONFIG.lateness_ms,
-        session_timeout_ms=CONFIG.session_timeout_ms,
-    )[name]
+    truth = truth_of(records, experiments)[name]
     exp = next(e for e in experiments if e.name == name)
     got, want = normalised(experiment_sums(client, exp)), normalised(truth)
     assert got == want
@@ -225,12 +232,7 @@ def test_the_sums_stay_exact_when_the_aggregations_spill_to_disk(
 ) -> None:
     """What a monitor reads past 32 MiB of aggregation state, forced here on a small store:
     the truth's numbers from aggregations written to disk and merged back."""
-    truth = experiment_truth(
-        records,
-        experiments,
-        lateness_ms=CONFIG.lateness_ms,
-        session_timeout_ms=CONFIG.session_timeout_ms,
-    )[name]
+    truth = truth_of(records, experiments)[name]
     exp = next(e for e in experiments if e.name == name)
     spilling = open_client(target, settings=SPILL_EVERY_GROUP_BY)
     try:
@@ -260,10 +262,5 @@ def test_the_joins_run_as_written_where_the_reader_may_say_so(
         got = normalised(experiment_sums(read_only, exp))
     finally:
         read_only.close()
-    truth = experiment_truth(
-        records,
-        experiments,
-        lateness_ms=CONFIG.lateness_ms,
-        session_timeout_ms=CONFIG.session_timeout_ms,
-    )["checkout_button"]
+    truth = truth_of(records, experiments)["checkout_button"]
     assert got == normalised(truth)
