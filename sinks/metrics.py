@@ -14,6 +14,7 @@ or garbage into ``utm_campaign`` must not be able to create millions of series.
 - ``experiment``, ``variant``: names from the validated experiments file (at most 20
   experiments of at most 10 variants each);
 - ``part`` (memory): the fixed set ``sinks.memory.PARTS``;
+- ``disk``: the disk names of ClickHouse's own configuration (``system.disks``);
 - ``metric``: ``primary`` or a guardrail name of the experiments file;
 - ``test`` (``always_valid``, ``fixed_horizon``; ``chi_square``, ``sequential``) and
   ``verdict`` (``streams.experiment_stats.Verdict``): fixed sets;
@@ -34,6 +35,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from schemas.iso4217 import MINOR_UNIT_EXPONENT
+from sinks.disk import DiskSpace
 from sinks.errors import SinkError
 from sinks.memory import PARTS as MEMORY_PARTS
 
@@ -145,6 +147,12 @@ class PipelineMetrics:
         for part, value in parts.items():
             if part in MEMORY_PARTS:
                 self.memory_bytes.labels(part).set(value)
+
+    def set_disks(self, disks: Iterable[DiskSpace]) -> None:
+        """The readings of ``sinks.disk.disk_space``."""
+        for disk in disks:
+            self.clickhouse_disk_free_bytes.labels(disk.name).set(disk.free)
+            self.clickhouse_disk_total_bytes.labels(disk.name).set(disk.total)
 
     def observe_full_collection(self, seconds: float, collected: int) -> None:
         self.gc_full_seconds.observe(seconds)
@@ -386,6 +394,19 @@ class PipelineMetrics:
             "(python_blocks, a count), the embedded ClickHouse's own accounting "
             "(clickhouse_*).",
             ["part"],
+            registry=registry,
+        )
+        self.clickhouse_disk_free_bytes = Gauge(
+            f"{PREFIX}_clickhouse_disk_free_bytes",
+            "Free bytes on each of ClickHouse's disks (system.disks; the embedded engine's "
+            "is the store's directory). Inserts and the readouts' spilled GROUP BYs need it.",
+            ["disk"],
+            registry=registry,
+        )
+        self.clickhouse_disk_total_bytes = Gauge(
+            f"{PREFIX}_clickhouse_disk_total_bytes",
+            "Size in bytes of each of ClickHouse's disks (system.disks).",
+            ["disk"],
             registry=registry,
         )
         self.sink_queue_rows = Gauge(

@@ -27,6 +27,8 @@ from schemas.codec import EventCodec
 from schemas.deadletter import DeadLetter
 from schemas.validation import ValidationBounds
 from sinks.clickhouse import ClickHouseWriter
+from sinks.disk import READ_SECONDS as DISK_READ_SECONDS
+from sinks.disk import DiskReadings
 from sinks.memory import READ_SECONDS as MEMORY_READ_SECONDS
 from sinks.memory import MemoryReadings
 from sinks.metrics import PipelineMetrics
@@ -172,6 +174,7 @@ def build_worker(
     experiment_reader: Callable[[], Any] | None = None,
     attribution_reader: Callable[[], Any] | None = None,
     memory_reader: Callable[[], Any] | None = None,
+    disk_reader: Callable[[], Any] | None = None,
     forget_store: ForgetStore | None = None,
 ) -> Worker:
     """The Faust app with its agent, table, timer and rebalance hook, wired to the sinks."""
@@ -307,6 +310,13 @@ def build_worker(
     @app.timer(interval=MEMORY_READ_SECONDS)  # type: ignore[untyped-decorator]
     async def read_memory() -> None:
         metrics.set_memory(await asyncio.to_thread(memory.read))
+
+    if disk_reader is not None:
+        disks = DiskReadings(disk_reader)
+
+        @app.timer(interval=DISK_READ_SECONDS)  # type: ignore[untyped-decorator]
+        async def read_disks() -> None:
+            metrics.set_disks(await asyncio.to_thread(disks.read))
 
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = set(args[0] if args else kwargs.get("revoked", ()))

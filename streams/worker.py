@@ -398,6 +398,8 @@ def run_worker(
             if clickhouse_target(settings).is_embedded
             else None
         ),
+        # The disk filling up fails inserts and readouts alike: embedded or a server.
+        disk_reader=lambda: open_client(clickhouse_target(settings)),
         forget_store=ClickHouseForgetStore(
             lambda: open_client(clickhouse_target(settings)),
             settings.clickhouse_cluster or None,

@@ -1032,6 +1032,20 @@ PIPELINE: Final = Dashboard(
             unit="bytes",
         ),
         Panel(
+            "ClickHouse disk free",
+            "timeseries",
+            (
+                PromQuery(
+                    "min by (instance, disk) (shopfunnel_clickhouse_disk_free_bytes)",
+                    "{{disk}} {{instance}}",
+                ),
+            ),
+            unit="bytes",
+            description="Free space on ClickHouse's disks (system.disks). ClickHouseDiskLow "
+            "fires below 10% of the disk or 2 GiB: inserts and the readouts' spilled "
+            "GROUP BYs need it.",
+        ),
+        Panel(
             "Experiment readout: age and evaluation time",
             "timeseries",
             (

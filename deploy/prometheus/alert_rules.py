@@ -37,6 +37,8 @@ WATERMARK: Final = "shopfunnel_watermark_timestamp_seconds"
 SINK_FAILURES: Final = "shopfunnel_sink_failures_total"
 SINK_ROWS: Final = "shopfunnel_sink_rows_total"
 INPUT_STALLS: Final = "shopfunnel_input_stalls_total"
+DISK_FREE: Final = "shopfunnel_clickhouse_disk_free_bytes"
+DISK_TOTAL: Final = "shopfunnel_clickhouse_disk_total_bytes"
 EXPERIMENT_VERDICT: Final = "shopfunnel_experiment_verdict"
 EXPERIMENT_EXPOSED: Final = "shopfunnel_experiment_exposed_users"
 EXPERIMENT_LAST_EVALUATION: Final = "shopfunnel_experiment_last_evaluation_timestamp_seconds"
@@ -107,6 +109,11 @@ class RuleParams:
     sink_for: int = 5 * MINUTE
     input_stall_window: int = 30 * MINUTE
     input_stall_for: int = MINUTE
+    # ClickHouseDiskLow: a share of the disk, or an absolute floor for large disks (an
+    # experiment readout spills ~100 bytes per stored event per experiment while it runs).
+    disk_free_ratio: float = 0.10
+    disk_free_min_bytes: int = 2 * 1024**3
+    disk_for: int = 5 * MINUTE
     # Experiments (issue #14). The verdicts are cumulative (always-valid readouts never
     # un-declare), so a short hold is enough.
     experiment_verdict_for: int = MINUTE
@@ -525,6 +532,29 @@ def _pipeline_alerts(p: RuleParams, d: _Durations) -> list[dict[str, Any]]:
                 "backpressure, so consumer lag will grow next.",
                 "Check ClickHouse health, disk and credentials; the worker log names the "
                 "error of the last failed insert.",
+                dash,
+            ),
+        },
+        {
+            # Before SinkFailing: a full disk fails every insert and every readout.
+            "alert": "ClickHouseDiskLow",
+            "expr": (
+                f"{DISK_FREE} < {p.disk_free_ratio} * {DISK_TOTAL}\n"
+                f"or {DISK_FREE} < {p.disk_free_min_bytes}"
+            ),
+            "for": d(p.disk_for),
+            "labels": {"severity": "warning", "category": "pipeline"},
+            "annotations": _annotations(
+                "ClickHouse disk {{ $labels.disk }} of {{ $labels.instance }} has "
+                "{{ $value | humanize1024 }}B free",
+                f"Less than {p.disk_free_ratio:.0%} or "
+                f"{p.disk_free_min_bytes / 1024**3:g} GiB of the disk is free. When it is "
+                "full, inserts fail (the worker stops committing) and the experiment "
+                "readouts, which spill their GROUP BYs to it, fail too.",
+                "Give the store's volume more room or move the store to a larger one "
+                "(FUNNEL_CLICKHOUSE_DSN). The raw events table grows with every event; a "
+                "readout needs about 100 bytes per stored event per experiment while it runs "
+                "(docs/semantics.md).",
                 dash,
             ),
         },

@@ -7,12 +7,15 @@ per second and the alert conditions see the same volumes per window as productio
 - `checkout-outage`: CheckoutPurchaseCollapse must fire (read from Prometheus's ALERTS)
   while TrackingBroken stays silent.
 - `tracking-broken`: TrackingBroken must fire and no funnel-drop or checkout alert may.
+- In both, the worker exports its store's disk space (``ClickHouseDiskLow``'s input), equal
+  to what the operating system says of the same directory.
 The closing note reports how many simulated minutes each alert took to fire.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +27,7 @@ from funnel.settings import load_settings
 from simulator.config import SimConfig
 from simulator.generate import generate
 from simulator.produce import produce
+from sinks.disk import READ_SECONDS as DISK_READ_SECONDS
 from streams.topics import ensure_topics
 from tests.pipeline_harness import PipelineEnv, WorkerProcess
 from tests.prom_fixture import firing_alerts, prometheus_server, scrape_targets_up, wait_for
@@ -94,6 +98,7 @@ def _run_incident(
             fired_after = time.monotonic() - started
             stop.set()
             producer.join(timeout=30)
+        _check_disk_space_exported(worker, env.data_dir / "clickhouse")
     finally:
         worker.kill()
     simulated_minutes = (fired_after * SPEEDUP - LEAD_IN_S) / 60
@@ -102,6 +107,17 @@ def _run_incident(
         f"incident began ({fired_after:.0f}s wall clock from the first event)"
     )
     return simulated_minutes
+
+
+def _check_disk_space_exported(worker: WorkerProcess, store: Path) -> None:
+    total = worker.wait_for_metric(
+        "shopfunnel_clickhouse_disk_total_bytes", 1, timeout=DISK_READ_SECONDS + 30
+    )
+    free = worker.metric("shopfunnel_clickhouse_disk_free_bytes")
+    disk = os.statvfs(store)
+    assert total == disk.f_blocks * disk.f_frsize
+    # The test's own writes move the free space between the two readings.
+    assert free is not None and abs(free - disk.f_bavail * disk.f_frsize) < 2**30
 
 
 def test_checkout_outage_fires_the_checkout_alert(kafka_bootstrap: str, tmp_path: Path) -> None:

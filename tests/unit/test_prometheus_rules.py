@@ -119,6 +119,7 @@ def test_every_alert_has_routing_labels_and_operator_annotations() -> None:
         "WatermarkStalled",
         "InputPartitionStalled",
         "SinkFailing",
+        "ClickHouseDiskLow",
         "ExperimentGuardrailBreached",
         "ExperimentSampleRatioMismatch",
         "ExperimentDecided",
