@@ -16,7 +16,9 @@ Passes, each with its own consumer group (``FUNNEL_APP_ID``), data dirs and port
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -169,12 +171,15 @@ def run_saturation(
     workers: int,
     label: str,
     profile_to: Path | None = None,
+    pin: bool = False,
 ) -> dict[str, Any]:
-    """Workers on pre-loaded topics until the group has committed everything."""
+    """Workers on pre-loaded topics until the group has committed everything; ``pin``:
+    worker i runs on CPU i only (all its threads)."""
     app_id = f"bench-{label}-{uuid.uuid4().hex[:8]}"
-    procs = [
-        WorkerProcess(c).start() for c in _worker_configs(setup, topics, app_id, label, workers)
-    ]
+    configs = _worker_configs(setup, topics, app_id, label, workers)
+    if pin:
+        configs = [dataclasses.replace(c, cpus=(i,)) for i, c in enumerate(configs)]
+    procs = [WorkerProcess(c).start() for c in configs]
     ends = end_offsets(setup.bootstrap, topics, setup.partitions)
     admin = KafkaAdminClient(bootstrap_servers=setup.bootstrap.split(","))
     profiler: Profiler | None = None
@@ -411,6 +416,40 @@ def _activity(worker: WorkerProcess, start: float, end: float) -> dict[str, Any]
     }
 
 
+def _pinned_scaling(
+    setup: FullSetup, topics: TopicNames, total: int, workers: int
+) -> dict[str, Any]:
+    """One worker on one CPU against ``workers`` workers on one CPU each.
+
+    One worker unpinned uses about 1.3 of this machine's 2 cores (its engine's threads
+    beside the core's), so the unpinned ratio is capped near 2 / 1.3 whatever the workers
+    do. With every worker held to one CPU, each has the same share as the one did, and
+    the ratio measures how the partitions' work splits between workers (rebalance,
+    duplicate reads, the shared broker), as it would with a machine per worker. The
+    broker, the harness and the rest of the machine share the same CPUs, so it is a
+    lower bound."""
+    cpus = os.cpu_count() or 1
+    if cpus < workers:
+        return {"skipped": f"{workers} workers need {workers} CPUs, this machine has {cpus}"}
+    one = _attempt(
+        setup,
+        "sat1-pinned",
+        lambda: run_saturation(setup, topics, total, 1, "sat1-pinned", pin=True),
+    )
+    label = f"sat{workers}-pinned"
+    many = _attempt(
+        setup, label, lambda: run_saturation(setup, topics, total, workers, label, pin=True)
+    )
+    result: dict[str, Any] = {"cpus_per_worker": 1, "workers_1": one, f"workers_{workers}": many}
+    if "error" not in one and "error" not in many:
+        result["speedup"] = round(many["events_per_s"] / one["events_per_s"], 3)
+        setup.log(
+            f"full: pinned, 1 worker {one['events_per_s']:,.0f} events/s, {workers} workers "
+            f"{many['events_per_s']:,.0f} ({result['speedup']:.2f}x)"
+        )
+    return result
+
+
 def _attempt(setup: FullSetup, label: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """One pass; a failure is recorded in the results instead of ending the benchmark."""
     try:
@@ -428,8 +467,10 @@ def run_full_workload(
     latency_rates: list[float | None],
     latency_seconds: float,
     latency_modes: tuple[bool, ...] = (True, False),
+    pinned_scaling: bool = True,
 ) -> dict[str, Any]:
-    """Saturation (1 worker), state, scaling, profile, latency.
+    """Saturation (1 worker), state, scaling (also with each worker on one CPU of its
+    own: ``pinned_scaling``), profile, latency.
 
     A ``None`` latency rate means half of the measured saturation; ``latency_modes``:
     True = live-like event time, False = paced simulated history.
@@ -453,6 +494,8 @@ def run_full_workload(
         if "error" not in many:
             scaling["speedup"] = round(many["events_per_s"] / one["events_per_s"], 3)
             setup.log(f"full: {scaling_workers} workers {many['events_per_s']:,.0f} events/s")
+    if scaling_workers > 1 and pinned_scaling:
+        scaling["pinned"] = _pinned_scaling(setup, topics, len(records), scaling_workers)
     profile: dict[str, Any] | None = None
     if profile_to is not None:
         profiled = _attempt(

@@ -102,6 +102,15 @@ def full(results: dict[str, Any]) -> str:
             f"{_n(two.get('cpu_cores_used'), 2)}, {two.get('peak_rss_mb_per_worker')}",
         ],
     ]
+    pinned = scaling.get("pinned") or {}
+    if "speedup" in pinned:
+        rows.append(
+            [
+                "one CPU per worker: 1 worker / 2 workers events/s (x 1 worker)",
+                f"{_n(pinned['workers_1']['events_per_s'])} / "
+                f"{_n(pinned['workers_2']['events_per_s'])} ({_n(pinned['speedup'], 2)}x)",
+            ]
+        )
     return _table(["measure", "value"], rows)
 
 

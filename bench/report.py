@@ -282,6 +282,11 @@ def print_report(results: dict[str, Any], console: Console) -> None:
     scaling = results.get("scaling")
     if scaling and "speedup" in scaling:
         console.print(f"scaling: 2 workers / 1 worker = {_fmt(scaling['speedup'], 2)}")
+        pinned = scaling.get("pinned") or {}
+        if "speedup" in pinned:
+            console.print(
+                f"scaling, one CPU per worker: 2 workers / 1 worker = {_fmt(pinned['speedup'], 2)}"
+            )
     table = Table(title="Goals (issue #7)")
     for column in ("goal", "target", "measured", "met"):
         table.add_column(column)

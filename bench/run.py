@@ -38,7 +38,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUTPUT = REPO_ROOT / "bench" / "results.json"
 SMOKE_OUTPUT = REPO_ROOT / "bench" / "out" / "smoke-results.json"
 CACHE_DIR = REPO_ROOT / ".data" / "bench-cache"
-SECTIONS = ("simple", "full", "scaling", "latency", "profile")
+SECTIONS = ("simple", "full", "scaling", "pinned", "latency", "profile")
 LATENCY_MODES = ("live", "replay")
 
 
@@ -197,6 +197,7 @@ def run_benchmark(args: argparse.Namespace, console: Console) -> dict[str, Any]:
                 full = run_full_workload(
                     setup,
                     scaling_workers=1 if "scaling" in skip else plan.scaling_workers,
+                    pinned_scaling=not plan.smoke and "pinned" not in skip,
                     profile_to=profile_to,
                     latency_rates=[] if "latency" in skip else plan.latency_rates,
                     latency_seconds=plan.latency_seconds,

@@ -40,6 +40,8 @@ class WorkerConfig:
     extra_env: tuple[tuple[str, str], ...] = ()  # --worker-env KEY=VALUE, applied last
     # The worker stops itself after this long (``--duration``); a soak needs longer.
     max_seconds: float = SAFETY_DURATION_SECONDS
+    # CPUs the worker and every thread it starts may run on (``taskset``); () = any.
+    cpus: tuple[int, ...] = ()
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("FUNNEL_")}
@@ -63,6 +65,12 @@ class WorkerConfig:
         env.update(dict(self.extra_env))
         return env
 
+    def pin_prefix(self) -> list[str]:
+        """The command's prefix that holds it to ``cpus``: taskset sets the affinity and
+        execs the command (same pid), and every thread it starts (chDB's pools
+        included) inherits it."""
+        return ["taskset", "-c", ",".join(map(str, self.cpus))] if self.cpus else []
+
     @property
     def clickhouse_dir(self) -> Path:
         return self.data_dir / "clickhouse"
@@ -83,6 +91,7 @@ class WorkerProcess:
         log = (self.config.data_dir / "worker.log").open("wb")
         self.process = subprocess.Popen(
             [
+                *self.config.pin_prefix(),
                 sys.executable,
                 "-m",
                 "funnel.cli",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 from collections.abc import Callable
 from pathlib import Path
@@ -509,3 +510,55 @@ def test_core_heap_refuses_a_core_without_the_counting_allocator() -> None:
         core_heap.require_counting(installed)
     counting = types.SimpleNamespace(heap_live_bytes=lambda: 0)
     assert core_heap.require_counting(counting) is counting
+
+
+def _setup(tmp_path: Path) -> FullSetup:
+    from bench.dataset import Dataset
+
+    return FullSetup(
+        Dataset(SimConfig(), [], [], {}), "127.0.0.1:1", 4, tmp_path, 10.0, lambda _: None
+    )
+
+
+def test_a_pinned_worker_and_every_thread_it_starts_run_on_its_cpu(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = _worker_configs(_setup(tmp_path), new_topics("t"), "app", "pin", 1)[0]
+    assert config.pin_prefix() == []  # unpinned by default
+    pinned = dataclasses.replace(config, cpus=(0,))
+    child = (
+        "import os, threading\n"
+        "seen = [sorted(os.sched_getaffinity(0))]\n"
+        "t = threading.Thread(target=lambda: seen.append(sorted(os.sched_getaffinity(0))))\n"
+        "t.start(); t.join(); print(seen)"
+    )
+    out = subprocess.run(
+        [*pinned.pin_prefix(), sys.executable, "-c", child],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert out.strip() == "[[0], [0]]"
+
+
+def test_pinned_scaling_compares_one_cpu_per_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bench.full as full
+
+    runs: list[tuple[int, str, bool]] = []
+
+    def fake_saturation(
+        setup: FullSetup, topics: Any, total: int, workers: int, label: str, pin: bool = False
+    ) -> dict[str, Any]:
+        runs.append((workers, label, pin))
+        return {"events_per_s": 10_000.0 * workers * 0.9 if workers > 1 else 10_000.0}
+
+    monkeypatch.setattr(full, "run_saturation", fake_saturation)
+    monkeypatch.setattr(full.os, "cpu_count", lambda: 2)
+    result = full._pinned_scaling(_setup(tmp_path), new_topics("t"), 100, 2)
+    assert runs == [(1, "sat1-pinned", True), (2, "sat2-pinned", True)]
+    assert result["speedup"] == 1.8
+    monkeypatch.setattr(full.os, "cpu_count", lambda: 1)
+    assert "skipped" in full._pinned_scaling(_setup(tmp_path), new_topics("t"), 100, 2)
