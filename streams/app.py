@@ -318,6 +318,14 @@ def build_worker(
         async def read_disks() -> None:
             metrics.set_disks(await asyncio.to_thread(disks.read))
 
+    # Faust's recovery has read the changelogs it had to (sent after every rebalance).
+    async def on_rebalance_complete(
+        sender: Any, *args: Any, signal: Any = None, **kwargs: Any
+    ) -> None:
+        runtime.rebalance_completed()
+
+    app.on_rebalance_complete.connect(on_rebalance_complete)  # type: ignore[arg-type]  # as below
+
     async def on_revoked(sender: Any, *args: Any, signal: Any = None, **kwargs: Any) -> None:
         revoked: set[TP] = set(args[0] if args else kwargs.get("revoked", ()))
         runtime.forget_partitions({tp.partition for tp in revoked if tp.topic in agent_topics})

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import signal
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, MutableMapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -235,7 +235,7 @@ CONTRACT: tuple[PrivateUse, ...] = (
         "read + write",
         "the memory store's key -> partition index: which keys a partition holds, kept"
         " in step with direct writes so Faust drops the right keys on revoke"
-        " (keys_in_partition, write_to_store)",
+        " (keys_in_partition, write_to_store, drop_partitions)",
         holds=MutableMapping,
     ),
     PrivateUse(
@@ -485,6 +485,25 @@ def write_to_store(
             data[key] = value
             if key_partition is not None:
                 key_partition[key] = partition
+
+
+def drop_partitions(store: Any, partitions: Collection[int], keep: Collection[bytes] = ()) -> int:
+    """Remove every key of ``partitions`` but ``keep`` from a Faust memory store (its data
+    and its key -> partition index), as its own recovery does for the partitions it lost;
+    returns how many keys went. A store without the index keeps everything."""
+    key_partition: MutableMapping[bytes, int] | None = getattr(store, "_key_partition", None)
+    if key_partition is None or not partitions:
+        return 0
+    data = store.data
+    gone = [
+        key
+        for key, partition in key_partition.items()
+        if partition in partitions and key not in keep
+    ]
+    for key in gone:
+        data.pop(key, None)
+        del key_partition[key]
+    return len(gone)
 
 
 # --- worker -----------------------------------------------------------------------------

@@ -66,6 +66,9 @@ class Processor(Protocol):
     rules: Rules
     recovered_version: int | None
     triggers_next_offset: int | None
+    # True: it reads the store only in ``recover`` and holds the states itself from then
+    # on, so the store need keep no copy of them (``TableStore.own``).
+    owns_state: bool
 
     @property
     def state_keys(self) -> int: ...
@@ -81,6 +84,7 @@ class Processor(Protocol):
         self, caught_up: Mapping[str, int], idle: Iterable[str] = (), finished: bool = False
     ) -> BatchResult: ...
     def meta_record(self) -> bytes: ...
+    def held_states(self) -> list[tuple[bytes, bytes]]: ...
     def next_offset(self, stream: str) -> int | None: ...
     def watermark(self) -> int | None: ...
     def plan_forget(
@@ -116,6 +120,8 @@ def _cells(row: RowKey) -> list[Key]:
 
 class PartitionProcessor:
     """State machine of one partition number across the three input topics."""
+
+    owns_state = False  # it reads each touched visitor's state from the store
 
     def __init__(
         self,
@@ -209,6 +215,10 @@ class PartitionProcessor:
         self.recovered_version = ctx.version
         merge_rows(result.rows, aggregate_rows([*live, *stale], self.aggregates.value, ctx))
         return result
+
+    def held_states(self) -> list[tuple[bytes, bytes]]:
+        """The visitor states it holds that the store does not: none, it reads the store."""
+        return []
 
     def meta_record(self) -> bytes:
         """The partition's checkpoint; written after the batch's visitor records."""

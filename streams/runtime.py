@@ -51,6 +51,12 @@ class TableStore(Protocol):
         self, partition: int, writes: list[tuple[bytes, bytes | None]], barrier: Any = None
     ) -> None: ...
 
+    def own(self, partition: int) -> int: ...
+
+    def disown(self, partition: int, held: Iterable[tuple[bytes, bytes]]) -> None: ...
+
+    def release_owned(self) -> int: ...
+
 
 class DeadLetterSender(Protocol):
     async def send(self, letter: DeadLetter) -> None: ...
@@ -162,6 +168,8 @@ class Runtime:
                 await self.triggers.recover(partition, processor.triggers_next_offset)
             await self._emit_rows(recovered)
             self.processors[partition] = processor
+            if processor.owns_state:  # the store's copies of its states are not needed
+                self.store.own(partition)
             log.info(
                 "partition %d: rebuilt %d visitors (%d bytes) and %d live rows in %.2fs "
                 "(row version %d)",
@@ -177,12 +185,25 @@ class Runtime:
     def forget_partitions(self, partitions: Iterable[int]) -> None:
         """Partitions revoked: their state may change elsewhere; rebuild if they return."""
         for partition in partitions:
-            self.processors.pop(partition, None)
+            processor = self.processors.pop(partition, None)
+            if processor is not None and processor.owns_state:
+                # Back into the store: if the partition stays here, Faust's recovery
+                # reads only the changelog's tail, and the new processor reads the store.
+                self.store.disown(partition, processor.held_states())
             self.observed.partition_revoked(partition)
             if self.triggers is not None:
                 self.triggers.forget([partition])
             for key in [k for k in self.positions if k[1] == partition]:
                 del self.positions[key]
+
+    def rebalance_completed(self) -> None:
+        """Faust's recovery is done: drop the state copies it put back for the partitions
+        whose processors hold their states (``TableStore.release_owned``)."""
+        dropped = self.store.release_owned()
+        if dropped:
+            log.info(
+                "after the rebalance: %d re-read state copies of owned partitions dropped", dropped
+            )
 
     def gap_before(self, batch: RecordBatch) -> int | None:
         """Where to read again if a batch before this one never reached us, else None.

@@ -498,6 +498,15 @@ impl PartitionCore {
         self.visitors.stored.get(key).map(Vec::as_slice)
     }
 
+    /// Every visitor's encoded state, as (key, state): what the changelog holds last for
+    /// each, in no order.
+    pub fn stored_states(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.visitors
+            .stored
+            .iter()
+            .map(|(key, state)| (key.as_slice(), state.as_slice()))
+    }
+
     pub fn thresholds(&self) -> &[(String, i64)] {
         &self.aggregates.thresholds
     }

@@ -225,6 +225,18 @@ impl PartitionCoreHandle {
             .map(|raw| PyBytes::new_bound(py, raw))
     }
 
+    /// Every visitor's encoded state, as (key, state) pairs: the store's copy of them when
+    /// the partition leaves the core (`streams/table_store.py`, owned partitions).
+    fn stored_states<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)> {
+        self.core
+            .stored_states()
+            .map(|(key, state)| (PyBytes::new_bound(py, key), PyBytes::new_bound(py, state)))
+            .collect()
+    }
+
     /// `bench/core_heap.py` (the `heap-count` build only): live heap bytes per part; it
     /// empties the core.
     #[cfg(feature = "heap-count")]

@@ -150,6 +150,8 @@ class _NoStore:
 class CompiledProcessor:
     """``PartitionProcessor`` with its work in the compiled core (module docstring)."""
 
+    owns_state = True  # the core keeps the stored states from ``recover`` on
+
     def __init__(
         self,
         partition: int,
@@ -230,6 +232,12 @@ class CompiledProcessor:
     def meta_record(self) -> bytes:
         raw: bytes = self._core.meta_record()
         return raw
+
+    def held_states(self) -> list[tuple[bytes, bytes]]:
+        """Every visitor's encoded state, (key, state): the last the changelog got of each.
+        The store keeps no copy while the core holds them (``TableStore.own``)."""
+        states: list[tuple[bytes, bytes]] = self._core.stored_states()
+        return states
 
     def _call(self, method: str, *args: Any) -> BatchResult:
         versions = self._versions
