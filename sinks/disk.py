@@ -14,12 +14,11 @@ the engine's configuration, a bounded set.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-log = logging.getLogger(__name__)
+from sinks.kept_client import KeptClient
 
 # How often a worker reads them (seconds): a disk fills over minutes, not seconds.
 READ_SECONDS: Final = 30.0
@@ -45,24 +44,12 @@ def disk_space(client: Any) -> list[DiskSpace]:
 
 
 class DiskReadings:
-    """:func:`disk_space` on a timer: the client is opened on first use and kept. If it
-    cannot be opened or queried, the reading is empty (the gauges keep their last value
-    and the alert's ``for`` keeps counting), it is logged once, and the next reading
-    opens a new client."""
+    """:func:`disk_space` on a timer (``sinks/kept_client.py``: the client is kept, a
+    failure is logged once). A failed reading is empty: the gauges keep their last value,
+    and the alert's ``for`` keeps counting."""
 
     def __init__(self, open_client: Callable[[], Any]) -> None:
-        self._open = open_client
-        self._client: Any | None = None
-        self._warned = False
+        self._engine = KeptClient(open_client, "ClickHouse's free disk space (system.disks)")
 
     def read(self) -> list[DiskSpace]:
-        try:
-            if self._client is None:
-                self._client = self._open()
-            return disk_space(self._client)
-        except Exception as exc:  # a reading must never stop the worker
-            self._client = None
-            if not self._warned:
-                self._warned = True
-                log.warning("cannot read ClickHouse's free disk space (system.disks): %s", exc)
-            return []
+        return self._engine.read(disk_space) or []

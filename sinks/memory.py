@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Final
 
+from sinks.kept_client import KeptClient
+
 log = logging.getLogger(__name__)
 
 # How often a worker reads them (seconds): cheap, and finer than a soak's 30-s curve.
@@ -267,24 +269,18 @@ class HeapGrowthLog:
 
 
 class MemoryReadings:
-    """:func:`memory_parts` on a timer: the engine's client is opened on first use and
-    kept; if it cannot be opened or queried, the process's own readings still come."""
+    """:func:`memory_parts` on a timer: the engine's client is kept (``sinks/kept_client.py``);
+    if it cannot be opened or queried, the process's own readings still come."""
 
     def __init__(self, open_engine_client: Callable[[], Any] | None) -> None:
-        self._open = open_engine_client
-        self._client: Any | None = None
-        self._warned = False
+        self._engine = (
+            KeptClient(open_engine_client, "the embedded ClickHouse's memory")
+            if open_engine_client is not None
+            else None
+        )
         self.growth = HeapGrowthLog()
 
     def read(self) -> dict[str, int]:
         self.growth.maybe_log(time.monotonic())
-        try:
-            if self._client is None and self._open is not None:
-                self._client = self._open()
-            return memory_parts(self._client)
-        except Exception as exc:  # a reading must never stop the worker
-            self._client = None
-            if not self._warned:
-                self._warned = True
-                log.warning("cannot read the embedded ClickHouse's memory: %s", exc)
-            return memory_parts(None)
+        parts = self._engine.read(memory_parts) if self._engine is not None else None
+        return parts if parts is not None else memory_parts(None)

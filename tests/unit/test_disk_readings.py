@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -50,9 +49,8 @@ def test_disks_without_a_known_size_are_left_out() -> None:
     assert engine.queries == [DISKS_SQL]
 
 
-def test_readings_survive_an_engine_that_cannot_be_reached(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+def test_readings_survive_an_engine_that_cannot_be_reached() -> None:
+    # Warned once, not every 30 s: sinks/kept_client.py, as test_memory_readings shows.
     opened = 0
     engine = _FakeEngine([("default", 7, 10)])
 
@@ -64,14 +62,10 @@ def test_readings_survive_an_engine_that_cannot_be_reached(
         return engine
 
     readings = DiskReadings(flaky)
-    assert readings.read() == []
-    assert readings.read() == []
-    assert readings.read() == [DiskSpace("default", 7, 10)]
-    assert readings.read() == [DiskSpace("default", 7, 10)]
+    kept = [DiskSpace("default", 7, 10)]
+    assert [readings.read() for _ in range(4)] == [[], [], kept, kept]
     assert opened == 3  # retried until it opened, then kept
-    assert [r.message for r in caplog.records].count(
-        "cannot read ClickHouse's free disk space (system.disks): connection refused"
-    ) == 1  # warned once, not every 30 s
+    assert len(engine.queries) == 2
 
 
 def test_the_gauges_export_each_disk() -> None:
