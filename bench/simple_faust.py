@@ -38,6 +38,7 @@ from sinks.clickhouse import ClickHouseWriter
 from sinks.tables import TableSpec
 from streams import transport
 from streams.app import PassThroughSchema
+from streams.garbage import tune_garbage_collector
 from streams.transport import RecordBatch
 
 WINDOW_MS = 60_000
@@ -132,6 +133,7 @@ def main() -> None:
         app, loglevel="warning", quiet=True, redirect_stdouts=False, override_logging=False
     )
     logging.basicConfig(level=logging.WARNING)
+    tune_garbage_collector()  # as the real worker does (streams/worker.py)
     progress.started_at = now()
     try:
         worker.execute_from_commandline()
