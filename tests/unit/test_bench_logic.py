@@ -562,3 +562,19 @@ def test_pinned_scaling_compares_one_cpu_per_worker(
     assert result["speedup"] == 1.8
     monkeypatch.setattr(full.os, "cpu_count", lambda: 1)
     assert "skipped" in full._pinned_scaling(_setup(tmp_path), new_topics("t"), 100, 2)
+
+
+def test_handover_hands_every_state_back_and_recovers_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``bench.handover``: the states a core held go into a real Faust store and a new
+    core recovers every one of them (the function checks both counts), each step timed."""
+    from bench import handover, state_memory
+
+    monkeypatch.setattr(state_memory, "CACHE_DIR", tmp_path)
+    states, meta = handover.simulated_states(1_000, 1.0)
+    assert len(states) > 30 and meta
+    seconds = handover.one_handover(states, meta, len(states) * 3)
+    assert set(seconds) == {"held_states", "write_back", "recover"}
+    assert all(v >= 0 for v in seconds.values())
+    assert seconds["recover"] > 0
