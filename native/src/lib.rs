@@ -38,6 +38,7 @@ pub mod records;
 pub mod retention;
 pub mod row_binary;
 pub mod rows_aggregate;
+pub mod rows_cells;
 pub mod rows_intake;
 pub mod rules;
 pub mod state;

@@ -32,13 +32,17 @@ pub trait JsonRow: Send + Sync {
 
     /// Add the row to a Native block (through its JSON unless the row has its cells).
     fn push_to(&self, block: &mut BlockWriter<'_>) -> Result<(), String> {
-        match self.json() {
-            Json::List(values) => {
-                let cells: Vec<Cell<'_>> = values.iter().map(Cell::Json).collect();
-                block.push(&cells)
-            }
-            other => Err(format!("a row is {}, not a list", other.kind())),
+        push_json(block, &self.json())
+    }
+}
+
+fn push_json(block: &mut BlockWriter<'_>, row: &Json) -> Result<(), String> {
+    match row {
+        Json::List(values) => {
+            let cells: Vec<Cell<'_>> = values.iter().map(Cell::Json).collect();
+            block.push(&cells)
         }
+        other => Err(format!("a row is {}, not a list", other.kind())),
     }
 }
 
@@ -72,9 +76,30 @@ json_rows!(
     DeadLetterRow,
     SegmentTransitionRow,
     TriggerRow,
-    RfmRow,
-    Row
+    RfmRow
 );
+
+/// The aggregate rows (most rows after `events_raw`) are encoded from their cells where
+/// they have them (`rows_cells.rs`).
+impl JsonRow for Row {
+    fn json(&self) -> Json {
+        self.to_json()
+    }
+
+    fn write(&self, out: &mut Vec<u8>, columns: &[(String, ColumnType)]) -> Result<(), String> {
+        match self.cells() {
+            Some(cells) => write_cells(out, columns, &cells),
+            None => write_row(out, columns, &self.json()),
+        }
+    }
+
+    fn push_to(&self, block: &mut BlockWriter<'_>) -> Result<(), String> {
+        match self.cells() {
+            Some(cells) => block.push(&cells),
+            None => push_json(block, &self.json()),
+        }
+    }
+}
 
 impl JsonRow for Json {
     fn json(&self) -> Json {
