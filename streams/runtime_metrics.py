@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -77,16 +78,7 @@ class RuntimeMetrics:
             metrics.duplicates.labels(topic[stream]).inc(count)
         if stats.forgotten:
             metrics.forgotten_events.labels("in_flight").inc(stats.forgotten)
-        for (funnel, step, window, channel, campaign), change in stats.step_entries.items():
-            self.conversion.record(funnel, step - 1, window, change)
-            if change > 0:
-                name = self.step_names[funnel][step - 1]
-                metrics.step_entries.labels(funnel, name, metrics.channel_label(channel)).inc(
-                    change
-                )
-                metrics.campaign_step_entries.labels(
-                    funnel, name, metrics.campaign_label(campaign)
-                ).inc(change)
+        self._step_entries(stats.step_entries)
         for (channel, currency), change in stats.orders.items():
             metrics.currency_seen(currency)
             if change > 0:
@@ -100,6 +92,30 @@ class RuntimeMetrics:
                 )
         if result.watermark is not None:
             metrics.watermark.labels(str(partition)).set(result.watermark / 1000)
+
+    def _step_entries(self, entries: Mapping[tuple[str, int, int, str, str], int]) -> None:
+        """Funnel step entries, (funnel, step, window, channel, campaign) -> change.
+
+        A batch at saturation spans hours of event time, so its keys are mostly the same
+        few label sets in many windows: the counters are summed per label set first, and
+        each labelled child is looked up once per batch, not once per window (``labels``
+        was 2% of the worker's samples)."""
+        metrics = self.metrics
+        by_labels: defaultdict[tuple[str, int, str, str], int] = defaultdict(int)
+        for (funnel, step, window, channel, campaign), change in entries.items():
+            self.conversion.record(funnel, step - 1, window, change)
+            if change > 0:
+                by_labels[(funnel, step, channel, campaign)] += change
+        by_channel: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        by_campaign: defaultdict[tuple[str, str, str], int] = defaultdict(int)
+        for (funnel, step, channel, campaign), change in by_labels.items():
+            name = self.step_names[funnel][step - 1]
+            by_channel[(funnel, name, metrics.channel_label(channel))] += change
+            by_campaign[(funnel, name, metrics.campaign_label(campaign))] += change
+        for labels, change in by_channel.items():
+            metrics.step_entries.labels(*labels).inc(change)
+        for labels, change in by_campaign.items():
+            metrics.campaign_step_entries.labels(*labels).inc(change)
 
     def partition_revoked(self, partition: int) -> None:
         """A revoked partition's gauges would freeze at their last value (and page)."""
