@@ -816,10 +816,9 @@ pub fn attribution_contributions(
         if window < kpi_threshold as i128 {
             continue;
         }
-        let window = match i64::try_from(window) {
-            Ok(window) => window,
-            Err(_) => return out_of_range("a window"),
-        };
+        // Out of an i64's range only if a credit keeps it: Python's int is unbounded, and an
+        // order without a share (no touchpoints) adds nothing (hypothesis found the case).
+        let window = i64::try_from(window).ok();
         let touches = order_touches(&state.touches, order.t, rules);
         let is_first = match &state.first_purchase {
             Some((t, transaction)) if *t == order.t && *transaction == order.transaction_id => 1,
@@ -830,6 +829,9 @@ pub fn attribution_contributions(
                 if share == 0 {
                     continue; // _add skips zeros
                 }
+                let Some(window) = window else {
+                    return out_of_range("a window");
+                };
                 let credit = OrderAttributionKey {
                     window,
                     anonymous_id: state.anonymous_id.clone(),

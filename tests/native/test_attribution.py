@@ -44,7 +44,7 @@ from streams.attribution import (
     touch_of,
     weights,
 )
-from streams.state import OrderLine, VisitorState, encode_state
+from streams.state import OrderLine, VisitorState, decode_state, encode_state
 
 DAY = 86_400_000
 I64_MIN, I64_MAX = -(2**63), 2**63 - 1
@@ -532,6 +532,25 @@ def test_contributions(case: tuple[VisitorState, int, dict[str, int], Attributio
         rules,
         lambda: python_contributions(state, window_ms, thresholds, rules),
     )
+
+
+# The case hypothesis found: an order at i64 max (its window, with a window of -2 ms, is
+# one past an i64), its only touch kept out by max_touches -1.
+_WINDOW_PAST_I64 = (
+    b'[2,0,[["direct","","desktop","web","CN"]],[],[],[[9223372036854775807,"o1","purchase",'
+    b'"t1",0,1,false,0,0,"CNY"]],[],null,null,null,null,{},[],0,[],[],[],"prospect",null,{},'
+    b'[[9223372036854775807,"","e1","direct","","","",""]],[]]'
+)
+
+
+def test_an_order_with_no_credit_never_needs_its_window() -> None:
+    """An order that credits no touchpoint adds nothing in Python, whatever its window;
+    the core used to refuse it as out of range before looking at the credits."""
+    state = decode_state(_WINDOW_PAST_I64, "anon")
+    rules = AttributionRules(DAY, 1, -1)
+    want = python_contributions(state, -2, {}, rules)
+    assert want == []
+    check_contributions(_WINDOW_PAST_I64, "anon", -2, 0, rules, lambda: want)
 
 
 def bits(x: float) -> str:
