@@ -6,7 +6,9 @@
 //! A row is one struct per table, its fields in the table's column order (the five
 //! dimension columns are the `dims` field); `to_json` gives it as the tests write the
 //! Python tuple: a JSON list, dates as ISO strings ("2024-01-31"), the float buckets
-//! (`le_seconds`, `le_days`) as the `repr()` of the Python value ("10", "inf").
+//! (`le_seconds`, `le_days`) as the `repr()` of the Python value ("10", "inf"). Apart from
+//! the retention and order-gap rows, the column order is written once, as the row's cells
+//! (`rows_cells.rs`), and `to_json` is made from them.
 
 use crate::aggregates::PartitionAggregates;
 use crate::attribution::OrderAttributionKey;
@@ -17,6 +19,7 @@ use crate::keys::{
     RowKey, TtcBucket, METRICS,
 };
 use crate::retention::{day_of, Date, GapBucket, OrderGapKey, RetentionKey};
+use crate::row_binary::Cell;
 use crate::rules::Rules;
 use crate::state::Dims;
 
@@ -80,14 +83,6 @@ pub fn iso_date(d: Date) -> String {
 /// `key.window // 1000`: the DateTime (seconds) of a window.
 fn seconds(window_ms: i64) -> i64 {
     window_ms.div_euclid(1000)
-}
-
-fn dims_json(dims: &Dims, out: &mut Vec<Json>) {
-    out.extend(dims.iter().map(|d| Json::s(d)));
-}
-
-fn strings_json(values: &[String]) -> Json {
-    Json::List(values.iter().map(|v| Json::s(v)).collect())
 }
 
 /// `funnel_steps_minute`.
@@ -259,126 +254,22 @@ impl Row {
     /// The row as a JSON list in its table's column order.
     pub fn to_json(&self) -> Json {
         match self {
-            Row::FunnelStep(r) => r.to_json(),
-            Row::FunnelOutcome(r) => r.to_json(),
-            Row::FunnelTtc(r) => r.to_json(),
-            Row::FunnelAttempt(r) => r.to_json(),
-            Row::Kpi(r) => r.to_json(),
-            Row::OrderAttribution(r) => r.to_json(),
             Row::Retention(r) => r.to_json(),
             Row::OrderGap(r) => r.to_json(),
+            // The other rows' column order is their cells' (rows_cells.rs).
+            _ => Json::List(
+                self.cells()
+                    .expect("every row but retention and order gaps has its cells")
+                    .into_iter()
+                    .map(Cell::to_json)
+                    .collect(),
+            ),
         }
     }
 }
 
-/// `_funnel_rows.row_head`: funnel, window_start, the dimensions, breakdown.
-fn head_json(funnel: &str, window_start: i64, dims: &Dims, breakdown: &[String]) -> Vec<Json> {
-    let mut out = vec![Json::s(funnel), Json::Int(window_start)];
-    dims_json(dims, &mut out);
-    out.push(strings_json(breakdown));
-    out
-}
-
 fn tail_json(out: &mut Vec<Json>, values: &[i64]) {
     out.extend(values.iter().map(|v| Json::Int(*v)));
-}
-
-impl FunnelStepRow {
-    pub fn to_json(&self) -> Json {
-        let mut out = head_json(&self.funnel, self.window_start, &self.dims, &self.breakdown);
-        out.push(Json::Int(self.step));
-        out.push(Json::s(&self.step_name));
-        tail_json(
-            &mut out,
-            &[self.partition, self.entered, self.is_final, self.version],
-        );
-        Json::List(out)
-    }
-}
-
-impl FunnelOutcomeRow {
-    pub fn to_json(&self) -> Json {
-        let mut out = head_json(&self.funnel, self.window_start, &self.dims, &self.breakdown);
-        out.push(Json::s(self.outcome));
-        tail_json(
-            &mut out,
-            &[self.partition, self.entities, self.is_final, self.version],
-        );
-        Json::List(out)
-    }
-}
-
-impl FunnelTtcRow {
-    pub fn to_json(&self) -> Json {
-        let mut out = head_json(&self.funnel, self.window_start, &self.dims, &self.breakdown);
-        out.push(Json::s(self.le_seconds.python_repr()));
-        tail_json(
-            &mut out,
-            &[self.partition, self.converted, self.is_final, self.version],
-        );
-        Json::List(out)
-    }
-}
-
-impl FunnelAttemptRow {
-    pub fn to_json(&self) -> Json {
-        let mut out = head_json(&self.funnel, self.window_start, &self.dims, &self.breakdown);
-        out.push(Json::s(&self.anonymous_id));
-        out.push(Json::s(&self.entity));
-        out.push(Json::s(&self.start_event_id));
-        out.push(Json::s(self.outcome));
-        out.push(Json::Int(self.level));
-        out.push(Json::List(
-            self.step_times.iter().map(|t| Json::Int(*t)).collect(),
-        ));
-        tail_json(
-            &mut out,
-            &[self.partition, self.attempts, self.is_final, self.version],
-        );
-        Json::List(out)
-    }
-}
-
-impl KpiRow {
-    pub fn to_json(&self) -> Json {
-        let mut out = vec![Json::Int(self.window_start)];
-        dims_json(&self.dims, &mut out);
-        out.push(Json::s(&self.currency));
-        out.push(Json::Int(self.partition));
-        tail_json(&mut out, &self.metrics);
-        tail_json(&mut out, &[self.is_final, self.version]);
-        Json::List(out)
-    }
-}
-
-impl OrderAttributionRow {
-    pub fn to_json(&self) -> Json {
-        let mut out = vec![
-            Json::Int(self.window_start),
-            Json::s(&self.anonymous_id),
-            Json::s(&self.transaction_id),
-            Json::s(self.model),
-            Json::s(&self.channel),
-            Json::s(&self.source),
-            Json::s(&self.medium),
-            Json::s(&self.campaign),
-            Json::s(&self.kol),
-            Json::Int(self.order_time),
-            Json::s(&self.currency),
-            Json::Int(self.value_minor),
-            Json::Int(self.is_first),
-        ];
-        tail_json(
-            &mut out,
-            &[
-                self.partition,
-                self.share_micro,
-                self.is_final,
-                self.version,
-            ],
-        );
-        Json::List(out)
-    }
 }
 
 impl RetentionRow {

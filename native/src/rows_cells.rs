@@ -1,8 +1,10 @@
 //! The aggregate rows' cells, read in place (`Row::cells`), for the Native and RowBinary
 //! encoders (`pyrows.rs`). Going through `Row::to_json` built a JSON list per row, with
 //! a copy of each of its strings, only to encode and drop it: about 2% of the worker's
-//! CPU at saturation (BENCHMARKS.md). The cells are in the same column order as
-//! `to_json`; `tests/native/test_row_binary.py` stores both through ClickHouse.
+//! CPU at saturation (BENCHMARKS.md). These cells are the one statement of these rows'
+//! column order: `Row::to_json`, which the differential tests compare with the Python
+//! rows, is made from them, and `tests/native/test_row_binary.py` stores the encoded
+//! rows through ClickHouse.
 
 use crate::row_binary::Cell;
 use crate::rows_aggregate::Row;
