@@ -64,8 +64,8 @@ impl Hasher for FxHasher {
     /// FxHash's last multiply the low bits depend only on the low bits of the last word,
     /// so keys that differ only in a word's high bytes (`visitor-000000123`, or ids chosen
     /// to) shared buckets whatever the seed: recovering 400,000 such visitors cost 4.3x
-    /// as much per visitor as 100,000 (BENCHMARKS.md, "a partition's hand-over"). The
-    /// fold and multiply spread every bit into both ends.
+    /// as much per visitor as 400,000 random UUIDs (BENCHMARKS.md, "A partition's
+    /// hand-over timed"). The fold and multiply spread every bit into both ends.
     #[inline]
     fn finish(&self) -> u64 {
         let h = self.hash;
