@@ -542,9 +542,11 @@ def load_insert_libraries() -> None:
     An insert context checks whether its data is a pandas DataFrame or a numpy array,
     and clickhouse-connect imports both the first time it looks (0.44 s of CPU here).
     In the writer's first insert that import held the GIL, so the event loop stalled
-    with it; in the bench's simple workload it was 4.4% of the measured pass.
+    with it; in the bench's simple workload it was 4.4% of the measured pass. (The
+    attributes are clickhouse-connect's lazy ones; without them this does nothing.)
     """
-    _ = insert_options.pd, insert_options.np
+    for name in ("pd", "np"):
+        getattr(insert_options, name, None)
 
 
 class ClickHouseWriter:

@@ -817,7 +817,7 @@ pub fn attribution_contributions(
             continue;
         }
         // Out of an i64's range only if a credit keeps it: Python's int is unbounded, and an
-        // order without a share (no touchpoints) adds nothing (hypothesis found the case).
+        // order with nothing to credit adds nothing (hypothesis found the case).
         let window = i64::try_from(window).ok();
         let touches = order_touches(&state.touches, order.t, rules);
         let is_first = match &state.first_purchase {
