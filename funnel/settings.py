@@ -134,6 +134,11 @@ class Settings(BaseSettings):
     # state, rows and triggers (tests/native/twin.py and the oracle tests). "auto": the
     # compiled core where it is built (`make setup` builds it), else Python with a warning.
     core: Literal["auto", "python", "compiled"] = "auto"
+    # Who reads the fetched input records into Records: "compiled" (the Rust crate reads
+    # Kafka's record batches, streams/fetch_reader.py) or "aiokafka" (its own reader, one
+    # Python object per record). "auto": compiled where the crate is built. The same
+    # records and offsets either way (tests/unit/test_fetch_reader.py).
+    fetch_reader: Literal["auto", "aiokafka", "compiled"] = "auto"
 
     # The ClickHouse writer inserts queued rows once the oldest has waited
     # sink_busy_ratio times a recent insert's duration, within sink_flush_min_seconds

@@ -39,6 +39,7 @@ from streams.changelog import ChangelogWriter
 from streams.compiled.processor import CompiledProcessor, compiled_core_built
 from streams.conversion import ConversionTracker
 from streams.costs_agent import attach_costs_agent, cost_codec
+from streams.errors import CompiledCoreError
 from streams.experiment_monitor import ExperimentMonitor
 from streams.experiments import ExperimentDef
 from streams.forget_runner import ForgetStore
@@ -119,6 +120,21 @@ def resolve_core(core: str) -> str:
         "(FUNNEL_CORE=python silences this)"
     )
     return "python"
+
+
+def resolve_fetch_reader(reader: str) -> str:
+    """``FUNNEL_FETCH_READER`` as the reader that will run: ``auto`` is ``compiled`` where
+    the crate is built (resolve_core warns when it is not), else ``aiokafka``."""
+    built = compiled_core_built()
+    if reader == "compiled" and not built:
+        raise CompiledCoreError(
+            "FUNNEL_FETCH_READER=compiled but the compiled core (shopfunnel_core) is not"
+            " built: run `make setup` (it builds native/ with maturin), or set"
+            " FUNNEL_FETCH_READER=aiokafka"
+        )
+    if reader == "auto":
+        return "compiled" if built else "aiokafka"
+    return reader
 
 
 def processor_factory(core: str) -> ProcessorFactory:
@@ -243,6 +259,14 @@ def build_worker(
     transport.attach_commit_barrier(app, flush_before_commit)
     transport.batch_topics(app, frozenset(agent_topics))
     transport.fetch_max_wait(app, settings.consumer_fetch_wait_ms)
+    fetch_reader = resolve_fetch_reader(settings.fetch_reader)
+    if fetch_reader == "compiled":
+        transport.compiled_fetch_reader(app)
+    log.info(
+        "fetched input records are read by %s (FUNNEL_FETCH_READER=%s)",
+        fetch_reader,
+        settings.fetch_reader,
+    )
     attach_costs_agent(
         app, settings, cost_codec(settings), writer, FaustDeadLetters(dlq, codec), metrics
     )

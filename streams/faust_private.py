@@ -22,7 +22,9 @@ attributes on the ``faust.App`` object.
 
 from __future__ import annotations
 
+import importlib.metadata
 import signal
+import types
 import weakref
 from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, MutableMapping
 from collections.abc import Set as AbstractSet
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import faust
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.consumer.fetcher import Fetcher
 from faust.transport.consumer import Consumer as FaustConsumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
@@ -219,6 +222,35 @@ CONTRACT: tuple[PrivateUse, ...] = (
     ),
     PrivateUse(
         _FAUST,
+        _CONSUMER_THREAD,
+        "_consumer",
+        "attribute",
+        "read (after start)",
+        "the thread's aiokafka consumer, whose fetcher gets the compiled fetch reader"
+        " (FetchWaitConsumerThread.on_start)",
+        holds=AIOKafkaConsumer,
+    ),
+    PrivateUse(
+        _AIOKAFKA,
+        _AIOKAFKA_CONSUMER,
+        "_fetcher",
+        "attribute",
+        "read (after start)",
+        "the consumer's fetcher, which gets the compiled fetch reader (install_fetch_reader)",
+    ),
+    PrivateUse(
+        _AIOKAFKA,
+        "aiokafka.consumer.fetcher:Fetcher",
+        "_proc_fetch_request",
+        "coroutine method",
+        "copied per fetcher with its MemoryRecords and PartitionRecords names replaced",
+        "fetched input partitions are read by the compiled core into Records, not by"
+        " aiokafka into a ConsumerRecord each (install_fetch_reader,"
+        " streams/fetch_reader.py)",
+        params=("assignment", "node_id", "request"),
+    ),
+    PrivateUse(
+        _FAUST,
         _PRODUCER,
         "_producer",
         "attribute",
@@ -286,6 +318,11 @@ class AppHooks:
     # How long the broker may hold a fetch with no new records (aiokafka's
     # fetch_max_wait_ms); None: Faust's 1500 ms.
     fetch_max_wait_ms: int | None = None
+    # Builds what a fetched partition's records are read with, in place of aiokafka's
+    # PartitionRecords (streams/fetch_reader.py); None: aiokafka's own.
+    partition_records: Callable[..., Any] | None = None
+    # Stands in for aiokafka's MemoryRecords where the fetcher wraps a partition's bytes.
+    memory_records: Callable[[bytes], Any] | None = None
 
 
 _APP_HOOKS: weakref.WeakKeyDictionary[object, AppHooks] = weakref.WeakKeyDictionary()
@@ -310,6 +347,14 @@ def set_batch_topics(app: object, topics: frozenset[str]) -> None:
 
 def set_commit_barrier(app: object, barrier: CommitBarrier) -> None:
     _set_hooks(app).before_commit = barrier
+
+
+def set_fetch_reader(
+    app: object, memory_records: Callable[[bytes], Any], partition_records: Callable[..., Any]
+) -> None:
+    hooks = _set_hooks(app)
+    hooks.memory_records = memory_records
+    hooks.partition_records = partition_records
 
 
 def set_fetch_max_wait(app: object, milliseconds: int) -> None:
@@ -407,6 +452,47 @@ class FetchWaitConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         if wait is not None:
             consumer._fetch_max_wait_ms = wait  # read by its fetcher when it starts
         return consumer
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        hooks = app_hooks(self.app)
+        consumer = self._consumer
+        if hooks.partition_records is not None and hooks.memory_records is not None:
+            # The fetcher exists once the consumer started; it fetches only after the
+            # group's first assignment, which comes later.
+            assert consumer is not None
+            install_fetch_reader(consumer._fetcher, hooks.memory_records, hooks.partition_records)
+
+
+def install_fetch_reader(
+    fetcher: Fetcher,
+    memory_records: Callable[[bytes], Any],
+    partition_records: Callable[..., Any],
+) -> None:
+    """Make this one fetcher read each fetched partition with ``partition_records``.
+
+    aiokafka's ``Fetcher._proc_fetch_request`` wraps a partition's bytes in
+    ``MemoryRecords`` and builds ``PartitionRecords`` over it, by their module-level
+    names, and offers no setting for either. This fetcher gets its own copy of that
+    method whose two names resolve to ``memory_records`` and ``partition_records``; the
+    code, the module and every other consumer in the process stay as they are.
+    """
+    method = Fetcher._proc_fetch_request
+    names = set(method.__code__.co_names)
+    missing = {"MemoryRecords", "PartitionRecords"} - names
+    if missing:
+        raise RuntimeError(
+            f"aiokafka {importlib.metadata.version('aiokafka')}: Fetcher._proc_fetch_request"
+            f" no longer uses {sorted(missing)}; set FUNNEL_FETCH_READER=aiokafka"
+        )
+    scope = dict(method.__globals__)
+    scope["MemoryRecords"] = memory_records
+    scope["PartitionRecords"] = partition_records
+    copy = types.FunctionType(
+        method.__code__, scope, method.__name__, method.__defaults__, method.__closure__
+    )
+    copy.__kwdefaults__ = method.__kwdefaults__
+    fetcher._proc_fetch_request = types.MethodType(copy, fetcher)
 
 
 class OffsetHookConsumer(faust_aiokafka.Consumer):

@@ -35,7 +35,7 @@ from faust.types import TP, AppT, Message
 from faust.types.transports import ConsumerT
 from faust.types.tuples import ConsumerMessage
 
-from streams import faust_private
+from streams import faust_private, fetch_reader
 from streams.faust_private import CommitBarrier
 from streams.records import Record
 
@@ -68,9 +68,18 @@ class RecordBatch:
         return self.records[-1].offset
 
 
-def _record(raw: Any) -> Record:
-    return Record(
-        raw.offset, raw.key, raw.value if raw.value is not None else b"", raw.timestamp or 0
+def _records(fetched: list[Any]) -> tuple[Record, ...]:
+    """A partition's fetched records as Records.
+
+    The compiled fetch reader gives Records already (streams/fetch_reader.py); aiokafka's
+    reader (other settings, message format v0/v1) gives ConsumerRecords, copied here. One
+    fetch's records come from one reader.
+    """
+    if type(fetched[0]) is Record:
+        return tuple(fetched)
+    return tuple(
+        Record(r.offset, r.key, r.value if r.value is not None else b"", r.timestamp or 0)
+        for r in fetched
     )
 
 
@@ -433,25 +442,21 @@ class BatchConsumer(faust_private.OffsetHookConsumer):
             account.run_start = covers_from
         account.next_expected = last + 1
         batch = RecordBatch(
-            tp.topic,
-            tp.partition,
-            tuple(_record(r) for r in records),
-            covers_from,
-            account.run_start,
+            tp.topic, tp.partition, _records(records), covers_from, account.run_start
         )
-        final = records[-1]
+        final = batch.records[-1]
         message = ConsumerMessage(
             tp.topic,
             tp.partition,
             last,
-            (final.timestamp or 0) / 1000.0,
-            final.timestamp_type,
+            final.timestamp_ms / 1000.0,
+            getattr(records[-1], "timestamp_type", 0),  # a Record's: not kept (0: create)
             [],
             None,
             cast(Any, batch),  # the agent's schema passes it through (streams/app.py)
             None,
             0,
-            sum(r.serialized_value_size for r in records),
+            sum(len(r.value) for r in batch.records),
             tp,
             generation_id=self.app.consumer_generation_id,
         )
@@ -575,3 +580,12 @@ def fetch_max_wait(app: AppT, milliseconds: int) -> None:
 def batch_topics(app: AppT, topics: frozenset[str]) -> None:
     """Deliver these topics as record batches; all others record by record."""
     faust_private.set_batch_topics(app, topics)
+
+
+def compiled_fetch_reader(app: AppT) -> None:
+    """Have the compiled core read the batch topics' fetched records (streams/fetch_reader.py)."""
+    faust_private.set_fetch_reader(
+        app,
+        fetch_reader.KeptFetch,
+        fetch_reader.partition_records_for(lambda: faust_private.app_hooks(app).batch_topics),
+    )

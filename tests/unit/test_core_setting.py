@@ -12,7 +12,7 @@ from funnel.errors import ConfigError
 from funnel.settings import load_settings
 from schemas.channels import ChannelRules
 from schemas.codec import EventCodec
-from streams.app import processor_factory, resolve_core
+from streams.app import processor_factory, resolve_core, resolve_fetch_reader
 from streams.compiled import config
 from streams.compiled.processor import CompiledProcessor
 from streams.errors import CompiledCoreError
@@ -94,3 +94,29 @@ def test_a_configuration_the_crate_refuses_is_an_error_at_start_up(
         )
     message = str(raised.value)
     assert "refused the configuration" in message and "teleport" in message
+
+
+# --- FUNNEL_FETCH_READER: who reads the fetched input records -----------------------------
+
+
+def test_the_fetch_reader_is_compiled_where_the_crate_is_built() -> None:
+    assert load_settings().fetch_reader == "auto"
+    assert resolve_fetch_reader("auto") == "compiled"  # the test environment builds it
+    assert resolve_fetch_reader(load_settings(fetch_reader="aiokafka").fetch_reader) == "aiokafka"
+
+
+def test_without_the_build_auto_reads_with_aiokafka_and_compiled_says_how_to_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(app_module, "compiled_core_built", lambda: False)
+    assert resolve_fetch_reader("auto") == "aiokafka"
+    with pytest.raises(CompiledCoreError, match="make setup.*FUNNEL_FETCH_READER=aiokafka"):
+        resolve_fetch_reader("compiled")
+
+
+def test_an_unknown_fetch_reader_names_the_setting_and_the_choices() -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings(fetch_reader="rust")
+    message = str(raised.value)
+    assert "fetch_reader" in message
+    assert "aiokafka" in message and "compiled" in message

@@ -78,6 +78,7 @@ def _aiokafka_consumer(app: faust.App) -> aiokafka.AIOKafkaConsumer:
 SAMPLES: dict[str, Callable[[faust.App], Any]] = {
     "aiokafka.consumer.consumer:AIOKafkaConsumer": _aiokafka_consumer,
     "faust.transport.drivers.aiokafka:Consumer": lambda app: app.consumer,
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread": lambda app: app.consumer._thread,
     "faust.transport.drivers.aiokafka:Producer": lambda app: app.producer,
     "faust.stores.memory:Store": lambda app: (
         app.Table("contract-probe", key_type=bytes, value_type=bytes).data
