@@ -6,8 +6,10 @@ The same pieces as the real worker (``streams/app.py``): the ``batchkafka://`` b
 scheme (``streams.transport``: one message per fetched partition batch, offsets exact),
 ``PassThroughSchema`` so the agent receives a :class:`~streams.transport.RecordBatch`,
 the commit barrier that flushes ClickHouse before offsets are committed, and
-``sinks.clickhouse.ClickHouseWriter``. The logic is the simple workload's: orjson per
-record, a dict of (window, type, channel) deltas per batch, deltas into ``simple_counts``.
+``sinks.clickhouse.ClickHouseWriter``, and the compiled fetch reader
+(``streams/fetch_reader.py``) unless ``FUNNEL_FETCH_READER=aiokafka``. The logic is the
+simple workload's: orjson per record, a dict of (window, type, channel) deltas per batch,
+deltas into ``simple_counts``.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from bench.simple_spec import (
 from sinks.clickhouse import ClickHouseWriter
 from sinks.tables import TableSpec
 from streams import transport
-from streams.app import PassThroughSchema
+from streams.app import PassThroughSchema, resolve_fetch_reader
 from streams.garbage import tune_garbage_collector
 from streams.transport import RecordBatch
 
@@ -70,6 +72,9 @@ def build_app(spec: SimpleSpec) -> faust.App:
         spec.group_id,
         broker=f"{transport.SCHEME}://{spec.bootstrap}",
         store="memory://",
+        # Faust makes "<app id>-data" in the working directory (the repository) unless
+        # told otherwise: in the peer's own directory, as the real worker's.
+        datadir=str(Path(spec.result_path).parent / "faust").replace("{", "{{").replace("}", "}}"),
         autodiscover=False,
         topic_partitions=spec.partitions,
         topic_replication_factor=1,
@@ -84,11 +89,15 @@ def build_app(spec: SimpleSpec) -> faust.App:
     )
 
 
-def wire(app: faust.App, spec: SimpleSpec, client: Any, progress: Progress) -> ClickHouseWriter:
+def wire(
+    app: faust.App, spec: SimpleSpec, client: Any, progress: Progress, fetch_reader: str
+) -> ClickHouseWriter:
     writer = ClickHouseWriter(lambda: client, batch_rows=10_000, flush_seconds=FLUSH_SECONDS)
     writer.start()
     topic = app.topic(spec.topic, schema=PassThroughSchema())
     transport.batch_topics(app, frozenset({spec.topic}))
+    if fetch_reader == "compiled":
+        transport.compiled_fetch_reader(app)
 
     async def flush_before_commit(offsets: Any) -> None:
         await writer.flush()
@@ -128,7 +137,9 @@ def main() -> None:
     client = open_clickhouse(spec)
     app = build_app(spec)
     progress = Progress()
-    writer = wire(app, spec, client, progress)
+    # As the real worker (streams/app.py): FUNNEL_FETCH_READER, compiled where built.
+    fetch_reader = resolve_fetch_reader(os.environ.get("FUNNEL_FETCH_READER", "auto"))
+    writer = wire(app, spec, client, progress, fetch_reader)
     worker = faust.Worker(
         app, loglevel="warning", quiet=True, redirect_stdouts=False, override_logging=False
     )
