@@ -44,10 +44,6 @@ impl FetchedRecords {
         slf.next_fetch_offset = slf.end_offset;
         Err(PyStopIteration::new_err(()))
     }
-
-    fn __len__(&self) -> usize {
-        self.records.len() - self.next.min(self.records.len())
-    }
 }
 
 /// One `record_type(offset, key, value, timestamp_ms)`: a tuple subclass of four fields

@@ -110,7 +110,7 @@ def test_without_the_build_auto_reads_with_aiokafka_and_compiled_says_how_to_bui
 ) -> None:
     monkeypatch.setattr(app_module, "compiled_core_built", lambda: False)
     assert resolve_fetch_reader("auto") == "aiokafka"
-    with pytest.raises(CompiledCoreError, match="make setup.*FUNNEL_FETCH_READER=aiokafka"):
+    with pytest.raises(CompiledCoreError, match=r"make setup.*FUNNEL_FETCH_READER=aiokafka"):
         resolve_fetch_reader("compiled")
 
 
