@@ -294,3 +294,12 @@ def test_a_record_type_that_is_not_a_four_field_tuple_is_refused() -> None:
     raw, _ = build_fetch([Spec(((None, b"v", (), 0),), 0, False, False, 0)], 0)
     with pytest.raises(TypeError, match="NamedTuple"):
         read_fetched_records(raw, 0, True, tuple, fetch_reader.inflate, Exception, "t-0")
+
+
+def test_the_bench_reads_the_same_records_both_ways() -> None:
+    from bench.fetch_read import by_aiokafka, by_compiled, fetch_bytes
+
+    records = [Record(i, None if i % 3 else b"k%d" % i, b"v" * i, 1_000 + i) for i in range(25)]
+    for codec in CODECS:
+        raw = fetch_bytes(records, 7, codec)
+        assert by_compiled(raw) == by_aiokafka(raw) == records
