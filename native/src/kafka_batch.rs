@@ -286,34 +286,28 @@ pub fn read_fetch<E>(
         let count = be_i32(batch, 57);
         let section = &batch[HEADER_SIZE..];
         let codec = (attributes & COMPRESSION_MASK) as u8;
-        if codec == 0 {
-            read_records(
-                section,
-                count,
-                base_offset,
-                base_timestamp,
-                log_append_time,
-                emit,
-                &mut next_fetch_offset,
-            )?;
-        } else {
-            if codec > 4 {
-                return Err(FetchError::Corrupt(format!(
-                    "record batch at {}: unknown compression codec {}",
-                    base_offset, codec
-                )));
-            }
-            let inflated = inflate(codec, section).map_err(FetchError::Callback)?;
-            read_records(
-                &inflated,
-                count,
-                base_offset,
-                base_timestamp,
-                log_append_time,
-                emit,
-                &mut next_fetch_offset,
-            )?;
+        if codec > 4 {
+            return Err(FetchError::Corrupt(format!(
+                "record batch at {}: unknown compression codec {}",
+                base_offset, codec
+            )));
         }
+        let inflated;
+        let body: &[u8] = if codec == 0 {
+            section
+        } else {
+            inflated = inflate(codec, section).map_err(FetchError::Callback)?;
+            &inflated
+        };
+        read_records(
+            body,
+            count,
+            base_offset,
+            base_timestamp,
+            log_append_time,
+            emit,
+            &mut next_fetch_offset,
+        )?;
         // v2 keeps a batch's last offset even when compaction removed its last records.
         next_fetch_offset = batch_end;
     }
