@@ -5,7 +5,8 @@ passes each through the stream machinery: about 40-100 µs per record on this ma
 type, the main limit of a Faust worker. This consumer subclass (installed through
 Faust's own transport registry, the ``batchkafka://`` broker scheme) yields one message
 per partition per fetch whose value is a :class:`RecordBatch`; the agent processes the
-batch as a unit.
+batch as a unit. The fetched records themselves are read by the crate, not by aiokafka,
+where :func:`compiled_fetch_reader` is set (``streams/fetch_reader.py``).
 
 Offsets stay exact. The message carries the batch's last offset; this consumer keeps
 its own account of the batches it delivered (which offsets each covers, whether the
