@@ -39,6 +39,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP, Message
 
 from streams.diagnostics import install_thread_dumps, log_tasks
+from streams.errors import WorkerStartError
 
 # --- the contract ---------------------------------------------------------------------
 
@@ -477,13 +478,14 @@ def install_fetch_reader(
     method whose two names resolve to ``memory_records`` and ``partition_records``; the
     code, the module and every other consumer in the process stay as they are.
     """
-    method = Fetcher._proc_fetch_request
+    method = type(fetcher)._proc_fetch_request
     names = set(method.__code__.co_names)
     missing = {"MemoryRecords", "PartitionRecords"} - names
     if missing:
-        raise RuntimeError(
+        raise WorkerStartError(
             f"aiokafka {importlib.metadata.version('aiokafka')}: Fetcher._proc_fetch_request"
-            f" no longer uses {sorted(missing)}; set FUNNEL_FETCH_READER=aiokafka"
+            f" no longer uses {sorted(missing)}, so the compiled fetch reader cannot be"
+            " installed; set FUNNEL_FETCH_READER=aiokafka"
         )
     scope = dict(method.__globals__)
     scope["MemoryRecords"] = memory_records
