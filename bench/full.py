@@ -209,7 +209,7 @@ def run_saturation(
         admin.close()
         for p in procs:
             p.stop()
-    return summarise_pass(procs, total, app_id, setup)
+    return summarise_pass(procs, total, app_id)
 
 
 def _system_share(procs: list[WorkerProcess], start: float, end: float) -> float | None:
@@ -260,10 +260,21 @@ def second_half(
     return None
 
 
-def summarise_pass(
-    procs: list[WorkerProcess], total: int, app_id: str, setup: FullSetup
-) -> dict[str, Any]:
+def _require_every_event_counted(procs: list[WorkerProcess], total: int) -> None:
+    """Refuse a pass whose workers' last scrapes do not account for every input event:
+    its rate and CPU would be read between the wrong scrapes."""
+    reported = sum(p.snapshots[-1].get(INGESTED) if p.snapshots else 0.0 for p in procs)
+    if reported < total:
+        raise PeerFailedError(
+            f"full workload: the workers' last scrapes report {int(reported)} of {total} "
+            "events ingested, though the group committed every input offset; a scrape "
+            "missed the worker's series (see its log), so the pass is not summarised"
+        )
+
+
+def summarise_pass(procs: list[WorkerProcess], total: int, app_id: str) -> dict[str, Any]:
     first_at, ingested_first = _first_ingestion(procs, total)
+    _require_every_event_counted(procs, total)
     done_at = max(_done_time(p) for p in procs)
     # Never below one scrape interval: tiny (smoke) runs finish between two scrapes.
     busy = max(done_at - first_at, SCRAPE_SECONDS)

@@ -158,7 +158,15 @@ class WorkerProcess:
         self.thread_cpu = dict(sorted(cpu.items(), key=lambda kv: -kv[1]))
 
     def stop(self) -> None:
-        """SIGTERM (the worker flushes ClickHouse and commits), then wait; kill if stuck."""
+        """SIGTERM (the worker flushes ClickHouse and commits), then wait; kill if stuck.
+
+        Scraping stops first: a worker shutting down serves its metrics without the
+        runtime's series, and a snapshot of that read as "nothing ingested" once made a
+        pass report 982,632 events/s on no CPU.
+        """
+        self._stop.set()
+        if self._scraper is not None:
+            self._scraper.join()
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -166,9 +174,6 @@ class WorkerProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._stop.set()
-        if self._scraper is not None:
-            self._scraper.join()
         if self.sampler is not None:
             self.sampler.stop()
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
+import subprocess
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,15 @@ from rich.console import Console
 from bench import run as bench_run
 from bench.changelog_stats import summarise as summarise_changelog
 from bench.dataset import recount, window_start
-from bench.full import FullSetup, _system_share, _worker_configs, new_topics, second_half
+from bench.errors import PeerFailedError
+from bench.full import (
+    FullSetup,
+    _system_share,
+    _worker_configs,
+    new_topics,
+    second_half,
+    summarise_pass,
+)
 from bench.procstats import ProcessSampler, Sample
 from bench.profiling import render, summarise
 from bench.promscrape import (
@@ -482,6 +492,46 @@ def test_the_second_half_is_the_warm_worker_and_the_kernel_share_is_split_out(
     assert half["system_cpu_share"] == 0.05
     # The whole pass: 45 CPU-s, 12.75 of them the kernel's.
     assert _system_share([worker], 100.0, 130.0) == round(12.75 / 45, 3)
+
+
+def test_a_pass_is_summarised_from_scrapes_that_count_every_event(tmp_path: Path) -> None:
+    worker = _growing_then_warm_worker(tmp_path)
+    summary = summarise_pass([worker], 30_000, "app")
+    # Counted from the first scrape that saw ingestion (500 events at 100.5 s).
+    assert summary["events_per_s"] == round(29_500 / 29.5, 1)
+    assert summary["events_per_cpu_second"] == round(29_500 / 44.0, 1)
+
+
+def test_a_pass_whose_last_scrape_lost_the_series_fails_instead_of_reporting(
+    tmp_path: Path,
+) -> None:
+    """A scrape during shut-down had no runtime series: it read as 0 ingested, and the
+    pass reported 982,632 events/s on 0 CPU-seconds."""
+    worker = _growing_then_warm_worker(tmp_path)
+    worker.snapshots.append(Snapshot(131.0, {}, 0))
+    with pytest.raises(PeerFailedError, match="report 0 of 30000 events ingested"):
+        summarise_pass([worker], 30_000, "app")
+
+
+def test_stopping_a_worker_stops_its_scrapes_before_the_signal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    worker = _soak_worker(tmp_path)
+    worker.process = subprocess.Popen(["sleep", "30"])
+    worker._scraper = threading.Thread(target=worker._scrape_loop, daemon=True)
+    worker._scraper.start()
+    scraping_at_signal: list[bool] = []
+    send = worker.process.send_signal
+
+    def record(sig: int) -> None:
+        assert worker._scraper is not None
+        scraping_at_signal.append(worker._scraper.is_alive())
+        send(sig)
+
+    monkeypatch.setattr(worker.process, "send_signal", record)
+    worker.stop()
+    assert scraping_at_signal == [False]
+    assert worker.process.returncode is not None
 
 
 def test_no_second_half_without_samples_or_when_one_scrape_saw_everything(
