@@ -160,9 +160,10 @@ class WorkerProcess:
     def stop(self) -> None:
         """SIGTERM (the worker flushes ClickHouse and commits), then wait; kill if stuck.
 
-        Scraping stops first: a worker shutting down serves its metrics without the
-        runtime's series, and a snapshot of that read as "nothing ingested" once made a
-        pass report 982,632 events/s on no CPU.
+        Scraping stops first, so that no snapshot is taken while the worker shuts down:
+        a pass is summarised from its last snapshots. (One pass once reported 982,632
+        events/s on no CPU from a last snapshot without the runtime's series; when it was
+        taken is not known. ``summarise_pass`` now refuses such a pass.)
         """
         self._stop.set()
         if self._scraper is not None:
