@@ -64,7 +64,7 @@ class InsertClient(Protocol):
         self,
         table: str,
         column_names: Sequence[str] | None = None,
-        insert_block: bytes | None = None,
+        insert_block: bytes | memoryview | None = None,
         *,
         fmt: str | None = None,
         settings: dict[str, Any] | None = None,
@@ -944,7 +944,7 @@ class ClickHouseWriter:
                 )
             ]
             self._column_types[spec.name] = columns
-        payload = type(blocks[0]).native(blocks, columns) if blocks else b""
+        payload = type(blocks[0]).native(blocks, columns) if blocks else memoryview(b"")
         if not payload:
             return
         try:

@@ -55,10 +55,13 @@ class EncodedRows(Protocol):
         ...
 
     @classmethod
-    def native(cls, blocks: Sequence[EncodedRows], columns: Sequence[tuple[str, str]]) -> bytes:
+    def native(
+        cls, blocks: Sequence[EncodedRows], columns: Sequence[tuple[str, str]]
+    ) -> memoryview:
         """The rows of ``blocks`` (of this class), in order, as one block of ClickHouse's
         Native format for ``columns`` (as ``row_binary``; empty for no rows). The writer
         inserts this: the engine reads it at about half the CPU of RowBinary, and one
         block per insert, not one per core call (a Native block has a per-block cost in
-        the engine that many small ones add up)."""
+        the engine that many small ones add up). A view, not ``bytes``: the encoder
+        reuses a table's buffer from one insert to the next once the view is gone."""
         ...

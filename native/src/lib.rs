@@ -179,6 +179,7 @@ fn shopfunnel_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Decoder>()?;
     m.add_class::<pycore::PartitionCoreHandle>()?;
     m.add_class::<pyrows::RowBlock>()?;
+    m.add_class::<pyrows::NativePayload>()?;
     m.add_class::<pyfetch::FetchedRecords>()?;
     m.add_function(wrap_pyfunction!(pyfetch::read_fetched_records, m)?)?;
     m.add_function(wrap_pyfunction!(pyrows::row_binary, m)?)?;

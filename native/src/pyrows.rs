@@ -6,15 +6,17 @@
 //! tuples for the rare readers (a rejected row's dead letter, the differential tests, a
 //! forget's corrections).
 
+use std::os::raw::{c_int, c_void};
 use std::sync::Arc;
 
-use pyo3::exceptions::{PyIndexError, PyValueError};
+use pyo3::exceptions::{PyBufferError, PyIndexError, PyValueError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
 use crate::json::Json;
 use crate::lifecycle_rows::{RfmRow, SegmentTransitionRow, TriggerRow};
-use crate::native_block::{without_low_cardinality, BlockWriter};
+use crate::native_block::{without_low_cardinality, BlockWriter, Payload};
 use crate::pycore::to_py;
 use crate::row_binary::{write_cells, write_row, Cell, ColumnType, RowCells};
 use crate::rows_aggregate::Row;
@@ -274,16 +276,64 @@ pub fn row_binary<'py>(
     into_bytes(py, payload)
 }
 
+/// A Native block's bytes, read through the buffer protocol (`memoryview(payload)`,
+/// which file writes and HTTP bodies take as they take bytes). Its buffer is the table's
+/// kept one (native_block.rs `Payload`): handing Python a copy as `bytes` faulted in a
+/// fresh buffer of the block's size every insert. The bytes never change while any
+/// view of them exists: the buffer is only given back when this object is freed, and a
+/// view holds a reference to it.
+#[pyclass(frozen, module = "shopfunnel_core")]
+pub struct NativePayload {
+    payload: Payload,
+}
+
+#[pymethods]
+impl NativePayload {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("no view to fill"));
+        }
+        if flags & ffi::PyBUF_WRITABLE == ffi::PyBUF_WRITABLE {
+            return Err(PyBufferError::new_err("a Native payload is read-only"));
+        }
+        let bytes: &[u8] = &slf.get().payload;
+        // Fills a read-only, contiguous byte view and takes a reference to `slf` in it.
+        let filled = ffi::PyBuffer_FillInfo(
+            view,
+            slf.as_ptr(),
+            bytes.as_ptr() as *mut c_void,
+            bytes.len() as ffi::Py_ssize_t,
+            1,
+            flags,
+        );
+        if filled == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+
+    fn __len__(&self) -> usize {
+        self.payload.len()
+    }
+}
+
 /// The rows of `blocks`, in order, as one block of ClickHouse's Native format for
-/// `columns` (as `row_binary`); empty bytes for no rows. `LowCardinality` columns are
-/// stated as their inner type (ClickHouse converts them on insert). A value that does not
-/// fit raises ValueError naming the block's row and the column.
+/// `columns` (as `row_binary`), read as `memoryview(payload)`; an empty payload for no
+/// rows. `LowCardinality` columns are stated as their inner type (ClickHouse converts
+/// them on insert). A value that does not fit raises ValueError naming the block's row
+/// and the column.
 #[pyfunction]
 pub fn native_block<'py>(
     py: Python<'py>,
     blocks: Vec<PyRef<'py, RowBlock>>,
     columns: Vec<(String, String)>,
-) -> PyResult<Bound<'py, PyBytes>> {
+) -> PyResult<NativePayload> {
     let columns = columns
         .into_iter()
         .map(|(name, text)| {
@@ -298,7 +348,9 @@ pub fn native_block<'py>(
         let rows = parts.iter().map(|(_, _, start, end)| end - start).sum();
         let mut block = BlockWriter::new(&columns, rows);
         each_row(&parts, |rows, i| rows.push_at(i, &mut block))?;
-        Ok(block.finish())
+        Ok::<_, String>(block.finish())
     });
-    into_bytes(py, payload)
+    payload
+        .map(|payload| NativePayload { payload })
+        .map_err(PyValueError::new_err)
 }

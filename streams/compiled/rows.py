@@ -94,11 +94,13 @@ class CompiledRows(EncodedRows):
         return payload
 
     @classmethod
-    def native(cls, blocks: Sequence[EncodedRows], columns: Sequence[tuple[str, str]]) -> bytes:
+    def native(
+        cls, blocks: Sequence[EncodedRows], columns: Sequence[tuple[str, str]]
+    ) -> memoryview:
         import shopfunnel_core  # built: these objects came from it
 
         rows = [b._block for b in blocks if isinstance(b, CompiledRows)]
         if len(rows) != len(blocks):
             raise TypeError("CompiledRows.native takes CompiledRows blocks only")
-        payload: bytes = shopfunnel_core.native_block(rows, list(columns))
-        return payload
+        # The crate's NativePayload: its bytes through the buffer protocol, no copy.
+        return memoryview(shopfunnel_core.native_block(rows, list(columns)))

@@ -258,13 +258,36 @@ def test_event_rows_encode_from_their_fields_as_they_do_from_their_json(chdb: An
     for block in blocks:
         as_json = shopfunnel_core.RowBlock("events_raw", orjson.dumps(block.rows()))
         for encode in (shopfunnel_core.row_binary, shopfunnel_core.native_block):
-            assert encode([block], columns) == encode([as_json], columns)
+            assert bytes(encode([block], columns)) == bytes(encode([as_json], columns))
     wrong = [(name, "UInt8" if name == "event_type" else kind) for name, kind in columns]
     for encode in (shopfunnel_core.row_binary, shopfunnel_core.native_block):
         with pytest.raises(
             ValueError, match="row 0: column event_type: expected an integer, got a string"
         ):
             encode(blocks[:1], wrong)
+
+
+def test_a_payload_keeps_its_bytes_while_its_table_is_encoded_again(chdb: Any) -> None:
+    """The encoder reuses a table's buffers (native_block.rs ``Spare``): a payload's view
+    must keep its bytes while the next block of that table is encoded, and a reused
+    buffer must give the bytes a fresh one gives."""
+    columns = [
+        (name, kind)
+        for name, kind, *_ in chdb.query(f"DESCRIBE TABLE {SCHEMA}.late_events").result_rows
+    ]
+    big, small = _block("late_events", _late_rows(40)), _block("late_events", _late_rows(2))
+    first = CompiledRows.native([big], columns)
+    assert first.readonly and first.c_contiguous and first.format == "B"
+    kept = bytes(first)
+    other = CompiledRows.native([small], columns)  # while ``first`` is alive
+    assert bytes(first) == kept and bytes(other) != kept
+    with pytest.raises(TypeError):
+        first[0] = 0  # type: ignore[index]
+    del first, other  # the buffers go back to the table's spare
+    assert bytes(CompiledRows.native([small], columns)) == bytes(
+        CompiledRows.native([small.slice(0, 2)], columns)
+    )
+    assert bytes(CompiledRows.native([big], columns)) == kept
 
 
 def _late_rows(n: int) -> list[list[Any]]:
