@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,7 +119,7 @@ def latency(results: dict[str, Any]) -> str:
     rows = []
     for name, x in results.get("latency", {}).items():
         if "error" in x:
-            rows.append([f"`{name}`", "failed: " + x["error"].splitlines()[0][:80], *["-"] * 7])
+            rows.append([f"`{name}`", "failed: " + x["error"].splitlines()[0][:80], *["-"] * 8])
             continue
         q = x["quantiles_ms"]
         w = x.get("while_producing", {})
@@ -126,6 +127,7 @@ def latency(results: dict[str, Any]) -> str:
             [
                 f"`{name}`",
                 _n(x["produced_events_per_s"]),
+                _n(x.get("producer_max_behind_ms")),
                 _n(x["events"]),
                 _n(q["p50"]),
                 _n(q["p99"]),
@@ -135,8 +137,11 @@ def latency(results: dict[str, Any]) -> str:
                 _n(w.get("max_consumer_lag")),
             ]
         )
-    header = ["run", "produced/s", "events", "p50 ms", "p99 ms", "max ms", "events/batch"]
-    return _table([*header, "worker cores", "max lag"], rows)
+    header = [
+        *("run", "produced/s", "sender behind ms", "events", "p50 ms", "p99 ms", "max ms"),
+        *("events/batch", "worker cores", "max lag"),
+    ]
+    return _table(header, rows)
 
 
 def goals(results: dict[str, Any]) -> str:
@@ -148,14 +153,20 @@ def goals(results: dict[str, Any]) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
-    parts = [
-        ("Machine", machine(results)),
-        ("Goals", goals(results)),
-        ("Simple workload", simple(results)),
-        ("Full workload", full(results)),
-        ("Latency", latency(results)),
+    """The tables of ``results``; a section a partial run skipped (``--skip``) is left out."""
+    sections: list[tuple[str, str | None, Callable[[dict[str, Any]], str]]] = [
+        ("Machine", None, machine),
+        ("Goals", None, goals),
+        ("Simple workload", "simple_workload", simple),
+        ("Full workload", "full_workload", full),
+        ("Latency", "latency", latency),
     ]
-    return "\n\n".join(f"### {title}\n\n{body}" for title, body in parts) + "\n"
+    parts = [
+        f"### {title}\n\n{table(results)}"
+        for title, key, table in sections
+        if key is None or key in results
+    ]
+    return "\n\n".join(parts) + "\n"
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -64,6 +64,9 @@ class ProduceReport:
     bytes: int
     wall_seconds: float
     by_topic: dict[str, int] = field(default_factory=dict)
+    # Paced runs: the longest a record went out after its scheduled time. A steady input
+    # keeps this small; a pause of the sending process shows here as the burst after it.
+    max_behind_seconds: float = 0.0
 
     @property
     def records_per_second(self) -> float:
@@ -150,13 +153,23 @@ async def _leaders(admin: AIOKafkaAdminClient, names: list[str]) -> None:
 
 class _Pacer:
     """Sleeps so record i goes out no earlier than its simulated send time / speedup and
-    no earlier than i / rate seconds after the start."""
+    no earlier than i / rate seconds after the start; ``max_behind`` is the longest a
+    record went out after that time (0 unpaced)."""
 
-    def __init__(self, speedup: float | None, rate: float | None) -> None:
+    def __init__(
+        self,
+        speedup: float | None,
+        rate: float | None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.speedup = speedup
         self.rate = rate
-        self.start = time.monotonic()
+        self._clock = clock
+        self._sleep = sleep
+        self.start = clock()
         self.first_send_ms: int | None = None
+        self.max_behind = 0.0
 
     async def wait(self, index: int, send_time_ms: int) -> None:
         if self.speedup is None and self.rate is None:
@@ -168,9 +181,11 @@ class _Pacer:
             target = (send_time_ms - self.first_send_ms) / 1000.0 / self.speedup
         if self.rate is not None:
             target = max(target, index / self.rate)
-        ahead = target - (time.monotonic() - self.start)
+        ahead = target - (self._clock() - self.start)
         if ahead > 0.002:  # sleeping for less costs more than it paces
-            await asyncio.sleep(ahead)
+            await self._sleep(ahead)
+        elif -ahead > self.max_behind:
+            self.max_behind = -ahead
 
 
 def _new_producer(bootstrap: str) -> ProducerLike:
@@ -237,6 +252,7 @@ async def produce(
         bytes=total_bytes,
         wall_seconds=time.monotonic() - started,
         by_topic=dict(sorted(by_topic.items())),
+        max_behind_seconds=pacer.max_behind,
     )
 
 

@@ -109,6 +109,9 @@ def summary_table(
         row("produce wall time", f"{report.wall_seconds:.2f} s",
             _rate(report.records, report.wall_seconds))  # fmt: skip
         row("  bytes sent", f"{report.bytes:,}")
+        if report.max_behind_seconds > 0:
+            row("  most behind its pace", f"{report.max_behind_seconds * 1000:,.0f} ms",
+                "the records owed after a pause went out at once")  # fmt: skip
     return table
 
 

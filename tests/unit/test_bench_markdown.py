@@ -1,0 +1,30 @@
+"""`python -m bench.markdown` renders the results file, whole or from a partial run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bench.markdown import render
+
+RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results.json"
+
+
+def test_a_partial_run_renders_the_sections_it_has() -> None:
+    results = json.loads(RESULTS.read_text())
+    partial = {k: v for k, v in results.items() if k not in ("simple_workload", "latency")}
+    text = render(partial)
+    assert "### Full workload" in text
+    assert "### Simple workload" not in text
+    assert "### Latency" not in text
+
+
+def test_the_latency_table_shows_how_far_behind_the_sender_fell() -> None:
+    results = json.loads(RESULTS.read_text())
+    (name, run), *_ = results["latency"].items()
+    run = {**run, "producer_max_behind_ms": 1234.0}
+    text = render({**results, "latency": {name: run}})
+    header = next(line for line in text.splitlines() if line.startswith("| run |"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert cells[" sender behind ms "].strip() == "1,234"
