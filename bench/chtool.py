@@ -29,6 +29,11 @@ from sinks.clickhouse import ClickHouseTarget, apply_migrations, open_client
 DATABASE = "shop"  # funnel.settings default (the harness does not override it)
 STAMPED_TABLES = ("events_raw", "kpi_minute", "funnel_steps_minute")
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
+WARM_SECONDS = 5
+
+
+def _named(values: list[float]) -> dict[str, float]:
+    return {f"p{q * 100:g}": float(v) for q, v in zip(QUANTILES, values, strict=True)}
 
 
 def _client(directory: str) -> Any:
@@ -47,12 +52,18 @@ def prepare(directory: str) -> dict[str, Any]:
 
 
 def latency(directory: str) -> dict[str, Any]:
+    """Every event's wait from ingestion to its ``events_raw`` insert; the goal is judged on
+    all of them. The same quantiles without the first ``WARM_SECONDS`` of input show the
+    start-up's share: the first batches of a fresh worker are slow, and in a 30-s pass its
+    first seconds hold more events than the 1% a p99 leaves out."""
     client = _client(directory)
     levels = ", ".join(str(q) for q in QUANTILES)
     row = client.query(
-        f"SELECT count(), quantilesExact({levels})(d), max(d), min(d) FROM ("
+        f"SELECT count(), quantilesExact({levels})(d), max(d), min(d), "
+        f"quantilesExactIf({levels})(d, warm) FROM ("
         "SELECT toUnixTimestamp64Milli(bench_inserted_at) - toUnixTimestamp64Milli(ingested_at)"
-        " AS d FROM events_raw)"
+        f" AS d, ingested_at >= (SELECT min(ingested_at) FROM events_raw) + {WARM_SECONDS}"
+        " AS warm FROM events_raw)"
     ).result_rows[0]
     cycles = {
         table: int(
@@ -60,12 +71,11 @@ def latency(directory: str) -> dict[str, Any]:
         )
         for table in STAMPED_TABLES
     }
-    count, quantiles, worst, best = row
+    count, quantiles, worst, best, warm_quantiles = row
     return {
         "events": int(count),
-        "quantiles_ms": {
-            f"p{q * 100:g}": float(v) for q, v in zip(QUANTILES, quantiles, strict=True)
-        },
+        "quantiles_ms": _named(quantiles),
+        f"quantiles_ms_after_first_{WARM_SECONDS}s": _named(warm_quantiles),
         "max_ms": float(worst),
         "min_ms": float(best),
         "insert_cycles": cycles,

@@ -28,3 +28,14 @@ def test_the_latency_table_shows_how_far_behind_the_sender_fell() -> None:
     row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
     cells = dict(zip(header.split("|"), row.split("|"), strict=True))
     assert cells[" sender behind ms "].strip() == "1,234"
+
+
+def test_the_latency_table_shows_the_p99_without_the_start_up() -> None:
+    results = json.loads(RESULTS.read_text())
+    (name, run), *_ = results["latency"].items()
+    run = {**run, "quantiles_ms_after_first_5s": {"p50": 1.0, "p90": 2.0, "p99": 4321.0}}
+    text = render({**results, "latency": {name: run}})
+    header = next(line for line in text.splitlines() if line.startswith("| run |"))
+    row = next(line for line in text.splitlines() if line.startswith(f"| `{name}` |"))
+    cells = dict(zip(header.split("|"), row.split("|"), strict=True))
+    assert cells[" p99 after 5 s ms "].strip() == "4,321"
