@@ -111,7 +111,8 @@ def summary_table(
         row("  bytes sent", f"{report.bytes:,}")
         if report.max_behind_seconds > 0:
             row("  most behind its pace", f"{report.max_behind_seconds * 1000:,.0f} ms",
-                "the records owed after a pause went out at once")  # fmt: skip
+                "the latest a record went out against its schedule (a pause, or a rate "
+                "the broker could not take)")  # fmt: skip
     return table
 
 
