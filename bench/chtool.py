@@ -53,9 +53,10 @@ def prepare(directory: str) -> dict[str, Any]:
 
 def latency(directory: str) -> dict[str, Any]:
     """Every event's wait from the broker's append of its record (``ingested_at``) to its
-    ``events_raw`` insert; the goal is judged on all of them. The same quantiles without the first ``WARM_SECONDS`` of input show the
-    start-up's share: the first batches of a fresh worker are slow, and in a 30-s pass its
-    first seconds hold more events than the 1% a p99 leaves out."""
+    ``events_raw`` insert; the goal is judged on all of them. The same quantiles without
+    the first ``WARM_SECONDS`` of input show the start-up's share: the first batches of a
+    fresh worker are slow, and in a 30-s pass its first seconds hold more events than the
+    1% a p99 leaves out."""
     client = _client(directory)
     levels = ", ".join(str(q) for q in QUANTILES)
     row = client.query(
