@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from sinks.clickhouse import ClickHouseTarget, apply_migrations, open_client
@@ -37,7 +38,10 @@ def _named(values: list[float]) -> dict[str, float]:
 
 
 def _client(directory: str) -> Any:
-    return open_client(ClickHouseTarget(dsn=f"chdb:///{directory}", database=DATABASE))
+    # Resolved: the dsn takes a path after ``chdb:///``, so a relative one would name a
+    # store under the root directory, not the worker's.
+    path = Path(directory).resolve()
+    return open_client(ClickHouseTarget(dsn=f"chdb:///{path}", database=DATABASE))
 
 
 def prepare(directory: str) -> dict[str, Any]:

@@ -43,3 +43,14 @@ def test_the_start_up_is_counted_and_also_shown_apart(tmp_path: Path) -> None:
     warm = result[f"quantiles_ms_after_first_{chtool.WARM_SECONDS}s"]
     assert warm["p99"] == pytest.approx(106.0)
     assert warm["p50"] == pytest.approx(103.0)
+
+
+def test_a_relative_directory_is_the_one_under_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    chtool.prepare("worker/clickhouse")
+    _insert(tmp_path / "worker" / "clickhouse", [(0, 250), (10, 350)])
+    result = chtool.latency("worker/clickhouse")
+    assert result["events"] == 2
+    assert result["max_ms"] == 350.0
